@@ -1,9 +1,130 @@
+//! Kommo CRM v4: lead sources, widgets and incoming leads.
+//!
+//! [`Client`] and the request/response [`types`] are generated from `openapi/kommo.yaml`. Build a
+//! client with [`Client::from_subdomain`] (or [`Client::from_base_url`]), call an operation, and
+//! finish it with [`crate::prelude::ResponseExt`]:
+//!
+//! ```no_run
+//! use lead_intake::prelude::*;
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let kommo = lead_intake::kommo::Client::from_subdomain("mycompany", "long-lived-token")?;
+//! let sources = kommo.list_sources().send().or_empty().await?;
+//! for source in sources._embedded.map(|e| e.sources).unwrap_or_default() {
+//!     println!("{} {:?}", source.id, source.name);
+//! }
+//! # Ok(()) }
+//! ```
+
 mod generated {
     #![allow(clippy::all, missing_docs, unused_imports, dead_code, unreachable_pub)]
     include!(concat!(env!("OUT_DIR"), "/kommo.rs"));
 }
 pub use generated::*;
 
-/// Per-client state.
-#[derive(Clone, Debug, Default)]
-pub struct ClientState;
+mod problem;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+
+use crate::Secret;
+use crate::config::{self, ConfigError};
+
+/// An error from a Kommo call: its problem document, an unexpected answer, a decoding failure
+/// or a transport failure.
+pub type Error = crate::error::ApiError<types::Problem>;
+
+/// What the Kommo client carries besides its base URL: the credentials. `Debug` redacts them.
+#[derive(Clone)]
+pub struct ClientState {
+    authorization: HeaderValue,
+}
+
+impl std::fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientState").field("authorization", &"Bearer [redacted]").finish()
+    }
+}
+
+/// Kommo answers hal+json and problem+json; say so (a strict server refuses bare JSON).
+const ACCEPT_VALUE: &str = "application/hal+json, application/problem+json, application/json;q=0.9";
+
+impl Client {
+    /// A client for the account at `https://{subdomain}.kommo.com` with an OAuth access token or
+    /// a private integration's long-lived token.
+    ///
+    /// The subdomain must be a single DNS label (`mycompany`, not `mycompany.kommo.com`).
+    ///
+    /// ```
+    /// let client = lead_intake::kommo::Client::from_subdomain("mycompany", "token")?;
+    /// assert_eq!(client.baseurl(), "https://mycompany.kommo.com");
+    /// assert!(lead_intake::kommo::Client::from_subdomain("evil.com/x", "token").is_err());
+    /// # Ok::<(), lead_intake::ConfigError>(())
+    /// ```
+    pub fn from_subdomain(subdomain: &str, token: impl Into<Secret>) -> Result<Self, ConfigError> {
+        let subdomain = config::subdomain(subdomain)?;
+        Self::from_base_url(&format!("https://{subdomain}.kommo.com"), token)
+    }
+
+    /// A client for a Russian amoCRM account at `https://{subdomain}.amocrm.ru`.
+    pub fn from_amocrm_subdomain(
+        subdomain: &str,
+        token: impl Into<Secret>,
+    ) -> Result<Self, ConfigError> {
+        let subdomain = config::subdomain(subdomain)?;
+        Self::from_base_url(&format!("https://{subdomain}.amocrm.ru"), token)
+    }
+
+    /// A client for any base URL (e.g. a test server). Plain `http://` is accepted only for
+    /// loopback hosts; see [`Client::from_base_url_insecure`].
+    ///
+    /// ```
+    /// let client = lead_intake::kommo::Client::from_base_url("http://127.0.0.1:8080/", "t")?;
+    /// assert_eq!(client.baseurl(), "http://127.0.0.1:8080");
+    /// assert!(lead_intake::kommo::Client::from_base_url("http://example.com", "t").is_err());
+    /// # Ok::<(), lead_intake::ConfigError>(())
+    /// ```
+    pub fn from_base_url(base_url: &str, token: impl Into<Secret>) -> Result<Self, ConfigError> {
+        Self::build(base_url, token.into(), false, config::http_client()?)
+    }
+
+    /// Like [`Client::from_base_url`], but also accepts plain `http://` on any host.
+    pub fn from_base_url_insecure(
+        base_url: &str,
+        token: impl Into<Secret>,
+    ) -> Result<Self, ConfigError> {
+        Self::build(base_url, token.into(), true, config::http_client()?)
+    }
+
+    /// Like [`Client::from_base_url`], with your own `reqwest::Client` (proxies, timeouts, TLS).
+    pub fn from_base_url_with_client(
+        base_url: &str,
+        token: impl Into<Secret>,
+        http: reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        Self::build(base_url, token.into(), false, http)
+    }
+
+    fn build(
+        base_url: &str,
+        token: Secret,
+        allow_insecure: bool,
+        http: reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        let base_url = config::base_url(base_url, allow_insecure)?;
+        let authorization =
+            config::secret_header(format!("Bearer {}", token.expose()), "token")?;
+        Ok(Self::new_with_client(&base_url, http, ClientState { authorization }))
+    }
+}
+
+impl progenitor_client::ClientHooks<ClientState> for Client {
+    async fn pre<E>(
+        &self,
+        request: &mut reqwest::Request,
+        _info: &progenitor_client::OperationInfo,
+    ) -> Result<(), progenitor_client::Error<E>> {
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, self.inner().authorization.clone());
+        headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_VALUE));
+        Ok(())
+    }
+}

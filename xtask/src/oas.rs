@@ -328,7 +328,11 @@ fn tighten_integer_format(out: &mut Map<String, Value>) {
         return;
     }
     let tighter = |cur: Option<&Value>, bound: Value, keep_cur: fn(f64, f64) -> bool| match cur {
-        Some(c) if c.as_f64().zip(bound.as_f64()).is_some_and(|(c, b)| keep_cur(c, b)) => {
+        Some(c)
+            if c.as_f64()
+                .zip(bound.as_f64())
+                .is_some_and(|(c, b)| keep_cur(c, b)) =>
+        {
             c.clone()
         }
         _ => bound,
@@ -477,11 +481,17 @@ mod tests {
                 "name": {"type": "string"}
             }
         });
-        let req = Converter::new(&doc, Direction::Request).convert(&s).unwrap();
+        let req = Converter::new(&doc, Direction::Request)
+            .convert(&s)
+            .unwrap();
         assert_eq!(req["required"], json!(["secret", "name"]));
-        let resp = Converter::new(&doc, Direction::Response).convert(&s).unwrap();
+        let resp = Converter::new(&doc, Direction::Response)
+            .convert(&s)
+            .unwrap();
         assert_eq!(resp["required"], json!(["id", "ref_id", "name"]));
-        let neutral = Converter::new(&doc, Direction::Neutral).convert(&s).unwrap();
+        let neutral = Converter::new(&doc, Direction::Neutral)
+            .convert(&s)
+            .unwrap();
         assert_eq!(neutral["required"], json!(["name"]));
     }
 
@@ -537,7 +547,10 @@ mod tests {
     #[test]
     fn refs_resolve_with_escapes() {
         let doc = json!({"paths": {"/a/{b}": {"x~y": 1}}});
-        assert_eq!(resolve_ref(&doc, "#/paths/~1a~1{b}/x~0y").unwrap(), &json!(1));
+        assert_eq!(
+            resolve_ref(&doc, "#/paths/~1a~1{b}/x~0y").unwrap(),
+            &json!(1)
+        );
         assert_eq!(
             resolve_ref(&doc, "#/paths/~1a~1%7Bb%7D/x~0y").unwrap(),
             &json!(1)

@@ -132,10 +132,9 @@ pub fn run(root: &Path) -> Report {
     collect_files(&api_dir.join("examples"), &mut files);
     for f in files {
         if !referenced.contains(&f) {
-            report.warnings.push(format!(
-                "{}: not referenced by any spec",
-                rel(&root, &f)
-            ));
+            report
+                .warnings
+                .push(format!("{}: not referenced by any spec", rel(&root, &f)));
         }
     }
     report
@@ -145,9 +144,7 @@ fn list_specs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut specs = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let is_yaml = path
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml");
+        let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
         if is_yaml && path.is_file() {
             specs.push(path);
         }
@@ -172,7 +169,10 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn rel(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).display().to_string()
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 fn check_spec(root: &Path, path: &Path, report: &mut Report, referenced: &mut BTreeSet<PathBuf>) {
@@ -203,6 +203,7 @@ fn check_spec(root: &Path, path: &Path, report: &mut Report, referenced: &mut BT
         defs: HashMap::new(),
         validators: HashMap::new(),
         seen_schemas: HashSet::new(),
+        checked_media: HashMap::new(),
         operations: 0,
         examples_ok: 0,
         known_invalid_ok: 0,
@@ -256,6 +257,8 @@ struct Checker<'a> {
     /// schema could not be compiled (reported once).
     validators: HashMap<(Direction, String), Option<Validator>>,
     seen_schemas: HashSet<String>,
+    /// Media-type-like holders already checked, with their example count.
+    checked_media: HashMap<(Direction, String), usize>,
     operations: usize,
     examples_ok: usize,
     known_invalid_ok: usize,
@@ -268,13 +271,14 @@ enum Loaded {
 }
 
 struct Example {
-    name: String,
+    /// `None` for an inline `example`.
+    name: Option<String>,
     file: Option<String>,
     known_invalid: Option<String>,
     loaded: Loaded,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn problem(&mut self, msg: String) {
         self.problems.push(format!("{}: {msg}", self.name));
     }
@@ -351,7 +355,12 @@ impl Checker<'_> {
                     (op.get("parameters"), format!("{op_ptr}/parameters")),
                 ];
                 for (list, ptr) in params {
-                    for (i, p) in list.and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    for (i, p) in list
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                    {
                         self.check_parameter(&label, p, format!("{ptr}/{i}"), Direction::Request);
                     }
                 }
@@ -370,13 +379,9 @@ impl Checker<'_> {
                     // `2XX` ranges count as success too.
                     let success = status.starts_with('2');
                     let rlabel = format!("{label} response {status}");
-                    let Some(resolved) = self.check_body(
-                        &rlabel,
-                        resp,
-                        ptr.clone(),
-                        Direction::Response,
-                        success,
-                    ) else {
+                    let Some(resolved) =
+                        self.check_body(&rlabel, resp, ptr.clone(), Direction::Response, success)
+                    else {
                         continue;
                     };
                     let (resp, rptr) = resolved;
@@ -396,28 +401,429 @@ impl Checker<'_> {
     }
 
     /// A Request Body or Response object: every media type's examples are
-    /// validated; with `require`, each media type must have one.
-    fn check_body<'d>(
+    /// validated; with `require`, each media type must have one. Returns the
+    /// resolved object for further checks.
+    fn check_body(
         &mut self,
         label: &str,
-        body: &'d Value,
+        body: &'a Value,
         ptr: String,
         dir: Direction,
         require: bool,
-    ) -> Option<(&'d Value, String)>
-    where
-        'a: 'd,
-    {
-        None
+    ) -> Option<(&'a Value, String)> {
+        let (body, bptr) = self.deref_obj(body, ptr.clone())?;
+        let label = via(label, &ptr, &bptr);
+        let content = body.get("content").and_then(Value::as_object);
+        for (mt, media) in content.into_iter().flatten() {
+            let mptr = format!("{bptr}/content/{}", escape_token(mt));
+            let mlabel = format!("{label} {mt}");
+            let Some(media) = media.as_object() else {
+                self.problem(format!("{mlabel}: media type is not an object"));
+                continue;
+            };
+            let present = self.check_media(&mlabel, media, &mptr, dir);
+            if require && present == 0 {
+                self.problem(format!(
+                    "{mlabel}: no example (add `example`, or `examples.<name>.value` / \
+                     `examples.<name>.externalValue`; x-known-invalid ones don't count)"
+                ));
+            }
+        }
+        Some((body, bptr))
     }
 
-    fn deref_obj<'d>(&mut self, value: &'d Value, ptr: String) -> Option<(&'d Value, String)> {
-        None
+    /// Parameters and headers carry `schema` + `example(s)` like a media
+    /// type, or a `content` map.
+    fn check_parameter(&mut self, label: &str, p: &'a Value, ptr: String, dir: Direction) {
+        let Some((p, pptr)) = self.deref_obj(p, ptr.clone()) else {
+            return;
+        };
+        let Some(obj) = p.as_object() else {
+            return;
+        };
+        let label = match (obj.get("name").and_then(Value::as_str), obj.get("in")) {
+            (Some(name), Some(Value::String(loc))) => format!("{label} parameter {name} ({loc})"),
+            (Some(name), _) => format!("{label} parameter {name}"),
+            _ => label.to_string(),
+        };
+        let label = via(&label, &ptr, &pptr);
+        self.check_media(&label, obj, &pptr, dir);
+        let content = obj.get("content").and_then(Value::as_object);
+        for (mt, media) in content.into_iter().flatten() {
+            if let Some(media) = media.as_object() {
+                let mptr = format!("{pptr}/content/{}", escape_token(mt));
+                self.check_media(&format!("{label} {mt}"), media, &mptr, dir);
+            }
+        }
     }
 
-    fn check_parameter(&mut self, _label: &str, _p: &Value, _ptr: String, _dir: Direction) {}
+    /// Validates the examples of anything with `schema`/`example`/`examples`;
+    /// returns how many (not known-invalid) examples it has.
+    fn check_media(
+        &mut self,
+        label: &str,
+        holder: &'a Map<String, Value>,
+        ptr: &str,
+        dir: Direction,
+    ) -> usize {
+        // Shared components (responses, parameters) are checked once, so a
+        // broken shared example is reported once, not per operation.
+        let key = (dir, ptr.to_string());
+        if let Some(&present) = self.checked_media.get(&key) {
+            return present;
+        }
+        let present = self.check_media_once(label, holder, ptr, dir);
+        self.checked_media.insert(key, present);
+        present
+    }
 
-    fn check_component_schema_examples(&mut self) {}
+    fn check_media_once(
+        &mut self,
+        label: &str,
+        holder: &'a Map<String, Value>,
+        ptr: &str,
+        dir: Direction,
+    ) -> usize {
+        let examples = self.collect_examples(label, holder, ptr);
+        let schema = holder.get("schema").map(|s| (s, format!("{ptr}/schema")));
+        if let Some((s, sptr)) = &schema {
+            self.check_schema_examples(s, sptr.clone());
+        }
+        self.check_examples(label, schema, dir, examples)
+    }
+
+    fn collect_examples(
+        &mut self,
+        label: &str,
+        holder: &'a Map<String, Value>,
+        ptr: &str,
+    ) -> Vec<Example> {
+        let mut out = Vec::new();
+        if holder.contains_key("example") && holder.contains_key("examples") {
+            self.problem(format!(
+                "{label}: `example` and `examples` are mutually exclusive"
+            ));
+        }
+        if let Some(v) = holder.get("example") {
+            out.push(Example {
+                name: None,
+                file: None,
+                known_invalid: None,
+                loaded: Loaded::Json(v.clone()),
+            });
+        }
+        let Some(examples) = holder.get("examples") else {
+            return out;
+        };
+        let Some(examples) = examples.as_object() else {
+            self.problem(format!("{label}: `examples` is not a map"));
+            return out;
+        };
+        for (name, ex) in examples {
+            let eptr = format!("{ptr}/examples/{}", escape_token(name));
+            let Some((ex, _)) = self.deref_obj(ex, eptr) else {
+                continue;
+            };
+            let elabel = format!("{label} example \"{name}\"");
+            let known_invalid = match ex.get("x-known-invalid") {
+                None => None,
+                Some(Value::String(r)) if !r.trim().is_empty() => Some(r.clone()),
+                Some(_) => {
+                    self.problem(format!(
+                        "{elabel}: `x-known-invalid` must be a non-empty reason string"
+                    ));
+                    Some("(no reason given)".to_string())
+                }
+            };
+            let (file, loaded) = match (ex.get("value"), ex.get("externalValue")) {
+                (Some(_), Some(_)) => {
+                    self.problem(format!(
+                        "{elabel}: `value` and `externalValue` are mutually exclusive"
+                    ));
+                    continue;
+                }
+                (Some(v), None) => (None, Loaded::Json(v.clone())),
+                (None, Some(Value::String(f))) => match self.load_external(&elabel, f) {
+                    Some((file, loaded)) => (Some(file), loaded),
+                    None => continue,
+                },
+                (None, Some(_)) => {
+                    self.problem(format!("{elabel}: `externalValue` is not a string"));
+                    continue;
+                }
+                (None, None) => {
+                    self.problem(format!("{elabel}: has neither `value` nor `externalValue`"));
+                    continue;
+                }
+            };
+            out.push(Example {
+                name: Some(name.clone()),
+                file,
+                known_invalid,
+                loaded,
+            });
+        }
+        out
+    }
+
+    /// `externalValue` is resolved against the spec file's directory.
+    fn load_external(&mut self, elabel: &str, f: &str) -> Option<(String, Loaded)> {
+        if f.contains("://") || Path::new(f).is_absolute() {
+            self.problem(format!(
+                "{elabel}: externalValue `{f}` must be a path relative to the spec's directory"
+            ));
+            return None;
+        }
+        let joined = self.dir.join(f);
+        let path = fs::canonicalize(&joined).unwrap_or(joined);
+        let display = rel(self.root, &path);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(format!(
+                    "{elabel}: cannot read external example {display}: {e}"
+                ));
+                return None;
+            }
+        };
+        self.referenced.insert(path);
+        let loaded = match serde_json::from_str(&text) {
+            Ok(v) => Loaded::Json(v),
+            Err(e) => Loaded::NotJson(e.to_string()),
+        };
+        Some((display, loaded))
+    }
+
+    /// Returns how many examples count toward "has an example".
+    fn check_examples(
+        &mut self,
+        label: &str,
+        schema: Option<(&'a Value, String)>,
+        dir: Direction,
+        examples: Vec<Example>,
+    ) -> usize {
+        let mut present = 0;
+        for ex in examples {
+            let mut ctx = match &ex.name {
+                Some(n) => format!("{label} example \"{n}\""),
+                None => format!("{label} example"),
+            };
+            if let Some(f) = &ex.file {
+                let _ = write!(ctx, " [{f}]");
+            }
+            if ex.known_invalid.is_none() {
+                present += 1;
+            }
+            let instance = match (&ex.loaded, &ex.known_invalid) {
+                (Loaded::NotJson(_), Some(_)) => {
+                    self.known_invalid_ok += 1;
+                    continue;
+                }
+                (Loaded::NotJson(e), None) => {
+                    self.problem(format!("{ctx}: not JSON: {e}"));
+                    continue;
+                }
+                (Loaded::Json(v), _) => v,
+            };
+            let Some(errors) = self.validate(schema.as_ref(), dir, instance) else {
+                continue;
+            };
+            match (&ex.known_invalid, errors.is_empty()) {
+                (Some(reason), true) => self.problem(format!(
+                    "{ctx}: marked x-known-invalid ({reason}) but it is JSON and passes \
+                     its schema: drop the mark or tighten the schema"
+                )),
+                (Some(_), false) => self.known_invalid_ok += 1,
+                (None, true) => self.examples_ok += 1,
+                (None, false) => {
+                    for e in errors {
+                        self.problem(format!("{ctx} at {e}"));
+                    }
+                }
+            }
+        }
+        present
+    }
+
+    /// Validation errors as `<instance path>: <message> (schema: ...)`;
+    /// `None` when the schema is unusable (already reported).
+    fn validate(
+        &mut self,
+        schema: Option<&(&'a Value, String)>,
+        dir: Direction,
+        instance: &Value,
+    ) -> Option<Vec<String>> {
+        if !self.refs_ok {
+            return None;
+        }
+        const ANY: &Value = &Value::Bool(true);
+        let (schema, sptr) = schema.map_or((ANY, "<none>"), |(s, p)| (*s, p.as_str()));
+        // Media types sharing a `$ref`ed schema share one compiled validator.
+        let key_ptr = match schema.get("$ref").and_then(Value::as_str) {
+            Some(r) => r.trim_start_matches('#').to_string(),
+            None => sptr.to_string(),
+        };
+        let key = (dir, key_ptr);
+        if !self.validators.contains_key(&key) {
+            let built = match self.build_validator(schema, dir) {
+                Ok(v) => Some(v),
+                Err(Some(e)) => {
+                    self.problem(format!("schema at #{sptr}: {e}"));
+                    None
+                }
+                Err(None) => None,
+            };
+            self.validators.insert(key.clone(), built);
+        }
+        let validator = self.validators.get(&key)?.as_ref()?;
+        let errors = validator
+            .iter_errors(instance)
+            .map(|e| {
+                let path = e.instance_path().as_str();
+                let path = if path.is_empty() { "<root>" } else { path };
+                format!(
+                    "{path}: {} (schema: {})",
+                    truncate(&e.to_string()),
+                    e.schema_path()
+                )
+            })
+            .collect();
+        Some(errors)
+    }
+
+    /// `Err(None)`: the failure was already reported once for the document.
+    fn build_validator(
+        &mut self,
+        schema: &Value,
+        dir: Direction,
+    ) -> Result<Validator, Option<String>> {
+        let conv = Converter::new(self.doc, dir);
+        if !self.defs.contains_key(&dir) {
+            let defs = conv.defs();
+            if let Err(e) = &defs {
+                self.problem(format!("components.schemas: {e}"));
+            }
+            self.defs.insert(dir, defs);
+        }
+        let Some(Ok(defs)) = self.defs.get(&dir) else {
+            return Err(None);
+        };
+        let root = conv.root(defs, schema)?;
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .with_format("byte", is_base64)
+            .build(&root)
+            .map_err(|e| Some(format!("does not compile as JSON Schema: {e}")))
+    }
+
+    /// Schema-level `example`s (components and inline schemas, recursively).
+    /// Either side of the wire may use a schema, so this is `Neutral`.
+    fn check_component_schema_examples(&mut self) {
+        let doc = self.doc;
+        let schemas = doc
+            .pointer("/components/schemas")
+            .and_then(Value::as_object);
+        for (name, schema) in schemas.into_iter().flatten() {
+            self.check_schema_examples(
+                schema,
+                format!("/components/schemas/{}", escape_token(name)),
+            );
+        }
+    }
+
+    fn check_schema_examples(&mut self, schema: &'a Value, ptr: String) {
+        let Some(obj) = schema.as_object() else {
+            return;
+        };
+        // Siblings of `$ref` are ignored by OAS 3.0, and the target is checked
+        // where it is defined.
+        if obj.contains_key("$ref") || !self.seen_schemas.insert(ptr.clone()) {
+            return;
+        }
+        if let Some(ex) = obj.get("example") {
+            let example = Example {
+                name: None,
+                file: None,
+                known_invalid: None,
+                loaded: Loaded::Json(ex.clone()),
+            };
+            self.check_examples(
+                &format!("schema #{ptr}"),
+                Some((schema, ptr.clone())),
+                Direction::Neutral,
+                vec![example],
+            );
+        }
+        for key in ["properties", "patternProperties"] {
+            for (name, sub) in obj
+                .get(key)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                self.check_schema_examples(sub, format!("{ptr}/{key}/{}", escape_token(name)));
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for (i, sub) in obj
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                self.check_schema_examples(sub, format!("{ptr}/{key}/{i}"));
+            }
+        }
+        for key in ["items", "additionalProperties", "not"] {
+            if let Some(sub) = obj.get(key) {
+                self.check_schema_examples(sub, format!("{ptr}/{key}"));
+            }
+        }
+    }
+
+    /// Follow `$ref`s (reporting failures) to an object.
+    fn deref_obj(&mut self, value: &'a Value, ptr: String) -> Option<(&'a Value, String)> {
+        match deref(self.doc, value, ptr.clone()) {
+            Ok((v, p)) if v.is_object() => Some((v, p)),
+            Ok((_, p)) => {
+                self.problem(format!("#{p}: expected an object"));
+                None
+            }
+            // Dangling refs are already reported by check_refs.
+            Err(_) if !self.refs_ok => None,
+            Err(e) => {
+                self.problem(format!("#{ptr}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// Names the shared component a label's object came from, if any.
+fn via(label: &str, ptr: &str, resolved: &str) -> String {
+    if ptr == resolved {
+        label.to_string()
+    } else {
+        format!("{label} [#{resolved}]")
+    }
+}
+
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(MAX_MESSAGE) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// OAS `format: byte` is base64 (RFC 4648, padded).
+fn is_base64(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    s.len().is_multiple_of(4)
+        && s.len() - body.len() <= 2
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// Collect every `$ref` in keyword position as (pointer of the holding
@@ -442,7 +848,12 @@ fn walk_refs(
                     }
                 }
                 let child_is_map = !in_name_map && NAME_MAPS.contains(&k.as_str());
-                walk_refs(child, format!("{ptr}/{}", escape_token(k)), child_is_map, out);
+                walk_refs(
+                    child,
+                    format!("{ptr}/{}", escape_token(k)),
+                    child_is_map,
+                    out,
+                );
             }
         }
         Value::Array(a) => {

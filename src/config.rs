@@ -1,0 +1,114 @@
+//! Construction checks shared by both clients: base URLs, subdomains, credentials.
+
+use reqwest::header::HeaderValue;
+
+/// A client could not be built from the values given. Never contains a token or key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The Kommo subdomain is not a single DNS label.
+    #[error("invalid Kommo subdomain {value:?}: {reason} (expected a single DNS label such as \"mycompany\")")]
+    InvalidSubdomain {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The base URL does not parse or cannot be a base.
+    #[error("invalid base URL {value:?}: {reason}")]
+    InvalidBaseUrl {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A plain-HTTP base URL on a host other than loopback: the token would travel in clear.
+    #[error("refusing the plain-HTTP base URL {value:?}: only loopback hosts may use http:// (the token would travel unencrypted)")]
+    InsecureBaseUrl {
+        /// The value given.
+        value: String,
+    },
+    /// The token or API key cannot be sent in an HTTP header.
+    #[error("the {what} is empty or contains characters that cannot be sent in an HTTP header")]
+    InvalidCredential {
+        /// Which credential ("token", "API key").
+        what: &'static str,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// Checks a Kommo account subdomain: one DNS label (letters, digits, inner hyphens, 1 to 63).
+pub(crate) fn subdomain(value: &str) -> Result<String, ConfigError> {
+    let bad = |reason| ConfigError::InvalidSubdomain { value: value.to_string(), reason };
+    if value.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if value.len() > 63 {
+        return Err(bad("it is longer than 63 characters"));
+    }
+    if value.contains('.') {
+        return Err(bad("it contains a dot; give only the first label of the account's host"));
+    }
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(bad("only ASCII letters, digits and hyphens are allowed"));
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return Err(bad("it starts or ends with a hyphen"));
+    }
+    Ok(value.to_ascii_lowercase())
+}
+
+/// Checks and normalizes a base URL (no trailing slash, since paths are appended to it).
+pub(crate) fn base_url(value: &str, allow_insecure: bool) -> Result<String, ConfigError> {
+    let bad = |reason: String| ConfigError::InvalidBaseUrl { value: value.to_string(), reason };
+    let url = url::Url::parse(value).map_err(|e| bad(e.to_string()))?;
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(bad("it has no host".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it must not have a query or fragment".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it must not contain credentials".into()));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_insecure || is_loopback(&url) => {}
+        "http" => return Err(ConfigError::InsecureBaseUrl { value: value.to_string() }),
+        other => return Err(bad(format!("the scheme {other:?} is not http or https"))),
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A header value for a credential, marked sensitive so it is never printed by reqwest.
+pub(crate) fn secret_header(value: String, what: &'static str) -> Result<HeaderValue, ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::InvalidCredential { what });
+    }
+    let mut header =
+        HeaderValue::from_str(&value).map_err(|_| ConfigError::InvalidCredential { what })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// The HTTP client both APIs use by default.
+pub(crate) fn http_client() -> Result<reqwest::Client, ConfigError> {
+    let timeout = std::time::Duration::from_secs(60);
+    reqwest::Client::builder()
+        .user_agent(concat!("lead-intake/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(15))
+        .timeout(timeout)
+        .build()
+        .map_err(ConfigError::HttpClient)
+}

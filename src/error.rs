@@ -1,0 +1,282 @@
+//! Typed errors shared by both APIs, and the [`ResponseExt`] calls that produce them.
+//!
+//! The generated calls return progenitor's raw `Result<ResponseValue<T>, progenitor_client::Error>`.
+//! Error statuses are deliberately left out of the generated code (build.rs explains why), so a
+//! raw call reports every non-2xx answer, and a 204 where a body was expected, as
+//! `progenitor_client::Error::UnexpectedResponse`. [`ResponseExt`] turns that into [`ApiError`]:
+//! the API's problem document when the body is one, the status and text otherwise.
+
+use std::fmt;
+use std::future::Future;
+
+use progenitor_client::ResponseValue;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// How much of a non-JSON body an error keeps (the HTML pages are small; this bounds memory).
+const BODY_LIMIT: usize = 64 * 1024;
+/// How much of a body an error message shows.
+const EXCERPT: usize = 200;
+
+/// One line describing a problem document, for error messages.
+pub trait ProblemSummary {
+    /// E.g. `Bad Request: Request validation failed (1 item rejected)`.
+    fn summary(&self) -> String;
+}
+
+/// An error from a call to Kommo or CloseBot.
+///
+/// `P` is the API's problem document (`kommo::types::Problem`, `closebot::types::Problem`).
+/// Messages never contain the token or API key: requests carry them only in headers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError<P: fmt::Debug + ProblemSummary> {
+    /// The API answered an error status with its JSON problem document.
+    #[error("{endpoint}: the API answered {status}: {}", problem.summary())]
+    Problem {
+        /// The path that was called, e.g. `/api/v4/sources`.
+        endpoint: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// The decoded problem document.
+        problem: P,
+    },
+    /// The API answered a status the call does not expect, or an error whose body is not the
+    /// problem document (Kommo's gateway answers 429 and a blocked account's 403 with HTML).
+    #[error("{endpoint}: the API answered {status}{} {}", content_type_note(content_type), excerpt(body))]
+    UnexpectedResponse {
+        /// The path that was called, e.g. `/api/v4/sources`.
+        endpoint: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// The `Retry-After` header in seconds, when present and numeric.
+        retry_after: Option<u64>,
+        /// The response's Content-Type, if any.
+        content_type: Option<String>,
+        /// The body as text (lossy UTF-8, at most 64 KiB).
+        body: String,
+    },
+    /// A success response whose body does not match the specification.
+    #[error("cannot decode the answer at `{path}`: {message}")]
+    Decode {
+        /// Where in the body decoding failed, e.g. `_embedded.sources[1].id` (`.` for the root).
+        path: String,
+        /// What was wrong there.
+        message: String,
+        /// The body as received.
+        body: bytes::Bytes,
+    },
+    /// The request could not be sent, or the answer not received.
+    #[error("the request failed: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The request was refused before it was sent (e.g. a builder value that does not convert).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+fn content_type_note(content_type: &Option<String>) -> String {
+    match content_type {
+        Some(ct) => format!(" with a {ct} body:"),
+        None => " with no Content-Type:".to_string(),
+    }
+}
+
+fn excerpt(body: &str) -> String {
+    let text: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return "(empty body)".to_string();
+    }
+    match text.char_indices().nth(EXCERPT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
+    /// The HTTP status, when the API answered with an error.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Problem { status, .. } | Self::UnexpectedResponse { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The problem document, when the API sent one.
+    pub fn problem(&self) -> Option<&P> {
+        match self {
+            Self::Problem { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// True for a 429: the rate limit was exceeded.
+    pub fn is_rate_limited(&self) -> bool {
+        self.status() == Some(StatusCode::TOO_MANY_REQUESTS)
+    }
+
+    /// True for a 403 whose body is not a problem document: the HTML page Kommo serves to an
+    /// account blocked for exceeding the rate limits. Never retry it.
+    pub fn is_account_blocked(&self) -> bool {
+        matches!(self, Self::UnexpectedResponse { status, .. } if *status == StatusCode::FORBIDDEN)
+    }
+}
+
+/// Ties a generated response type to its API's problem document, so [`ResponseExt`] knows how
+/// to decode errors. Implemented by build.rs for every success type of both specifications.
+pub trait ApiResponse {
+    /// The API's problem document.
+    type Problem: fmt::Debug + ProblemSummary + DeserializeOwned;
+}
+
+/// Turns a raw generated call into a typed result: implemented for every generated call's
+/// future, so it reads `client.op().send().body().await?`.
+///
+/// ```no_run
+/// # async fn f(client: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+/// use lead_intake::prelude::*;
+/// let widget = client.get_widget().widget_code("amo_asterisk").send().body().await?;
+/// let page = client.list_widgets().limit(250).send().or_empty().await?; // 204: an empty page
+/// # let _ = (widget, page); Ok(()) }
+/// ```
+pub trait ResponseExt<T>:
+    Future<Output = Result<ResponseValue<T>, progenitor_client::Error<()>>> + Sized
+{
+    /// The decoded body. A 204, or any status the operation does not document, is an error
+    /// ([`ApiError::UnexpectedResponse`], or [`ApiError::Problem`] when the body is one); use
+    /// [`ResponseExt::or_empty`] for list calls.
+    fn body(self) -> impl Future<Output = Result<T, ApiError<T::Problem>>>
+    where
+        T: DeserializeOwned + ApiResponse,
+    {
+        async move {
+            match classify(self.await).await? {
+                Answer::Body(value) => Ok(value),
+                Answer::NoContent { endpoint } => Err(ApiError::UnexpectedResponse {
+                    endpoint,
+                    status: StatusCode::NO_CONTENT,
+                    retry_after: None,
+                    content_type: None,
+                    body: String::new(),
+                }),
+            }
+        }
+    }
+
+    /// Like [`ResponseExt::body`], but `204 No Content` (Kommo's empty list, and the end of
+    /// its pages) is `T::default()`: an empty collection, not an error.
+    fn or_empty(self) -> impl Future<Output = Result<T, ApiError<T::Problem>>>
+    where
+        T: DeserializeOwned + Default + ApiResponse,
+    {
+        async move {
+            match classify(self.await).await? {
+                Answer::Body(value) => Ok(value),
+                Answer::NoContent { .. } => Ok(T::default()),
+            }
+        }
+    }
+}
+
+impl<F, T> ResponseExt<T> for F where
+    F: Future<Output = Result<ResponseValue<T>, progenitor_client::Error<()>>>
+{
+}
+
+enum Answer<T> {
+    Body(T),
+    NoContent { endpoint: String },
+}
+
+async fn classify<T, P>(
+    result: Result<ResponseValue<T>, progenitor_client::Error<()>>,
+) -> Result<Answer<T>, ApiError<P>>
+where
+    T: DeserializeOwned,
+    P: fmt::Debug + ProblemSummary + DeserializeOwned,
+{
+    use progenitor_client::Error as Raw;
+    match result {
+        Ok(value) => Ok(Answer::Body(value.into_inner())),
+        Err(Raw::UnexpectedResponse(response)) if response.status() == StatusCode::NO_CONTENT => {
+            Ok(Answer::NoContent { endpoint: response.url().path().to_string() })
+        }
+        Err(Raw::UnexpectedResponse(response)) => Err(from_response(response).await),
+        Err(Raw::InvalidResponsePayload(body, _)) => Err(decode_error::<T, P>(body)),
+        Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
+            Err(ApiError::Transport(e))
+        }
+        Err(Raw::ErrorResponse(value)) => Err(ApiError::UnexpectedResponse {
+            endpoint: String::new(),
+            status: value.status(),
+            retry_after: None,
+            content_type: None,
+            body: String::new(),
+        }),
+        Err(Raw::InvalidRequest(message) | Raw::Custom(message)) => {
+            Err(ApiError::InvalidRequest(message))
+        }
+    }
+}
+
+/// Decodes again, tracking the path, to say where the body disagrees with the type.
+fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
+    body: bytes::Bytes,
+) -> ApiError<P> {
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let (path, message) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Err(e) => (e.path().to_string(), e.into_inner().to_string()),
+        // Cannot happen for the same bytes and type; keep a clear message regardless.
+        Ok(_) => (".".to_string(), "the body did not decode".to_string()),
+    };
+    ApiError::Decode { path, message, body }
+}
+
+/// Classifies an error answer: the problem document when the body is one, else status and text.
+pub(crate) async fn from_response<P>(response: reqwest::Response) -> ApiError<P>
+where
+    P: fmt::Debug + ProblemSummary + DeserializeOwned,
+{
+    let status = response.status();
+    let endpoint = response.url().path().to_string();
+    let headers = response.headers();
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let bytes = match read_limited(response).await {
+        Ok(bytes) => bytes,
+        Err(e) => return ApiError::Transport(e),
+    };
+    let is_json = content_type.as_deref().is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        essence == "application/json" || essence.ends_with("+json")
+    });
+    if is_json || content_type.is_none() {
+        if let Ok(problem) = serde_json::from_slice::<P>(&bytes) {
+            return ApiError::Problem { endpoint, status, problem };
+        }
+    }
+    ApiError::UnexpectedResponse {
+        endpoint,
+        status,
+        retry_after,
+        content_type,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = BODY_LIMIT.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= BODY_LIMIT {
+            break;
+        }
+    }
+    Ok(out)
+}
