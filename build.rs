@@ -60,7 +60,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
         .with_derive("schemars::JsonSchema")
         .with_derive("PartialEq");
     for name in extensible.keys() {
-        settings.with_replacement(name, format!("{module}::{name}"), std::iter::empty());
+        settings.with_replacement(name, format!("{module}::types::{name}"), std::iter::empty());
     }
     for name in secret_schema_names(&spec) {
         settings.with_replacement(name, "crate::Secret", std::iter::empty());
@@ -101,13 +101,23 @@ fn success_types(doc: &Value) -> Vec<String> {
     let mut out = std::collections::BTreeSet::new();
     let paths = doc.get("paths").and_then(Value::as_object);
     for item in paths.into_iter().flat_map(|p| p.values()) {
-        let Some(item) = item.as_object() else { continue };
+        let Some(item) = item.as_object() else {
+            continue;
+        };
         for (method, op) in item {
             if !is_method(method) {
                 continue;
             }
-            for response in op.get("responses").and_then(Value::as_object).into_iter().flat_map(|r| r.values()) {
-                match response.pointer("/content/application~1json/schema/$ref").and_then(Value::as_str) {
+            for response in op
+                .get("responses")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|r| r.values())
+            {
+                match response
+                    .pointer("/content/application~1json/schema/$ref")
+                    .and_then(Value::as_str)
+                {
                     Some(r) => {
                         if let Some(name) = r.strip_prefix("#/components/schemas/") {
                             out.insert(format!("types::{name}"));
@@ -137,13 +147,16 @@ fn api_response_impls(types: &[String]) -> String {
 }
 
 fn quote_path(path: &str) -> Result<proc_macro2::TokenStream, String> {
-    path.parse().map_err(|e| format!("bad Rust path {path}: {e}"))
+    path.parse()
+        .map_err(|e| format!("bad Rust path {path}: {e}"))
 }
 
 /// Names of component schemas that hold secrets (`format: password`): they become
 /// `crate::Secret`, whose `Debug` never shows the value.
 fn secret_schema_names(spec: &openapiv3::OpenAPI) -> Vec<String> {
-    let Some(components) = &spec.components else { return Vec::new() };
+    let Some(components) = &spec.components else {
+        return Vec::new();
+    };
     components
         .schemas
         .iter()
@@ -151,9 +164,10 @@ fn secret_schema_names(spec: &openapiv3::OpenAPI) -> Vec<String> {
             let schema = schema.as_item()?;
             match &schema.schema_kind {
                 openapiv3::SchemaKind::Type(openapiv3::Type::String(s))
-                    if matches!(&s.format, openapiv3::VariantOrUnknownOrEmpty::Item(
-                        openapiv3::StringFormat::Password
-                    )) =>
+                    if matches!(
+                        &s.format,
+                        openapiv3::VariantOrUnknownOrEmpty::Item(openapiv3::StringFormat::Password)
+                    ) =>
                 {
                     Some(name.clone())
                 }
@@ -167,10 +181,15 @@ fn secret_schema_names(spec: &openapiv3::OpenAPI) -> Vec<String> {
 /// carry `x-extensible-enum` (open enums: known values plus any other string).
 fn adapt(doc: &mut Value) -> Result<BTreeMap<String, Vec<String>>, String> {
     let mut problems = Vec::new();
-    let shared_responses = doc.pointer("/components/responses").cloned().unwrap_or(Value::Null);
+    let shared_responses = doc
+        .pointer("/components/responses")
+        .cloned()
+        .unwrap_or(Value::Null);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for (path, item) in paths.iter_mut() {
-            let Some(item) = item.as_object_mut() else { continue };
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
             for (method, op) in item.iter_mut() {
                 if !is_method(method) {
                     continue;
@@ -187,20 +206,29 @@ fn adapt(doc: &mut Value) -> Result<BTreeMap<String, Vec<String>>, String> {
             }
         }
     }
-    if let Some(responses) = doc.pointer_mut("/components/responses").and_then(Value::as_object_mut)
+    if let Some(responses) = doc
+        .pointer_mut("/components/responses")
+        .and_then(Value::as_object_mut)
     {
         for response in responses.values_mut() {
             json_media_only(response);
         }
     }
     let mut extensible = BTreeMap::new();
-    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
         for (name, schema) in schemas.iter_mut() {
             strip_not(schema);
             if let Some(values) = schema.get("x-extensible-enum") {
                 let values: Vec<String> = values
                     .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if values.is_empty() {
                     problems.push(format!(
@@ -211,11 +239,18 @@ fn adapt(doc: &mut Value) -> Result<BTreeMap<String, Vec<String>>, String> {
             }
         }
     }
-    if problems.is_empty() { Ok(extensible) } else { Err(problems.join("\n")) }
+    if problems.is_empty() {
+        Ok(extensible)
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 fn is_method(key: &str) -> bool {
-    matches!(key, "get" | "put" | "post" | "delete" | "options" | "head" | "patch" | "trace")
+    matches!(
+        key,
+        "get" | "put" | "post" | "delete" | "options" | "head" | "patch" | "trace"
+    )
 }
 
 fn adapt_operation(op: &mut Value, shared_responses: &Value) -> Result<(), String> {
@@ -256,7 +291,11 @@ fn adapt_operation(op: &mut Value, shared_responses: &Value) -> Result<(), Strin
     if responses.len() > 1 {
         return Err(format!(
             "more than one success response ({}); progenitor takes one success type",
-            responses.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            responses
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(())
@@ -275,14 +314,17 @@ fn json_media_only(response: &mut Value) {
 }
 
 fn rename_json_media(holder: &mut Value) {
-    let Some(content) = holder.get_mut("content").and_then(Value::as_object_mut) else { return };
+    let Some(content) = holder.get_mut("content").and_then(Value::as_object_mut) else {
+        return;
+    };
     let keys: Vec<String> = content.keys().cloned().collect();
     for key in keys {
         let essence = key.split(';').next().unwrap_or("").trim();
-        if essence != "application/json" && essence.ends_with("+json") {
-            if let Some(v) = content.remove(&key) {
-                content.entry("application/json").or_insert(v);
-            }
+        if essence != "application/json"
+            && essence.ends_with("+json")
+            && let Some(v) = content.remove(&key)
+        {
+            content.entry("application/json").or_insert(v);
         }
     }
 }
@@ -296,7 +338,11 @@ fn flatten_deep_objects(params: &mut Vec<Value>) -> Result<(), String> {
             out.push(param);
             continue;
         }
-        let name = param.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = param
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let props = param
             .pointer("/schema/properties")
             .and_then(Value::as_object)
@@ -334,29 +380,53 @@ fn strip_not(schema: &mut Value) {
 /// Open enums for `x-extensible-enum` schemas: the known values as variants, anything else kept
 /// in `Other(String)` so a value the server adds later never fails decoding.
 fn extensible_enums(enums: &BTreeMap<String, Vec<String>>) -> String {
-    let mut out = String::new();
+    // In a module of their own; the API module re-exports them inside `types`.
+    let mut out = String::from("\npub mod extensible {\n");
     for (name, values) in enums {
-        let variants: Vec<(String, &String)> =
-            values.iter().map(|v| (camel(v), v)).collect();
-        let _ = writeln!(out, "\n/// One of the values the API documents for `{name}`, or any other string it may add.");
-        let _ = writeln!(out, "///\n/// Serializes as the plain string; unknown values are kept in [`{name}::Other`].");
-        let _ = writeln!(out, "#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]");
+        let variants: Vec<(String, &String)> = values.iter().map(|v| (camel(v), v)).collect();
+        let _ = writeln!(
+            out,
+            "\n/// One of the values the API documents for `{name}`, or any other string it may add."
+        );
+        let _ = writeln!(
+            out,
+            "///\n/// Serializes as the plain string; unknown values are kept in [`{name}::Other`]."
+        );
+        let _ = writeln!(
+            out,
+            "#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]"
+        );
         let _ = writeln!(out, "pub enum {name} {{");
         for (variant, value) in &variants {
             let _ = writeln!(out, "    /// `{value}`\n    {variant},");
         }
-        let _ = writeln!(out, "    /// A value this version of the crate does not know.\n    Other(String),\n}}");
+        let _ = writeln!(
+            out,
+            "    /// A value this version of the crate does not know.\n    Other(String),\n}}"
+        );
         let _ = writeln!(out, "impl {name} {{");
-        let _ = writeln!(out, "    /// The value as sent on the wire.\n    pub fn as_str(&self) -> &str {{\n        match self {{");
+        let _ = writeln!(
+            out,
+            "    /// The value as sent on the wire.\n    pub fn as_str(&self) -> &str {{\n        match self {{"
+        );
         for (variant, value) in &variants {
             let _ = writeln!(out, "            Self::{variant} => {value:?},");
         }
-        let _ = writeln!(out, "            Self::Other(s) => s.as_str(),\n        }}\n    }}\n}}");
-        let _ = writeln!(out, "impl From<&str> for {name} {{\n    fn from(value: &str) -> Self {{\n        match value {{");
+        let _ = writeln!(
+            out,
+            "            Self::Other(s) => s.as_str(),\n        }}\n    }}\n}}"
+        );
+        let _ = writeln!(
+            out,
+            "impl From<&str> for {name} {{\n    fn from(value: &str) -> Self {{\n        match value {{"
+        );
         for (variant, value) in &variants {
             let _ = writeln!(out, "            {value:?} => Self::{variant},");
         }
-        let _ = writeln!(out, "            other => Self::Other(other.to_string()),\n        }}\n    }}\n}}");
+        let _ = writeln!(
+            out,
+            "            other => Self::Other(other.to_string()),\n        }}\n    }}\n}}"
+        );
         let _ = writeln!(
             out,
             r#"impl From<String> for {name} {{
@@ -398,12 +468,16 @@ impl schemars::JsonSchema for {name} {{
 }}"#
         );
     }
+    out.push_str("}\n");
     out
 }
 
 fn camel(value: &str) -> String {
     let mut out = String::new();
-    for part in value.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+    for part in value
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
         let mut chars = part.chars();
         if let Some(first) = chars.next() {
             out.push(first.to_ascii_uppercase());

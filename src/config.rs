@@ -7,7 +7,9 @@ use reqwest::header::HeaderValue;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The Kommo subdomain is not a single DNS label.
-    #[error("invalid Kommo subdomain {value:?}: {reason} (expected a single DNS label such as \"mycompany\")")]
+    #[error(
+        "invalid Kommo subdomain {value:?}: {reason} (expected a single DNS label such as \"mycompany\")"
+    )]
     InvalidSubdomain {
         /// The value given.
         value: String,
@@ -23,7 +25,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// A plain-HTTP base URL on a host other than loopback: the token would travel in clear.
-    #[error("refusing the plain-HTTP base URL {value:?}: only loopback hosts may use http:// (the token would travel unencrypted)")]
+    #[error(
+        "refusing the plain-HTTP base URL {value:?}: only loopback hosts may use http:// (the token would travel unencrypted)"
+    )]
     InsecureBaseUrl {
         /// The value given.
         value: String,
@@ -41,7 +45,10 @@ pub enum ConfigError {
 
 /// Checks a Kommo account subdomain: one DNS label (letters, digits, inner hyphens, 1 to 63).
 pub(crate) fn subdomain(value: &str) -> Result<String, ConfigError> {
-    let bad = |reason| ConfigError::InvalidSubdomain { value: value.to_string(), reason };
+    let bad = |reason| ConfigError::InvalidSubdomain {
+        value: value.to_string(),
+        reason,
+    };
     if value.is_empty() {
         return Err(bad("it is empty"));
     }
@@ -49,9 +56,14 @@ pub(crate) fn subdomain(value: &str) -> Result<String, ConfigError> {
         return Err(bad("it is longer than 63 characters"));
     }
     if value.contains('.') {
-        return Err(bad("it contains a dot; give only the first label of the account's host"));
+        return Err(bad(
+            "it contains a dot; give only the first label of the account's host",
+        ));
     }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(bad("only ASCII letters, digits and hyphens are allowed"));
     }
     if value.starts_with('-') || value.ends_with('-') {
@@ -62,7 +74,10 @@ pub(crate) fn subdomain(value: &str) -> Result<String, ConfigError> {
 
 /// Checks and normalizes a base URL (no trailing slash, since paths are appended to it).
 pub(crate) fn base_url(value: &str, allow_insecure: bool) -> Result<String, ConfigError> {
-    let bad = |reason: String| ConfigError::InvalidBaseUrl { value: value.to_string(), reason };
+    let bad = |reason: String| ConfigError::InvalidBaseUrl {
+        value: value.to_string(),
+        reason,
+    };
     let url = url::Url::parse(value).map_err(|e| bad(e.to_string()))?;
     if url.cannot_be_a_base() || url.host().is_none() {
         return Err(bad("it has no host".into()));
@@ -76,7 +91,11 @@ pub(crate) fn base_url(value: &str, allow_insecure: bool) -> Result<String, Conf
     match url.scheme() {
         "https" => {}
         "http" if allow_insecure || is_loopback(&url) => {}
-        "http" => return Err(ConfigError::InsecureBaseUrl { value: value.to_string() }),
+        "http" => {
+            return Err(ConfigError::InsecureBaseUrl {
+                value: value.to_string(),
+            });
+        }
         other => return Err(bad(format!("the scheme {other:?} is not http or https"))),
     }
     Ok(url.as_str().trim_end_matches('/').to_string())

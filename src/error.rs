@@ -43,7 +43,11 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     },
     /// The API answered a status the call does not expect, or an error whose body is not the
     /// problem document (Kommo's gateway answers 429 and a blocked account's 403 with HTML).
-    #[error("{endpoint}: the API answered {status}{} {}", content_type_note(content_type), excerpt(body))]
+    #[error(
+        "{endpoint}: the API answered {status}{} {}",
+        content_type_note(content_type),
+        excerpt(body)
+    )]
     UnexpectedResponse {
         /// The path that was called, e.g. `/api/v4/sources`.
         endpoint: String,
@@ -198,7 +202,9 @@ where
     match result {
         Ok(value) => Ok(Answer::Body(value.into_inner())),
         Err(Raw::UnexpectedResponse(response)) if response.status() == StatusCode::NO_CONTENT => {
-            Ok(Answer::NoContent { endpoint: response.url().path().to_string() })
+            Ok(Answer::NoContent {
+                endpoint: response.url().path().to_string(),
+            })
         }
         Err(Raw::UnexpectedResponse(response)) => Err(from_response(response).await),
         Err(Raw::InvalidResponsePayload(body, _)) => Err(decode_error::<T, P>(body)),
@@ -228,7 +234,11 @@ fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
         // Cannot happen for the same bytes and type; keep a clear message regardless.
         Ok(_) => (".".to_string(), "the body did not decode".to_string()),
     };
-    ApiError::Decode { path, message, body }
+    ApiError::Decode {
+        path,
+        message,
+        body,
+    }
 }
 
 /// Classifies an error answer: the problem document when the body is one, else status and text.
@@ -252,13 +262,22 @@ where
         Err(e) => return ApiError::Transport(e),
     };
     let is_json = content_type.as_deref().is_some_and(|ct| {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         essence == "application/json" || essence.ends_with("+json")
     });
-    if is_json || content_type.is_none() {
-        if let Ok(problem) = serde_json::from_slice::<P>(&bytes) {
-            return ApiError::Problem { endpoint, status, problem };
-        }
+    if (is_json || content_type.is_none())
+        && let Ok(problem) = serde_json::from_slice::<P>(&bytes)
+    {
+        return ApiError::Problem {
+            endpoint,
+            status,
+            problem,
+        };
     }
     ApiError::UnexpectedResponse {
         endpoint,

@@ -15,4 +15,5 @@ pub use secret::Secret;
 pub mod prelude {
     pub use crate::error::{ApiError, ResponseExt};
     pub use crate::{ConfigError, Secret};
+    pub use progenitor_client::ClientInfo;
 }

@@ -15,7 +15,14 @@ mod generated {
     #![allow(clippy::all, missing_docs, unused_imports, dead_code, unreachable_pub)]
     include!(concat!(env!("OUT_DIR"), "/closebot.rs"));
 }
-pub use generated::*;
+pub use generated::{ByteStream, Client, ClientInfo, ResponseValue, builder};
+
+/// The request and response types of the API, generated from its specification.
+pub mod types {
+    #[allow(unused_imports)] // empty when the spec has no x-extensible-enum
+    pub use super::generated::extensible::*;
+    pub use super::generated::types::*;
+}
 
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
@@ -48,7 +55,9 @@ pub struct ClientState {
 
 impl std::fmt::Debug for ClientState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientState").field(self.header.0.as_str(), &"[redacted]").finish()
+        f.debug_struct("ClientState")
+            .field(self.header.0.as_str(), &"[redacted]")
+            .finish()
     }
 }
 
@@ -56,8 +65,8 @@ impl Client {
     /// A client for `https://api.closebot.com` with the agency's API key.
     ///
     /// ```
-    /// let client = lead_intake::closebot::Client::from_api_key("cb-key")?;
-    /// assert!(!format!("{client:?}").contains("cb-key"));
+    /// let client = lead_intake::closebot::Client::from_api_key("my-secret-api-key")?;
+    /// assert!(!format!("{client:?}").contains("my-secret-api-key"));
     /// # Ok::<(), lead_intake::ConfigError>(())
     /// ```
     pub fn from_api_key(api_key: impl Into<Secret>) -> Result<Self, ConfigError> {
@@ -69,7 +78,12 @@ impl Client {
         api_key: impl Into<Secret>,
         base_url: &str,
     ) -> Result<Self, ConfigError> {
-        Self::build(api_key.into(), base_url, KeyHeader::default(), config::http_client()?)
+        Self::build(
+            api_key.into(),
+            base_url,
+            KeyHeader::default(),
+            config::http_client()?,
+        )
     }
 
     /// Full control: the key header form and your own `reqwest::Client`.
@@ -99,7 +113,11 @@ impl Client {
                 config::secret_header(format!("Key {}", api_key.expose()), "API key")?,
             ),
         };
-        Ok(Self::new_with_client(&base_url, http, ClientState { header }))
+        Ok(Self::new_with_client(
+            &base_url,
+            http,
+            ClientState { header },
+        ))
     }
 }
 

@@ -9,7 +9,7 @@
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let kommo = lead_intake::kommo::Client::from_subdomain("mycompany", "long-lived-token")?;
 //! let sources = kommo.list_sources().send().or_empty().await?;
-//! for source in sources._embedded.map(|e| e.sources).unwrap_or_default() {
+//! for source in sources.embedded.map(|e| e.sources).unwrap_or_default() {
 //!     println!("{} {:?}", source.id, source.name);
 //! }
 //! # Ok(()) }
@@ -19,7 +19,14 @@ mod generated {
     #![allow(clippy::all, missing_docs, unused_imports, dead_code, unreachable_pub)]
     include!(concat!(env!("OUT_DIR"), "/kommo.rs"));
 }
-pub use generated::*;
+pub use generated::{ByteStream, Client, ClientInfo, ResponseValue, builder};
+
+/// The request and response types of the API, generated from its specification.
+pub mod types {
+    #[allow(unused_imports)] // empty when the spec has no x-extensible-enum
+    pub use super::generated::extensible::*;
+    pub use super::generated::types::*;
+}
 
 mod problem;
 
@@ -40,7 +47,9 @@ pub struct ClientState {
 
 impl std::fmt::Debug for ClientState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientState").field("authorization", &"Bearer [redacted]").finish()
+        f.debug_struct("ClientState")
+            .field("authorization", &"Bearer [redacted]")
+            .finish()
     }
 }
 
@@ -54,6 +63,7 @@ impl Client {
     /// The subdomain must be a single DNS label (`mycompany`, not `mycompany.kommo.com`).
     ///
     /// ```
+    /// use lead_intake::prelude::*;
     /// let client = lead_intake::kommo::Client::from_subdomain("mycompany", "token")?;
     /// assert_eq!(client.baseurl(), "https://mycompany.kommo.com");
     /// assert!(lead_intake::kommo::Client::from_subdomain("evil.com/x", "token").is_err());
@@ -77,6 +87,7 @@ impl Client {
     /// loopback hosts; see [`Client::from_base_url_insecure`].
     ///
     /// ```
+    /// use lead_intake::prelude::*;
     /// let client = lead_intake::kommo::Client::from_base_url("http://127.0.0.1:8080/", "t")?;
     /// assert_eq!(client.baseurl(), "http://127.0.0.1:8080");
     /// assert!(lead_intake::kommo::Client::from_base_url("http://example.com", "t").is_err());
@@ -110,9 +121,12 @@ impl Client {
         http: reqwest::Client,
     ) -> Result<Self, ConfigError> {
         let base_url = config::base_url(base_url, allow_insecure)?;
-        let authorization =
-            config::secret_header(format!("Bearer {}", token.expose()), "token")?;
-        Ok(Self::new_with_client(&base_url, http, ClientState { authorization }))
+        let authorization = config::secret_header(format!("Bearer {}", token.expose()), "token")?;
+        Ok(Self::new_with_client(
+            &base_url,
+            http,
+            ClientState { authorization },
+        ))
     }
 }
 
