@@ -28,6 +28,7 @@ pub mod types {
     pub use super::generated::types::*;
 }
 
+mod leads;
 mod problem;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
