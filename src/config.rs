@@ -110,13 +110,18 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// A header value for a credential, marked sensitive so it is never printed by reqwest.
-pub(crate) fn secret_header(value: String, what: &'static str) -> Result<HeaderValue, ConfigError> {
-    if value.trim().is_empty() {
+/// A header value `{prefix}{secret}` for a credential, marked sensitive so reqwest never
+/// prints it. A blank secret is refused (the prefix alone would make a blank header look set).
+pub(crate) fn secret_header(
+    prefix: &str,
+    secret: &crate::Secret,
+    what: &'static str,
+) -> Result<HeaderValue, ConfigError> {
+    if secret.expose().trim().is_empty() {
         return Err(ConfigError::InvalidCredential { what });
     }
-    let mut header =
-        HeaderValue::from_str(&value).map_err(|_| ConfigError::InvalidCredential { what })?;
+    let mut header = HeaderValue::from_str(&format!("{prefix}{}", secret.expose()))
+        .map_err(|_| ConfigError::InvalidCredential { what })?;
     header.set_sensitive(true);
     Ok(header)
 }

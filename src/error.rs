@@ -20,6 +20,9 @@ const EXCERPT: usize = 200;
 
 /// One line describing a problem document, for error messages.
 pub trait ProblemSummary {
+    /// False when the body decoded but carries none of the problem's fields (any JSON object
+    /// decodes into a problem whose fields are all optional); such a body is kept as text.
+    fn is_problem_document(&self) -> bool;
     /// E.g. `Bad Request: Request validation failed (1 item rejected)`.
     fn summary(&self) -> String;
 }
@@ -272,6 +275,7 @@ where
     });
     if (is_json || content_type.is_none())
         && let Ok(problem) = serde_json::from_slice::<P>(&bytes)
+        && problem.is_problem_document()
     {
         return ApiError::Problem {
             endpoint,

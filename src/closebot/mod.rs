@@ -106,11 +106,11 @@ impl Client {
         let header = match key_header {
             KeyHeader::XCbKey => (
                 HeaderName::from_static("x-cb-key"),
-                config::secret_header(api_key.expose().to_string(), "API key")?,
+                config::secret_header("", &api_key, "API key")?,
             ),
             KeyHeader::AuthorizationKey => (
                 AUTHORIZATION,
-                config::secret_header(format!("Key {}", api_key.expose()), "API key")?,
+                config::secret_header("Key ", &api_key, "API key")?,
             ),
         };
         Ok(Self::new_with_client(
@@ -134,6 +134,15 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
 }
 
 impl ProblemSummary for types::Problem {
+    fn is_problem_document(&self) -> bool {
+        match self {
+            types::Problem::String(text) => !text.trim().is_empty(),
+            types::Problem::ProblemDetails(p) => {
+                p.title.is_some() || p.detail.is_some() || p.status.is_some() || p.type_.is_some()
+            }
+        }
+    }
+
     fn summary(&self) -> String {
         match self {
             types::Problem::String(text) => text.clone(),

@@ -122,7 +122,7 @@ impl Client {
         http: reqwest::Client,
     ) -> Result<Self, ConfigError> {
         let base_url = config::base_url(base_url, allow_insecure)?;
-        let authorization = config::secret_header(format!("Bearer {}", token.expose()), "token")?;
+        let authorization = config::secret_header("Bearer ", &token, "token")?;
         Ok(Self::new_with_client(
             &base_url,
             http,

@@ -2,6 +2,14 @@ use super::types::Problem;
 use crate::error::ProblemSummary;
 
 impl ProblemSummary for Problem {
+    fn is_problem_document(&self) -> bool {
+        self.title.is_some()
+            || self.detail.is_some()
+            || self.status.is_some()
+            || self.type_.is_some()
+            || !self.validation_errors.is_empty()
+    }
+
     fn summary(&self) -> String {
         let mut out = match (&self.title, &self.detail) {
             (Some(t), Some(d)) => format!("{t}: {d}"),

@@ -1,0 +1,119 @@
+//! Helpers shared by the integration tests: the vendor examples, mock servers and clients.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use httpmock::{HttpMockRequest, MockServer, Then, When};
+use serde_json::Value;
+
+/// A token distinctive enough that finding it anywhere in printed output means it leaked.
+pub const TOKEN: &str = "SECRET-TOKEN-123";
+/// The CloseBot API key, likewise distinctive.
+pub const API_KEY: &str = "CB-SECRET-KEY-456";
+
+/// The Accept header the Kommo client sends on every request.
+pub const KOMMO_ACCEPT: &str =
+    "application/hal+json, application/problem+json, application/json;q=0.9";
+
+fn examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("openapi")
+        .join("examples")
+}
+
+/// The text of `openapi/examples/kommo/{name}`, exactly as stored.
+pub fn kommo_example_text(name: &str) -> String {
+    let path = examples_dir().join("kommo").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// `openapi/examples/kommo/{name}` as JSON.
+pub fn example(name: &str) -> Value {
+    serde_json::from_str(&kommo_example_text(name))
+        .unwrap_or_else(|e| panic!("examples/kommo/{name} is not JSON: {e}"))
+}
+
+/// `openapi/examples/kommo/{name}` decoded as `T` (a generated request type).
+pub fn example_as<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    serde_json::from_str(&kommo_example_text(name)).unwrap_or_else(|e| {
+        panic!(
+            "examples/kommo/{name} does not decode as {}: {e}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// The text of `openapi/examples/closebot/{name}`, exactly as stored.
+pub fn closebot_example_text(name: &str) -> String {
+    let path = examples_dir().join("closebot").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A mock server and a Kommo client pointed at it, with [`TOKEN`].
+pub async fn kommo() -> (MockServer, lead_intake::kommo::Client) {
+    let server = MockServer::start_async().await;
+    let client = lead_intake::kommo::Client::from_base_url(&server.base_url(), TOKEN)
+        .expect("a loopback base URL is accepted");
+    (server, client)
+}
+
+/// A mock server and a CloseBot client pointed at it, with [`API_KEY`] in `X-CB-KEY`.
+pub async fn closebot() -> (MockServer, lead_intake::closebot::Client) {
+    let server = MockServer::start_async().await;
+    let client =
+        lead_intake::closebot::Client::from_api_key_with_base_url(API_KEY, &server.base_url())
+            .expect("a loopback base URL is accepted");
+    (server, client)
+}
+
+/// What every Kommo request carries: the method, the exact path, the bearer token and the Accept
+/// header.
+pub fn kommo_request(when: When, method: httpmock::Method, path: &str) -> When {
+    when.method(method)
+        .path(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("accept", KOMMO_ACCEPT)
+}
+
+/// The request's query string exactly as sent (percent-encoding included); `None` when the
+/// request has none.
+pub fn raw_query(req: &HttpMockRequest) -> Option<String> {
+    req.uri().query().map(str::to_string)
+}
+
+/// A matcher: the query string as sent is exactly `expected`.
+pub fn query_is(expected: &'static str) -> impl Fn(&HttpMockRequest) -> bool + Send + Sync {
+    move |req| raw_query(req).as_deref() == Some(expected)
+}
+
+/// A matcher: the request has no query string at all.
+pub fn no_query(req: &HttpMockRequest) -> bool {
+    raw_query(req).is_none()
+}
+
+/// A matcher: the request has no body.
+pub fn no_body(req: &HttpMockRequest) -> bool {
+    req.body_ref().is_empty()
+}
+
+/// Answers 200 with the Kommo example `name` as `application/hal+json`, byte for byte.
+pub fn hal(then: Then, name: &str) -> Then {
+    then.status(200)
+        .header("content-type", "application/hal+json")
+        .body(kommo_example_text(name))
+}
+
+/// Answers with a Kommo problem example as `application/problem+json`.
+pub fn problem(then: Then, status: u16, name: &str) -> Then {
+    then.status(status)
+        .header("content-type", "application/problem+json")
+        .body(kommo_example_text(name))
+}
+
+/// Asserts that `text` does not contain `secret`, naming where it was looked for.
+pub fn assert_not_leaked(what: &str, text: &str, secret: &str) {
+    assert!(
+        !text.contains(secret),
+        "{what} leaks the secret {secret:?}: {text}"
+    );
+}
