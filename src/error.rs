@@ -76,6 +76,15 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     /// The request could not be sent, or the answer not received.
     #[error("the request failed: {0}")]
     Transport(#[source] reqwest::Error),
+    /// A HAL link that is not one of the client's own API (another origin, or not a URL, such
+    /// as the documents' placeholder `LINK`). It was not followed.
+    #[error("refusing to follow the link {href:?}: {reason}")]
+    InvalidLink {
+        /// The href as given.
+        href: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// The request was refused before it was sent (e.g. a builder value that does not convert).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

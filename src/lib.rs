@@ -6,6 +6,7 @@ pub mod closebot;
 mod config;
 pub mod error;
 pub mod kommo;
+mod links;
 mod secret;
 
 pub use config::ConfigError;

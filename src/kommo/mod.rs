@@ -131,6 +131,34 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Follows a HAL link (`_links.next`, `_links.self`, ...) and decodes the answer as `T`.
+    /// `Ok(None)` is a `204 No Content`. A relative href resolves against the base URL; an
+    /// absolute href to another origin is refused ([`crate::error::ApiError::InvalidLink`]):
+    /// following it would send the account's token to a host you did not choose.
+    ///
+    /// ```no_run
+    /// use lead_intake::kommo::types::WidgetList;
+    /// use lead_intake::prelude::*;
+    /// # async fn f(client: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// let first = client.list_widgets().limit(250).send().or_empty().await?;
+    /// if let Some(next) = first.links.as_ref().and_then(|l| l.next.as_ref()) {
+    ///     let second: Option<WidgetList> = client.follow(next.href.as_deref().unwrap_or("")).await?;
+    ///     # let _ = second;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn follow<T>(
+        &self,
+        href: &str,
+    ) -> Result<Option<T>, crate::error::ApiError<T::Problem>>
+    where
+        T: serde::de::DeserializeOwned + crate::error::ApiResponse,
+    {
+        crate::links::follow::<_, ClientState, T>(self, href).await
+    }
+}
+
 impl progenitor_client::ClientHooks<ClientState> for Client {
     async fn pre<E>(
         &self,
