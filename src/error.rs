@@ -237,7 +237,7 @@ where
 }
 
 /// Decodes again, tracking the path, to say where the body disagrees with the type.
-fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
+pub(crate) fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
     body: bytes::Bytes,
 ) -> ApiError<P> {
     let mut de = serde_json::Deserializer::from_slice(&body);

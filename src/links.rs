@@ -5,7 +5,7 @@ use progenitor_client::{ClientHooks, ClientInfo, OperationInfo};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ApiResponse, from_response};
+use crate::error::{ApiError, ApiResponse, decode_error, from_response};
 
 /// Resolves `href` against `base`. A relative href is joined to the base URL; an absolute href
 /// must have the base URL's origin, since following it sends the account's credentials there.
@@ -55,14 +55,9 @@ where
         StatusCode::NO_CONTENT => Ok(None),
         s if s.is_success() => {
             let body = response.bytes().await.map_err(ApiError::Transport)?;
-            let mut de = serde_json::Deserializer::from_slice(&body);
-            serde_path_to_error::deserialize::<_, T>(&mut de)
+            serde_json::from_slice::<T>(&body)
                 .map(Some)
-                .map_err(|e| ApiError::Decode {
-                    path: e.path().to_string(),
-                    message: e.into_inner().to_string(),
-                    body: body.clone(),
-                })
+                .map_err(|_| decode_error::<T, T::Problem>(body))
         }
         _ => Err(from_response(response).await),
     }
