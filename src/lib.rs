@@ -2,11 +2,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod closebot;
 mod config;
 pub mod error;
 pub mod kommo;
-mod links;
+pub mod links;
+pub mod pagination;
 mod secret;
 
 pub use config::ConfigError;

@@ -1,0 +1,1 @@
+//! Batch chunking (work in progress).

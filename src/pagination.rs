@@ -1,0 +1,1 @@
+//! Pagination streams (work in progress).
