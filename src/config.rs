@@ -38,6 +38,15 @@ pub enum ConfigError {
         /// Which credential ("token", "API key").
         what: &'static str,
     },
+    /// A required setting was not given to a builder.
+    #[error("missing {what}")]
+    Missing {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// The rate limit given cannot work.
+    #[error(transparent)]
+    RateLimit(#[from] crate::ratelimit::InvalidRateLimit),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),

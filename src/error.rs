@@ -25,6 +25,14 @@ pub trait ProblemSummary {
     fn is_problem_document(&self) -> bool;
     /// E.g. `Bad Request: Request validation failed (1 item rejected)`.
     fn summary(&self) -> String;
+    /// Whether a 403 that is not a problem document means the account is blocked (Kommo's
+    /// nginx page after repeated rate-limit violations).
+    fn forbidden_page_means_blocked() -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
 }
 
 /// An error from a call to Kommo or CloseBot.
@@ -62,6 +70,47 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         content_type: Option<String>,
         /// The body as text (lossy UTF-8, at most 64 KiB).
         body: String,
+    },
+    /// 429 Too Many Requests, still after every retry the policy allows (or with a
+    /// `Retry-After` longer than its maximum delay). The body is often an HTML page.
+    #[error(
+        "{endpoint}: rate limited (429) after {attempts} attempt(s){}",
+        retry_after.map(|d| format!("; the server asks to wait {}s", d.as_secs())).unwrap_or_default()
+    )]
+    RateLimited {
+        /// The path that was called.
+        endpoint: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<std::time::Duration>,
+        /// How many times the request was sent.
+        attempts: u32,
+        /// The body as text (lossy UTF-8, at most 64 KiB).
+        body: String,
+    },
+    /// A 403 that is not the API's problem document: Kommo's page for an account blocked after
+    /// exceeding the rate limits. It is never retried (more requests keep the account blocked);
+    /// only Kommo's support can unblock it.
+    #[error(
+        "{endpoint}: 403 Forbidden with a non-API page: the account may be blocked for exceeding the rate limits (only Kommo support can unblock it) {}",
+        excerpt(body)
+    )]
+    AccountBlocked {
+        /// The path that was called.
+        endpoint: String,
+        /// The response's Content-Type, if any.
+        content_type: Option<String>,
+        /// The body as text (lossy UTF-8, at most 64 KiB).
+        body: String,
+    },
+    /// OAuth failed: the refresh token was refused, the callback could not store new tokens,
+    /// or the token endpoint failed. See [`crate::oauth::AuthError`].
+    #[error("{endpoint}: not sent with a valid token: {error}")]
+    Auth {
+        /// The path that was called.
+        endpoint: String,
+        /// What went wrong.
+        #[source]
+        error: crate::oauth::AuthError,
     },
     /// A success response whose body does not match the specification.
     #[error("cannot decode the answer at `{path}`: {message}")]
@@ -113,6 +162,8 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Self::Problem { status, .. } | Self::UnexpectedResponse { status, .. } => Some(*status),
+            Self::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
+            Self::AccountBlocked { .. } => Some(StatusCode::FORBIDDEN),
             _ => None,
         }
     }
@@ -130,10 +181,23 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
         self.status() == Some(StatusCode::TOO_MANY_REQUESTS)
     }
 
-    /// True for a 403 whose body is not a problem document: the HTML page Kommo serves to an
-    /// account blocked for exceeding the rate limits. Never retry it.
+    /// True for [`ApiError::AccountBlocked`]: the page Kommo serves to an account blocked for
+    /// exceeding the rate limits. Never retry it.
     pub fn is_account_blocked(&self) -> bool {
-        matches!(self, Self::UnexpectedResponse { status, .. } if *status == StatusCode::FORBIDDEN)
+        matches!(self, Self::AccountBlocked { .. })
+    }
+
+    /// True when the request certainly had no effect on the server: it was refused before
+    /// being sent, or answered with a 4xx (including 429 and 403), or its connection was
+    /// refused. False when it may have been applied (a 5xx, a timeout, a success answer that
+    /// did not decode).
+    pub fn certainly_not_applied(&self) -> bool {
+        match self {
+            Self::InvalidLink { .. } | Self::InvalidRequest(_) | Self::Auth { .. } => true,
+            Self::Transport(e) => e.is_connect() || e.is_builder(),
+            Self::Decode { .. } => false,
+            other => other.status().is_some_and(|s| s.is_client_error()),
+        }
     }
 }
 
@@ -258,8 +322,22 @@ pub(crate) async fn from_response<P>(response: reqwest::Response) -> ApiError<P>
 where
     P: fmt::Debug + ProblemSummary + DeserializeOwned,
 {
+    use crate::transport::{Attempts, AuthFailure, Endpoint};
     let status = response.status();
-    let endpoint = response.url().path().to_string();
+    let endpoint = match response.extensions().get::<Endpoint>() {
+        Some(Endpoint(path)) => path.clone(),
+        None => response.url().path().to_string(),
+    };
+    if let Some(AuthFailure(error)) = response.extensions().get::<AuthFailure>() {
+        return ApiError::Auth {
+            endpoint,
+            error: error.clone(),
+        };
+    }
+    let attempts = response
+        .extensions()
+        .get::<Attempts>()
+        .map_or(1, |Attempts(n)| *n);
     let headers = response.headers();
     let content_type = headers
         .get(reqwest::header::CONTENT_TYPE)
@@ -269,6 +347,10 @@ where
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let wait = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::retry::parse_retry_after);
     let bytes = match read_limited(response).await {
         Ok(bytes) => bytes,
         Err(e) => return ApiError::Transport(e),
@@ -282,6 +364,14 @@ where
             .to_ascii_lowercase();
         essence == "application/json" || essence.ends_with("+json")
     });
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return ApiError::RateLimited {
+            endpoint,
+            retry_after: wait,
+            attempts,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        };
+    }
     if (is_json || content_type.is_none())
         && let Ok(problem) = serde_json::from_slice::<P>(&bytes)
         && problem.is_problem_document()
@@ -290,6 +380,13 @@ where
             endpoint,
             status,
             problem,
+        };
+    }
+    if status == StatusCode::FORBIDDEN && P::forbidden_page_means_blocked() {
+        return ApiError::AccountBlocked {
+            endpoint,
+            content_type,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
         };
     }
     ApiError::UnexpectedResponse {

@@ -8,8 +8,12 @@ mod config;
 pub mod error;
 pub mod kommo;
 pub mod links;
+pub mod oauth;
 pub mod pagination;
+pub mod ratelimit;
+pub mod retry;
 mod secret;
+mod transport;
 
 pub use config::ConfigError;
 pub use secret::Secret;

@@ -338,24 +338,24 @@ async fn an_html_429_without_retry_after_is_rate_limited_and_keeps_the_page() {
     let err = client.list_widgets().send().or_empty().await.unwrap_err();
 
     mock.assert_async().await;
-    let ApiError::UnexpectedResponse {
+    let ApiError::RateLimited {
         endpoint,
-        status,
         retry_after,
-        content_type,
+        attempts,
         body,
     } = &err
     else {
-        panic!("an HTML 429 is an UnexpectedResponse: {err:?}");
+        panic!("an HTML 429 is RateLimited: {err:?}");
     };
     assert_eq!(endpoint, "/api/v4/widgets");
-    assert_eq!(*status, 429);
     assert_eq!(*retry_after, None);
-    assert_eq!(content_type.as_deref(), Some("text/html"));
+    assert_eq!(*attempts, 1, "retries are off in these tests");
     assert_eq!(body, RATE_LIMIT_PAGE);
+    assert_eq!(err.status(), Some(reqwest::StatusCode::TOO_MANY_REQUESTS));
     assert!(err.is_rate_limited());
     assert!(!err.is_account_blocked());
-    assert!(err.to_string().contains("429 Too Many Requests"), "{err}");
+    assert!(err.certainly_not_applied());
+    assert!(err.to_string().contains("rate limited (429)"), "{err}");
 }
 
 #[tokio::test]
@@ -383,10 +383,10 @@ async fn an_html_429_with_retry_after_gives_the_delay_in_seconds() {
     assert!(
         matches!(
             err,
-            ApiError::UnexpectedResponse {
-                retry_after: Some(7),
+            ApiError::RateLimited {
+                retry_after: Some(d),
                 ..
-            }
+            } if d == std::time::Duration::from_secs(7)
         ),
         "Retry-After: 7 is kept: {err:?}"
     );
@@ -407,14 +407,19 @@ async fn an_html_403_from_nginx_is_a_blocked_account() {
     let err = client.list_sources().send().or_empty().await.unwrap_err();
 
     mock.assert_async().await;
-    let ApiError::UnexpectedResponse { status, body, .. } = &err else {
-        panic!("an HTML 403 is an UnexpectedResponse: {err:?}");
+    let ApiError::AccountBlocked { body, .. } = &err else {
+        panic!("an HTML 403 is AccountBlocked: {err:?}");
     };
-    assert_eq!(*status, 403);
+    assert_eq!(err.status(), Some(reqwest::StatusCode::FORBIDDEN));
     assert!(body.contains("<center>nginx</center>"), "{body}");
     assert!(err.is_account_blocked());
     assert!(!err.is_rate_limited());
     assert!(err.to_string().contains("403 Forbidden"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the account may be blocked for exceeding the rate limits"),
+        "{err}"
+    );
 }
 
 // ------------------------------------------------------------------ bodies off the contract
@@ -493,7 +498,12 @@ async fn one_error_of_each_kind(server: &httpmock::MockServer, client: &Client) 
         .unwrap()
         .local_addr()
         .unwrap();
-    let unreachable = Client::from_base_url(&format!("http://{closed}"), TOKEN).unwrap();
+    let unreachable = Client::builder()
+        .base_url(&format!("http://{closed}"))
+        .token(TOKEN)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .build()
+        .unwrap();
     errors.push(
         unreachable
             .list_sources()
@@ -518,6 +528,7 @@ async fn one_error_of_each_kind(server: &httpmock::MockServer, client: &Client) 
         .map(|e| match e {
             ApiError::Problem { .. } => "Problem",
             ApiError::UnexpectedResponse { .. } => "UnexpectedResponse",
+            ApiError::RateLimited { .. } => "RateLimited",
             ApiError::Decode { .. } => "Decode",
             ApiError::Transport(_) => "Transport",
             ApiError::InvalidRequest(_) => "InvalidRequest",
@@ -528,7 +539,7 @@ async fn one_error_of_each_kind(server: &httpmock::MockServer, client: &Client) 
         kinds,
         [
             "Problem",
-            "UnexpectedResponse",
+            "RateLimited",
             "Decode",
             "Transport",
             "InvalidRequest"

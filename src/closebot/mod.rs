@@ -24,11 +24,16 @@ pub mod types {
     pub use super::generated::types::*;
 }
 
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use std::sync::Arc;
+
+use reqwest::header::{AUTHORIZATION, HeaderName};
 
 use crate::Secret;
 use crate::config::{self, ConfigError};
 use crate::error::ProblemSummary;
+use crate::ratelimit::RateLimiter;
+use crate::retry::RetryPolicy;
+use crate::transport::{Auth, Pipeline};
 
 /// CloseBot's API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.closebot.com";
@@ -47,63 +52,96 @@ pub enum KeyHeader {
     AuthorizationKey,
 }
 
-/// What the CloseBot client carries besides its base URL: the API key. `Debug` redacts it.
-#[derive(Clone)]
+/// What the CloseBot client carries besides its base URL: the API key, rate limiter and retry
+/// policy, shared by its clones. `Debug` redacts the key.
+#[derive(Clone, Debug)]
 pub struct ClientState {
-    header: (HeaderName, HeaderValue),
+    pipeline: Arc<Pipeline>,
 }
 
-impl std::fmt::Debug for ClientState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientState")
-            .field(self.header.0.as_str(), &"[redacted]")
-            .finish()
+/// Builds a CloseBot [`Client`].
+///
+/// Defaults: `https://api.closebot.com`, the key in `X-CB-KEY`, no rate limit (CloseBot
+/// documents none), [`RetryPolicy::default`].
+///
+/// ```
+/// use lead_intake::closebot::{Client, KeyHeader};
+/// let client = Client::builder()
+///     .api_key("cb-key")
+///     .key_header(KeyHeader::AuthorizationKey)
+///     .rate_limiter(lead_intake::ratelimit::RateLimiter::per_second(10)?)
+///     .build()?;
+/// # let _ = client;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+#[derive(Debug)]
+pub struct ClientBuilder {
+    api_key: Option<Secret>,
+    base_url: String,
+    key_header: KeyHeader,
+    limiter: Option<RateLimiter>,
+    retry: RetryPolicy,
+    http: Option<reqwest::Client>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            base_url: DEFAULT_BASE_URL.to_string(),
+            key_header: KeyHeader::default(),
+            limiter: None,
+            retry: RetryPolicy::default(),
+            http: None,
+        }
     }
 }
 
-impl Client {
-    /// A client for `https://api.closebot.com` with the agency's API key.
-    ///
-    /// ```
-    /// let client = lead_intake::closebot::Client::from_api_key("my-secret-api-key")?;
-    /// assert!(!format!("{client:?}").contains("my-secret-api-key"));
-    /// # Ok::<(), lead_intake::ConfigError>(())
-    /// ```
-    pub fn from_api_key(api_key: impl Into<Secret>) -> Result<Self, ConfigError> {
-        Self::from_api_key_with_base_url(api_key, DEFAULT_BASE_URL)
+impl ClientBuilder {
+    /// The agency's API key.
+    pub fn api_key(mut self, api_key: impl Into<Secret>) -> Self {
+        self.api_key = Some(api_key.into());
+        self
     }
 
-    /// A client for another base URL (plain `http://` only on loopback hosts).
-    pub fn from_api_key_with_base_url(
-        api_key: impl Into<Secret>,
-        base_url: &str,
-    ) -> Result<Self, ConfigError> {
-        Self::build(
-            api_key.into(),
-            base_url,
-            KeyHeader::default(),
-            config::http_client()?,
-        )
+    /// Another base URL (plain `http://` only on loopback hosts).
+    pub fn base_url(mut self, base_url: &str) -> Self {
+        self.base_url = base_url.to_string();
+        self
     }
 
-    /// Full control: the key header form and your own `reqwest::Client`.
-    pub fn with_options(
-        api_key: impl Into<Secret>,
-        base_url: &str,
-        key_header: KeyHeader,
-        http: reqwest::Client,
-    ) -> Result<Self, ConfigError> {
-        Self::build(api_key.into(), base_url, key_header, http)
+    /// How the key is sent (default `X-CB-KEY`).
+    pub fn key_header(mut self, key_header: KeyHeader) -> Self {
+        self.key_header = key_header;
+        self
     }
 
-    fn build(
-        api_key: Secret,
-        base_url: &str,
-        key_header: KeyHeader,
-        http: reqwest::Client,
-    ) -> Result<Self, ConfigError> {
-        let base_url = config::base_url(base_url, false)?;
-        let header = match key_header {
+    /// A client-side rate limiter (none by default).
+    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// The retry policy; see [`crate::retry`].
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Your own `reqwest::Client`.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Checks the settings and builds the client.
+    pub fn build(self) -> Result<Client, ConfigError> {
+        let api_key = self.api_key.ok_or(ConfigError::Missing {
+            what: "the API key",
+        })?;
+        let base_url = config::base_url(&self.base_url, false)?;
+        let header = match self.key_header {
             KeyHeader::XCbKey => (
                 HeaderName::from_static("x-cb-key"),
                 config::secret_header("", &api_key, "API key")?,
@@ -113,23 +151,68 @@ impl Client {
                 config::secret_header("Key ", &api_key, "API key")?,
             ),
         };
-        Ok(Self::new_with_client(
+        let http = match self.http {
+            Some(http) => http,
+            None => config::http_client()?,
+        };
+        let pipeline = Pipeline::new(Auth::Header(header.0, header.1), self.limiter, self.retry);
+        Ok(Client::new_with_client(
             &base_url,
             http,
-            ClientState { header },
+            ClientState { pipeline },
         ))
     }
 }
 
+impl Client {
+    /// A [`ClientBuilder`] with the defaults.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client for `https://api.closebot.com` with the agency's API key.
+    ///
+    /// ```
+    /// let client = lead_intake::closebot::Client::from_api_key("my-secret-api-key")?;
+    /// assert!(!format!("{client:?}").contains("my-secret-api-key"));
+    /// # Ok::<(), lead_intake::ConfigError>(())
+    /// ```
+    pub fn from_api_key(api_key: impl Into<Secret>) -> Result<Self, ConfigError> {
+        Self::builder().api_key(api_key).build()
+    }
+
+    /// A client for another base URL (plain `http://` only on loopback hosts).
+    pub fn from_api_key_with_base_url(
+        api_key: impl Into<Secret>,
+        base_url: &str,
+    ) -> Result<Self, ConfigError> {
+        Self::builder().api_key(api_key).base_url(base_url).build()
+    }
+
+    /// The key header form and your own `reqwest::Client`.
+    pub fn with_options(
+        api_key: impl Into<Secret>,
+        base_url: &str,
+        key_header: KeyHeader,
+        http: reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        Self::builder()
+            .api_key(api_key)
+            .base_url(base_url)
+            .key_header(key_header)
+            .http_client(http)
+            .build()
+    }
+}
+
 impl progenitor_client::ClientHooks<ClientState> for Client {
-    async fn pre<E>(
+    /// The API key, the rate limiter (if any) and retries: see [`crate::retry`].
+    async fn exec(
         &self,
-        request: &mut reqwest::Request,
+        request: reqwest::Request,
         _info: &progenitor_client::OperationInfo,
-    ) -> Result<(), progenitor_client::Error<E>> {
-        let (name, value) = &self.inner().header;
-        request.headers_mut().insert(name.clone(), value.clone());
-        Ok(())
+    ) -> reqwest::Result<reqwest::Response> {
+        self.inner().pipeline.execute(self.client(), request).await
     }
 }
 

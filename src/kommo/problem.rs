@@ -2,6 +2,10 @@ use super::types::Problem;
 use crate::error::ProblemSummary;
 
 impl ProblemSummary for Problem {
+    fn forbidden_page_means_blocked() -> bool {
+        true
+    }
+
     fn is_problem_document(&self) -> bool {
         self.title.is_some()
             || self.detail.is_some()

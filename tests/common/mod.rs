@@ -49,10 +49,15 @@ pub fn closebot_example_text(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// A mock server and a Kommo client pointed at it, with [`TOKEN`].
+/// A mock server and a Kommo client pointed at it, with [`TOKEN`]. Retries are off, so each
+/// call is exactly one exchange (tests/retries.rs covers retrying).
 pub async fn kommo() -> (MockServer, lead_intake::kommo::Client) {
     let server = MockServer::start_async().await;
-    let client = lead_intake::kommo::Client::from_base_url(&server.base_url(), TOKEN)
+    let client = lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url())
+        .token(TOKEN)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .build()
         .expect("a loopback base URL is accepted");
     (server, client)
 }
@@ -60,9 +65,12 @@ pub async fn kommo() -> (MockServer, lead_intake::kommo::Client) {
 /// A mock server and a CloseBot client pointed at it, with [`API_KEY`] in `X-CB-KEY`.
 pub async fn closebot() -> (MockServer, lead_intake::closebot::Client) {
     let server = MockServer::start_async().await;
-    let client =
-        lead_intake::closebot::Client::from_api_key_with_base_url(API_KEY, &server.base_url())
-            .expect("a loopback base URL is accepted");
+    let client = lead_intake::closebot::Client::builder()
+        .api_key(API_KEY)
+        .base_url(&server.base_url())
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .build()
+        .expect("a loopback base URL is accepted");
     (server, client)
 }
 

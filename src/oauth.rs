@@ -1,0 +1,555 @@
+//! Kommo OAuth 2.0: exchanging the authorization code, and keeping the access token fresh.
+//!
+//! Kommo access tokens last about a day; refresh tokens are **single-use**: every refresh returns
+//! a new pair and revokes the old refresh token. So:
+//!
+//! - the client refreshes shortly before the access token expires ([`OAuth::refresh_margin`],
+//!   5 minutes by default), and once after a 401 (then sends the request once more);
+//! - refreshing is single-flight: however many requests are waiting, one refresh is made and
+//!   they all use its result;
+//! - your callback receives every new pair and must store it (a database row, a file) and
+//!   succeed *before* the new token is used. If it fails, the request fails with
+//!   [`AuthError::Callback`]; the new pair is kept in memory and offered to the callback again
+//!   on the next request (refreshing again would need the refresh token that was just spent);
+//! - a revoked, expired or already used refresh token is [`AuthError::Rejected`], and every
+//!   later request fails fast with it (no more token requests) until the user authorizes the
+//!   integration again.
+//!
+//! Token requests count against the client's rate limit. A 429 or a refused connection is
+//! retried; any other failure is not (a refresh that may have reached the server must not be
+//! repeated with a spent token).
+//!
+//! ```no_run
+//! use lead_intake::oauth::{self, OAuth, OAuthApp, TokenPair};
+//! use lead_intake::prelude::*;
+//!
+//! # async fn load() -> TokenPair { unimplemented!() }
+//! # async fn save(_: &TokenPair) -> std::io::Result<()> { Ok(()) }
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = OAuthApp::new("client-id", "client-secret", "https://example.com/oauth");
+//!
+//! // Once, when the user installs the integration: exchange the code from the redirect.
+//! let tokens = oauth::exchange_code("https://mycompany.kommo.com", &app, "def502...").await?;
+//! save(&tokens).await?;
+//!
+//! // Every time: a client that refreshes on its own and hands you each new pair.
+//! let tokens = load().await;
+//! let kommo = lead_intake::kommo::Client::builder()
+//!     .subdomain("mycompany")
+//!     .oauth(OAuth::new(app, tokens, |pair: TokenPair| async move { save(&pair).await }))
+//!     .build()?;
+//! let sources = kommo.list_sources().send().or_empty().await?;
+//! # let _ = sources; Ok(()) }
+//! ```
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use reqwest::header::HeaderValue;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::ratelimit::RateLimiter;
+use crate::retry::RetryPolicy;
+use crate::{ConfigError, Secret};
+
+/// How long a refresh that failed for a passing reason (a 5xx, a timeout) is not tried again
+/// while the current access token is still valid.
+const REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
+/// How much of an unexpected token-endpoint answer an error keeps.
+const BODY_EXCERPT: usize = 300;
+
+/// The integration's OAuth credentials (from its settings in Kommo). `Debug` hides the secret.
+#[derive(Clone, Debug)]
+pub struct OAuthApp {
+    client_id: String,
+    client_secret: Secret,
+    redirect_uri: String,
+}
+
+impl OAuthApp {
+    /// The integration ID, its secret key, and the redirect URI registered with it.
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+        redirect_uri: impl Into<String>,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            redirect_uri: redirect_uri.into(),
+        }
+    }
+
+    /// The integration ID.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+}
+
+/// An access token with its refresh token. Serializes with the token values in clear (to store
+/// them); `Debug` hides them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPair {
+    /// The bearer token sent with every request.
+    pub access_token: Secret,
+    /// The single-use token that obtains the next pair.
+    pub refresh_token: Secret,
+    /// When the access token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Which grant a token request used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Grant {
+    /// `authorization_code`: the code from the installation redirect.
+    AuthorizationCode,
+    /// `refresh_token`.
+    RefreshToken,
+}
+
+impl fmt::Display for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Grant::AuthorizationCode => "authorization code",
+            Grant::RefreshToken => "refresh token",
+        })
+    }
+}
+
+/// An OAuth failure. Never contains a token or the client secret.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The token endpoint refused the grant: the refresh token is revoked, expired or already
+    /// used (or the code is). The user must authorize the integration again; until then every
+    /// request fails with this error without contacting Kommo.
+    #[error(
+        "Kommo refused the {grant} ({status}{}): the integration must be authorized again",
+        describe(title, detail, hint)
+    )]
+    Rejected {
+        /// The grant that was refused.
+        grant: Grant,
+        /// The token endpoint's status (400 or 401).
+        status: StatusCode,
+        /// The problem's title, e.g. `Unauthorized`.
+        title: Option<String>,
+        /// The problem's detail.
+        detail: Option<String>,
+        /// Kommo's hint, e.g. `Token has been revoked`.
+        hint: Option<String>,
+    },
+    /// Your callback failed to store the new token pair, so it was not used. The pair is kept in
+    /// memory and offered to the callback again on the next request.
+    #[error(
+        "the refreshed tokens could not be stored ({0}); they were not used and will be offered to the callback again"
+    )]
+    Callback(#[source] Arc<dyn StdError + Send + Sync>),
+    /// The token endpoint answered something else (a 5xx, HTML, a 429 after every retry).
+    #[error("the token endpoint answered {status}: {body}")]
+    TokenEndpoint {
+        /// The status.
+        status: StatusCode,
+        /// The start of the body (it never holds our tokens: those are only in requests).
+        body: String,
+    },
+    /// A 2xx from the token endpoint that is not a usable token pair.
+    #[error("the token endpoint's answer is not a usable token pair: {0}")]
+    InvalidTokenResponse(String),
+    /// The token request could not be sent or its answer not received.
+    #[error("the token request failed: {0}")]
+    Transport(#[source] Arc<reqwest::Error>),
+    /// The base URL or credentials given to [`exchange_code`] are not usable.
+    #[error(transparent)]
+    Config(Arc<ConfigError>),
+}
+
+impl AuthError {
+    /// True when the failure may pass (a 5xx, a timeout): the same refresh token may work later.
+    fn is_transient(&self) -> bool {
+        match self {
+            AuthError::TokenEndpoint { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            AuthError::Transport(_) => true,
+            _ => false,
+        }
+    }
+}
+
+fn describe(title: &Option<String>, detail: &Option<String>, hint: &Option<String>) -> String {
+    let parts: Vec<&str> = [title, detail, hint]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", parts.join(": "))
+    }
+}
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+type CallbackFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+type Callback = Arc<dyn Fn(TokenPair) -> CallbackFuture + Send + Sync>;
+
+/// OAuth settings for a Kommo client: the integration, the current tokens, and the callback
+/// that stores each new pair. Give it to [`crate::kommo::ClientBuilder::oauth`].
+pub struct OAuth {
+    pub(crate) app: OAuthApp,
+    pub(crate) tokens: TokenPair,
+    pub(crate) callback: Callback,
+    pub(crate) margin: Duration,
+}
+
+impl fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth")
+            .field("app", &self.app)
+            .field("tokens", &self.tokens)
+            .field("refresh_margin", &self.margin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuth {
+    /// `on_refresh` receives each new token pair and must store it before it is used; an error
+    /// from it fails the request with [`AuthError::Callback`].
+    pub fn new<F, Fut, E>(app: OAuthApp, tokens: TokenPair, on_refresh: F) -> Self
+    where
+        F: Fn(TokenPair) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let callback: Callback = Arc::new(move |pair| {
+            let fut = on_refresh(pair);
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        });
+        Self {
+            app,
+            tokens,
+            callback,
+            margin: Duration::from_secs(300),
+        }
+    }
+
+    /// How long before expiry the access token is refreshed (default 5 minutes).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+}
+
+/// Exchanges the authorization code from the installation redirect for the first token pair,
+/// at `{base_url}/oauth2/access_token` (the account's host, e.g. `https://mycompany.kommo.com`).
+pub async fn exchange_code(
+    base_url: &str,
+    app: &OAuthApp,
+    code: &str,
+) -> Result<TokenPair, AuthError> {
+    let http = crate::config::http_client().map_err(|e| AuthError::Config(Arc::new(e)))?;
+    exchange_code_with_client(&http, base_url, app, code).await
+}
+
+/// Like [`exchange_code`], with your own `reqwest::Client`.
+pub async fn exchange_code_with_client(
+    http: &reqwest::Client,
+    base_url: &str,
+    app: &OAuthApp,
+    code: &str,
+) -> Result<TokenPair, AuthError> {
+    let base_url =
+        crate::config::base_url(base_url, false).map_err(|e| AuthError::Config(Arc::new(e)))?;
+    if code.trim().is_empty() {
+        return Err(AuthError::Config(Arc::new(
+            ConfigError::InvalidCredential {
+                what: "authorization code",
+            },
+        )));
+    }
+    let body = serde_json::json!({
+        "client_id": app.client_id,
+        "client_secret": app.client_secret.expose(),
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": app.redirect_uri,
+    });
+    token_request(
+        http,
+        &token_url(&base_url),
+        &body,
+        Grant::AuthorizationCode,
+        None,
+        &RetryPolicy::default(),
+    )
+    .await
+}
+
+pub(crate) fn token_url(base_url: &str) -> String {
+    format!("{base_url}/oauth2/access_token")
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    refresh_token: String,
+    expires_in: i64,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenProblem {
+    title: Option<String>,
+    detail: Option<String>,
+    hint: Option<String>,
+}
+
+/// POSTs a grant to the token endpoint (through the rate limiter; only a 429 or a refused
+/// connection is retried, since a grant that reached the server is spent).
+async fn token_request(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    grant: Grant,
+    limiter: Option<&RateLimiter>,
+    retry: &RetryPolicy,
+) -> Result<TokenPair, AuthError> {
+    let request = http
+        .post(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .json(body)
+        .build()
+        .map_err(|e| AuthError::Transport(Arc::new(e)))?;
+    let response = crate::transport::send(http, request, limiter, retry)
+        .await
+        .map_err(|e| AuthError::Transport(Arc::new(e)))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| AuthError::Transport(Arc::new(e)))?;
+    if status.is_success() {
+        let answer: TokenAnswer = serde_json::from_slice(&bytes)
+            .map_err(|e| AuthError::InvalidTokenResponse(e.to_string()))?;
+        if answer.access_token.trim().is_empty() || answer.refresh_token.trim().is_empty() {
+            return Err(AuthError::InvalidTokenResponse(
+                "a token is empty".to_string(),
+            ));
+        }
+        if HeaderValue::from_str(&format!("Bearer {}", answer.access_token)).is_err() {
+            return Err(AuthError::InvalidTokenResponse(
+                "the access token cannot be sent in an HTTP header".to_string(),
+            ));
+        }
+        if answer.expires_in <= 0 {
+            return Err(AuthError::InvalidTokenResponse(format!(
+                "expires_in is {}",
+                answer.expires_in
+            )));
+        }
+        return Ok(TokenPair {
+            access_token: Secret::new(answer.access_token),
+            refresh_token: Secret::new(answer.refresh_token),
+            expires_at: now_utc() + chrono::Duration::seconds(answer.expires_in),
+        });
+    }
+    if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED {
+        let problem: TokenProblem = serde_json::from_slice(&bytes).unwrap_or_default();
+        return Err(AuthError::Rejected {
+            grant,
+            status,
+            title: problem.title,
+            detail: problem.detail,
+            hint: problem.hint,
+        });
+    }
+    let text: String = String::from_utf8_lossy(&bytes)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = match text.char_indices().nth(BODY_EXCERPT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None if text.is_empty() => "(empty body)".to_string(),
+        None => text,
+    };
+    Err(AuthError::TokenEndpoint { status, body })
+}
+
+/// The live OAuth state of a client, shared by its clones.
+pub(crate) struct Session {
+    token_url: String,
+    app: OAuthApp,
+    http: reqwest::Client,
+    limiter: Option<RateLimiter>,
+    retry: RetryPolicy,
+    callback: Callback,
+    margin: Duration,
+    state: tokio::sync::Mutex<State>,
+}
+
+struct State {
+    tokens: TokenPair,
+    header: HeaderValue,
+    /// When to refresh (expiry minus the margin), on tokio's clock.
+    refresh_at: Instant,
+    /// When the access token expires, on tokio's clock.
+    expires: Instant,
+    /// Bumped on every new token, so a 401 can tell whether someone already refreshed.
+    generation: u64,
+    /// A refreshed pair the callback has not accepted yet.
+    pending: Option<TokenPair>,
+    /// The refresh token was refused: fail fast.
+    dead: Option<AuthError>,
+    /// No refresh attempt before this (after a passing failure).
+    cooldown_until: Option<Instant>,
+}
+
+fn bearer(token: &Secret) -> Result<HeaderValue, ConfigError> {
+    crate::config::secret_header("Bearer ", token, "access token")
+}
+
+fn deadlines(expires_at: DateTime<Utc>, margin: Duration) -> (Instant, Instant) {
+    let now = Instant::now();
+    let left = (expires_at - now_utc()).to_std().unwrap_or(Duration::ZERO);
+    (now + left.saturating_sub(margin), now + left)
+}
+
+impl Session {
+    pub(crate) fn new(
+        oauth: OAuth,
+        base_url: &str,
+        http: reqwest::Client,
+        limiter: Option<RateLimiter>,
+        retry: RetryPolicy,
+    ) -> Result<Self, ConfigError> {
+        if oauth.tokens.refresh_token.expose().trim().is_empty() {
+            return Err(ConfigError::InvalidCredential {
+                what: "refresh token",
+            });
+        }
+        let header = bearer(&oauth.tokens.access_token)?;
+        let (refresh_at, expires) = deadlines(oauth.tokens.expires_at, oauth.margin);
+        Ok(Self {
+            token_url: token_url(base_url),
+            app: oauth.app,
+            http,
+            limiter,
+            retry,
+            callback: oauth.callback,
+            margin: oauth.margin,
+            state: tokio::sync::Mutex::new(State {
+                tokens: oauth.tokens,
+                header,
+                refresh_at,
+                expires,
+                generation: 0,
+                pending: None,
+                dead: None,
+                cooldown_until: None,
+            }),
+        })
+    }
+
+    /// The current token pair (after any refresh).
+    pub(crate) async fn tokens(&self) -> TokenPair {
+        self.state.lock().await.tokens.clone()
+    }
+
+    /// The Authorization header to send now, refreshing first when the token is about to
+    /// expire, and the generation it belongs to.
+    pub(crate) async fn authorization(&self) -> Result<(HeaderValue, u64), AuthError> {
+        let mut state = self.state.lock().await;
+        if let Some(dead) = &state.dead {
+            return Err(dead.clone());
+        }
+        if let Some(pair) = state.pending.take() {
+            self.adopt(&mut state, pair).await?;
+        }
+        let now = Instant::now();
+        let cooling = state.cooldown_until.is_some_and(|until| now < until);
+        if now >= state.refresh_at && !(cooling && now < state.expires) {
+            match self.refresh(&mut state).await {
+                Ok(()) => {}
+                // The current token still works: use it, and try again a little later.
+                Err(e) if e.is_transient() && now < state.expires => {
+                    state.cooldown_until = Some(now + REFRESH_COOLDOWN);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((state.header.clone(), state.generation))
+    }
+
+    /// After a 401 to a request sent with token `generation`: refresh, unless another request
+    /// already did. Ok means "send it again".
+    pub(crate) async fn unauthorized(&self, generation: u64) -> Result<(), AuthError> {
+        let mut state = self.state.lock().await;
+        if let Some(dead) = &state.dead {
+            return Err(dead.clone());
+        }
+        if state.generation != generation || state.pending.is_some() {
+            return Ok(());
+        }
+        self.refresh(&mut state).await
+    }
+
+    async fn refresh(&self, state: &mut State) -> Result<(), AuthError> {
+        let body = serde_json::json!({
+            "client_id": self.app.client_id,
+            "client_secret": self.app.client_secret.expose(),
+            "grant_type": "refresh_token",
+            "refresh_token": state.tokens.refresh_token.expose(),
+            "redirect_uri": self.app.redirect_uri,
+        });
+        let result = token_request(
+            &self.http,
+            &self.token_url,
+            &body,
+            Grant::RefreshToken,
+            self.limiter.as_ref(),
+            &self.retry,
+        )
+        .await;
+        match result {
+            Ok(pair) => self.adopt(state, pair).await,
+            Err(e @ AuthError::Rejected { .. }) => {
+                state.dead = Some(e.clone());
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands a new pair to the callback, and uses it only if the callback succeeds.
+    async fn adopt(&self, state: &mut State, pair: TokenPair) -> Result<(), AuthError> {
+        let header = match bearer(&pair.access_token) {
+            Ok(header) => header,
+            Err(e) => return Err(AuthError::Config(Arc::new(e))),
+        };
+        if let Err(e) = (self.callback)(pair.clone()).await {
+            state.pending = Some(pair);
+            return Err(AuthError::Callback(Arc::from(e)));
+        }
+        let (refresh_at, expires) = deadlines(pair.expires_at, self.margin);
+        state.tokens = pair;
+        state.header = header;
+        state.refresh_at = refresh_at;
+        state.expires = expires;
+        state.generation += 1;
+        state.cooldown_until = None;
+        Ok(())
+    }
+}
+
+/// The wall clock as a chrono time (chrono's own `Utc::now` needs its `clock` feature).
+pub(crate) fn now_utc() -> DateTime<Utc> {
+    std::time::SystemTime::now().into()
+}

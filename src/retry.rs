@@ -1,0 +1,304 @@
+//! Retries: which failures are tried again, and how long to wait.
+//!
+//! Every call of both clients (generated operations, [`follow`](crate::kommo::Client::follow),
+//! pagination, batches) goes through the same policy:
+//!
+//! | Answer | Retried? |
+//! |---|---|
+//! | 429 Too Many Requests (JSON, HTML or empty, with or without `Retry-After`) | yes, any method: the server did not process it. `Retry-After` is honoured (seconds or an HTTP date); without it, exponential backoff. A `Retry-After` longer than [`RetryPolicy::max_delay`] is not waited for: the error is returned with its `retry_after`. |
+//! | connection refused, DNS failure, connect timeout | yes, any method: nothing was sent |
+//! | 5xx, other transport errors (reset, timeout) | only for idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE): a POST or PATCH may have been applied |
+//! | 401 with OAuth | the token is refreshed once and the request sent once more (see [`crate::oauth`]) |
+//! | 403 | never: Kommo answers it to a blocked account, and more requests keep it blocked ([`crate::error::ApiError::AccountBlocked`]) |
+//! | anything else | no |
+//!
+//! Backoff before retry *n* (1-based) is `min(max_delay, base_delay × 2ⁿ⁻¹)`, of which a random
+//! half is jitter ("equal jitter"), so clients that failed together do not retry together.
+//!
+//! ```
+//! use std::time::Duration;
+//! use lead_intake::retry::RetryPolicy;
+//!
+//! let patient = RetryPolicy::default()
+//!     .max_attempts(6)
+//!     .base_delay(Duration::from_secs(1))
+//!     .max_delay(Duration::from_secs(60));
+//! let client = lead_intake::kommo::Client::builder()
+//!     .subdomain("mycompany")
+//!     .token("token")
+//!     .retry(patient)
+//!     .build()?;
+//! let never = lead_intake::kommo::Client::builder()
+//!     .subdomain("mycompany")
+//!     .token("token")
+//!     .retry(RetryPolicy::none())
+//!     .build()?;
+//! # let _ = (client, never);
+//! # Ok::<(), lead_intake::ConfigError>(())
+//! ```
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+
+/// How many times to try a request and how long to wait between tries.
+///
+/// Defaults: 4 attempts (the first and 3 retries), base delay 500 ms, maximum delay 30 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Never retry: every request is sent once.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// How many times a request may be sent in all, the first included (at least 1; 0 is
+    /// taken as 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The backoff before the first retry; it doubles with each retry.
+    pub fn base_delay(mut self, delay: Duration) -> Self {
+        self.base_delay = delay;
+        self
+    }
+
+    /// The longest backoff, and the longest `Retry-After` that is waited for.
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// The configured number of attempts.
+    pub fn attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The configured base delay.
+    pub fn get_base_delay(&self) -> Duration {
+        self.base_delay
+    }
+
+    /// The configured maximum delay.
+    pub fn get_max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
+    /// The upper bound of the backoff before retry `n` (1-based), before jitter.
+    pub(crate) fn backoff_cap(&self, n: u32) -> Duration {
+        let factor = 2u32.saturating_pow(n.saturating_sub(1));
+        self.base_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+
+    /// The backoff before retry `n`: half fixed, half random.
+    pub(crate) fn backoff(&self, n: u32) -> Duration {
+        let cap = self.backoff_cap(n);
+        let half = cap / 2;
+        let jitter_nanos = fastrand::u64(0..=(cap - half).as_nanos().min(u64::MAX as u128) as u64);
+        half + Duration::from_nanos(jitter_nanos)
+    }
+}
+
+/// Whether an HTTP method may be repeated without changing the result (RFC 9110, 9.2.2).
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// What to do after one attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Hand this result to the caller.
+    Return,
+    /// Wait this long, then send again.
+    RetryAfter(Duration),
+}
+
+/// The outcome of an attempt, reduced to what the decision needs.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    Status {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    /// A transport error; `nothing_sent` when it proves the request never left (a refused
+    /// connection, a DNS failure, a connect timeout).
+    Failed { nothing_sent: bool },
+}
+
+/// Decides whether attempt number `attempt` (1-based) is retried.
+pub(crate) fn decide(
+    policy: &RetryPolicy,
+    method: &Method,
+    attempt: u32,
+    outcome: &Attempt,
+) -> Next {
+    if attempt >= policy.max_attempts {
+        return Next::Return;
+    }
+    match outcome {
+        Attempt::Status {
+            status,
+            retry_after,
+        } if *status == StatusCode::TOO_MANY_REQUESTS => match retry_after {
+            Some(wait) if *wait > policy.max_delay => Next::Return,
+            Some(wait) => Next::RetryAfter(*wait),
+            None => Next::RetryAfter(policy.backoff(attempt)),
+        },
+        Attempt::Status {
+            status,
+            retry_after,
+        } if status.is_server_error() && is_idempotent(method) => match retry_after {
+            Some(wait) if *wait > policy.max_delay => Next::Return,
+            Some(wait) => Next::RetryAfter(*wait),
+            None => Next::RetryAfter(policy.backoff(attempt)),
+        },
+        Attempt::Status { .. } => Next::Return,
+        Attempt::Failed { nothing_sent } if *nothing_sent || is_idempotent(method) => {
+            Next::RetryAfter(policy.backoff(attempt))
+        }
+        Attempt::Failed { .. } => Next::Return,
+    }
+}
+
+/// Parses `Retry-After`: delay-seconds, or an HTTP date (IMF-fixdate, which RFC 2822 parsing
+/// accepts). A date in the past means "now".
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - crate::oauth::now_utc();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, retry_after: Option<u64>) -> Attempt {
+        Attempt::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn the_table() {
+        let p = RetryPolicy::default();
+        let get = Method::GET;
+        let post = Method::POST;
+        let patch = Method::PATCH;
+        assert_eq!(
+            decide(&p, &post, 1, &status(429, Some(2))),
+            Next::RetryAfter(Duration::from_secs(2))
+        );
+        assert!(matches!(
+            decide(&p, &post, 1, &status(429, None)),
+            Next::RetryAfter(_)
+        ));
+        assert_eq!(decide(&p, &get, 1, &status(429, Some(3600))), Next::Return);
+        assert!(matches!(
+            decide(&p, &get, 1, &status(503, None)),
+            Next::RetryAfter(_)
+        ));
+        assert_eq!(decide(&p, &post, 1, &status(503, None)), Next::Return);
+        assert_eq!(decide(&p, &patch, 1, &status(500, None)), Next::Return);
+        assert_eq!(decide(&p, &get, 1, &status(403, None)), Next::Return);
+        assert_eq!(decide(&p, &get, 1, &status(401, None)), Next::Return);
+        assert_eq!(decide(&p, &get, 1, &status(400, None)), Next::Return);
+        assert!(matches!(
+            decide(&p, &post, 1, &Attempt::Failed { nothing_sent: true }),
+            Next::RetryAfter(_)
+        ));
+        assert_eq!(
+            decide(
+                &p,
+                &post,
+                1,
+                &Attempt::Failed {
+                    nothing_sent: false
+                }
+            ),
+            Next::Return
+        );
+        assert!(matches!(
+            decide(
+                &p,
+                &Method::DELETE,
+                1,
+                &Attempt::Failed {
+                    nothing_sent: false
+                }
+            ),
+            Next::RetryAfter(_)
+        ));
+        // The last attempt is never retried.
+        assert_eq!(decide(&p, &get, 4, &status(429, Some(1))), Next::Return);
+        assert_eq!(
+            decide(&RetryPolicy::none(), &get, 1, &status(503, None)),
+            Next::Return
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        let p = RetryPolicy::default()
+            .base_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_millis(1000));
+        assert_eq!(p.backoff_cap(1), Duration::from_millis(100));
+        assert_eq!(p.backoff_cap(2), Duration::from_millis(200));
+        assert_eq!(p.backoff_cap(4), Duration::from_millis(800));
+        assert_eq!(p.backoff_cap(5), Duration::from_millis(1000));
+        assert_eq!(p.backoff_cap(80), Duration::from_millis(1000));
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let d = p.backoff(3);
+            assert!(d >= Duration::from_millis(200) && d <= Duration::from_millis(400));
+            seen.insert(d);
+        }
+        assert!(seen.len() > 1, "no jitter");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let future = (crate::oauth::now_utc() + chrono::Duration::seconds(120))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let wait = parse_retry_after(&future).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-3"), None);
+    }
+}
