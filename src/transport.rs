@@ -20,7 +20,7 @@ pub(crate) enum Auth {
     /// A fixed header (a long-lived bearer token, CloseBot's key).
     Header(HeaderName, HeaderValue),
     /// Kommo OAuth with refresh.
-    OAuth(Session),
+    OAuth(Box<Session>),
 }
 
 /// Everything a client shares with its clones: auth, limiter, retry policy.

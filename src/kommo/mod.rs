@@ -192,13 +192,13 @@ impl ClientBuilder {
                 reqwest::header::AUTHORIZATION,
                 config::secret_header("Bearer ", &token, "token")?,
             ),
-            Some(Credentials::OAuth(oauth)) => Auth::OAuth(crate::oauth::Session::new(
+            Some(Credentials::OAuth(oauth)) => Auth::OAuth(Box::new(crate::oauth::Session::new(
                 oauth,
                 &base_url,
                 http.clone(),
                 self.limiter.clone(),
                 self.retry,
-            )?),
+            )?)),
         };
         let pipeline = Pipeline::new(auth, self.limiter, self.retry);
         Ok(Client::new_with_client(
