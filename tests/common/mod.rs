@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the vendor examples, mock servers and clients.
 #![allow(dead_code)]
 
+pub mod script;
+
 use std::path::PathBuf;
 
 use httpmock::{HttpMockRequest, MockServer, Then, When};
