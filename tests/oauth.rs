@@ -142,7 +142,7 @@ async fn a_token_about_to_expire_is_refreshed_before_the_request() {
         requests[1].header("authorization"),
         Some(format!("Bearer {NEW_ACCESS}").as_str())
     );
-    let stored = stored.lock().unwrap();
+    let stored = stored.lock().unwrap().clone();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].access_token.expose(), NEW_ACCESS);
     assert_eq!(stored[0].refresh_token.expose(), NEW_REFRESH);
