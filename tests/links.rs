@@ -16,7 +16,13 @@ fn page_body() -> serde_json::Value {
 
 async fn server_and_client() -> (MockServer, Client) {
     let server = MockServer::start_async().await;
-    let client = Client::from_base_url(&server.base_url(), TOKEN).unwrap();
+    // Retries off: each call is one exchange (tests/retries.rs retries a followed link).
+    let client = Client::builder()
+        .base_url(&server.base_url())
+        .token(TOKEN)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .build()
+        .unwrap();
     (server, client)
 }
 

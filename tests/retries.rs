@@ -170,6 +170,38 @@ async fn a_retry_after_beyond_max_delay_is_not_waited_for() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_followed_link_takes_the_same_retry_and_limit_path() {
+    let server = ScriptServer::sequence(vec![
+        Reply::html(429, RATE_LIMIT_PAGE).header("retry-after", "2"),
+        Reply::json(200, example("listWidgets.response.200.json")),
+    ])
+    .await;
+    let client = Client::builder()
+        .base_url(&server.base_url)
+        .token(TOKEN)
+        .rate_limiter(RateLimiter::per_second(1).unwrap())
+        .retry(policy())
+        .http_client(http_without_timeouts())
+        .build()
+        .unwrap();
+
+    let page: Option<lead_intake::kommo::types::WidgetList> =
+        client.follow("/api/v4/widgets?page=2").await.unwrap();
+
+    assert!(page.is_some());
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(gaps(&requests), [Duration::from_secs(2)]);
+    for r in &requests {
+        assert_eq!(r.target, "/api/v4/widgets?page=2");
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+}
+
 // ------------------------------------------------------------------------------------- 5xx
 
 #[tokio::test(start_paused = true)]
