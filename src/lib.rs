@@ -21,6 +21,9 @@ pub use secret::Secret;
 /// Everything a caller needs in scope: `use lead_intake::prelude::*;`.
 pub mod prelude {
     pub use crate::error::{ApiError, ResponseExt};
+    pub use crate::oauth::{AuthError, OAuth, OAuthApp, TokenPair};
+    pub use crate::ratelimit::RateLimiter;
+    pub use crate::retry::RetryPolicy;
     pub use crate::{ConfigError, Secret};
     pub use progenitor_client::ClientInfo;
 }

@@ -1,5 +1,27 @@
-//! HAL link-following: `_links.next`, `_links.self`, ... fetched as the type the caller expects,
-//! through the same hooks (auth headers) as the generated calls.
+//! HAL link-following: `_links.next`, `_links.self`, ... fetched as the type the caller expects
+//! with [`crate::kommo::Client::follow`], through the same credentials, rate limiter and retries
+//! as the generated calls.
+//!
+//! A relative href resolves against the client's base URL. An absolute href must have the base
+//! URL's origin: a link to another host is refused with [`ApiError::InvalidLink`] and nothing is
+//! sent, since following it would hand the account's token to a host you never chose. The same
+//! happens to the documents' placeholder href `LINK` when it is not a path of the API.
+//!
+//! ```no_run
+//! use lead_intake::kommo::types::{IncomingLead, IncomingLeadList};
+//! use lead_intake::prelude::*;
+//! # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+//! let page = kommo.list_incoming_leads().limit(50).send().or_empty().await?;
+//! if let Some(href) = page.links.and_then(|l| l.next).and_then(|l| l.href) {
+//!     match kommo.follow::<IncomingLeadList>(&href).await {
+//!         Ok(Some(next)) => println!("page {:?}", next.page),
+//!         Ok(None) => println!("no more pages (204)"),
+//!         Err(ApiError::InvalidLink { href, reason }) => eprintln!("not followed: {href}: {reason}"),
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 use progenitor_client::{ClientHooks, ClientInfo, OperationInfo};
 use reqwest::StatusCode;
