@@ -1,1 +1,715 @@
-//! Pagination streams (work in progress).
+//! Streams over paged lists: every page, or every item, fetched one page at a time as the
+//! stream is polled.
+//!
+//! | Call | Pager | [`pages`](KommoPager::pages) yields | [`items`](KommoPager::items) yields |
+//! |---|---|---|---|
+//! | [`kommo::Client::list_widgets_pager`] | [`KommoPager<WidgetList>`] | [`WidgetList`] | [`kommo::types::Widget`] |
+//! | [`kommo::Client::list_incoming_leads_pager`] | [`KommoPager<IncomingLeadList>`] | [`IncomingLeadList`] | [`kommo::types::IncomingLead`] |
+//! | [`closebot::Client::list_sources_pager`] | [`CloseBotPager`] | [`SourcePage`] | [`closebot::types::Source`] |
+//!
+//! Each call takes a closure that configures the generated request builder: the filters and
+//! sort order of the single-page call. The pager then sets the page number and page size
+//! itself, *after* your closure, so a `page`/`limit`/`page_size` set there is overridden: use
+//! [`KommoPager::page_size`], [`KommoPager::start_at`] and [`KommoPager::resume_after`]
+//! instead (and their [`CloseBotPager`] counterparts).
+//!
+//! The streams are lazy (nothing is sent until the first poll), `Send + Unpin + 'static` (they
+//! own a clone of the client, so they can be moved into `tokio::spawn`), and fused by their
+//! end: an error is yielded once and is the stream's last item. Use
+//! [`futures_util::StreamExt`] / [`futures_util::TryStreamExt`] (or `futures`) to consume them.
+//! An empty page is never yielded.
+//!
+//! **Kommo** lists are 1-based (`page`, `limit` at most 250). The first page is requested with
+//! the builder; after it the pager follows each page's `_links.next` with
+//! [`kommo::Client::follow`] (through the same authentication as every call; a link to another
+//! origin is yielded as [`ApiError::InvalidLink`]). The stream ends after a page with no `next`
+//! link, a `204 No Content`, an empty page, a page shorter than the `limit` it was requested
+//! with, a `next` link already fetched (loop guard), or [`KommoPager::max_pages`] requests.
+//!
+//! ```no_run
+//! use futures_util::TryStreamExt;
+//! use lead_intake::kommo::types::{IncomingLeadCategory, SortOrder};
+//! # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+//! let mut widgets = kommo.list_widgets_pager(|req| req).items();
+//! while let Some(widget) = widgets.try_next().await? {
+//!     println!("{}", widget.code);
+//! }
+//!
+//! let leads: Vec<_> = kommo
+//!     .list_incoming_leads_pager(|req| {
+//!         req.filter_category(vec![IncomingLeadCategory::Forms])
+//!             .order_created_at(SortOrder::Desc)
+//!     })
+//!     .page_size(100)
+//!     .max_pages(10)
+//!     .items()
+//!     .try_collect()
+//!     .await?;
+//! # let _ = leads; Ok(()) }
+//! ```
+//!
+//! **CloseBot** sources are 0-based (`page`, `pageSize` at most 100). The stream ends after an
+//! empty page, a page with fewer results than `pageSize`, the page that reaches `total`
+//! (`(page + 1) * pageSize >= total`), or [`CloseBotPager::max_pages`] requests.
+//!
+//! ```no_run
+//! use futures_util::TryStreamExt;
+//! # async fn f(closebot: lead_intake::closebot::Client) -> Result<(), lead_intake::closebot::Error> {
+//! let mut pages = closebot.list_sources_pager(|req| req.query("Acme")).pages();
+//! while let Some(page) = pages.try_next().await? {
+//!     for source in page.results.unwrap_or_default() {
+//!         println!("{:?}", source.name);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! A page size out of range, or a page number the API cannot take, is not a panic: the stream
+//! yields [`ApiError::InvalidRequest`] without sending anything.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::ready;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, Stream, StreamExt, TryStreamExt};
+use progenitor_client::ClientInfo;
+use serde::de::DeserializeOwned;
+
+use crate::closebot::{self, types::SourcePage};
+use crate::error::{ApiError, ApiResponse, ResponseExt};
+use crate::kommo::{
+    self,
+    types::{IncomingLeadList, Links, WidgetList},
+};
+
+/// The largest `limit` Kommo's lists accept, and the default page size of a [`KommoPager`].
+pub const KOMMO_MAX_PAGE_SIZE: u32 = 250;
+/// The largest `pageSize` CloseBot accepts, and the default page size of a [`CloseBotPager`].
+pub const CLOSEBOT_MAX_PAGE_SIZE: u32 = 100;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::WidgetList {}
+    impl Sealed for super::IncomingLeadList {}
+}
+
+/// A page of a Kommo list that a [`KommoPager`] walks: [`WidgetList`] or [`IncomingLeadList`].
+/// Sealed: implemented by this crate only.
+pub trait KommoPage:
+    sealed::Sealed
+    + ApiResponse<Problem = kommo::types::Problem>
+    + DeserializeOwned
+    + Default
+    + Clone
+    + Send
+    + 'static
+{
+    /// What the page lists: [`kommo::types::Widget`] or [`kommo::types::IncomingLead`].
+    type Item: Send + 'static;
+
+    /// The page's items (`_embedded.widgets` or `_embedded.unsorted`); empty when absent.
+    fn items(&self) -> &[Self::Item];
+
+    /// The page's items, owned.
+    fn into_items(self) -> Vec<Self::Item>;
+
+    /// The page's HAL links (`_links`).
+    fn links(&self) -> Option<&Links>;
+}
+
+impl KommoPage for WidgetList {
+    type Item = kommo::types::Widget;
+
+    fn items(&self) -> &[Self::Item] {
+        self.embedded.as_ref().map_or(&[], |e| &e.widgets)
+    }
+
+    fn into_items(self) -> Vec<Self::Item> {
+        self.embedded.map(|e| e.widgets).unwrap_or_default()
+    }
+
+    fn links(&self) -> Option<&Links> {
+        self.links.as_ref()
+    }
+}
+
+impl KommoPage for IncomingLeadList {
+    type Item = kommo::types::IncomingLead;
+
+    fn items(&self) -> &[Self::Item] {
+        self.embedded.as_ref().map_or(&[], |e| &e.unsorted)
+    }
+
+    fn into_items(self) -> Vec<Self::Item> {
+        self.embedded.map(|e| e.unsorted).unwrap_or_default()
+    }
+
+    fn links(&self) -> Option<&Links> {
+        self.links.as_ref()
+    }
+}
+
+/// A non-empty href of one of the page's links.
+fn href(link: Option<&kommo::types::Link>) -> Option<&str> {
+    link.and_then(|l| l.href.as_deref())
+        .filter(|h| !h.trim().is_empty())
+}
+
+fn next_href<P: KommoPage>(page: &P) -> Option<&str> {
+    href(page.links().and_then(|l| l.next.as_ref()))
+}
+
+fn self_href<P: KommoPage>(page: &P) -> Option<&str> {
+    href(page.links().and_then(|l| l.self_.as_ref()))
+}
+
+/// The href resolved against the base URL, without fragment and with its query parameters in
+/// a stable order: the loop guard's key, so that `?page=2&limit=2` and the absolute
+/// `https://…/?limit=2&page=2` are the same page.
+fn link_key(base: &str, href: &str) -> String {
+    let Ok(mut url) = url::Url::parse(&format!("{base}/")).and_then(|b| b.join(href)) else {
+        return href.to_string();
+    };
+    url.set_fragment(None);
+    let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    if pairs.is_empty() {
+        url.set_query(None);
+    } else {
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.into()
+}
+
+/// The `limit` an href asks for, if it says.
+fn link_limit(base: &str, href: &str) -> Option<u32> {
+    let url = url::Url::parse(&format!("{base}/"))
+        .and_then(|b| b.join(href))
+        .ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == "limit")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn page_size_error(api: &str, given: u32, max: u32) -> String {
+    format!("page size {given} is out of range: {api} accepts 1 to {max}")
+}
+
+// ------------------------------------------------------------------------------------- Kommo
+
+/// Sends the first request: the user's builder with `page` and `limit` set.
+type KommoFetch<P> = Arc<
+    dyn for<'a> Fn(
+            &'a kommo::Client,
+            NonZeroU32,
+            NonZeroU32,
+        ) -> BoxFuture<'a, Result<P, kommo::Error>>
+        + Send
+        + Sync,
+>;
+
+fn kommo_fetch<P, F>(fetch: F) -> KommoFetch<P>
+where
+    F: for<'a> Fn(
+            &'a kommo::Client,
+            NonZeroU32,
+            NonZeroU32,
+        ) -> BoxFuture<'a, Result<P, kommo::Error>>
+        + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(fetch)
+}
+
+/// Where a Kommo stream starts.
+#[derive(Clone, Debug)]
+enum KommoStart {
+    /// Request this page (1-based) with the builder.
+    Page(u32),
+    /// Follow this `next` href of a page the caller holds; `seen` are that page's own hrefs.
+    Follow { next: String, seen: Vec<String> },
+    /// The held page was the last: nothing to fetch.
+    Done,
+}
+
+impl kommo::Client {
+    /// A pager over `GET /api/v4/widgets`: every installed and available widget.
+    ///
+    /// `configure` receives the request builder (this list takes no filters, so `|req| req`);
+    /// the pager sets `page` and `limit` after it. See the [module](crate::pagination) for when
+    /// the stream ends.
+    ///
+    /// ```no_run
+    /// use futures_util::TryStreamExt;
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// let widgets: Vec<_> = kommo.list_widgets_pager(|req| req).items().try_collect().await?;
+    /// # let _ = widgets; Ok(()) }
+    /// ```
+    pub fn list_widgets_pager<F>(&self, configure: F) -> KommoPager<WidgetList>
+    where
+        F: for<'a> Fn(kommo::builder::ListWidgets<'a>) -> kommo::builder::ListWidgets<'a>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let fetch = kommo_fetch(move |client, page, limit| {
+            let request = configure(client.list_widgets()).page(page).limit(limit);
+            Box::pin(request.send().or_empty())
+        });
+        KommoPager::new(self.clone(), fetch)
+    }
+
+    /// A pager over `GET /api/v4/leads/unsorted`: the incoming leads matching the filters set
+    /// by `configure` (`filter_category`, `filter_pipeline_id`, `filter_uid`,
+    /// `order_created_at`). The pager sets `page` and `limit` after `configure`.
+    ///
+    /// ```no_run
+    /// use futures_util::TryStreamExt;
+    /// use lead_intake::kommo::types::SortOrder;
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// let mut leads = kommo
+    ///     .list_incoming_leads_pager(|req| req.filter_pipeline_id(6950551).order_created_at(SortOrder::Asc))
+    ///     .items();
+    /// while let Some(lead) = leads.try_next().await? {
+    ///     println!("{}", lead.uid());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn list_incoming_leads_pager<F>(&self, configure: F) -> KommoPager<IncomingLeadList>
+    where
+        F: for<'a> Fn(
+                kommo::builder::ListIncomingLeads<'a>,
+            ) -> kommo::builder::ListIncomingLeads<'a>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let fetch = kommo_fetch(move |client, page, limit| {
+            let request = configure(client.list_incoming_leads())
+                .page(page)
+                .limit(limit);
+            Box::pin(request.send().or_empty())
+        });
+        KommoPager::new(self.clone(), fetch)
+    }
+}
+
+/// The pages of a Kommo list, to configure and then turn into a stream with
+/// [`pages`](Self::pages) or [`items`](Self::items). Made by
+/// [`kommo::Client::list_widgets_pager`] and [`kommo::Client::list_incoming_leads_pager`].
+#[derive(Clone)]
+#[must_use = "a pager does nothing until turned into a stream and polled"]
+pub struct KommoPager<P: KommoPage> {
+    client: kommo::Client,
+    fetch: KommoFetch<P>,
+    page_size: u32,
+    max_pages: Option<u32>,
+    start: KommoStart,
+}
+
+impl<P: KommoPage> fmt::Debug for KommoPager<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KommoPager")
+            .field("page_size", &self.page_size)
+            .field("max_pages", &self.max_pages)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: KommoPage> KommoPager<P> {
+    fn new(client: kommo::Client, fetch: KommoFetch<P>) -> Self {
+        Self {
+            client,
+            fetch,
+            page_size: KOMMO_MAX_PAGE_SIZE,
+            max_pages: None,
+            start: KommoStart::Page(1),
+        }
+    }
+
+    /// The `limit` of each page, 1 to 250 ([`KOMMO_MAX_PAGE_SIZE`], the default). Another
+    /// value makes the stream yield [`ApiError::InvalidRequest`] and send nothing.
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size;
+        self
+    }
+
+    /// Sends at most `max_pages` requests (`0`: none). Unlimited by default.
+    pub fn max_pages(mut self, max_pages: u32) -> Self {
+        self.max_pages = Some(max_pages);
+        self
+    }
+
+    /// Starts at this page, counting from 1 (the default). `0` makes the stream yield
+    /// [`ApiError::InvalidRequest`]. Replaces a [`resume_after`](Self::resume_after).
+    pub fn start_at(mut self, page: u32) -> Self {
+        self.start = KommoStart::Page(page);
+        self
+    }
+
+    /// Continues after a page you already hold (from a stream or a single call): the stream
+    /// starts by following that page's `_links.next`, and is empty when the page has no such
+    /// link or no items. The held page is not yielded again. The filters come from that link,
+    /// not from the pager's closure. Replaces a [`start_at`](Self::start_at).
+    pub fn resume_after(mut self, held: &P) -> Self {
+        self.start = match next_href(held) {
+            Some(next) if !held.items().is_empty() => KommoStart::Follow {
+                next: next.to_string(),
+                seen: self_href(held).map(str::to_string).into_iter().collect(),
+            },
+            _ => KommoStart::Done,
+        };
+        self
+    }
+
+    /// The pages, in order; none of them empty.
+    pub fn pages(self) -> impl Stream<Item = Result<P, kommo::Error>> + Send + Unpin + 'static {
+        let checked = NonZeroU32::new(self.page_size)
+            .filter(|n| n.get() <= KOMMO_MAX_PAGE_SIZE)
+            .ok_or_else(|| page_size_error("Kommo", self.page_size, KOMMO_MAX_PAGE_SIZE))
+            .and_then(|limit| {
+                let base = self.client.baseurl().to_string();
+                let (next, seen) = match self.start {
+                    KommoStart::Page(0) => {
+                        return Err("page 0 does not exist: Kommo counts pages from 1".to_string());
+                    }
+                    KommoStart::Page(page) => (KommoNext::Page(page), HashSet::new()),
+                    KommoStart::Follow { next, seen } => (
+                        KommoNext::Follow(next),
+                        seen.iter().map(|h| link_key(&base, h)).collect(),
+                    ),
+                    KommoStart::Done => (KommoNext::Done, HashSet::new()),
+                };
+                Ok(KommoState {
+                    client: self.client,
+                    fetch: self.fetch,
+                    base,
+                    limit,
+                    next,
+                    seen,
+                    remaining: self.max_pages,
+                })
+            });
+        match checked {
+            Ok(state) => stream::unfold(state, KommoState::step).left_stream(),
+            Err(message) => {
+                stream::once(ready(Err(ApiError::InvalidRequest(message)))).right_stream()
+            }
+        }
+        .fuse()
+        .boxed()
+    }
+
+    /// The items of every page, in order.
+    pub fn items(
+        self,
+    ) -> impl Stream<Item = Result<P::Item, kommo::Error>> + Send + Unpin + 'static {
+        self.pages()
+            .map_ok(|page| stream::iter(page.into_items().into_iter().map(Ok)))
+            .try_flatten()
+            .fuse()
+            .boxed()
+    }
+}
+
+/// What a Kommo stream does on its next poll.
+enum KommoNext {
+    Page(u32),
+    Follow(String),
+    Done,
+}
+
+struct KommoState<P> {
+    client: kommo::Client,
+    fetch: KommoFetch<P>,
+    base: String,
+    limit: NonZeroU32,
+    next: KommoNext,
+    /// Loop guard: the keys ([`link_key`]) of every href fetched and every page's `self`.
+    seen: HashSet<String>,
+    remaining: Option<u32>,
+}
+
+impl<P: KommoPage> KommoState<P> {
+    async fn step(mut self) -> Option<(Result<P, kommo::Error>, Self)> {
+        if self.remaining == Some(0) {
+            return None;
+        }
+        // Whatever happens below, nothing more is fetched unless a next page is set again.
+        let (result, requested_limit) = match std::mem::replace(&mut self.next, KommoNext::Done) {
+            KommoNext::Done => return None,
+            KommoNext::Page(page) => {
+                let page = NonZeroU32::new(page)?;
+                let result = (self.fetch)(&self.client, page, self.limit).await;
+                (result.map(Some), Some(self.limit.get()))
+            }
+            KommoNext::Follow(href) => {
+                self.seen.insert(link_key(&self.base, &href));
+                let limit = link_limit(&self.base, &href);
+                (self.client.follow::<P>(&href).await, limit)
+            }
+        };
+        self.remaining = self.remaining.map(|n| n.saturating_sub(1));
+        let page = match result {
+            Err(e) => return Some((Err(e), self)),
+            Ok(None) => return None,
+            Ok(Some(page)) => page,
+        };
+        let len = page.items().len();
+        if len == 0 {
+            return None;
+        }
+        if let Some(own) = self_href(&page) {
+            self.seen.insert(link_key(&self.base, own));
+        }
+        let short = requested_limit.is_some_and(|limit| len < limit as usize);
+        if !short
+            && let Some(next) = next_href(&page)
+            && !self.seen.contains(&link_key(&self.base, next))
+        {
+            self.next = KommoNext::Follow(next.to_string());
+        }
+        Some((Ok(page), self))
+    }
+}
+
+// ---------------------------------------------------------------------------------- CloseBot
+
+/// Sends one request: the user's builder with `page` and `pageSize` set.
+type CloseBotFetch = Arc<
+    dyn for<'a> Fn(
+            &'a closebot::Client,
+            i32,
+            NonZeroU32,
+        ) -> BoxFuture<'a, Result<SourcePage, closebot::Error>>
+        + Send
+        + Sync,
+>;
+
+fn closebot_fetch<F>(fetch: F) -> CloseBotFetch
+where
+    F: for<'a> Fn(
+            &'a closebot::Client,
+            i32,
+            NonZeroU32,
+        ) -> BoxFuture<'a, Result<SourcePage, closebot::Error>>
+        + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(fetch)
+}
+
+/// Where a CloseBot stream starts.
+#[derive(Clone, Debug)]
+enum CloseBotStart {
+    /// This page, from 0.
+    Page(u32),
+    /// The held page was the last.
+    Done,
+    /// The held page cannot be continued from.
+    Invalid(String),
+}
+
+impl closebot::Client {
+    /// A pager over `GET /agency/source`: the agency's sources matching the filters set by
+    /// `configure` (`query`, `category`, `order`, `force_token_refresh`). The pager sets `page`
+    /// and `page_size` after `configure`. See the [module](crate::pagination) for when the
+    /// stream ends.
+    ///
+    /// ```no_run
+    /// use futures_util::TryStreamExt;
+    /// # async fn f(closebot: lead_intake::closebot::Client) -> Result<(), lead_intake::closebot::Error> {
+    /// let sources: Vec<_> = closebot
+    ///     .list_sources_pager(|req| req.category("GHL").order("+id"))
+    ///     .items()
+    ///     .try_collect()
+    ///     .await?;
+    /// # let _ = sources; Ok(()) }
+    /// ```
+    pub fn list_sources_pager<F>(&self, configure: F) -> CloseBotPager
+    where
+        F: for<'a> Fn(closebot::builder::ListSources<'a>) -> closebot::builder::ListSources<'a>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let fetch = closebot_fetch(move |client, page, page_size| {
+            let request = configure(client.list_sources())
+                .page(page)
+                .page_size(page_size);
+            Box::pin(request.send().or_empty())
+        });
+        CloseBotPager {
+            client: self.clone(),
+            fetch,
+            page_size: CLOSEBOT_MAX_PAGE_SIZE,
+            max_pages: None,
+            start: CloseBotStart::Page(0),
+        }
+    }
+}
+
+/// The pages of CloseBot's sources, to configure and then turn into a stream with
+/// [`pages`](Self::pages) or [`items`](Self::items). Made by
+/// [`closebot::Client::list_sources_pager`].
+#[derive(Clone)]
+#[must_use = "a pager does nothing until turned into a stream and polled"]
+pub struct CloseBotPager {
+    client: closebot::Client,
+    fetch: CloseBotFetch,
+    page_size: u32,
+    max_pages: Option<u32>,
+    start: CloseBotStart,
+}
+
+impl fmt::Debug for CloseBotPager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloseBotPager")
+            .field("page_size", &self.page_size)
+            .field("max_pages", &self.max_pages)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CloseBotPager {
+    /// The `pageSize` of each page, 1 to 100 ([`CLOSEBOT_MAX_PAGE_SIZE`], the default).
+    /// Another value makes the stream yield [`ApiError::InvalidRequest`] and send nothing.
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size;
+        self
+    }
+
+    /// Sends at most `max_pages` requests (`0`: none). Unlimited by default.
+    pub fn max_pages(mut self, max_pages: u32) -> Self {
+        self.max_pages = Some(max_pages);
+        self
+    }
+
+    /// Starts at this page, counting from 0 (the default). Replaces a
+    /// [`resume_after`](Self::resume_after).
+    pub fn start_at(mut self, page: u32) -> Self {
+        self.start = CloseBotStart::Page(page);
+        self
+    }
+
+    /// Continues after a page you already hold: the stream starts at its `page` + 1, and is
+    /// empty when the held page was the last (no results, fewer than its `pageSize`, or it
+    /// reaches `total`). A held page without a `page` number makes the stream yield
+    /// [`ApiError::InvalidRequest`]. Replaces a [`start_at`](Self::start_at).
+    pub fn resume_after(mut self, held: &SourcePage) -> Self {
+        self.start = match held.page.map(u32::try_from) {
+            Some(Ok(page)) => {
+                let len = held.results.as_ref().map_or(0, Vec::len);
+                let size = held
+                    .page_size
+                    .and_then(|s| u32::try_from(s).ok())
+                    .unwrap_or(self.page_size);
+                if is_last_source_page(page, size, len, held.total) {
+                    CloseBotStart::Done
+                } else {
+                    CloseBotStart::Page(page.saturating_add(1))
+                }
+            }
+            _ => CloseBotStart::Invalid(format!(
+                "cannot resume after a page whose `page` is {:?}: it must be a number from 0",
+                held.page
+            )),
+        };
+        self
+    }
+
+    /// The pages, in order; none of them empty.
+    pub fn pages(
+        self,
+    ) -> impl Stream<Item = Result<SourcePage, closebot::Error>> + Send + Unpin + 'static {
+        let checked = NonZeroU32::new(self.page_size)
+            .filter(|n| n.get() <= CLOSEBOT_MAX_PAGE_SIZE)
+            .ok_or_else(|| page_size_error("CloseBot", self.page_size, CLOSEBOT_MAX_PAGE_SIZE))
+            .and_then(|page_size| {
+                let next = match self.start {
+                    CloseBotStart::Page(page) => Some(i32::try_from(page).map_err(|_| {
+                        format!(
+                            "page {page} is out of range: CloseBot takes at most {}",
+                            i32::MAX
+                        )
+                    })?),
+                    CloseBotStart::Done => None,
+                    CloseBotStart::Invalid(message) => return Err(message),
+                };
+                Ok(CloseBotState {
+                    client: self.client,
+                    fetch: self.fetch,
+                    page_size,
+                    next,
+                    remaining: self.max_pages,
+                })
+            });
+        match checked {
+            Ok(state) => stream::unfold(state, CloseBotState::step).left_stream(),
+            Err(message) => {
+                stream::once(ready(Err(ApiError::InvalidRequest(message)))).right_stream()
+            }
+        }
+        .fuse()
+        .boxed()
+    }
+
+    /// The sources of every page, in order.
+    pub fn items(
+        self,
+    ) -> impl Stream<Item = Result<closebot::types::Source, closebot::Error>> + Send + Unpin + 'static
+    {
+        self.pages()
+            .map_ok(|page| stream::iter(page.results.unwrap_or_default().into_iter().map(Ok)))
+            .try_flatten()
+            .fuse()
+            .boxed()
+    }
+}
+
+/// Whether page `page` (from 0) of `size`, holding `len` results, is the last.
+fn is_last_source_page(page: u32, size: u32, len: usize, total: Option<i32>) -> bool {
+    len == 0
+        || len < size as usize
+        || total.is_some_and(|total| (u64::from(page) + 1) * u64::from(size) >= total.max(0) as u64)
+}
+
+struct CloseBotState {
+    client: closebot::Client,
+    fetch: CloseBotFetch,
+    page_size: NonZeroU32,
+    /// The page to fetch on the next poll; `None` once the stream is over.
+    next: Option<i32>,
+    remaining: Option<u32>,
+}
+
+impl CloseBotState {
+    async fn step(mut self) -> Option<(Result<SourcePage, closebot::Error>, Self)> {
+        if self.remaining == Some(0) {
+            return None;
+        }
+        let page = self.next.take()?;
+        let result = (self.fetch)(&self.client, page, self.page_size).await;
+        self.remaining = self.remaining.map(|n| n.saturating_sub(1));
+        let body = match result {
+            Err(e) => return Some((Err(e), self)),
+            Ok(body) => body,
+        };
+        let len = body.results.as_ref().map_or(0, Vec::len);
+        if len == 0 {
+            return None;
+        }
+        let number = u32::try_from(page).unwrap_or_default();
+        if !is_last_source_page(number, self.page_size.get(), len, body.total) {
+            self.next = page.checked_add(1);
+        }
+        Some((Ok(body), self))
+    }
+}

@@ -1,0 +1,760 @@
+//! Pagination on the wire: the exact requests each stream sends (path, `page`/`limit`/filters,
+//! how many times), where it stops, and how it reports errors.
+//!
+//! Scripted servers answer each page with a small `limit` (2); every page the stream must not
+//! fetch is mocked too, and asserted never called.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{closebot, kommo, kommo_request, query_is};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use httpmock::Method::GET;
+use httpmock::{Mock, MockServer, Then};
+use lead_intake::closebot::types::SourcePage;
+use lead_intake::kommo::types::{IncomingLeadCategory, SortOrder, WidgetList};
+use lead_intake::prelude::*;
+use serde_json::{Value, json};
+
+const WIDGETS: &str = "/api/v4/widgets";
+const UNSORTED: &str = "/api/v4/leads/unsorted";
+const SOURCES: &str = "/agency/source";
+
+/// Collects a whole stream; a stream that does not end (a broken loop guard) fails the test.
+async fn collect<S: Stream + Unpin>(stream: S) -> Vec<S::Item> {
+    tokio::time::timeout(Duration::from_secs(10), stream.collect())
+        .await
+        .expect("the stream ends")
+}
+
+// ------------------------------------------------------------------------------ Kommo helpers
+
+/// An absolute href to `path?query` on the test server.
+fn href(server: &MockServer, path: &str, query: &str) -> String {
+    format!("{}{path}?{query}", server.base_url())
+}
+
+fn widgets(codes: &[&str]) -> Value {
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, code)| json!({"id": i, "code": code}))
+        .collect()
+}
+
+/// A widgets page: `_page`, `_links.self` (when given), `_links.next` (when given), the widgets.
+fn widget_page(number: u32, own: Option<&str>, next: Option<&str>, codes: &[&str]) -> Value {
+    let mut links = serde_json::Map::new();
+    if let Some(own) = own {
+        links.insert("self".into(), json!({"href": own}));
+    }
+    if let Some(next) = next {
+        links.insert("next".into(), json!({"href": next}));
+    }
+    json!({"_page": number, "_links": links, "_embedded": {"widgets": widgets(codes)}})
+}
+
+fn json_page(then: Then, body: Value) -> Then {
+    then.status(200)
+        .header("content-type", "application/hal+json")
+        .json_body(body)
+}
+
+/// A mock of `GET {path}` with exactly `query`, answering as `answer` says.
+async fn page_mock<'a>(
+    server: &'a MockServer,
+    path: &'static str,
+    query: &'static str,
+    answer: impl FnOnce(Then) -> Then,
+) -> Mock<'a> {
+    server
+        .mock_async(|when, then| {
+            kommo_request(when, GET, path)
+                .is_true(query_is(query))
+                .is_true(common::no_body);
+            answer(then);
+        })
+        .await
+}
+
+/// A full widgets page `number` (limit 2) served at `limit=2&page={number}`, linking to the
+/// next page.
+async fn full_widget_page<'a>(
+    server: &'a MockServer,
+    number: u32,
+    query: &'static str,
+) -> Mock<'a> {
+    let own = href(server, WIDGETS, query);
+    let next = href(server, WIDGETS, &format!("limit=2&page={}", number + 1));
+    let body = widget_page(number, Some(&own), Some(&next), &["a", "b"]);
+    page_mock(server, WIDGETS, query, |then| json_page(then, body)).await
+}
+
+fn codes(
+    items: Vec<Result<lead_intake::kommo::types::Widget, lead_intake::kommo::Error>>,
+) -> Vec<String> {
+    items
+        .into_iter()
+        .map(|w| w.expect("no error").code)
+        .collect()
+}
+
+// -------------------------------------------------------------------------- Kommo end rules
+
+#[tokio::test]
+async fn kommo_first_page_204_is_an_empty_stream() {
+    let (server, client) = kommo().await;
+    let first = page_mock(&server, WIDGETS, "limit=2&page=1", |then| then.status(204)).await;
+
+    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+
+    assert!(items.is_empty(), "{items:?}");
+    first.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_one_item_is_a_short_page_and_its_next_link_is_not_followed() {
+    let (server, client) = kommo().await;
+    let next = href(&server, WIDGETS, "limit=2&page=2");
+    let body = widget_page(1, None, Some(&next), &["only"]);
+    let first = page_mock(&server, WIDGETS, "limit=2&page=1", |t| json_page(t, body)).await;
+    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
+
+    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+
+    assert_eq!(codes(items), ["only"]);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn kommo_exactly_limit_items_then_a_204_ends_the_stream() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
+
+    let pages = collect(client.list_widgets_pager(|req| req).page_size(2).pages()).await;
+
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].as_ref().expect("a page").page, Some(1));
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_limit_plus_one_items_come_in_two_pages_and_the_short_second_page_ends_it() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let next = href(&server, WIDGETS, "limit=2&page=3");
+    let body = widget_page(2, None, Some(&next), &["c"]);
+    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| json_page(t, body)).await;
+    let third = page_mock(&server, WIDGETS, "limit=2&page=3", |t| t.status(204)).await;
+
+    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+
+    assert_eq!(codes(items), ["a", "b", "c"]);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    third.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn kommo_a_full_page_without_a_next_link_is_the_last() {
+    let (server, client) = kommo().await;
+    let body = widget_page(1, None, None, &["a", "b"]);
+    let first = page_mock(&server, WIDGETS, "limit=2&page=1", |t| json_page(t, body)).await;
+    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
+
+    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+
+    assert_eq!(codes(items), ["a", "b"]);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn kommo_an_empty_page_ends_the_stream_and_is_not_yielded() {
+    let (server, client) = kommo().await;
+    // The next link does not say its limit, so only the empty page can end the stream.
+    let next = href(&server, WIDGETS, "page=2");
+    let body = widget_page(1, None, Some(&next), &["a", "b"]);
+    let first = page_mock(&server, WIDGETS, "limit=2&page=1", |t| json_page(t, body)).await;
+    let empty = widget_page(2, None, Some(&href(&server, WIDGETS, "page=3")), &[]);
+    let second = page_mock(&server, WIDGETS, "page=2", |t| json_page(t, empty)).await;
+    let third = page_mock(&server, WIDGETS, "page=3", |t| t.status(204)).await;
+
+    let pages = collect(client.list_widgets_pager(|req| req).page_size(2).pages()).await;
+
+    assert_eq!(pages.len(), 1, "the empty page is not yielded: {pages:?}");
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    third.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn kommo_a_next_link_to_a_page_already_followed_is_not_fetched_again() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let second = full_widget_page(&server, 2, "limit=2&page=2").await;
+    // Page 3 links back to page 2: relative, parameters in another order.
+    let body = widget_page(3, None, Some("/api/v4/widgets?page=2&limit=2"), &["e", "f"]);
+    let third = page_mock(&server, WIDGETS, "limit=2&page=3", |t| json_page(t, body)).await;
+
+    let pages = collect(client.list_widgets_pager(|req| req).page_size(2).pages()).await;
+
+    assert_eq!(pages.len(), 3);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    third.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_a_next_link_back_to_the_first_page_is_recognised_by_its_self_link() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let own = href(&server, WIDGETS, "limit=2&page=2");
+    let back = href(&server, WIDGETS, "limit=2&page=1");
+    let body = widget_page(2, Some(&own), Some(&back), &["c", "d"]);
+    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| json_page(t, body)).await;
+
+    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+
+    assert_eq!(codes(items), ["a", "b", "c", "d"]);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_max_pages_caps_the_requests() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let second = full_widget_page(&server, 2, "limit=2&page=2").await;
+    let third = full_widget_page(&server, 3, "limit=2&page=3").await;
+
+    let pager = client.list_widgets_pager(|req| req).page_size(2);
+    let pages = collect(pager.clone().max_pages(2).pages()).await;
+
+    assert_eq!(pages.len(), 2);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    third.assert_calls_async(0).await;
+
+    let none = collect(pager.max_pages(0).pages()).await;
+    assert!(none.is_empty());
+    first.assert_calls_async(1).await;
+}
+
+// ----------------------------------------------------------------------------- Kommo errors
+
+#[tokio::test]
+async fn kommo_an_error_mid_stream_is_yielded_once_and_ends_the_stream() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| {
+        t.status(429)
+            .header("content-type", "text/html")
+            .body("<html>429</html>")
+    })
+    .await;
+    let third = full_widget_page(&server, 3, "limit=2&page=3").await;
+
+    let mut items = client.list_widgets_pager(|req| req).page_size(2).items();
+    assert_eq!(items.next().await.expect("a").expect("ok").code, "a");
+    assert_eq!(items.next().await.expect("b").expect("ok").code, "b");
+    let err = items.next().await.expect("the error").expect_err("429");
+    assert!(err.is_rate_limited(), "{err}");
+    assert!(items.next().await.is_none(), "the error ends the stream");
+    assert!(items.next().await.is_none(), "and it stays ended");
+
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    third.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn kommo_a_next_link_to_another_origin_is_yielded_as_invalid_link() {
+    let (server, client) = kommo().await;
+    let body = widget_page(
+        1,
+        None,
+        Some("https://example.kommo.com/api/v4/widgets?limit=2&page=2"),
+        &["a", "b"],
+    );
+    let first = page_mock(&server, WIDGETS, "limit=2&page=1", |t| json_page(t, body)).await;
+
+    let pages = collect(client.list_widgets_pager(|req| req).page_size(2).pages()).await;
+
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages[0].is_ok());
+    let err = pages[1].as_ref().expect_err("refused");
+    assert!(matches!(err, ApiError::InvalidLink { .. }), "{err:?}");
+    first.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_page_size_and_start_out_of_range_are_errors_and_nothing_is_sent() {
+    let (server, client) = kommo().await;
+    let any = server
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(204);
+        })
+        .await;
+
+    for (pager, says) in [
+        (
+            client.list_widgets_pager(|req| req).page_size(0),
+            "page size 0",
+        ),
+        (
+            client.list_widgets_pager(|req| req).page_size(251),
+            "page size 251",
+        ),
+        (client.list_widgets_pager(|req| req).start_at(0), "page 0"),
+    ] {
+        let mut pages = pager.pages();
+        let err = pages.next().await.expect("an error").expect_err("refused");
+        assert!(
+            matches!(&err, ApiError::InvalidRequest(m) if m.contains(says)),
+            "{err:?}"
+        );
+        assert!(pages.next().await.is_none());
+    }
+    let leads = collect(
+        client
+            .list_incoming_leads_pager(|r| r)
+            .page_size(300)
+            .items(),
+    )
+    .await;
+    assert!(
+        matches!(leads[..], [Err(ApiError::InvalidRequest(_))]),
+        "{leads:?}"
+    );
+    any.assert_calls_async(0).await;
+}
+
+// --------------------------------------------------------------- Kommo start, laziness, spawn
+
+#[tokio::test]
+async fn kommo_the_default_page_size_is_250() {
+    let (server, client) = kommo().await;
+    let first = page_mock(&server, WIDGETS, "limit=250&page=1", |t| t.status(204)).await;
+
+    let items = collect(client.list_widgets_pager(|req| req).items()).await;
+
+    assert!(items.is_empty());
+    first.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_nothing_is_sent_before_the_stream_is_polled() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
+
+    let mut items = client.list_widgets_pager(|req| req).page_size(2).items();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.assert_calls_async(0).await;
+
+    assert_eq!(items.next().await.expect("a").expect("ok").code, "a");
+    first.assert_calls_async(1).await;
+    assert_eq!(items.next().await.expect("b").expect("ok").code, "b");
+    second.assert_calls_async(0).await;
+    assert!(items.next().await.is_none());
+    second.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_start_at_requests_that_page_first() {
+    let (server, client) = kommo().await;
+    let first = page_mock(&server, WIDGETS, "limit=2&page=1", |t| t.status(204)).await;
+    let third = full_widget_page(&server, 3, "limit=2&page=3").await;
+    let fourth = page_mock(&server, WIDGETS, "limit=2&page=4", |t| t.status(204)).await;
+
+    let items = collect(
+        client
+            .list_widgets_pager(|req| req)
+            .page_size(2)
+            .start_at(3)
+            .items(),
+    )
+    .await;
+
+    assert_eq!(codes(items), ["a", "b"]);
+    first.assert_calls_async(0).await;
+    third.assert_calls_async(1).await;
+    fourth.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_resume_after_follows_the_held_pages_next_link() {
+    let (server, client) = kommo().await;
+    let first = page_mock(&server, WIDGETS, "limit=2&page=1", |t| t.status(204)).await;
+    let third = full_widget_page(&server, 3, "limit=2&page=3").await;
+    let fourth = page_mock(&server, WIDGETS, "limit=2&page=4", |t| t.status(204)).await;
+    let held: WidgetList = serde_json::from_value(widget_page(
+        2,
+        Some(&href(&server, WIDGETS, "limit=2&page=2")),
+        Some(&href(&server, WIDGETS, "limit=2&page=3")),
+        &["y", "z"],
+    ))
+    .unwrap();
+
+    let pager = client.list_widgets_pager(|req| req).page_size(2);
+    let pages = collect(pager.clone().resume_after(&held).pages()).await;
+
+    let pages: Vec<WidgetList> = pages.into_iter().map(|p| p.expect("a page")).collect();
+    assert_eq!(pages.iter().map(|p| p.page).collect::<Vec<_>>(), [Some(3)]);
+    first.assert_calls_async(0).await;
+    third.assert_calls_async(1).await;
+    fourth.assert_calls_async(1).await;
+
+    // A held page without a next link was the last one: nothing is sent.
+    let last: WidgetList = serde_json::from_value(widget_page(9, None, None, &["z"])).unwrap();
+    assert!(collect(pager.resume_after(&last).items()).await.is_empty());
+    first.assert_calls_async(0).await;
+    third.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_incoming_leads_carry_the_filters_and_the_pager_sets_page_and_limit() {
+    let (server, client) = kommo().await;
+    let next = href(
+        &server,
+        UNSORTED,
+        "filter%5Bcategory%5D%5B%5D=forms&limit=2&order%5Bcreated_at%5D=desc&page=2",
+    );
+    let body = json!({
+        "_page": 1,
+        "_links": {"next": {"href": next}},
+        "_embedded": {"unsorted": [
+            {"uid": "lead-1", "category": "forms"},
+            {"uid": "lead-2", "category": "forms"},
+        ]},
+    });
+    let first = page_mock(
+        &server,
+        UNSORTED,
+        "filter%5Bcategory%5D%5B%5D=forms&limit=2&order%5Bcreated_at%5D=desc&page=1",
+        |t| json_page(t, body),
+    )
+    .await;
+    let second = page_mock(
+        &server,
+        UNSORTED,
+        "filter%5Bcategory%5D%5B%5D=forms&limit=2&order%5Bcreated_at%5D=desc&page=2",
+        |t| {
+            json_page(
+                t,
+                json!({"_page": 2, "_embedded": {"unsorted": [{"uid": "lead-3", "category": "forms"}]}}),
+            )
+        },
+    )
+    .await;
+
+    let leads: Vec<_> = collect(
+        client
+            .list_incoming_leads_pager(|req| {
+                // page and limit here are overridden by the pager.
+                req.filter_category(vec![IncomingLeadCategory::Forms])
+                    .order_created_at(SortOrder::Desc)
+                    .page(7)
+                    .limit(9)
+            })
+            .page_size(2)
+            .items(),
+    )
+    .await;
+
+    let uids: Vec<String> = leads
+        .into_iter()
+        .map(|l| l.expect("a lead").uid().to_string())
+        .collect();
+    assert_eq!(uids, ["lead-1", "lead-2", "lead-3"]);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn kommo_a_stream_can_be_spawned() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
+
+    let items = client.list_widgets_pager(|req| req).page_size(2).items();
+    drop(client);
+    let widgets = tokio::spawn(async move { items.try_collect::<Vec<_>>().await })
+        .await
+        .expect("the task completes")
+        .expect("no error");
+
+    assert_eq!(widgets.len(), 2);
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+}
+
+// ---------------------------------------------------------------------------------- CloseBot
+
+fn sources(ids: &[&str]) -> Value {
+    ids.iter()
+        .map(|id| json!({"sourceId": id, "name": format!("source {id}")}))
+        .collect()
+}
+
+fn source_page(page: u32, page_size: u32, total: Option<u32>, ids: &[&str]) -> Value {
+    let mut body = json!({"results": sources(ids), "page": page, "pageSize": page_size});
+    if let Some(total) = total {
+        body["total"] = json!(total);
+    }
+    body
+}
+
+async fn source_mock<'a>(server: &'a MockServer, query: &'static str, body: Value) -> Mock<'a> {
+    server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path(SOURCES)
+                .header("x-cb-key", common::API_KEY)
+                .is_true(query_is(query))
+                .is_true(common::no_body);
+            then.status(200)
+                .header("content-type", "application/json")
+                .json_body(body);
+        })
+        .await
+}
+
+fn source_ids(
+    items: Vec<Result<lead_intake::closebot::types::Source, lead_intake::closebot::Error>>,
+) -> Vec<String> {
+    items
+        .into_iter()
+        .map(|s| s.expect("no error").source_id.expect("sourceId"))
+        .collect()
+}
+
+#[tokio::test]
+async fn closebot_pages_count_from_zero_carry_the_filters_and_end_at_total() {
+    let (server, client) = closebot().await;
+    let p0 = source_mock(
+        &server,
+        "page=0&pageSize=2&query=Acme",
+        source_page(0, 2, Some(4), &["a", "b"]),
+    )
+    .await;
+    let p1 = source_mock(
+        &server,
+        "page=1&pageSize=2&query=Acme",
+        source_page(1, 2, Some(4), &["c", "d"]),
+    )
+    .await;
+    let p2 = source_mock(
+        &server,
+        "page=2&pageSize=2&query=Acme",
+        source_page(2, 2, Some(4), &["e", "f"]),
+    )
+    .await;
+
+    let items = collect(
+        client
+            .list_sources_pager(|req| req.query("Acme").page(5).page_size(7))
+            .page_size(2)
+            .items(),
+    )
+    .await;
+
+    assert_eq!(source_ids(items), ["a", "b", "c", "d"]);
+    p0.assert_calls_async(1).await;
+    p1.assert_calls_async(1).await;
+    p2.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn closebot_a_short_page_is_the_last() {
+    let (server, client) = closebot().await;
+    let p0 = source_mock(
+        &server,
+        "page=0&pageSize=2",
+        source_page(0, 2, None, &["a", "b"]),
+    )
+    .await;
+    let p1 = source_mock(
+        &server,
+        "page=1&pageSize=2",
+        source_page(1, 2, None, &["c"]),
+    )
+    .await;
+    let p2 = source_mock(
+        &server,
+        "page=2&pageSize=2",
+        source_page(2, 2, None, &["d", "e"]),
+    )
+    .await;
+
+    let items = collect(client.list_sources_pager(|req| req).page_size(2).items()).await;
+
+    assert_eq!(source_ids(items), ["a", "b", "c"]);
+    p0.assert_calls_async(1).await;
+    p1.assert_calls_async(1).await;
+    p2.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn closebot_empty_results_end_the_stream_and_are_not_yielded() {
+    let (server, client) = closebot().await;
+    let p0 = source_mock(
+        &server,
+        "page=0&pageSize=2",
+        source_page(0, 2, None, &["a", "b"]),
+    )
+    .await;
+    let p1 = source_mock(&server, "page=1&pageSize=2", source_page(1, 2, None, &[])).await;
+    let p2 = source_mock(
+        &server,
+        "page=2&pageSize=2",
+        source_page(2, 2, None, &["c", "d"]),
+    )
+    .await;
+
+    let pages = collect(client.list_sources_pager(|req| req).page_size(2).pages()).await;
+
+    assert_eq!(pages.len(), 1, "the empty page is not yielded: {pages:?}");
+    p0.assert_calls_async(1).await;
+    p1.assert_calls_async(1).await;
+    p2.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn closebot_the_default_page_size_is_100_and_more_is_refused() {
+    let (server, client) = closebot().await;
+    let p0 = source_mock(
+        &server,
+        "page=0&pageSize=100",
+        source_page(0, 100, Some(1), &["a"]),
+    )
+    .await;
+
+    let items = collect(client.list_sources_pager(|req| req).items()).await;
+    assert_eq!(source_ids(items), ["a"]);
+    p0.assert_calls_async(1).await;
+
+    for size in [0, 101] {
+        let mut pages = client.list_sources_pager(|req| req).page_size(size).pages();
+        let err = pages.next().await.expect("an error").expect_err("refused");
+        let says = format!("page size {size}");
+        assert!(
+            matches!(&err, ApiError::InvalidRequest(m) if m.contains(&says) && m.contains("100")),
+            "{err:?}"
+        );
+        assert!(pages.next().await.is_none());
+    }
+    p0.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn closebot_start_at_resume_after_and_max_pages() {
+    let (server, client) = closebot().await;
+    let p0 = source_mock(
+        &server,
+        "page=0&pageSize=2",
+        source_page(0, 2, Some(9), &["a", "b"]),
+    )
+    .await;
+    let p2 = source_mock(
+        &server,
+        "page=2&pageSize=2",
+        source_page(2, 2, Some(9), &["e", "f"]),
+    )
+    .await;
+    let p3 = source_mock(
+        &server,
+        "page=3&pageSize=2",
+        source_page(3, 2, Some(9), &["g", "h"]),
+    )
+    .await;
+    let pager = client
+        .list_sources_pager(|req| req)
+        .page_size(2)
+        .max_pages(1);
+
+    let started = collect(pager.clone().start_at(2).items()).await;
+    assert_eq!(source_ids(started), ["e", "f"]);
+
+    let held: SourcePage = serde_json::from_value(source_page(2, 2, Some(9), &["e", "f"])).unwrap();
+    let resumed = collect(pager.clone().resume_after(&held).items()).await;
+    assert_eq!(source_ids(resumed), ["g", "h"]);
+
+    // The held page reaches total: nothing more to fetch.
+    let last: SourcePage = serde_json::from_value(source_page(3, 2, Some(8), &["g", "h"])).unwrap();
+    assert!(collect(pager.resume_after(&last).items()).await.is_empty());
+
+    p0.assert_calls_async(0).await;
+    p2.assert_calls_async(1).await;
+    p3.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn closebot_an_error_is_yielded_once_and_ends_the_stream() {
+    let (server, client) = closebot().await;
+    let p0 = source_mock(
+        &server,
+        "page=0&pageSize=2",
+        source_page(0, 2, None, &["a", "b"]),
+    )
+    .await;
+    let p1 = server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path(SOURCES)
+                .is_true(query_is("page=1&pageSize=2"));
+            then.status(401)
+                .header("content-type", "application/json")
+                .body(common::closebot_example_text(
+                    "problem.unauthorized.401.json",
+                ));
+        })
+        .await;
+
+    let mut pages = client.list_sources_pager(|req| req).page_size(2).pages();
+    assert!(pages.next().await.expect("page 0").is_ok());
+    let err = pages.next().await.expect("the error").expect_err("401");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(401), "{err}");
+    assert!(pages.next().await.is_none());
+    assert!(pages.next().await.is_none());
+
+    p0.assert_calls_async(1).await;
+    p1.assert_calls_async(1).await;
+}
+
+#[tokio::test]
+async fn closebot_a_stream_can_be_spawned_and_is_lazy() {
+    let (server, client) = closebot().await;
+    let p0 = source_mock(
+        &server,
+        "page=0&pageSize=2",
+        source_page(0, 2, Some(2), &["a", "b"]),
+    )
+    .await;
+
+    let items = client.list_sources_pager(|req| req).page_size(2).items();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    p0.assert_calls_async(0).await;
+
+    let sources = tokio::spawn(items.try_collect::<Vec<_>>())
+        .await
+        .expect("the task completes")
+        .expect("no error");
+    assert_eq!(sources.len(), 2);
+    p0.assert_calls_async(1).await;
+}
+
+#[test]
+fn kommo_page_exposes_the_items_and_links_of_the_documented_page() {
+    use lead_intake::pagination::KommoPage;
+    let page: WidgetList =
+        serde_json::from_str(&common::kommo_example_text("listWidgets.response.200.json")).unwrap();
+    assert_eq!(page.items().len(), 2);
+    assert!(page.links().and_then(|l| l.next.as_ref()).is_some());
+}
