@@ -22,8 +22,11 @@ pub use secret::Secret;
 pub mod prelude {
     pub use crate::error::{ApiError, ResponseExt};
     pub use crate::oauth::{AuthError, OAuth, OAuthApp, TokenPair};
+    pub use crate::pagination::KommoPage;
     pub use crate::ratelimit::RateLimiter;
     pub use crate::retry::RetryPolicy;
     pub use crate::{ConfigError, Secret};
+    /// Stream combinators for the pagination streams (`next`, `try_next`, `try_collect`, ...).
+    pub use futures_util::{StreamExt, TryStreamExt};
     pub use progenitor_client::ClientInfo;
 }

@@ -33,6 +33,15 @@ use crate::error::{ApiError, ApiResponse, decode_error, from_response};
 /// must have the base URL's origin, since following it sends the account's credentials there.
 pub(crate) fn resolve(base: &str, href: &str) -> Result<url::Url, String> {
     let base = url::Url::parse(&format!("{base}/")).map_err(|e| format!("bad base URL: {e}"))?;
+    // The API's links are absolute URLs; a path from the root is taken too. Anything else
+    // (the documents' placeholder `LINK`, `widgets?page=2`) would resolve against whatever
+    // the base URL's path happens to be: refuse it rather than guess.
+    if url::Url::parse(href).is_err() && !href.starts_with('/') {
+        return Err("it is neither an absolute URL nor a path from the root (the documents' placeholder `LINK` looks like this)".to_string());
+    }
+    if href.starts_with("//") {
+        return Err("a scheme-relative URL is not accepted".to_string());
+    }
     let target = base.join(href).map_err(|e| format!("not a URL: {e}"))?;
     if target.origin() != base.origin() {
         return Err(format!(

@@ -112,3 +112,30 @@ async fn a_followed_link_reports_errors_like_any_call() {
         .unwrap_err();
     assert!(err.is_rate_limited(), "{err}");
 }
+
+#[tokio::test]
+async fn the_documents_placeholder_and_relative_paths_are_refused_and_nothing_is_sent() {
+    let (server, client) = server_and_client().await;
+    let any = server
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(200);
+        })
+        .await;
+
+    for href in [
+        "LINK",
+        "widgets?page=2",
+        "//example.kommo.com/api/v4/widgets",
+    ] {
+        let err = client
+            .follow::<WidgetList>(href)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, ApiError::InvalidLink { href: h, .. } if h == href),
+            "{href}: {err:?}"
+        );
+    }
+    assert_eq!(any.calls_async().await, 0, "nothing may be sent");
+}
