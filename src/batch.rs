@@ -1,1 +1,809 @@
-//! Batch chunking (work in progress).
+//! Batch calls of any size: Kommo's create/update/delete calls, split into requests of at most
+//! 50 items, with a report that says what happened to every item.
+//!
+//! Kommo's batch calls take at most 50 entities per request. The `*_batched` methods of
+//! [`kommo::Client`] take any number of items, send them in chunks in input order, and return
+//! a [`BatchReport`] with one [`ItemOutcome`] per input item, by input index:
+//!
+//! | outcome | meaning | resend? |
+//! |---|---|---|
+//! | [`Succeeded`](ItemOutcome::Succeeded) | the server answered the item (the created/updated entity) | no |
+//! | [`Rejected`](ItemOutcome::Rejected) | a 400 named the item in `validation-errors` | after fixing it |
+//! | [`NotApplied`](ItemOutcome::NotApplied) | the server refused the whole request it was in | yes, as is |
+//! | [`NotAttempted`](ItemOutcome::NotAttempted) | never sent: an earlier failure stopped the batch | yes, as is |
+//! | [`Unknown`](ItemOutcome::Unknown) | sent, and the failure leaves open whether it was applied | check first |
+//!
+//! A 400 with `validation-errors` rejects the items it names; the rest of that request is not
+//! applied, and the later chunks are still sent. Any other failure stops the batch: chunks not
+//! yet started are not attempted, requests already in flight are awaited, and
+//! [`BatchReport::error`] keeps the error. This layer never sends a chunk twice; each request
+//! goes through the client's usual call path (its rate limiting, and its retries of what was
+//! certainly not applied, such as a 429).
+//!
+//! ```no_run
+//! use lead_intake::batch::{BatchOptions, ItemOutcome};
+//! use lead_intake::kommo::types::AddSource;
+//! # async fn f(client: lead_intake::kommo::Client, sources: Vec<AddSource>) {
+//! let report = client
+//!     .add_sources_batched(&sources, &BatchOptions::new().concurrency(2))
+//!     .await;
+//! println!("{report}"); // e.g. "120 items: 119 succeeded, 1 rejected"
+//! for (index, outcome) in report.outcomes().iter().enumerate() {
+//!     match outcome {
+//!         ItemOutcome::Succeeded(source) => println!("{index}: created {}", source.id),
+//!         ItemOutcome::Rejected(errors) => println!("{index}: rejected: {errors:?}"),
+//!         ItemOutcome::Unknown => println!("{index}: check whether it was created"),
+//!         ItemOutcome::NotApplied | ItemOutcome::NotAttempted => {}
+//!     }
+//! }
+//! let resend: Vec<&AddSource> = report.to_resend().into_iter().map(|i| &sources[i]).collect();
+//! # let _ = resend;
+//! # }
+//! ```
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::future::Future;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::stream::{self, StreamExt};
+use reqwest::StatusCode;
+
+use crate::error::{ApiError, ResponseExt};
+use crate::kommo::{self, types};
+
+/// The most items one request of a batch call carries: Kommo's advice for every create/update
+/// call, and the specification's `maxItems` for the source calls.
+pub const MAX_CHUNK_SIZE: usize = 50;
+
+/// How a batch is sent: the chunk size and how many chunks may be in flight at once.
+///
+/// ```
+/// use lead_intake::batch::BatchOptions;
+/// let options = BatchOptions::new().chunk_size(25).concurrency(2);
+/// assert_eq!((options.get_chunk_size(), options.get_concurrency()), (25, 2));
+/// assert_eq!(BatchOptions::default(), BatchOptions::new().chunk_size(50).concurrency(1));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOptions {
+    chunk_size: usize,
+    concurrency: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            chunk_size: MAX_CHUNK_SIZE,
+            concurrency: 1,
+        }
+    }
+}
+
+impl BatchOptions {
+    /// The defaults: chunks of [`MAX_CHUNK_SIZE`] items, one request at a time.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Items per request, `1..=50`. A value out of range is refused when the batch is called:
+    /// nothing is sent and the report's error is [`BatchError::ChunkSize`].
+    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// How many requests may be in flight at once (at least 1; 0 is refused like a bad chunk
+    /// size). The outcomes stay in input order. Every request goes through the client's usual
+    /// call path, so its rate limiting applies to each of them.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// The chunk size set.
+    pub fn get_chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// The concurrency set.
+    pub fn get_concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn check(&self, limit: usize) -> Result<(), Box<BatchError>> {
+        if !(1..=limit).contains(&self.chunk_size) {
+            return Err(Box::new(BatchError::ChunkSize {
+                chunk_size: self.chunk_size,
+                max: limit,
+            }));
+        }
+        if self.concurrency == 0 {
+            return Err(Box::new(BatchError::Concurrency));
+        }
+        Ok(())
+    }
+}
+
+/// What happened to one input item of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome<R> {
+    /// The server applied the item and answered it: the created or updated entity (for
+    /// deletions, the deleted ID).
+    Succeeded(R),
+    /// The server refused the item: its `validation-errors`, matched by `request_id`. The other
+    /// items of that request are [`ItemOutcome::NotApplied`].
+    Rejected(Vec<types::ValidationError>),
+    /// The server refused the whole request the item was in (a 4xx, a validation error of
+    /// other items) or the request was never sent (a refused connection): safe to resend.
+    NotApplied,
+    /// Never sent: an earlier failure stopped the batch, or the batch was refused before
+    /// anything was sent. Safe to resend.
+    NotAttempted,
+    /// Sent, and the failure leaves open whether it was applied: a 5xx, a timeout, a broken
+    /// connection, or a success answer that did not decode or does not mention the item.
+    /// Check before resending.
+    Unknown,
+}
+
+impl<R> ItemOutcome<R> {
+    /// The server's item, when it succeeded.
+    pub fn succeeded(&self) -> Option<&R> {
+        match self {
+            Self::Succeeded(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// True when the server certainly did not apply the item, and it can be sent again as is:
+    /// [`ItemOutcome::NotApplied`] and [`ItemOutcome::NotAttempted`].
+    pub fn is_safe_to_resend(&self) -> bool {
+        matches!(self, Self::NotApplied | Self::NotAttempted)
+    }
+}
+
+/// Why a batch stopped, or was refused before anything was sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// The chunk size is out of range; nothing was sent.
+    #[error("chunk_size must be between 1 and {max}, not {chunk_size}; nothing was sent")]
+    ChunkSize {
+        /// The chunk size asked for.
+        chunk_size: usize,
+        /// The largest chunk the call takes.
+        max: usize,
+    },
+    /// The concurrency is 0; nothing was sent.
+    #[error("concurrency must be at least 1; nothing was sent")]
+    Concurrency,
+    /// Two items of one request would carry the same `request_id` (their own, or the index one
+    /// of them would be named by), so the answer could not be matched to them; nothing was sent.
+    #[error(
+        "items {first} and {second} would be sent in one request with the same request_id \
+         {request_id:?}, so the answer could not be matched to them; nothing was sent"
+    )]
+    DuplicateRequestId {
+        /// The shared `request_id`.
+        request_id: String,
+        /// The input index of the first item.
+        first: usize,
+        /// The input index of the second item.
+        second: usize,
+    },
+    /// The request carrying the input items `items` failed, and stopped the batch.
+    #[error("the request for items {}..{} failed: {source}", items.start, items.end)]
+    Request {
+        /// The input indices the failed request carried.
+        items: Range<usize>,
+        /// The error.
+        #[source]
+        source: kommo::Error,
+    },
+}
+
+impl BatchError {
+    /// The API error, when a request failed.
+    pub fn api_error(&self) -> Option<&kommo::Error> {
+        match self {
+            Self::Request { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// How many items ended in each [`ItemOutcome`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchCounts {
+    /// [`ItemOutcome::Succeeded`].
+    pub succeeded: usize,
+    /// [`ItemOutcome::Rejected`].
+    pub rejected: usize,
+    /// [`ItemOutcome::NotApplied`].
+    pub not_applied: usize,
+    /// [`ItemOutcome::NotAttempted`].
+    pub not_attempted: usize,
+    /// [`ItemOutcome::Unknown`].
+    pub unknown: usize,
+}
+
+impl BatchCounts {
+    /// All items counted.
+    pub fn total(&self) -> usize {
+        self.succeeded + self.rejected + self.not_applied + self.not_attempted + self.unknown
+    }
+}
+
+/// `51 items: 50 succeeded, 1 unknown` (categories with no items are left out).
+impl fmt::Display for BatchCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.total();
+        write!(f, "{total} item{}", if total == 1 { "" } else { "s" })?;
+        let parts = [
+            (self.succeeded, "succeeded"),
+            (self.rejected, "rejected"),
+            (self.not_applied, "not applied"),
+            (self.not_attempted, "not attempted"),
+            (self.unknown, "unknown"),
+        ];
+        let mut first = true;
+        for (count, label) in parts.into_iter().filter(|(count, _)| *count > 0) {
+            f.write_str(if first { ": " } else { ", " })?;
+            write!(f, "{count} {label}")?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// What a batch call did with every input item: one [`ItemOutcome`] per item, in input order,
+/// and the error that stopped the batch, if any.
+///
+/// Displays as its [`BatchCounts`], followed by the stopping error:
+/// `101 items: 50 succeeded, 1 not attempted, 50 unknown; stopped: the request for items
+/// 50..100 failed: ...`.
+#[must_use = "a batch can partly fail: check the report"]
+#[derive(Debug)]
+pub struct BatchReport<R> {
+    outcomes: Vec<ItemOutcome<R>>,
+    errors: Vec<BatchError>,
+}
+
+impl<R> BatchReport<R> {
+    fn refused(len: usize, error: BatchError) -> Self {
+        Self {
+            outcomes: std::iter::repeat_with(|| ItemOutcome::NotAttempted)
+                .take(len)
+                .collect(),
+            errors: vec![error],
+        }
+    }
+
+    /// One outcome per input item, by input index.
+    pub fn outcomes(&self) -> &[ItemOutcome<R>] {
+        &self.outcomes
+    }
+
+    /// The outcomes, by input index.
+    pub fn into_outcomes(self) -> Vec<ItemOutcome<R>> {
+        self.outcomes
+    }
+
+    /// How many input items the report covers.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// True for a batch of no items.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    /// True when every item succeeded and nothing stopped the batch (an empty batch with valid
+    /// options is complete).
+    pub fn is_complete(&self) -> bool {
+        self.errors.is_empty()
+            && self
+                .outcomes
+                .iter()
+                .all(|o| matches!(o, ItemOutcome::Succeeded(_)))
+    }
+
+    /// The items that succeeded: input index and the server's item.
+    pub fn succeeded(&self) -> impl Iterator<Item = (usize, &R)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.succeeded().map(|r| (i, r)))
+    }
+
+    /// The items the server rejected: input index and their validation errors.
+    pub fn rejected(&self) -> impl Iterator<Item = (usize, &[types::ValidationError])> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                ItemOutcome::Rejected(errors) => Some((i, errors.as_slice())),
+                _ => None,
+            })
+    }
+
+    /// The input indices of the items safe to resend as they are: not applied and not attempted.
+    pub fn to_resend(&self) -> Vec<usize> {
+        self.indices(ItemOutcome::is_safe_to_resend)
+    }
+
+    /// The input indices of the items that may or may not have been applied: check them before
+    /// sending them again.
+    pub fn unknown(&self) -> Vec<usize> {
+        self.indices(|o| matches!(o, ItemOutcome::Unknown))
+    }
+
+    fn indices(&self, keep: impl Fn(&ItemOutcome<R>) -> bool) -> Vec<usize> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| keep(o))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// What stopped the batch, or refused it before anything was sent. `None` when every chunk
+    /// was answered (items may still be rejected or unknown: see [`BatchReport::is_complete`]).
+    /// With concurrency, several in-flight requests can fail: this is the first in input order.
+    pub fn error(&self) -> Option<&BatchError> {
+        self.errors.first()
+    }
+
+    /// Every error that stopped the batch, in input order: more than one only when requests
+    /// in flight at the same time failed.
+    pub fn errors(&self) -> &[BatchError] {
+        &self.errors
+    }
+
+    /// How many items ended in each outcome.
+    pub fn counts(&self) -> BatchCounts {
+        let mut counts = BatchCounts::default();
+        for outcome in &self.outcomes {
+            match outcome {
+                ItemOutcome::Succeeded(_) => counts.succeeded += 1,
+                ItemOutcome::Rejected(_) => counts.rejected += 1,
+                ItemOutcome::NotApplied => counts.not_applied += 1,
+                ItemOutcome::NotAttempted => counts.not_attempted += 1,
+                ItemOutcome::Unknown => counts.unknown += 1,
+            }
+        }
+        counts
+    }
+}
+
+impl<R> fmt::Display for BatchReport<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.counts())?;
+        if let Some(error) = self.error() {
+            write!(f, "; stopped: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------- operations
+
+/// One of the batch calls: how to send a chunk and match the answer to its items.
+trait Operation {
+    type Item: Clone;
+    type Output: Clone;
+    /// The most items one request takes.
+    const LIMIT: usize;
+    /// The item's own `request_id`, which the server uses instead of the index when present.
+    fn own_request_id(_item: &Self::Item) -> Option<&str> {
+        None
+    }
+    /// The key a success answer names the item by; `request_key` is the key validation errors
+    /// name it by (its own `request_id`, or its index in the request).
+    fn answer_key(item: &Self::Item, request_key: &str) -> String;
+    /// Sends one chunk and returns the answered items with their keys.
+    fn send(
+        client: &kommo::Client,
+        items: Vec<Self::Item>,
+    ) -> impl Future<Output = Result<Vec<(String, Self::Output)>, kommo::Error>> + Send;
+}
+
+struct AddSources;
+impl Operation for AddSources {
+    type Item = types::AddSource;
+    type Output = types::Source;
+    const LIMIT: usize = MAX_CHUNK_SIZE;
+    fn answer_key(_item: &Self::Item, request_key: &str) -> String {
+        request_key.to_string()
+    }
+    async fn send(
+        client: &kommo::Client,
+        items: Vec<Self::Item>,
+    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
+        let list = client.add_sources().body(items).send().body().await?;
+        // Each created source carries the index of its item as `request_id`.
+        Ok(keyed(sources(list), |s| s.request_id.clone()))
+    }
+}
+
+struct UpdateSources;
+impl Operation for UpdateSources {
+    type Item = types::UpdateSourcesItem;
+    type Output = types::Source;
+    const LIMIT: usize = MAX_CHUNK_SIZE;
+    fn answer_key(item: &Self::Item, _request_key: &str) -> String {
+        item.id.to_string()
+    }
+    async fn send(
+        client: &kommo::Client,
+        items: Vec<Self::Item>,
+    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
+        let list = client.update_sources().body(items).send().body().await?;
+        // The updated sources carry no `request_id`: they are matched by `id`.
+        Ok(keyed(sources(list), |s| Some(s.id.to_string())))
+    }
+}
+
+struct DeleteSources;
+impl Operation for DeleteSources {
+    type Item = types::DeleteSourcesItem;
+    type Output = i64;
+    const LIMIT: usize = MAX_CHUNK_SIZE;
+    fn answer_key(item: &Self::Item, _request_key: &str) -> String {
+        item.id.to_string()
+    }
+    async fn send(
+        client: &kommo::Client,
+        items: Vec<Self::Item>,
+    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
+        let ids: Vec<i64> = items.iter().map(|item| item.id).collect();
+        // 204 with no body: every item of the request was deleted.
+        client.delete_sources().body(items).send().body().await?;
+        Ok(ids.into_iter().map(|id| (id.to_string(), id)).collect())
+    }
+}
+
+/// Kommo's documents give no limit for the incoming-lead calls; its SDK documentation advises at
+/// most 50 entities per call for every create call, so they take the same conservative limit.
+const INCOMING_LEADS_LIMIT: usize = MAX_CHUNK_SIZE;
+
+struct AddIncomingCalls;
+impl Operation for AddIncomingCalls {
+    type Item = types::AddIncomingCall;
+    type Output = types::CreatedIncomingLead;
+    const LIMIT: usize = INCOMING_LEADS_LIMIT;
+    fn own_request_id(item: &Self::Item) -> Option<&str> {
+        item.request_id.as_deref()
+    }
+    fn answer_key(_item: &Self::Item, request_key: &str) -> String {
+        request_key.to_string()
+    }
+    async fn send(
+        client: &kommo::Client,
+        items: Vec<Self::Item>,
+    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
+        let list = client
+            .add_incoming_calls()
+            .body(items)
+            .send()
+            .body()
+            .await?;
+        Ok(keyed(incoming(list), |l| l.request_id.clone()))
+    }
+}
+
+struct AddIncomingForms;
+impl Operation for AddIncomingForms {
+    type Item = types::AddIncomingForm;
+    type Output = types::CreatedIncomingLead;
+    const LIMIT: usize = INCOMING_LEADS_LIMIT;
+    fn own_request_id(item: &Self::Item) -> Option<&str> {
+        item.request_id.as_deref()
+    }
+    fn answer_key(_item: &Self::Item, request_key: &str) -> String {
+        request_key.to_string()
+    }
+    async fn send(
+        client: &kommo::Client,
+        items: Vec<Self::Item>,
+    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
+        let list = client
+            .add_incoming_forms()
+            .body(items)
+            .send()
+            .body()
+            .await?;
+        Ok(keyed(incoming(list), |l| l.request_id.clone()))
+    }
+}
+
+fn sources(list: types::SourceList) -> Vec<types::Source> {
+    list.embedded.map(|e| e.sources).unwrap_or_default()
+}
+
+fn incoming(list: types::CreatedIncomingLeadList) -> Vec<types::CreatedIncomingLead> {
+    list.embedded.map(|e| e.unsorted).unwrap_or_default()
+}
+
+/// Pairs each answered item with its key; an item without one matches nothing.
+fn keyed<R>(items: Vec<R>, key: impl Fn(&R) -> Option<String>) -> Vec<(String, R)> {
+    items
+        .into_iter()
+        .filter_map(|item| key(&item).map(|k| (k, item)))
+        .collect()
+}
+
+impl kommo::Client {
+    /// Creates any number of sources (`addSources`), at most 50 per request, in input order.
+    /// Succeeded items carry the created [`types::Source`]. See [the module](crate::batch).
+    pub async fn add_sources_batched<I>(
+        &self,
+        items: I,
+        options: &BatchOptions,
+    ) -> BatchReport<types::Source>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<types::AddSource>,
+    {
+        run::<AddSources, _>(self, items, options).await
+    }
+
+    /// Edits any number of sources (`updateSources`), at most 50 per request, in input order.
+    /// Succeeded items carry the updated [`types::Source`], matched by `id`.
+    pub async fn update_sources_batched<I>(
+        &self,
+        items: I,
+        options: &BatchOptions,
+    ) -> BatchReport<types::Source>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<types::UpdateSourcesItem>,
+    {
+        run::<UpdateSources, _>(self, items, options).await
+    }
+
+    /// Deletes any number of sources (`deleteSources`), at most 50 per request, in input order.
+    /// Succeeded items carry the deleted source's ID.
+    pub async fn delete_sources_batched<I>(
+        &self,
+        items: I,
+        options: &BatchOptions,
+    ) -> BatchReport<i64>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<types::DeleteSourcesItem>,
+    {
+        run::<DeleteSources, _>(self, items, options).await
+    }
+
+    /// Adds any number of incoming calls (`addIncomingCalls`), at most 50 per request, in input
+    /// order. Items are matched by their own `request_id` when they have one (which must then
+    /// be unique within a request), else by their index in the request.
+    pub async fn add_incoming_calls_batched<I>(
+        &self,
+        items: I,
+        options: &BatchOptions,
+    ) -> BatchReport<types::CreatedIncomingLead>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<types::AddIncomingCall>,
+    {
+        run::<AddIncomingCalls, _>(self, items, options).await
+    }
+
+    /// Adds any number of form submissions (`addIncomingForms`), at most 50 per request, in
+    /// input order. Matched like [`kommo::Client::add_incoming_calls_batched`].
+    pub async fn add_incoming_forms_batched<I>(
+        &self,
+        items: I,
+        options: &BatchOptions,
+    ) -> BatchReport<types::CreatedIncomingLead>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<types::AddIncomingForm>,
+    {
+        run::<AddIncomingForms, _>(self, items, options).await
+    }
+}
+
+// ------------------------------------------------------------------------------------ engine
+
+/// One request of a batch, planned before anything is sent.
+struct Chunk<T> {
+    /// The input index of its first item.
+    start: usize,
+    items: Vec<T>,
+    /// What validation errors name each item by.
+    request_keys: Vec<String>,
+    /// What a success answer names each item by.
+    answer_keys: Vec<String>,
+}
+
+struct ChunkResult<R> {
+    outcomes: Vec<ItemOutcome<R>>,
+    error: Option<BatchError>,
+}
+
+async fn run<O: Operation, I>(
+    client: &kommo::Client,
+    items: I,
+    options: &BatchOptions,
+) -> BatchReport<O::Output>
+where
+    I: IntoIterator,
+    I::Item: Borrow<O::Item>,
+{
+    // The caller's items are cloned, never modified.
+    let items: Vec<O::Item> = items.into_iter().map(|i| i.borrow().clone()).collect();
+    let len = items.len();
+    if let Err(error) = options.check(O::LIMIT) {
+        return BatchReport::refused(len, *error);
+    }
+    let chunks = match plan::<O>(items, options.chunk_size) {
+        Ok(chunks) => chunks,
+        Err(error) => return BatchReport::refused(len, *error),
+    };
+    let stop = AtomicBool::new(false);
+    let stop = &stop;
+    let results: Vec<ChunkResult<O::Output>> = stream::iter(chunks)
+        .map(|chunk| send_chunk::<O>(client, chunk, stop))
+        .buffered(options.concurrency)
+        .collect()
+        .await;
+    let mut report = BatchReport {
+        outcomes: Vec::with_capacity(len),
+        errors: Vec::new(),
+    };
+    for result in results {
+        report.outcomes.extend(result.outcomes);
+        report.errors.extend(result.error);
+    }
+    report
+}
+
+/// Splits the items into chunks and computes their keys; refuses two items of one chunk with
+/// the same `request_id`.
+fn plan<O: Operation>(
+    items: Vec<O::Item>,
+    chunk_size: usize,
+) -> Result<Vec<Chunk<O::Item>>, Box<BatchError>> {
+    let mut chunks = Vec::with_capacity(items.len().div_ceil(chunk_size));
+    let mut items = items.into_iter().enumerate().peekable();
+    while let Some(&(start, _)) = items.peek() {
+        let mut chunk = Chunk {
+            start,
+            items: Vec::with_capacity(chunk_size),
+            request_keys: Vec::with_capacity(chunk_size),
+            answer_keys: Vec::with_capacity(chunk_size),
+        };
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (position, (index, item)) in items.by_ref().take(chunk_size).enumerate() {
+            let key = O::own_request_id(&item)
+                .map(str::to_string)
+                .unwrap_or_else(|| position.to_string());
+            match seen.entry(key.clone()) {
+                Entry::Occupied(first) => {
+                    return Err(Box::new(BatchError::DuplicateRequestId {
+                        request_id: key,
+                        first: *first.get(),
+                        second: index,
+                    }));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(index);
+                }
+            }
+            chunk.answer_keys.push(O::answer_key(&item, &key));
+            chunk.request_keys.push(key);
+            chunk.items.push(item);
+        }
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}
+
+async fn send_chunk<O: Operation>(
+    client: &kommo::Client,
+    chunk: Chunk<O::Item>,
+    stop: &AtomicBool,
+) -> ChunkResult<O::Output> {
+    let len = chunk.items.len();
+    let uniform = |outcome: fn() -> ItemOutcome<O::Output>| -> Vec<ItemOutcome<O::Output>> {
+        std::iter::repeat_with(outcome).take(len).collect()
+    };
+    // Checked when the chunk starts: after a stopping failure, no new request is sent.
+    if stop.load(Ordering::SeqCst) {
+        return ChunkResult {
+            outcomes: uniform(|| ItemOutcome::NotAttempted),
+            error: None,
+        };
+    }
+    match O::send(client, chunk.items).await {
+        Ok(answered) => {
+            let mut by_key = HashMap::with_capacity(answered.len());
+            for (key, item) in answered {
+                by_key.entry(key).or_insert(item);
+            }
+            let outcomes = chunk
+                .answer_keys
+                .iter()
+                .map(|key| match by_key.get(key) {
+                    Some(item) => ItemOutcome::Succeeded(item.clone()),
+                    // A success answer that does not mention the item.
+                    None => ItemOutcome::Unknown,
+                })
+                .collect();
+            ChunkResult {
+                outcomes,
+                error: None,
+            }
+        }
+        Err(error) => match rejections(&error, &chunk.request_keys) {
+            Some(rejected) => ChunkResult {
+                outcomes: rejected
+                    .into_iter()
+                    .map(|errors| errors.map_or(ItemOutcome::NotApplied, ItemOutcome::Rejected))
+                    .collect(),
+                error: None,
+            },
+            None => {
+                stop.store(true, Ordering::SeqCst);
+                let outcomes = if certainly_not_applied(&error) {
+                    uniform(|| ItemOutcome::NotApplied)
+                } else {
+                    uniform(|| ItemOutcome::Unknown)
+                };
+                ChunkResult {
+                    outcomes,
+                    error: Some(BatchError::Request {
+                        items: chunk.start..chunk.start + len,
+                        source: error,
+                    }),
+                }
+            }
+        },
+    }
+}
+
+/// For a 400 whose `validation-errors` name only items of this request: each item's errors
+/// (`None` for the items it does not name). `None` for any other error, including a 400 naming
+/// a `request_id` the request did not carry: the answer cannot be trusted to be about it.
+fn rejections(
+    error: &kommo::Error,
+    request_keys: &[String],
+) -> Option<Vec<Option<Vec<types::ValidationError>>>> {
+    if error.status() != Some(StatusCode::BAD_REQUEST) {
+        return None;
+    }
+    let groups = &error.problem()?.validation_errors;
+    if groups.is_empty() {
+        return None;
+    }
+    let mut out: Vec<Option<Vec<types::ValidationError>>> = vec![None; request_keys.len()];
+    for group in groups {
+        let id = group.request_id.as_deref()?;
+        let position = request_keys.iter().position(|key| key == id)?;
+        out[position]
+            .get_or_insert_with(Vec::new)
+            .extend(group.errors.iter().cloned());
+    }
+    Some(out)
+}
+
+/// True when the failure certainly left the request unapplied: the server answered a 4xx, or
+/// the request never left (a refused connection, a request that could not be built). Anything
+/// else, including error kinds this version does not know, may have been applied.
+fn certainly_not_applied(error: &kommo::Error) -> bool {
+    if let Some(status) = error.status() {
+        return status.is_client_error();
+    }
+    match error {
+        ApiError::Transport(e) => e.is_connect() || e.is_builder(),
+        ApiError::InvalidRequest(_) => true,
+        _ => false,
+    }
+}
