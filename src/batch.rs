@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::stream::{self, StreamExt};
 use reqwest::StatusCode;
 
-use crate::error::{ApiError, ResponseExt};
+use crate::error::ResponseExt;
 use crate::kommo::{self, types};
 
 /// The most items one request of a batch call carries: Kommo's advice for every create/update
@@ -794,16 +794,9 @@ fn rejections(
     Some(out)
 }
 
-/// True when the failure certainly left the request unapplied: the server answered a 4xx, or
-/// the request never left (a refused connection, a request that could not be built). Anything
-/// else, including error kinds this version does not know, may have been applied.
+/// True when the failure certainly left the request unapplied (see
+/// [`ApiError::certainly_not_applied`]: a 4xx, a refused connection, an OAuth failure, a
+/// request refused before sending). Anything else may have been applied.
 fn certainly_not_applied(error: &kommo::Error) -> bool {
-    if let Some(status) = error.status() {
-        return status.is_client_error();
-    }
-    match error {
-        ApiError::Transport(e) => e.is_connect() || e.is_builder(),
-        ApiError::InvalidRequest(_) => true,
-        _ => false,
-    }
+    error.certainly_not_applied()
 }

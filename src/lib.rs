@@ -20,6 +20,7 @@ pub use secret::Secret;
 
 /// Everything a caller needs in scope: `use lead_intake::prelude::*;`.
 pub mod prelude {
+    pub use crate::batch::{BatchOptions, BatchReport, ItemOutcome};
     pub use crate::error::{ApiError, ResponseExt};
     pub use crate::oauth::{AuthError, OAuth, OAuthApp, TokenPair};
     pub use crate::pagination::KommoPage;

@@ -5,7 +5,7 @@
 mod common;
 
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TOKEN, kommo, kommo_request};
 use httpmock::Method::{DELETE, PATCH, POST};
@@ -922,46 +922,87 @@ async fn a_chunk_size_out_of_range_or_zero_concurrency_is_refused_before_sending
 
 // -------------------------------------------------------------------------------- concurrency
 
-/// With two requests in flight, a slow first chunk does not reorder the outcomes, and four
-/// chunks of 500 ms take about a second, not two.
-#[tokio::test]
+/// With two requests in flight, a slow first chunk does not reorder the outcomes. Paused time
+/// and a server inside the test's runtime: arrival times are exact, nothing sleeps for real.
+#[tokio::test(start_paused = true)]
 async fn concurrency_two_sends_two_at_a_time_and_keeps_input_order() {
-    let (server, client) = kommo().await;
-    let mut mocks = Vec::new();
-    for (k, delay) in [900u64, 100, 500, 500].into_iter().enumerate() {
-        let range = k * 2..k * 2 + 2;
-        let body = sources_body(range.clone());
-        let answer = created_sources(range);
-        mocks.push(
-            server
-                .mock_async(|when, then| {
-                    kommo_request(when, POST, SOURCES).json_body(body);
-                    hal_json(then, &answer).delay(Duration::from_millis(delay));
-                })
-                .await,
-        );
-    }
-    let strays = strays(&server).await;
+    use common::script::{Reply, ScriptServer, http_without_timeouts};
+    // Chunk k (items 2k, 2k+1) is answered after these delays: the first is the slowest.
+    let delays = [900u64, 100, 500, 500];
+    let server = ScriptServer::start(move |r, _| {
+        let body = r.json();
+        let first = body[0]["external_id"].as_str().unwrap();
+        let i: usize = first.trim_start_matches("ext-").parse().unwrap();
+        Reply::json(200, created_sources(i..i + 2)).after(Duration::from_millis(delays[i / 2]))
+    })
+    .await;
+    let client = lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url)
+        .token(TOKEN)
+        .no_rate_limit()
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .http_client(http_without_timeouts())
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
 
-    let started = Instant::now();
     let report = client
         .add_sources_batched(
             &sources(8),
             &BatchOptions::new().chunk_size(2).concurrency(2),
         )
         .await;
-    let elapsed = started.elapsed();
 
-    for mock in &mocks {
-        mock.assert_calls_async(1).await;
-    }
-    strays.assert_calls_async(0).await;
     assert_eq!(source_labels(&report), created(0..8));
-    // One at a time: 2000 ms. Two at a time: 900 ms beside 100 + 500, then 500: about 1400 ms.
-    assert!(
-        elapsed < Duration::from_millis(1800),
-        "two chunks should be in flight at once: took {elapsed:?}"
+    let requests = server.requests();
+    let bodies: Vec<Value> = requests.iter().map(|r| r.json()).collect();
+    for k in 0..4 {
+        assert_eq!(
+            bodies
+                .iter()
+                .filter(|b| **b == sources_body(k * 2..k * 2 + 2))
+                .count(),
+            1,
+            "chunk {k} is sent exactly once"
+        );
+    }
+    // The first two chunks were in flight together; one at a time, the second would have
+    // waited 900 ms for the first.
+    assert_eq!(requests[0].at, started);
+    assert_eq!(
+        requests[1].at, started,
+        "the second chunk did not wait for the first"
     );
+}
+
+/// The same batch one at a time: each chunk is sent when the previous one is answered.
+#[tokio::test(start_paused = true)]
+async fn concurrency_one_sends_one_at_a_time() {
+    use common::script::{Reply, ScriptServer, http_without_timeouts};
+    let server = ScriptServer::start(move |r, _| {
+        let body = r.json();
+        let first = body[0]["external_id"].as_str().unwrap();
+        let i: usize = first.trim_start_matches("ext-").parse().unwrap();
+        Reply::json(200, created_sources(i..i + 2)).after(Duration::from_millis(500))
+    })
+    .await;
+    let client = lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url)
+        .token(TOKEN)
+        .no_rate_limit()
+        .http_client(http_without_timeouts())
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+
+    let report = client
+        .add_sources_batched(&sources(4), &BatchOptions::new().chunk_size(2))
+        .await;
+
+    assert_eq!(source_labels(&report), created(0..4));
+    let requests = server.requests();
+    assert_eq!(requests[0].at, started);
+    assert_eq!(requests[1].at, started + Duration::from_millis(500));
 }
 
 /// A failure stops new requests; the one already in flight is awaited, not abandoned.
