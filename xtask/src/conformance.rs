@@ -1,0 +1,1 @@
+pub fn main(_: &[String]) -> std::process::ExitCode { std::process::ExitCode::FAILURE }
