@@ -79,7 +79,10 @@ pub fn main(args: &[String]) -> ExitCode {
     if check {
         let stale = stale(&root, &files);
         if stale.is_empty() {
-            println!("export: {} files in {EXPORT_DIR} are up to date", files.len());
+            println!(
+                "export: {} files in {EXPORT_DIR} are up to date",
+                files.len()
+            );
             return ExitCode::SUCCESS;
         }
         for s in &stale {
@@ -141,7 +144,10 @@ pub fn render(root: &Path) -> Result<Vec<File>, Vec<String>> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let shown = format!("openapi/{}", spec.file_name().unwrap_or_default().to_string_lossy());
+        let shown = format!(
+            "openapi/{}",
+            spec.file_name().unwrap_or_default().to_string_lossy()
+        );
         match export_one(spec, &shown) {
             Ok(doc) => {
                 let json = serde_json::to_string_pretty(&doc)
@@ -184,7 +190,10 @@ pub fn stale(root: &Path, files: &[File]) -> Vec<String> {
             Ok(old) if old == file.bytes => {}
             Ok(old) => {
                 let line = first_difference(&old, &file.bytes);
-                out.push(format!("{} differs from the spec (first at line {line})", file.path));
+                out.push(format!(
+                    "{} differs from the spec (first at line {line})",
+                    file.path
+                ));
             }
             Err(e) => out.push(format!("{} is missing: {e}", file.path)),
         }
@@ -230,8 +239,9 @@ fn export_one(spec: &Path, shown: &str) -> Result<Node, Vec<String>> {
     cx.walk(&mut doc, &mut Vec::new(), Keys::Fields);
     // Nothing may still point at a file (an `externalValue` somewhere the walk did not expect).
     doc.each_key("externalValue", &mut |at| {
-        cx.problems
-            .push(format!("{shown}: #/{at}: `externalValue` left in the export"));
+        cx.problems.push(format!(
+            "{shown}: #/{at}: `externalValue` left in the export"
+        ));
     });
     // Self-contained: every reference stays inside the document.
     doc.each_ref(&mut |r| {
@@ -277,7 +287,9 @@ impl Cx<'_> {
                             }
                             Keys::Fields
                         }
-                        Keys::Fields if DATA_FIELDS.contains(&k.as_str()) || k.starts_with("x-") => {
+                        Keys::Fields
+                            if DATA_FIELDS.contains(&k.as_str()) || k.starts_with("x-") =>
+                        {
                             trail.pop();
                             continue;
                         }
@@ -304,7 +316,8 @@ impl Cx<'_> {
         };
         let at = format!("{}: #/{}", self.shown, trail.join("/"));
         let Node::String(file) = &slot.1 else {
-            self.problems.push(format!("{at}: `externalValue` is not a string"));
+            self.problems
+                .push(format!("{at}: `externalValue` is not a string"));
             return;
         };
         if file.contains("://") || Path::new(file).is_absolute() {
