@@ -20,7 +20,7 @@ commands:
                           write openapi/export/<api>.{json,yaml}: each spec with its
                           examples inlined, for other languages' generators;
                           --check fails if the checked-in files are stale
-  conformance [--skip-install] [--only NAME,...]
+  conformance [--skip-install]
                           install the pinned third-party tools (scripts/install-
                           conformance-tools.sh), then check the exported documents with
                           linters, other languages' generators and a Prism contract
