@@ -1,9 +1,13 @@
 //! Project automation: `cargo xtask <command>`.
 #![forbid(unsafe_code)]
 
+mod conformance;
+mod export;
 mod oas;
+mod ordered;
 mod validate;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -12,6 +16,15 @@ usage: cargo xtask <command> [options]
 commands:
   validate [--root DIR]   check openapi/*.yaml: structure, $refs, operationIds,
                           and every example against its schema
+  export [--check] [--root DIR]
+                          write openapi/export/<api>.{json,yaml}: each spec with its
+                          examples inlined, for other languages' generators;
+                          --check fails if the checked-in files are stale
+  conformance [--skip-install]
+                          install the pinned third-party tools (scripts/install-
+                          conformance-tools.sh), then check the exported documents with
+                          linters, other languages' generators and a Prism contract
+                          test of the Rust client; prints tool | version | result
   help                    show this message";
 
 fn main() -> ExitCode {
@@ -22,6 +35,8 @@ fn main() -> ExitCode {
     };
     match command.as_str() {
         "validate" => validate::main(rest),
+        "export" => export::main(rest),
+        "conformance" => conformance::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -31,4 +46,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }

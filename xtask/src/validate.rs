@@ -43,9 +43,7 @@ const DATA_FIELDS: &[&str] = &["example", "default", "enum", "const", "value"];
 const MAX_MESSAGE: usize = 300;
 
 pub fn main(args: &[String]) -> ExitCode {
-    let mut root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut root = crate::workspace_root();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--root" {
@@ -140,7 +138,7 @@ pub fn run(root: &Path) -> Report {
     report
 }
 
-fn list_specs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub fn list_specs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut specs = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
