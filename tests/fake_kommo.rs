@@ -328,6 +328,30 @@ async fn a_body_that_is_not_json_is_a_400_not_a_crash() {
 }
 
 #[tokio::test]
+async fn an_integer_beyond_64_bits_is_refused_not_rounded() {
+    let fake = Fake::default();
+    let items = r#"[{"name": "a", "external_id": "a"},
+        {"name": "b", "external_id": "b", "request_id": "big", "pipeline_id": -9223372036854775809}]"#;
+    let (code, _, text) = answer(
+        fake.raw(Method::POST, "/api/v4/sources")
+            .header("content-type", "application/json")
+            .body(items),
+    )
+    .await;
+    assert_eq!(code, 400, "{text}");
+    let problem: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(problem["validation-errors"][0]["request_id"], "big");
+    assert_eq!(
+        problem["validation-errors"][0]["errors"][0]["path"],
+        "pipeline_id"
+    );
+    assert_eq!(
+        problem["validation-errors"][0]["errors"][0]["code"],
+        "OutOfRange"
+    );
+}
+
+#[tokio::test]
 async fn pipeline_id_must_name_a_pipeline_of_the_account() {
     let fake = Fake::start(Config::default().fixtures(Fixtures::empty().pipelines([1, 2])));
     let err = fake

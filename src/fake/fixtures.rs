@@ -156,6 +156,13 @@ fn closebot_source(n: usize) -> Value {
         .cloned()
         .unwrap_or_else(|| json!({}));
     let category = CATEGORIES[n % CATEGORIES.len()];
+    let only = |wanted: &str, value: String| {
+        if category == wanted {
+            Value::String(value)
+        } else {
+            Value::Null
+        }
+    };
     let overrides = json!({
         "agencyId": "agency-0001",
         "sourceId": format!("src-{n:03}"),
@@ -164,9 +171,9 @@ fn closebot_source(n: usize) -> Value {
         "key": format!("crm-key-{n:03}"),
         "accessToken": format!("crm-token-{n:03}-0"),
         "address": format!("https://crm{n:03}.example.com"),
-        "connected": n % 4 != 0,
-        "webhookCallback": if category == "WebHook" { json!(format!("https://hooks.example.com/{n:03}")) } else { Value::Null },
-        "hubSpotOwnerId": if category == "HubSpot" { json!(format!("owner-{n:03}")) } else { Value::Null },
+        "connected": !n.is_multiple_of(4),
+        "webhookCallback": only("WebHook", format!("https://hooks.example.com/{n:03}")),
+        "hubSpotOwnerId": only("HubSpot", format!("owner-{n:03}")),
     });
     if let (Value::Object(base), Value::Object(over)) = (&mut source, overrides) {
         base.extend(over);

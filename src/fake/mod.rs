@@ -16,23 +16,24 @@
 //! - widgets: pages with `_page` and `_links.next` (`limit` at most 250), install checks every
 //!   `is_required` setting of the widget's `settings_template`; `continue` answers `202` for a
 //!   widget block that is waiting ([`Fixtures::waiting_bot`]) and `404` otherwise;
-//! - incoming leads: `sip` and `forms` are created with `request_id` echoed, identical data
-//!   already waiting in Incoming leads is refused, filters (`filter[uid][]`, `filter[category][]`,
-//!   `filter[pipeline_id]`) and `order[created_at]` work, accept / decline / link change the
-//!   lead's state (link only for `chats`), and the summary counts what happened;
-//! - CloseBot sources: zero-based `page`, `pageSize` at most 100, `query`, `category`, `order`,
-//!   and `forceTokenRefresh` (which rotates each returned source's `accessToken`).
+//! - incoming leads: `sip` and `forms` are created with `request_id` echoed, identical data already
+//!   waiting in Incoming leads is refused, filters (`filter[uid][]`, `filter[category][]`,
+//!   `filter[pipeline_id]`) and `order[created_at]` work, accept / decline / link change the lead's
+//!   state (link only for `chats`), and the summary counts what happened;
+//! - CloseBot sources: zero-based `page`, `pageSize` at most 100, `query`, `category`, `order`, and
+//!   `forceTokenRefresh` (which rotates each returned source's `accessToken`).
 //!
 //! Success bodies are `application/hal+json` (CloseBot: `application/json`), errors
 //! `application/problem+json`, empty lists `204` with no body, and `_links` are absolute URLs on
 //! the fake's own origin (so [`crate::kommo::Client::follow`] accepts them). PHP query arrays are
-//! read as PHP reads them: `filter[uid][]=a&filter[uid][]=b` and `filter[uid][0]=a&filter[uid][1]=b`
-//! are the same list, and a repeated plain key keeps only its last value.
+//! read as PHP reads them: `filter[uid][]=a&filter[uid][]=b` and
+//! `filter[uid][0]=a&filter[uid][1]=b` are the same list, and a repeated plain key keeps only its
+//! last value.
 //!
-//! It can misbehave on purpose ([`Faults`]), deterministically from [`Config::seed`]: Kommo's
-//! rate limit (`429` with an HTML page), a blocked account (an HTML `403` on every request),
-//! `5xx` answers, dropped connections and slow answers. [`FakeServer::inject`] scripts the faults
-//! of the next requests exactly. [`FakeServer::stats`] counts what it answered, and
+//! It can misbehave on purpose ([`Faults`]), deterministically from [`Config::seed`]: Kommo's rate
+//! limit (`429` with an HTML page), a blocked account (an HTML `403` on every request), `5xx`
+//! answers, dropped connections and slow answers. [`FakeServer::inject`] scripts the faults of the
+//! next requests exactly. [`FakeServer::stats`] counts what it answered, and
 //! [`FakeServer::violations`] lists every answer it sent that does not match the spec (it checks
 //! each one; faults are deliberate and not checked).
 //!
@@ -64,6 +65,15 @@
 //! ```
 //!
 //! The same server runs as a program: `cargo run --features fake --bin lead-intake-fake -- --help`.
+//!
+//! [`FakeServer`]: crate::fake::FakeServer
+//! [`Config::source_limit`]: crate::fake::Config::source_limit
+//! [`Fixtures::waiting_bot`]: crate::fake::Fixtures::waiting_bot
+//! [`Faults`]: crate::fake::Faults
+//! [`Config::seed`]: crate::fake::Config::seed
+//! [`FakeServer::inject`]: crate::fake::FakeServer::inject
+//! [`FakeServer::stats`]: crate::fake::FakeServer::stats
+//! [`FakeServer::violations`]: crate::fake::FakeServer::violations
 
 mod closebot;
 mod faults;
@@ -389,7 +399,8 @@ impl FakeServer {
         self.addr
     }
 
-    /// The Kommo token it accepts, for `kommo::Client::from_base_url(&fake.base_url(), fake.kommo_token())`.
+    /// The Kommo token it accepts:
+    /// `kommo::Client::from_base_url(&fake.base_url(), fake.kommo_token())`.
     pub fn kommo_token(&self) -> Secret {
         self.kommo_token.clone()
     }

@@ -387,6 +387,7 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
                     format!("The request body is not valid JSON: {e}"),
                 )),
                 Ok(body) => {
+                    huge_integers(&body, &body, &mut Vec::new(), &mut errors);
                     match shared.specs.body_validator(op) {
                         Ok(Some(validator)) => {
                             for e in validator.iter_errors(&body) {
@@ -560,16 +561,28 @@ fn pointer_dots(pointer: &str) -> String {
 /// A schema error in a body, as Kommo reports it: a batch item's errors under its `request_id`
 /// (its index when it has none), the path inside the item.
 fn body_error(body: &Value, e: &jsonschema::ValidationError<'_>) -> FieldError {
-    let pointer = e.instance_path().as_str().to_string();
-    let mut segments: Vec<String> = pointer
+    let mut segments: Vec<String> = e
+        .instance_path()
+        .as_str()
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| s.replace("~1", "/").replace("~0", "~"))
         .collect();
+    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
+        && let Some(name) = property.as_str()
+    {
+        segments.push(name.to_string());
+    }
+    let (request_id, path) = locate(body, segments);
+    FieldError::new(request_id, code_of(e.kind()), path, e.to_string())
+}
+
+/// The `request_id` and dotted path of a place in a body: in a batch (an array), the item's own
+/// `request_id` or its index, and the path inside the item; otherwise `"0"` and the whole path.
+fn locate(body: &Value, mut segments: Vec<String>) -> (String, String) {
     let mut request_id = "0".to_string();
     if let Value::Array(items) = body
-        && let Some(first) = segments.first()
-        && let Ok(index) = first.parse::<usize>()
+        && let Some(index) = segments.first().and_then(|s| s.parse::<usize>().ok())
     {
         request_id = items
             .get(index)
@@ -578,17 +591,44 @@ fn body_error(body: &Value, e: &jsonschema::ValidationError<'_>) -> FieldError {
             .map_or_else(|| index.to_string(), str::to_string);
         segments.remove(0);
     }
-    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
-        && let Some(name) = property.as_str()
-    {
-        segments.push(name.to_string());
+    (request_id, segments.join("."))
+}
+
+/// Integers beyond 64 bits. serde_json reads `-9223372036854775809` as the float
+/// `-9223372036854775808.0`, which a schema's `int64` bounds then accept; PHP reads it as a float
+/// and refuses it where an integer is expected. A number written as a float with an integral value
+/// that large is refused the same way.
+fn huge_integers(body: &Value, value: &Value, at: &mut Vec<String>, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if n.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.2e18)
+            {
+                let (request_id, path) = locate(body, at.clone());
+                errors.push(FieldError::new(
+                    request_id,
+                    "OutOfRange",
+                    path,
+                    format!("{n} does not fit a 64-bit integer"),
+                ));
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                at.push(i.to_string());
+                huge_integers(body, item, at, errors);
+                at.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                at.push(key.clone());
+                huge_integers(body, item, at, errors);
+                at.pop();
+            }
+        }
+        _ => {}
     }
-    FieldError::new(
-        request_id,
-        code_of(e.kind()),
-        segments.join("."),
-        e.to_string(),
-    )
 }
 
 /// Kommo's (Symfony validator's) names for the kinds of errors.

@@ -76,10 +76,13 @@ impl Operation {
     }
 }
 
+/// Converted `components/schemas` of one spec, for use as `$defs`.
+type Defs = Map<String, Value>;
+
 /// Both specs, their operations and a cache of compiled validators.
 pub(crate) struct Specs {
     docs: [Value; 2],
-    defs: Mutex<HashMap<(usize, Direction), Arc<Map<String, Value>>>>,
+    defs: Mutex<HashMap<(usize, Direction), Arc<Defs>>>,
     pub operations: Vec<Operation>,
     validators: Mutex<HashMap<String, Arc<Validator>>>,
 }
@@ -120,7 +123,7 @@ impl Specs {
         &self.docs[api.index()]
     }
 
-    fn defs(&self, api: Api, dir: Direction) -> Result<Arc<Map<String, Value>>, String> {
+    fn defs(&self, api: Api, dir: Direction) -> Result<Arc<Defs>, String> {
         let key = (api.index(), dir);
         if let Some(defs) = lock(&self.defs).get(&key) {
             return Ok(defs.clone());
@@ -389,4 +392,99 @@ fn operations_of(api: Api, doc: &Value) -> Result<Vec<Operation>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(id: &str) -> usize {
+        let specs = specs().unwrap();
+        specs
+            .operations
+            .iter()
+            .position(|o| o.qualified_id() == id)
+            .unwrap_or_else(|| panic!("no operation {id}"))
+    }
+
+    const HAL: Option<&str> = Some("application/hal+json");
+
+    #[test]
+    fn every_operation_of_both_specs_is_read() {
+        let specs = specs().unwrap();
+        assert_eq!(specs.operations.len(), 20);
+        let continue_bot = &specs.operations[op("kommo.continueBot")];
+        assert_eq!(
+            continue_bot.path,
+            "/api/v4/{bot_kind}/{bot_id}/continue/{continue_id}"
+        );
+        assert_eq!(continue_bot.params.len(), 3);
+    }
+
+    #[test]
+    fn the_documented_answer_conforms() {
+        let specs = specs().unwrap();
+        let body = include_bytes!("../../openapi/examples/kommo/listSources.response.200.json");
+        specs
+            .check_response(op("kommo.listSources"), 200, HAL, body)
+            .unwrap();
+        specs
+            .check_response(op("kommo.listSources"), 204, None, b"")
+            .unwrap();
+        specs
+            .check_response(
+                op("kommo.uninstallWidget"),
+                403,
+                Some("text/html"),
+                b"<html></html>",
+            )
+            .unwrap();
+        specs
+            .check_response(
+                op("closebot.listSources"),
+                418,
+                Some("application/problem+json"),
+                br#""a plain string""#,
+            )
+            .expect("`default` covers any status");
+    }
+
+    #[test]
+    fn a_wrong_body_media_type_or_status_is_a_violation() {
+        let specs = specs().unwrap();
+        let list = op("kommo.listSources");
+        let bad = br#"{"_embedded": {"sources": [{"id": "17619939"}]}}"#;
+        let err = specs.check_response(list, 200, HAL, bad).unwrap_err();
+        assert!(err.contains("/_embedded/sources/0/id"), "{err}");
+        let err = specs
+            .check_response(list, 200, Some("application/json"), b"{}")
+            .unwrap_err();
+        assert!(err.contains("application/hal+json"), "{err}");
+        let err = specs.check_response(list, 200, None, b"{}").unwrap_err();
+        assert!(err.contains("no Content-Type"), "{err}");
+        let err = specs.check_response(list, 400, HAL, b"{}").unwrap_err();
+        assert!(err.starts_with("status 400 is not declared"), "{err}");
+        let err = specs.check_response(list, 204, None, b"{}").unwrap_err();
+        assert!(err.contains("2-byte body"), "{err}");
+        let err = specs.check_response(list, 204, HAL, b"").unwrap_err();
+        assert!(err.contains("declares no content"), "{err}");
+        let err = specs.check_response(list, 200, HAL, b"{").unwrap_err();
+        assert!(err.contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn write_only_fields_are_not_required_in_answers_and_nullable_is_honoured() {
+        let specs = specs().unwrap();
+        let lead = serde_json::json!({
+            "uid": "u", "category": "sip", "source_uid": null,
+            "metadata": {"duration": "54", "phone": 14155551234i64}
+        });
+        specs
+            .check_component(Api::Kommo, "IncomingLead", &lead)
+            .unwrap();
+        let err = specs
+            .check_component(Api::Kommo, "Source", &serde_json::json!({"id": null}))
+            .unwrap_err();
+        assert!(err.contains("not a valid Source"), "{err}");
+    }
 }
