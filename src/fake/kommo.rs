@@ -187,7 +187,7 @@ impl Kommo {
         Ok(uid)
     }
 
-    pub(crate) fn handle(&mut self, operation: &str, ctx: &Ctx, _config: &Config) -> Reply {
+    pub(crate) fn handle(&mut self, operation: &str, ctx: &Ctx) -> Reply {
         match operation {
             "listSources" => self.list_sources(ctx),
             "addSources" => self.add_sources(ctx),

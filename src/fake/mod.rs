@@ -248,7 +248,7 @@ pub struct Stats {
     pub dropped: u64,
     /// Answers delayed by the slow fault.
     pub slowed: u64,
-    /// Every fault, with the number (from 1) of the request it hit, in order.
+    /// Every fault, with the number (from 1) of the request it hit, in order (the first 10,000).
     pub faults: Vec<(u64, Fault)>,
 }
 
@@ -415,8 +415,8 @@ impl FakeServer {
         self.shared.lock().stats.clone()
     }
 
-    /// Every answer so far that does not match the spec (empty unless something is wrong, or
-    /// [`Config::check_responses`] is off).
+    /// Every answer so far that does not match the spec (the first 10,000; empty unless
+    /// something is wrong, or [`Config::check_responses`] is off).
     pub fn violations(&self) -> Vec<Violation> {
         self.shared.lock().violations.clone()
     }
@@ -542,6 +542,9 @@ pub(crate) fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+/// How many faults and violations are kept (a long-running program must not grow without end).
+pub(crate) const LOG_LIMIT: usize = 10_000;
 
 /// A pause the slow fault uses when none is given.
 pub(crate) const DEFAULT_SLOW: Duration = Duration::from_millis(500);

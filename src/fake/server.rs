@@ -68,6 +68,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, rou
                 continue;
             }
         };
+        // Answers are written as they are ready: no Nagle delay between head and body.
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let router = router.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -115,7 +117,9 @@ async fn handle(
             tokio::time::Instant::now(),
         );
         if let Some(f) = &fault {
-            state.stats.faults.push((number, f.clone()));
+            if state.stats.faults.len() < super::LOG_LIMIT {
+                state.stats.faults.push((number, f.clone()));
+            }
             match f {
                 Fault::RateLimited => state.stats.rate_limited += 1,
                 Fault::Blocked => state.stats.blocked += 1,
@@ -175,7 +179,9 @@ async fn handle(
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
+    // A HEAD answer has no body to check (axum drops it).
     if shared.config.check_responses
+        && method != "HEAD"
         && let Some(OperationTag(op)) = tag
     {
         let content_type = parts
@@ -194,7 +200,10 @@ async fn handle(
                 status: parts.status.as_u16(),
                 message,
             };
-            shared.lock().violations.push(violation);
+            let mut state = shared.lock();
+            if state.violations.len() < super::LOG_LIMIT {
+                state.violations.push(violation);
+            }
         }
     }
     {
@@ -411,7 +420,7 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
 
     let mut state = shared.lock();
     let answer = match operation.api {
-        Api::Kommo => state.kommo.handle(&operation.id, &ctx, &shared.config),
+        Api::Kommo => state.kommo.handle(&operation.id, &ctx),
         Api::CloseBot => state.closebot.handle(&operation.id, &ctx),
     };
     drop(state);
@@ -600,18 +609,17 @@ fn locate(body: &Value, mut segments: Vec<String>) -> (String, String) {
 /// that large is refused the same way.
 fn huge_integers(body: &Value, value: &Value, at: &mut Vec<String>, errors: &mut Vec<FieldError>) {
     match value {
-        Value::Number(n) if n.is_f64() => {
+        Value::Number(n)
             if n.as_f64()
-                .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.2e18)
-            {
-                let (request_id, path) = locate(body, at.clone());
-                errors.push(FieldError::new(
-                    request_id,
-                    "OutOfRange",
-                    path,
-                    format!("{n} does not fit a 64-bit integer"),
-                ));
-            }
+                .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f.abs() >= 9.2e18) =>
+        {
+            let (request_id, path) = locate(body, at.clone());
+            errors.push(FieldError::new(
+                request_id,
+                "OutOfRange",
+                path,
+                format!("{n} does not fit a 64-bit integer"),
+            ));
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {

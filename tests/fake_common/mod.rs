@@ -16,6 +16,8 @@ use serde_json::Value;
 pub struct Fake {
     pub server: FakeServer,
     gaps: Mutex<BTreeSet<String>>,
+    /// One HTTP client for the raw requests (building one per request is slow in debug builds).
+    http: reqwest::Client,
 }
 
 impl std::ops::Deref for Fake {
@@ -30,6 +32,7 @@ impl Fake {
         Self {
             server: FakeServer::start(config).expect("the fake starts"),
             gaps: Mutex::new(BTreeSet::new()),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -72,7 +75,7 @@ impl Fake {
 
     /// A raw request with the Kommo token, for what the generated client never sends.
     pub fn raw(&self, method: reqwest::Method, path_and_query: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
+        self.http
             .request(
                 method,
                 format!("{}{path_and_query}", self.server.base_url()),
