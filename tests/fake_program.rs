@@ -1,5 +1,6 @@
-//! The standalone `lead-intake-fake` program: it prints where it listens and the credentials,
-//! serves both APIs with the options given, and refuses options it does not know.
+//! Running the fake: embedded (start from anywhere, stop on shutdown or drop, one state per
+//! server) and as the standalone `lead-intake-fake` program, which prints where it listens and
+//! the credentials, serves both APIs with the options given, and refuses options it does not know.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -107,4 +108,52 @@ fn help_succeeds_and_an_unknown_option_fails_with_the_usage() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn an_embedded_fake_starts_outside_any_runtime_and_stops_when_dropped() {
+    let fake = lead_intake::fake::FakeServer::start(lead_intake::fake::Config::default()).unwrap();
+    let addr = fake.addr();
+    assert!(addr.ip().is_loopback());
+    std::net::TcpStream::connect(addr).expect("it listens");
+    drop(fake);
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing listens once it is dropped"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_server_and_two_fakes_keep_separate_state() {
+    use lead_intake::fake::{Config, FakeServer};
+    use lead_intake::prelude::*;
+    let one = FakeServer::start(Config::default()).unwrap();
+    let two = FakeServer::start(Config::default()).unwrap();
+    assert_ne!(one.base_url(), two.base_url());
+    let client = |fake: &FakeServer| {
+        lead_intake::kommo::Client::builder()
+            .base_url(&fake.base_url())
+            .token(fake.kommo_token())
+            .retry(lead_intake::retry::RetryPolicy::none())
+            .build()
+            .unwrap()
+    };
+    let body: lead_intake::kommo::types::AddSourcesRequest =
+        serde_json::from_value(serde_json::json!([{"name": "a", "external_id": "a"}])).unwrap();
+    client(&one)
+        .add_sources()
+        .body(body)
+        .send()
+        .body()
+        .await
+        .unwrap();
+    let empty = client(&two).list_sources().send().or_empty().await.unwrap();
+    assert!(empty.embedded.is_none(), "the second fake has no sources");
+
+    let kommo = client(&one);
+    kommo.list_sources().send().or_empty().await.unwrap();
+    one.shutdown().await;
+    let err = kommo.list_sources().send().or_empty().await.unwrap_err();
+    assert!(matches!(err, ApiError::Transport(_)), "{err:?}");
+    two.shutdown().await;
 }

@@ -363,21 +363,52 @@ impl FakeServer {
             config,
             state: Mutex::new(state),
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let server_shared = shared.clone();
+        // The runtime is built and dropped on the server's own thread: never inside the
+        // caller's async context, where dropping a runtime panics.
         let thread = std::thread::Builder::new()
             .name(format!("lead-intake-fake:{}", addr.port()))
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let listener = {
+                    let _context = runtime.enter();
+                    tokio::net::TcpListener::from_std(listener)
+                };
+                let listener = match listener {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
                 runtime.block_on(server::run(listener, server_shared, stop_rx));
                 // Dropping the runtime cancels every open connection.
                 drop(runtime);
                 let _ = done_tx.send(());
             })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(FakeError::Io(e)),
+            Err(_) => {
+                return Err(FakeError::Io(std::io::Error::other(
+                    "the server's thread ended before it started",
+                )));
+            }
+        }
         Ok(FakeServer {
             addr,
             shared,

@@ -43,14 +43,10 @@ impl std::error::Error for Dropped {}
 
 /// Serves until `stop` fires.
 pub(crate) async fn run(
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(_) => return,
-    };
     let router = router(shared.clone());
     tokio::select! {
         _ = accept_loop(listener, shared, router) => {}
