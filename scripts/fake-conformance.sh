@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the fake's answers with a tool that is not ours: schemathesis (pinned, in .tools/)
 # fuzzes the standalone `lead-intake-fake` through both specs and checks every answer's status,
-# media type, headers and body against them, that invalid requests are refused, and that requests
-# without credentials get 401.
+# media type, headers and body against them, that invalid requests are refused, that requests
+# without credentials get 401, and that other methods get 405 with `Allow`.
 #
 # Known gaps, not the fake's: the spec declares no 400 for listWidgets, listIncomingLeads,
 # getIncomingLeadsSummary and continueBot, yet invalid requests to them (a `limit` over 250, a
@@ -11,7 +11,7 @@
 # unknown source id) are the fake's purpose, so `positive_data_acceptance` is not run, and neither
 # is `use_after_free` (an uninstalled widget is still in the catalogue, by design).
 #
-# Usage: scripts/fake-conformance.sh [max-examples per operation, default 25]
+# Usage: [SEED=n] scripts/fake-conformance.sh [max-examples per operation, default 25]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -33,9 +33,9 @@ token="$(sed -n 's/^Kommo token: *//p' "$log")"
 key="$(sed -n 's/^CloseBot key: *//p' "$log")"
 [ -n "$base" ] || { cat "$log"; echo "the fake did not start" >&2; exit 1; }
 
-checks="not_a_server_error,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,ignored_auth"
+checks="not_a_server_error,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,ignored_auth,unsupported_method,allow_header_conformance"
 gaps=(listWidgets listIncomingLeads getIncomingLeadsSummary continueBot)
-common=(--url "$base" --max-examples "$examples" --seed 1 --generation-database none
+common=(--url "$base" --max-examples "$examples" --seed "${SEED:-1}" --generation-database none
   --no-color --warnings off)
 
 cd "$(mktemp -d)" # schemathesis writes nothing we need; keep the tree clean

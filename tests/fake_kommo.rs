@@ -1100,6 +1100,14 @@ async fn an_invalid_filter_is_a_400_naming_the_parameter() {
     ))
     .await;
     assert_eq!(code, 400);
+    // A timestamp and a range at once: PHP would silently keep the range.
+    let (code, _, text) = answer(fake.raw(
+        Method::GET,
+        "/api/v4/leads/unsorted/summary?filter[created_at]=1&filter[created_at][to]=2",
+    ))
+    .await;
+    assert_eq!(code, 400);
+    assert!(text.contains(r#""path":"filter.created_at""#), "{text}");
 }
 
 #[tokio::test]

@@ -59,9 +59,18 @@ pub(crate) fn split_key(key: &str) -> (String, Vec<String>) {
     (base, segments)
 }
 
+/// A parsed query string: PHP's structure, and the places where one key was given both as a
+/// single value and as an array or map (PHP silently keeps whichever came last).
+pub(crate) struct Query {
+    pub(crate) root: Php,
+    /// Dotted paths, e.g. `filter.created_at` for `filter[created_at]=1&filter[created_at][to]=2`.
+    pub(crate) conflicts: Vec<String>,
+}
+
 /// Parses a raw (percent-encoded) query string into PHP's structure.
-pub(crate) fn parse(query: &str) -> Php {
-    let mut root = Php::Map(Vec::new());
+pub(crate) fn parse(query: &str) -> Query {
+    let mut entries = Vec::new();
+    let mut conflicts = Vec::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         if key.is_empty() {
             continue;
@@ -70,21 +79,30 @@ pub(crate) fn parse(query: &str) -> Php {
         let mut path = Vec::with_capacity(segments.len() + 1);
         path.push(base);
         path.extend(segments);
-        insert(&mut root, &path, value.into_owned());
+        let mut at = Vec::new();
+        insert(
+            &mut entries,
+            &path,
+            value.into_owned(),
+            &mut at,
+            &mut conflicts,
+        );
     }
-    root
+    Query {
+        root: Php::Map(entries),
+        conflicts,
+    }
 }
 
-fn insert(node: &mut Php, path: &[String], value: String) {
-    if !matches!(node, Php::Map(_)) {
-        *node = Php::Map(Vec::new());
-    }
-    let Php::Map(entries) = node else {
+fn insert(
+    entries: &mut Vec<(String, Php)>,
+    path: &[String],
+    value: String,
+    at: &mut Vec<String>,
+    conflicts: &mut Vec<String>,
+) {
+    let Some((first, rest)) = path.split_first() else {
         return;
-    };
-    let (first, rest) = match path.split_first() {
-        Some(split) => split,
-        None => return,
     };
     let key = if first.is_empty() {
         // `[]`: the next integer key, one past the largest so far.
@@ -97,18 +115,36 @@ fn insert(node: &mut Php, path: &[String], value: String) {
     } else {
         first.clone()
     };
-    let slot = match entries.iter().position(|(k, _)| *k == key) {
-        Some(i) => &mut entries[i].1,
+    at.push(key.clone());
+    let position = entries.iter().position(|(k, _)| *k == key);
+    if rest.is_empty() {
+        // A repeated plain key keeps only the last value; replacing an array is a conflict.
+        match position {
+            Some(i) => {
+                if matches!(entries[i].1, Php::Map(_)) {
+                    conflicts.push(at.join("."));
+                }
+                entries[i].1 = Php::Str(value);
+            }
+            None => entries.push((key, Php::Str(value))),
+        }
+        return;
+    }
+    let i = match position {
+        Some(i) => {
+            if matches!(entries[i].1, Php::Str(_)) {
+                conflicts.push(at.join("."));
+                entries[i].1 = Php::Map(Vec::new());
+            }
+            i
+        }
         None => {
-            entries.push((key, Php::Str(String::new())));
-            let last = entries.len() - 1;
-            &mut entries[last].1
+            entries.push((key, Php::Map(Vec::new())));
+            entries.len() - 1
         }
     };
-    if rest.is_empty() {
-        *slot = Php::Str(value);
-    } else {
-        insert(slot, rest, value);
+    if let Php::Map(children) = &mut entries[i].1 {
+        insert(children, rest, value, at, conflicts);
     }
 }
 
@@ -168,32 +204,52 @@ mod tests {
     #[test]
     fn a_repeated_plain_key_keeps_only_the_last_value() {
         let q = parse("a=1&a=2");
-        assert_eq!(strings(lookup(&q, "a")), ["one:2"]);
+        assert_eq!(strings(lookup(&q.root, "a")), ["one:2"]);
+        assert!(q.conflicts.is_empty());
+    }
+
+    #[test]
+    fn a_key_given_as_a_value_and_as_a_map_is_a_conflict() {
+        let q = parse("filter[created_at]=1&filter[created_at][to]=2");
+        assert_eq!(q.conflicts, ["filter.created_at"]);
+        assert_eq!(
+            strings(lookup(&q.root, "filter[created_at][to]")),
+            ["one:2"]
+        );
+        let q = parse("a[]=1&a=2");
+        assert_eq!(q.conflicts, ["a"]);
+        assert_eq!(strings(lookup(&q.root, "a")), ["one:2"]);
     }
 
     #[test]
     fn appended_and_indexed_arrays_are_the_same_list() {
         let q = parse("filter%5Buid%5D%5B%5D=a&filter[uid][]=b");
-        assert_eq!(strings(lookup(&q, "filter[uid][]")), ["a", "b"]);
+        assert_eq!(strings(lookup(&q.root, "filter[uid][]")), ["a", "b"]);
         let q = parse("filter[uid][0]=a&filter[uid][1]=b");
-        assert_eq!(strings(lookup(&q, "filter[uid][]")), ["a", "b"]);
+        assert_eq!(strings(lookup(&q.root, "filter[uid][]")), ["a", "b"]);
         let q = parse("filter[uid]=a");
-        assert_eq!(strings(lookup(&q, "filter[uid][]")), ["a"]);
+        assert_eq!(strings(lookup(&q.root, "filter[uid][]")), ["a"]);
         let q = parse("filter[uid][5]=a&filter[uid][]=b");
-        assert_eq!(strings(lookup(&q, "filter[uid][]")), ["a", "b"]);
+        assert_eq!(strings(lookup(&q.root, "filter[uid][]")), ["a", "b"]);
     }
 
     #[test]
     fn ranges_are_maps() {
         let q = parse("filter[created_at][from]=1&filter[created_at][to]=2");
-        assert_eq!(strings(lookup(&q, "filter[created_at][from]")), ["one:1"]);
-        assert_eq!(strings(lookup(&q, "filter[created_at]")), ["one:<map>"]);
-        assert!(matches!(lookup(&q, "filter[uid][]"), Lookup::Missing));
+        assert_eq!(
+            strings(lookup(&q.root, "filter[created_at][from]")),
+            ["one:1"]
+        );
+        assert_eq!(
+            strings(lookup(&q.root, "filter[created_at]")),
+            ["one:<map>"]
+        );
+        assert!(matches!(lookup(&q.root, "filter[uid][]"), Lookup::Missing));
     }
 
     #[test]
     fn unclosed_brackets_are_literal() {
         let q = parse("a[b=1");
-        assert_eq!(strings(lookup(&q, "a[b")), ["one:1"]);
+        assert_eq!(strings(lookup(&q.root, "a[b")), ["one:1"]);
     }
 }

@@ -306,6 +306,26 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
     // Path parameters: one that does not fit its schema names no resource (404).
     let values = path_values(&operation.path, &path);
     let query = php::parse(parts.uri.query().unwrap_or(""));
+    // A declared parameter given both as a value and as an array or range: PHP would silently
+    // keep the last; a client that sends both has a bug worth hearing about.
+    for conflict in &query.conflicts {
+        let nested = format!("{conflict}.");
+        let declared = operation.params.iter().any(|p| {
+            p.location == In::Query && {
+                let at = php_path(&p.name);
+                at == *conflict || at.starts_with(&nested)
+            }
+        });
+        if declared {
+            errors.push(FieldError::new(
+                "0",
+                "InvalidValue",
+                conflict.clone(),
+                "Given both as a single value and as an array or range.",
+            ));
+        }
+    }
+    let query = query.root;
     for (i, param) in operation.params.iter().enumerate() {
         match param.location {
             In::Path => {
