@@ -6,6 +6,9 @@ pub mod batch;
 pub mod closebot;
 mod config;
 pub mod error;
+/// A stateful fake Kommo and CloseBot server for tests (feature `fake`).
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod kommo;
 pub mod links;
 pub mod oauth;

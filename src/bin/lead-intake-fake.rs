@@ -1,0 +1,107 @@
+//! `lead-intake-fake`: the fake Kommo and CloseBot server as a program, for tools that are not
+//! Rust tests (curl, Prism's proxy, schemathesis, another language's client).
+//!
+//! ```text
+//! cargo run --features fake --bin lead-intake-fake -- --port 8080 --seed 1 --rate-limit 7
+//! ```
+//!
+//! Prints the base URL and the credentials, then serves until killed.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lead_intake::fake::{Config, FakeServer, Faults, Fixtures};
+
+const USAGE: &str = "\
+lead-intake-fake: a stateful fake Kommo CRM v4 and CloseBot server on 127.0.0.1
+
+USAGE:
+    lead-intake-fake [OPTIONS]
+
+OPTIONS:
+    --port N               listen on this port (default: any free port)
+    --seed N               seed of the faults and generated IDs (default: 0)
+    --kommo-token T        the Kommo bearer token to accept (default: fake-kommo-token)
+    --closebot-key K       the CloseBot API key to accept (default: fake-closebot-key)
+    --source-limit N       sources per integration (default: 50)
+    --empty                start with no widgets, incoming leads, bots or CloseBot sources
+    --rate-limit N         Kommo requests per second per token before 429 (default: none)
+    --block-after N        block the account after N 429s (HTML 403 from then on)
+    --blocked              start with the account blocked
+    --error-rate F         share of requests answered 5xx (0.0 to 1.0)
+    --drop-rate F          share of connections closed without an answer
+    --slow-rate F          share of answers delayed by --slow-ms
+    --slow-ms N            the delay of a slow answer (default: 500)
+    --no-check             do not check answers against the spec
+    -h, --help             this text
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("lead-intake-fake: {message}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut config = Config::default();
+    let mut faults = Faults::none();
+    let mut slow_rate = 0.0;
+    let mut slow = Duration::from_millis(500);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            "--port" => config = config.port(number(&arg, &value(&arg)?)?),
+            "--seed" => config = config.seed(number(&arg, &value(&arg)?)?),
+            "--kommo-token" => config = config.kommo_token(value(&arg)?),
+            "--closebot-key" => config = config.closebot_key(value(&arg)?),
+            "--source-limit" => config = config.source_limit(number(&arg, &value(&arg)?)?),
+            "--empty" => config = config.fixtures(Fixtures::empty()),
+            "--rate-limit" => faults = faults.rate_limit(number(&arg, &value(&arg)?)?),
+            "--block-after" => faults = faults.block_after(number(&arg, &value(&arg)?)?),
+            "--blocked" => faults = faults.blocked(),
+            "--error-rate" => faults = faults.server_errors(rate(&arg, &value(&arg)?)?),
+            "--drop-rate" => faults = faults.drops(rate(&arg, &value(&arg)?)?),
+            "--slow-rate" => slow_rate = rate(&arg, &value(&arg)?)?,
+            "--slow-ms" => slow = Duration::from_millis(number(&arg, &value(&arg)?)?),
+            "--no-check" => config = config.check_responses(false),
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    if slow_rate > 0.0 {
+        faults = faults.slow(slow_rate, slow);
+    }
+    let server = FakeServer::start(config.faults(faults)).map_err(|e| e.to_string())?;
+    println!("base URL:      {}", server.base_url());
+    println!("Kommo token:   {}", server.kommo_token().expose());
+    println!("CloseBot key:  {}", server.closebot_key().expose());
+    println!(
+        "try:           curl -H 'Authorization: Bearer {}' {}/api/v4/widgets",
+        server.kommo_token().expose(),
+        server.base_url()
+    );
+    server.wait();
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{name} takes a number, not {text:?}"))
+}
+
+fn rate(name: &str, text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{name} takes a share from 0.0 to 1.0, not {text:?}"
+        )),
+    }
+}

@@ -1,0 +1,1177 @@
+//! Kommo's state and operations: sources, widgets, bots and incoming leads, with the documented
+//! rules.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::reply::{FieldError, Reply, kommo_problem, kommo_validation};
+use super::spec::{Api, Specs};
+use super::{Config, ContinuedBot, Ctx, FakeError, unix_now};
+
+/// Kommo's default page size.
+const DEFAULT_LIMIT: u64 = 50;
+/// The longest `origin_code` Kommo accepts.
+const ORIGIN_CODE_MAX: usize = 20;
+
+pub(crate) struct Kommo {
+    account_id: i64,
+    pipelines: Vec<i64>,
+    source_limit: usize,
+    sources: BTreeMap<i64, Source>,
+    /// `(integration, external_id)` of deleted sources to their old `id`: re-creating the
+    /// `external_id` brings the `id` back, as Kommo does.
+    deleted: HashMap<(usize, String), i64>,
+    next_source_id: i64,
+    widgets: Vec<Widget>,
+    waiting_bots: Vec<(String, String, String)>,
+    pub(crate) continued: Vec<ContinuedBot>,
+    leads: Vec<Lead>,
+    next_entity_id: i64,
+    rng: fastrand::Rng,
+}
+
+struct Source {
+    owner: usize,
+    fields: Map<String, Value>,
+}
+
+struct Widget {
+    fields: Map<String, Value>,
+    settings: Option<Map<String, Value>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeadState {
+    Waiting,
+    Accepted { at: i64 },
+    Declined { at: i64 },
+    Linked,
+}
+
+impl LeadState {
+    fn word(self) -> &'static str {
+        match self {
+            LeadState::Waiting => "waiting",
+            LeadState::Accepted { .. } => "accepted",
+            LeadState::Declined { .. } => "declined",
+            LeadState::Linked => "linked",
+        }
+    }
+}
+
+struct Lead {
+    uid: String,
+    category: String,
+    source_uid: Value,
+    source_name: Value,
+    pipeline_id: Option<i64>,
+    created_at: i64,
+    metadata: Option<Value>,
+    contacts: Vec<i64>,
+    companies: Vec<i64>,
+    leads: Vec<i64>,
+    state: LeadState,
+    /// The request item that created it, canonical: identical data is refused.
+    fingerprint: Option<String>,
+}
+
+impl Kommo {
+    pub(crate) fn new(config: &Config, specs: &Specs) -> Result<Self, FakeError> {
+        let fixtures = &config.fixtures;
+        let mut kommo = Kommo {
+            account_id: config.account_id,
+            pipelines: fixtures.pipelines.clone(),
+            source_limit: config.source_limit,
+            sources: BTreeMap::new(),
+            deleted: HashMap::new(),
+            next_source_id: 17_619_939,
+            widgets: Vec::new(),
+            waiting_bots: Vec::new(),
+            continued: Vec::new(),
+            leads: Vec::new(),
+            next_entity_id: 600_000,
+            // Its own stream, so generated IDs never shift the fault sequence.
+            rng: fastrand::Rng::with_seed(config.seed ^ 0x6b6f_6d6d_6f5f_6964),
+        };
+        if kommo.pipelines.is_empty() {
+            return Err(FakeError::Fixture("at least one pipeline is needed".into()));
+        }
+        for source in &fixtures.sources {
+            specs
+                .check_component(Api::Kommo, "AddSource", source)
+                .map_err(|e| FakeError::Fixture(format!("source {source}: {e}")))?;
+            let id = kommo.new_source_id();
+            let fields = kommo.new_source_fields(source);
+            kommo.sources.insert(id, Source { owner: 0, fields });
+        }
+        for widget in &fixtures.widgets {
+            specs
+                .check_component(Api::Kommo, "Widget", widget)
+                .map_err(|e| FakeError::Fixture(format!("widget: {e}")))?;
+            let mut fields = widget.as_object().cloned().unwrap_or_default();
+            fields.remove("_links");
+            let settings = match fields.remove("settings") {
+                Some(Value::Object(s)) if is_true(fields.get("is_active_in_account")) => Some(s),
+                _ => None,
+            };
+            kommo.widgets.push(Widget { fields, settings });
+        }
+        for lead in &fixtures.incoming_leads {
+            kommo
+                .add_fixture_lead(specs, lead.clone())
+                .map_err(FakeError::Fixture)?;
+        }
+        for (kind, bot, cont) in &fixtures.waiting_bots {
+            kommo.add_waiting_bot(kind, bot, cont);
+        }
+        Ok(kommo)
+    }
+
+    pub(crate) fn add_waiting_bot(&mut self, kind: &str, bot_id: &str, continue_id: &str) {
+        self.waiting_bots
+            .push((kind.into(), bot_id.into(), continue_id.into()));
+    }
+
+    /// Adds a lead given in the `IncomingLead` shape; fills `uid`, `created_at`, `account_id`.
+    pub(crate) fn add_fixture_lead(
+        &mut self,
+        specs: &Specs,
+        lead: Value,
+    ) -> Result<String, String> {
+        let Value::Object(mut map) = lead else {
+            return Err(format!("an incoming lead must be an object: {lead}"));
+        };
+        if !map.contains_key("uid") {
+            map.insert("uid".into(), Value::String(self.new_uid()));
+        }
+        map.entry("created_at").or_insert_with(|| json!(unix_now()));
+        map.insert("account_id".into(), json!(self.account_id));
+        let lead = Value::Object(map);
+        specs
+            .check_component(Api::Kommo, "IncomingLead", &lead)
+            .map_err(|e| format!("incoming lead: {e}"))?;
+        let uid = str_of(&lead, "uid").unwrap_or_default().to_string();
+        if self.leads.iter().any(|l| l.uid == uid) {
+            return Err(format!("incoming lead: the uid {uid} is already taken"));
+        }
+        let ids = |name: &str| -> Vec<i64> {
+            lead.pointer(&format!("/_embedded/{name}"))
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|e| e.get("id").and_then(Value::as_i64))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut leads = ids("leads");
+        if leads.is_empty() {
+            leads.push(self.new_entity_id());
+        }
+        self.leads.push(Lead {
+            uid: uid.clone(),
+            category: str_of(&lead, "category").unwrap_or_default().to_string(),
+            source_uid: lead.get("source_uid").cloned().unwrap_or(Value::Null),
+            source_name: lead.get("source_name").cloned().unwrap_or(Value::Null),
+            pipeline_id: lead.get("pipeline_id").and_then(Value::as_i64),
+            created_at: lead.get("created_at").and_then(Value::as_i64).unwrap_or(0),
+            metadata: lead.get("metadata").cloned(),
+            contacts: ids("contacts"),
+            companies: ids("companies"),
+            leads,
+            state: LeadState::Waiting,
+            fingerprint: None,
+        });
+        Ok(uid)
+    }
+
+    pub(crate) fn handle(&mut self, operation: &str, ctx: &Ctx) -> Reply {
+        match operation {
+            "listSources" => self.list_sources(ctx),
+            "addSources" => self.add_sources(ctx),
+            "updateSources" => self.update_sources(ctx),
+            "deleteSources" => self.delete_sources(ctx),
+            "updateSource" => self.update_source(ctx),
+            "deleteSource" => self.delete_source(ctx),
+            "listWidgets" => self.list_widgets(ctx),
+            "getWidget" => self.get_widget(ctx),
+            "installWidget" => self.install_widget(ctx),
+            "uninstallWidget" => self.uninstall_widget(ctx),
+            "continueBot" => self.continue_bot(ctx),
+            "listIncomingLeads" => self.list_incoming_leads(ctx),
+            "getIncomingLead" => self.get_incoming_lead(ctx),
+            "addIncomingCalls" => self.add_incoming(ctx, "sip"),
+            "addIncomingForms" => self.add_incoming(ctx, "forms"),
+            "acceptIncomingLead" => self.decide(ctx, true),
+            "declineIncomingLead" => self.decide(ctx, false),
+            "linkIncomingLead" => self.link(ctx),
+            "getIncomingLeadsSummary" => self.summary(ctx),
+            _ => kommo_problem(StatusCode::NOT_FOUND, "No such endpoint"),
+        }
+    }
+
+    // ------------------------------------------------------------------------------ sources
+
+    fn new_source_id(&mut self) -> i64 {
+        let id = self.next_source_id;
+        self.next_source_id += 4;
+        id
+    }
+
+    fn new_source_fields(&self, item: &Value) -> Map<String, Value> {
+        let mut fields = Map::new();
+        fields.insert(
+            "name".into(),
+            item.get("name").cloned().unwrap_or(json!("")),
+        );
+        fields.insert(
+            "pipeline_id".into(),
+            item.get("pipeline_id")
+                .cloned()
+                .unwrap_or(json!(self.pipelines[0])),
+        );
+        fields.insert(
+            "external_id".into(),
+            item.get("external_id").cloned().unwrap_or(json!("")),
+        );
+        fields.insert(
+            "services".into(),
+            item.get("services").cloned().unwrap_or(json!([])),
+        );
+        fields.insert(
+            "default".into(),
+            item.get("default").cloned().unwrap_or(json!(false)),
+        );
+        fields.insert(
+            "origin_code".into(),
+            item.get("origin_code").cloned().unwrap_or(Value::Null),
+        );
+        fields
+    }
+
+    fn source_json(&self, id: i64, source: &Source, origin: &str) -> Value {
+        let mut out = Map::new();
+        out.insert("id".into(), json!(id));
+        out.extend(source.fields.clone());
+        out.insert(
+            "_links".into(),
+            self_link(format!("{origin}/api/v4/sources/{id}")),
+        );
+        Value::Object(out)
+    }
+
+    fn owned(&self, integration: usize) -> impl Iterator<Item = (&i64, &Source)> {
+        self.sources
+            .iter()
+            .filter(move |(_, s)| s.owner == integration)
+    }
+
+    /// The rules on the fields `addSources`, `updateSources` and `updateSource` share.
+    fn check_source_fields(&self, item: &Value, request_id: &str, errors: &mut Vec<FieldError>) {
+        if let Some(name) = str_of(item, "name")
+            && name.trim().is_empty()
+        {
+            errors.push(FieldError::new(
+                request_id,
+                "NotBlank",
+                "name",
+                "This value should not be blank.",
+            ));
+        }
+        if let Some(pipeline) = item.get("pipeline_id").and_then(Value::as_i64)
+            && !self.pipelines.contains(&pipeline)
+        {
+            errors.push(FieldError::new(
+                request_id,
+                "NotSupportedChoice",
+                "pipeline_id",
+                format!("The pipeline {pipeline} does not exist."),
+            ));
+        }
+        if let Some(code) = str_of(item, "origin_code") {
+            let problem = if code.chars().count() > ORIGIN_CODE_MAX {
+                Some(format!(
+                    "origin_code must be at most {ORIGIN_CODE_MAX} characters long."
+                ))
+            } else if !code.is_empty() && code.chars().all(|c| c.is_ascii_digit()) {
+                Some("origin_code must not be only digits.".to_string())
+            } else if code.contains('"') {
+                Some("origin_code must not contain double quotes.".to_string())
+            } else {
+                None
+            };
+            if let Some(detail) = problem {
+                errors.push(FieldError::new(
+                    request_id,
+                    "InvalidValue",
+                    "origin_code",
+                    detail,
+                ));
+            }
+        }
+    }
+
+    fn list_sources(&self, ctx: &Ctx) -> Reply {
+        let filter = strings(ctx.query.get("filter[external_id][]"));
+        let sources: Vec<Value> = self
+            .owned(ctx.integration)
+            .filter(|(_, s)| match &filter {
+                Some(wanted) => str_of_map(&s.fields, "external_id")
+                    .is_some_and(|e| wanted.iter().any(|w| w == e)),
+                None => true,
+            })
+            .map(|(id, s)| self.source_json(*id, s, &ctx.origin))
+            .collect();
+        if sources.is_empty() {
+            return Reply::Empty(StatusCode::NO_CONTENT);
+        }
+        Reply::Hal(
+            StatusCode::OK,
+            json!({
+                "_total_items": sources.len(),
+                "_links": self_link(format!("{}/api/v4/sources", ctx.origin)),
+                "_embedded": { "sources": sources },
+            }),
+        )
+    }
+
+    fn add_sources(&mut self, ctx: &Ctx) -> Reply {
+        let items = body_items(ctx);
+        let owned: HashSet<String> = self
+            .owned(ctx.integration)
+            .filter_map(|(_, s)| str_of_map(&s.fields, "external_id").map(str::to_string))
+            .collect();
+        let owned_count = owned.len();
+        let mut seen = HashSet::new();
+        let mut errors = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let rid = request_id(item, i);
+            self.check_source_fields(item, &rid, &mut errors);
+            let external = str_of(item, "external_id").unwrap_or_default();
+            if external.trim().is_empty() {
+                errors.push(FieldError::new(
+                    &rid,
+                    "NotBlank",
+                    "external_id",
+                    "This value should not be blank.",
+                ));
+            } else if owned.contains(external) {
+                errors.push(FieldError::new(
+                    &rid,
+                    "NotUnique",
+                    "external_id",
+                    format!("A source with the external_id {external:?} already exists."),
+                ));
+            } else if !seen.insert(external.to_string()) {
+                errors.push(FieldError::new(
+                    &rid,
+                    "NotUnique",
+                    "external_id",
+                    format!("The external_id {external:?} is repeated in the request."),
+                ));
+            }
+            if owned_count + i + 1 > self.source_limit {
+                errors.push(FieldError::new(
+                    &rid,
+                    "LimitExceeded",
+                    "",
+                    format!(
+                        "An integration can have at most {} sources.",
+                        self.source_limit
+                    ),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return kommo_validation(&errors);
+        }
+        let mut created = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let external = str_of(item, "external_id").unwrap_or_default().to_string();
+            let id = match self.deleted.remove(&(ctx.integration, external)) {
+                Some(old) => old,
+                None => self.new_source_id(),
+            };
+            let fields = self.new_source_fields(item);
+            let source = Source {
+                owner: ctx.integration,
+                fields,
+            };
+            let mut answer = self.source_json(id, &source, &ctx.origin);
+            answer["request_id"] = json!(request_id(item, i));
+            created.push(answer);
+            self.sources.insert(id, source);
+        }
+        Reply::Hal(
+            StatusCode::OK,
+            json!({ "_total_items": created.len(), "_embedded": { "sources": created } }),
+        )
+    }
+
+    fn owns(&self, integration: usize, id: i64) -> bool {
+        self.sources
+            .get(&id)
+            .is_some_and(|s| s.owner == integration)
+    }
+
+    fn apply_update(&mut self, id: i64, item: &Value) {
+        if let Some(source) = self.sources.get_mut(&id) {
+            for key in ["name", "pipeline_id", "default", "origin_code", "services"] {
+                if let Some(v) = item.get(key) {
+                    source.fields.insert(key.into(), v.clone());
+                }
+            }
+        }
+    }
+
+    fn update_sources(&mut self, ctx: &Ctx) -> Reply {
+        let items = body_items(ctx);
+        let mut errors = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let rid = request_id(item, i);
+            let id = item.get("id").and_then(Value::as_i64).unwrap_or_default();
+            if !self.owns(ctx.integration, id) {
+                errors.push(FieldError::new(
+                    &rid,
+                    "NotFound",
+                    "id",
+                    format!("The source {id} does not exist."),
+                ));
+            } else if !seen.insert(id) {
+                errors.push(FieldError::new(
+                    &rid,
+                    "NotUnique",
+                    "id",
+                    format!("The source {id} is repeated in the request."),
+                ));
+            }
+            self.check_source_fields(item, &rid, &mut errors);
+        }
+        if !errors.is_empty() {
+            return kommo_validation(&errors);
+        }
+        let mut updated = Vec::new();
+        for item in &items {
+            let id = item.get("id").and_then(Value::as_i64).unwrap_or_default();
+            self.apply_update(id, item);
+            if let Some(source) = self.sources.get(&id) {
+                updated.push(self.source_json(id, source, &ctx.origin));
+            }
+        }
+        Reply::Hal(
+            StatusCode::OK,
+            json!({ "_total_items": updated.len(), "_embedded": { "sources": updated } }),
+        )
+    }
+
+    fn path_id(ctx: &Ctx) -> i64 {
+        ctx.path
+            .get("id")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default()
+    }
+
+    fn update_source(&mut self, ctx: &Ctx) -> Reply {
+        let id = Self::path_id(ctx);
+        if !self.owns(ctx.integration, id) {
+            return kommo_problem(StatusCode::NOT_FOUND, "Source not found");
+        }
+        let item = ctx.body.clone().unwrap_or_else(|| json!({}));
+        let mut errors = Vec::new();
+        self.check_source_fields(&item, "0", &mut errors);
+        if !errors.is_empty() {
+            return kommo_validation(&errors);
+        }
+        self.apply_update(id, &item);
+        match self.sources.get(&id) {
+            Some(source) => Reply::Hal(StatusCode::OK, self.source_json(id, source, &ctx.origin)),
+            None => kommo_problem(StatusCode::NOT_FOUND, "Source not found"),
+        }
+    }
+
+    fn remove_source(&mut self, id: i64) {
+        if let Some(source) = self.sources.remove(&id)
+            && let Some(external) = str_of_map(&source.fields, "external_id")
+        {
+            self.deleted
+                .insert((source.owner, external.to_string()), id);
+        }
+    }
+
+    fn delete_sources(&mut self, ctx: &Ctx) -> Reply {
+        let items = body_items(ctx);
+        let mut errors = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let id = item.get("id").and_then(Value::as_i64).unwrap_or_default();
+            if !self.owns(ctx.integration, id) {
+                errors.push(FieldError::new(
+                    request_id(item, i),
+                    "NotFound",
+                    "id",
+                    format!("The source {id} does not exist."),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return kommo_validation(&errors);
+        }
+        for item in &items {
+            let id = item.get("id").and_then(Value::as_i64).unwrap_or_default();
+            self.remove_source(id);
+        }
+        Reply::Empty(StatusCode::NO_CONTENT)
+    }
+
+    fn delete_source(&mut self, ctx: &Ctx) -> Reply {
+        let id = Self::path_id(ctx);
+        if !self.owns(ctx.integration, id) {
+            return kommo_problem(StatusCode::NOT_FOUND, "Source not found");
+        }
+        self.remove_source(id);
+        Reply::Empty(StatusCode::NO_CONTENT)
+    }
+
+    // ------------------------------------------------------------------------------ widgets
+
+    fn widget_json(&self, widget: &Widget, origin: &str, with_settings: bool) -> Value {
+        let mut out = widget.fields.clone();
+        out.insert(
+            "is_active_in_account".into(),
+            Value::Bool(widget.settings.is_some()),
+        );
+        if with_settings && let Some(settings) = &widget.settings {
+            out.insert("settings".into(), Value::Object(settings.clone()));
+        }
+        let code = str_of_map(&widget.fields, "code").unwrap_or_default();
+        out.insert(
+            "_links".into(),
+            self_link(format!("{origin}/api/v4/widgets/{}", encode_segment(code))),
+        );
+        Value::Object(out)
+    }
+
+    fn widget_index(&self, ctx: &Ctx) -> Option<usize> {
+        let code = ctx.path.get("widget_code")?;
+        self.widgets
+            .iter()
+            .position(|w| str_of_map(&w.fields, "code") == Some(code.as_str()))
+    }
+
+    fn list_widgets(&self, ctx: &Ctx) -> Reply {
+        let (page, limit) = paging(ctx);
+        let items: Vec<Value> = page_of(&self.widgets, page, limit)
+            .iter()
+            .map(|w| self.widget_json(w, &ctx.origin, false))
+            .collect();
+        if items.is_empty() {
+            return Reply::Empty(StatusCode::NO_CONTENT);
+        }
+        let href = |p: u64| format!("{}/api/v4/widgets?limit={limit}&page={p}", ctx.origin);
+        Reply::Hal(
+            StatusCode::OK,
+            json!({
+                "_page": page,
+                "_links": page_links(href, page, items.len() as u64 == limit),
+                "_embedded": { "widgets": items },
+            }),
+        )
+    }
+
+    fn get_widget(&self, ctx: &Ctx) -> Reply {
+        match self.widget_index(ctx) {
+            Some(i) => Reply::Hal(
+                StatusCode::OK,
+                self.widget_json(&self.widgets[i], &ctx.origin, true),
+            ),
+            None => kommo_problem(StatusCode::NOT_FOUND, "Widget not found"),
+        }
+    }
+
+    fn install_widget(&mut self, ctx: &Ctx) -> Reply {
+        let Some(index) = self.widget_index(ctx) else {
+            return kommo_problem(StatusCode::NOT_FOUND, "Widget not found");
+        };
+        let settings = ctx
+            .body
+            .as_ref()
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut errors = Vec::new();
+        let template = self.widgets[index]
+            .fields
+            .get("settings_template")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for field in &template {
+            let Some(key) = str_of(field, "key") else {
+                continue;
+            };
+            let kind = str_of(field, "type").unwrap_or("");
+            let value = settings.get(key);
+            let blank = match value {
+                None | Some(Value::Null) => true,
+                Some(Value::String(s)) => s.trim().is_empty(),
+                Some(Value::Object(m)) => m.is_empty(),
+                _ => false,
+            };
+            if blank {
+                if is_true(field.get("is_required")) {
+                    errors.push(FieldError::new(
+                        "0",
+                        "NotBlank",
+                        key,
+                        "This value should not be blank.",
+                    ));
+                }
+                continue;
+            }
+            let fits = match kind {
+                "text" | "pass" => value.is_some_and(Value::is_string),
+                "users" | "users_lp" => value.is_some_and(Value::is_object),
+                _ => true,
+            };
+            if !fits {
+                errors.push(FieldError::new(
+                    "0",
+                    "InvalidType",
+                    key,
+                    format!("A {kind} setting does not take this value."),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return kommo_validation(&errors);
+        }
+        self.widgets[index].settings = Some(settings);
+        Reply::Hal(
+            StatusCode::OK,
+            self.widget_json(&self.widgets[index], &ctx.origin, true),
+        )
+    }
+
+    fn uninstall_widget(&mut self, ctx: &Ctx) -> Reply {
+        let Some(index) = self.widget_index(ctx) else {
+            return kommo_problem(StatusCode::NOT_FOUND, "Widget not found");
+        };
+        if self.widgets[index].settings.take().is_none() {
+            return kommo_problem(StatusCode::NOT_FOUND, "Widget is not installed");
+        }
+        Reply::Empty(StatusCode::NO_CONTENT)
+    }
+
+    fn continue_bot(&mut self, ctx: &Ctx) -> Reply {
+        let get = |name: &str| ctx.path.get(name).cloned().unwrap_or_default();
+        let key = (get("bot_kind"), get("bot_id"), get("continue_id"));
+        let Some(index) = self.waiting_bots.iter().position(|w| *w == key) else {
+            return kommo_problem(
+                StatusCode::NOT_FOUND,
+                "No widget block is waiting for this continuation",
+            );
+        };
+        self.waiting_bots.remove(index);
+        self.continued.push(ContinuedBot {
+            kind: key.0,
+            bot_id: key.1,
+            continue_id: key.2,
+            data: ctx.body.as_ref().and_then(|b| b.get("data")).cloned(),
+        });
+        Reply::Empty(StatusCode::ACCEPTED)
+    }
+
+    // ------------------------------------------------------------------------ incoming leads
+
+    fn new_entity_id(&mut self) -> i64 {
+        let id = self.next_entity_id;
+        self.next_entity_id += 2;
+        id
+    }
+
+    fn new_uid(&mut self) -> String {
+        loop {
+            let uid: String = (0..60)
+                .map(|_| char::from_digit(self.rng.u32(..16), 16).unwrap_or('0'))
+                .collect();
+            if !self.leads.iter().any(|l| l.uid == uid) {
+                return uid;
+            }
+        }
+    }
+
+    fn refs(ids: &[i64], kind: &str, origin: &str, decided: bool) -> Value {
+        Value::Array(
+            ids.iter()
+                .map(|id| {
+                    let mut entity = json!({
+                        "id": id,
+                        "_links": self_link(format!("{origin}/api/v4/{kind}/{id}")),
+                    });
+                    if decided {
+                        entity["is_deleted"] = json!(false);
+                        entity["is_unsorted"] = json!(false);
+                    }
+                    entity
+                })
+                .collect(),
+        )
+    }
+
+    fn lead_json(&self, lead: &Lead, origin: &str) -> Value {
+        let mut out = Map::new();
+        out.insert("uid".into(), json!(lead.uid));
+        out.insert("source_uid".into(), lead.source_uid.clone());
+        out.insert("source_name".into(), lead.source_name.clone());
+        out.insert("category".into(), json!(lead.category));
+        if let Some(p) = lead.pipeline_id {
+            out.insert("pipeline_id".into(), json!(p));
+        }
+        out.insert("created_at".into(), json!(lead.created_at));
+        if let Some(m) = &lead.metadata {
+            out.insert("metadata".into(), m.clone());
+        }
+        out.insert("account_id".into(), json!(self.account_id));
+        out.insert(
+            "_links".into(),
+            self_link(format!("{origin}/api/v4/leads/unsorted/{}", lead.uid)),
+        );
+        out.insert(
+            "_embedded".into(),
+            json!({
+                "contacts": Self::refs(&lead.contacts, "contacts", origin, false),
+                "leads": Self::refs(&lead.leads, "leads", origin, false),
+                "companies": Self::refs(&lead.companies, "companies", origin, false),
+            }),
+        );
+        Value::Object(out)
+    }
+
+    fn list_incoming_leads(&self, ctx: &Ctx) -> Reply {
+        let uids = strings(ctx.query.get("filter[uid][]"));
+        let categories = strings(ctx.query.get("filter[category][]"));
+        let pipeline = ctx.query.get("filter[pipeline_id]").and_then(Value::as_i64);
+        let order = ctx
+            .query
+            .get("order[created_at]")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut leads: Vec<&Lead> = self
+            .leads
+            .iter()
+            .filter(|l| l.state == LeadState::Waiting)
+            .filter(|l| uids.as_ref().is_none_or(|u| u.contains(&l.uid)))
+            .filter(|l| categories.as_ref().is_none_or(|c| c.contains(&l.category)))
+            .filter(|l| pipeline.is_none_or(|p| l.pipeline_id == Some(p)))
+            .collect();
+        // Newest first unless asked otherwise, as the documents' example lists them.
+        if order.as_deref() == Some("asc") {
+            leads.sort_by_key(|l| l.created_at);
+        } else {
+            leads.sort_by_key(|l| std::cmp::Reverse(l.created_at));
+        }
+        let (page, limit) = paging(ctx);
+        let items: Vec<Value> = page_of(&leads, page, limit)
+            .iter()
+            .map(|l| self.lead_json(l, &ctx.origin))
+            .collect();
+        if items.is_empty() {
+            return Reply::Empty(StatusCode::NO_CONTENT);
+        }
+        let href = |p: u64| {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            for uid in uids.iter().flatten() {
+                query.append_pair("filter[uid][]", uid);
+            }
+            for category in categories.iter().flatten() {
+                query.append_pair("filter[category][]", category);
+            }
+            if let Some(p) = pipeline {
+                query.append_pair("filter[pipeline_id]", &p.to_string());
+            }
+            if let Some(o) = &order {
+                query.append_pair("order[created_at]", o);
+            }
+            query.append_pair("limit", &limit.to_string());
+            query.append_pair("page", &p.to_string());
+            format!("{}/api/v4/leads/unsorted?{}", ctx.origin, query.finish())
+        };
+        Reply::Hal(
+            StatusCode::OK,
+            json!({
+                "_page": page,
+                "_links": page_links(href, page, items.len() as u64 == limit),
+                "_embedded": { "unsorted": items },
+            }),
+        )
+    }
+
+    fn lead_index(&self, ctx: &Ctx) -> Option<usize> {
+        let uid = ctx.path.get("uid")?;
+        self.leads.iter().position(|l| &l.uid == uid)
+    }
+
+    fn get_incoming_lead(&self, ctx: &Ctx) -> Reply {
+        match self.lead_index(ctx) {
+            Some(i) if self.leads[i].state == LeadState::Waiting => {
+                Reply::Hal(StatusCode::OK, self.lead_json(&self.leads[i], &ctx.origin))
+            }
+            _ => kommo_problem(StatusCode::NOT_FOUND, "Incoming lead not found"),
+        }
+    }
+
+    fn add_incoming(&mut self, ctx: &Ctx, category: &str) -> Reply {
+        let items = body_items(ctx);
+        let mut errors = Vec::new();
+        let mut fingerprints = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let rid = request_id(item, i);
+            if let Some(pipeline) = item.get("pipeline_id").and_then(Value::as_i64)
+                && !self.pipelines.contains(&pipeline)
+            {
+                errors.push(FieldError::new(
+                    &rid,
+                    "NotSupportedChoice",
+                    "pipeline_id",
+                    format!("The pipeline {pipeline} does not exist."),
+                ));
+            }
+            let mut data = item.clone();
+            if let Value::Object(map) = &mut data {
+                map.remove("request_id");
+            }
+            let fingerprint = format!("{category}:{}", canonical(&data));
+            let waiting = self.leads.iter().any(|l| {
+                l.state == LeadState::Waiting && l.fingerprint.as_ref() == Some(&fingerprint)
+            });
+            if waiting || !seen.insert(fingerprint.clone()) {
+                errors.push(FieldError::new(
+                    &rid,
+                    "Duplicate",
+                    "",
+                    "Identical data is already in Incoming leads.",
+                ));
+            }
+            fingerprints.push(fingerprint);
+        }
+        if !errors.is_empty() {
+            return kommo_validation(&errors);
+        }
+        let mut created = Vec::new();
+        for (i, (item, fingerprint)) in items.iter().zip(fingerprints).enumerate() {
+            let uid = self.new_uid();
+            let embedded = |name: &str| {
+                item.pointer(&format!("/_embedded/{name}"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|l| !l.is_empty())
+            };
+            let contacts = if embedded("contacts") {
+                vec![self.new_entity_id()]
+            } else {
+                Vec::new()
+            };
+            let companies = if embedded("companies") {
+                vec![self.new_entity_id()]
+            } else {
+                Vec::new()
+            };
+            let leads = vec![self.new_entity_id()];
+            let mut metadata = item.get("metadata").cloned();
+            if let Some(Value::Object(m)) = &mut metadata {
+                // Write-only: sent, never returned.
+                m.remove("is_call_event_needed");
+            }
+            let lead = Lead {
+                uid: uid.clone(),
+                category: category.to_string(),
+                source_uid: item.get("source_uid").cloned().unwrap_or(Value::Null),
+                source_name: item.get("source_name").cloned().unwrap_or(Value::Null),
+                pipeline_id: Some(
+                    item.get("pipeline_id")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(self.pipelines[0]),
+                ),
+                created_at: item
+                    .get("created_at")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(ctx.now),
+                metadata,
+                contacts,
+                companies,
+                leads,
+                state: LeadState::Waiting,
+                fingerprint: Some(fingerprint),
+            };
+            created.push(json!({
+                "uid": uid,
+                "account_id": self.account_id,
+                "request_id": request_id(item, i),
+                "_links": self_link(format!("{}/api/v4/leads/unsorted/{uid}", ctx.origin)),
+                "_embedded": {
+                    "contacts": Self::refs(&lead.contacts, "contacts", &ctx.origin, false),
+                    "leads": Self::refs(&lead.leads, "leads", &ctx.origin, false),
+                    "companies": Self::refs(&lead.companies, "companies", &ctx.origin, false),
+                },
+            }));
+            self.leads.push(lead);
+        }
+        Reply::Hal(
+            StatusCode::OK,
+            json!({ "_total_items": created.len(), "_embedded": { "unsorted": created } }),
+        )
+    }
+
+    /// Accept (`true`) or decline.
+    fn decide(&mut self, ctx: &Ctx, accept: bool) -> Reply {
+        let Some(index) = self.lead_index(ctx) else {
+            return kommo_problem(StatusCode::NOT_FOUND, "Incoming lead not found");
+        };
+        let state = self.leads[index].state;
+        if state != LeadState::Waiting {
+            return kommo_problem(
+                StatusCode::BAD_REQUEST,
+                &format!("The incoming lead has already been {}", state.word()),
+            );
+        }
+        let lead = &mut self.leads[index];
+        lead.state = if accept {
+            LeadState::Accepted { at: ctx.now }
+        } else {
+            LeadState::Declined { at: ctx.now }
+        };
+        let lead = &self.leads[index];
+        let mut out = json!({
+            "uid": lead.uid,
+            "category": lead.category,
+            "created_at": lead.created_at,
+            "_embedded": {
+                "leads": Self::refs(&lead.leads, "leads", &ctx.origin, false),
+                "contacts": Self::refs(&lead.contacts, "contacts", &ctx.origin, true),
+                "companies": Self::refs(&lead.companies, "companies", &ctx.origin, true),
+            },
+        });
+        if let Some(p) = lead.pipeline_id {
+            out["pipeline_id"] = json!(p);
+        }
+        Reply::Hal(StatusCode::OK, out)
+    }
+
+    fn link(&mut self, ctx: &Ctx) -> Reply {
+        // The documents give link no 404: an unknown UID is a bad request.
+        let Some(index) = self.lead_index(ctx) else {
+            return kommo_problem(StatusCode::BAD_REQUEST, "Incoming lead not found");
+        };
+        let lead = &self.leads[index];
+        if lead.category != "chats" {
+            return kommo_problem(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "Only incoming leads of the chats category can be linked; this one is {}",
+                    lead.category
+                ),
+            );
+        }
+        if lead.state != LeadState::Waiting {
+            return kommo_problem(
+                StatusCode::BAD_REQUEST,
+                &format!("The incoming lead has already been {}", lead.state.word()),
+            );
+        }
+        let link = ctx
+            .body
+            .as_ref()
+            .and_then(|b| b.get("link"))
+            .cloned()
+            .unwrap_or_default();
+        let entity_id = link
+            .get("entity_id")
+            .and_then(Value::as_i64)
+            .unwrap_or_default();
+        let entity_type = str_of(&link, "entity_type").unwrap_or("leads");
+        let contact = link.pointer("/metadata/contact_id").and_then(Value::as_i64);
+        let uid = lead.uid.clone();
+        self.leads[index].state = LeadState::Linked;
+        let one = |kind: &str| {
+            if entity_type == kind {
+                Self::refs(&[entity_id], kind, &ctx.origin, false)
+            } else {
+                json!([])
+            }
+        };
+        Reply::Hal(
+            StatusCode::OK,
+            json!({
+                "uid": uid,
+                "_embedded": {
+                    "leads": one("leads"),
+                    "contacts": Self::refs(contact.as_slice(), "contacts", &ctx.origin, false),
+                    "customers": one("customers"),
+                },
+            }),
+        )
+    }
+
+    fn summary(&self, ctx: &Ctx) -> Reply {
+        let uids = strings(ctx.query.get("filter[uid][]"));
+        let pipeline = ctx.query.get("filter[pipeline_id]").and_then(Value::as_i64);
+        let int = |name: &str| ctx.query.get(name).and_then(Value::as_i64);
+        let from = int("filter[created_at][from]").or(int("filter[created_at]"));
+        let to = int("filter[created_at][to]");
+        let matching: Vec<&Lead> = self
+            .leads
+            .iter()
+            .filter(|l| uids.as_ref().is_none_or(|u| u.contains(&l.uid)))
+            .filter(|l| pipeline.is_none_or(|p| l.pipeline_id == Some(p)))
+            .filter(|l| from.is_none_or(|f| l.created_at >= f))
+            .filter(|l| to.is_none_or(|t| l.created_at <= t))
+            .collect();
+        let mut categories: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut accepted, mut declined, mut sort_time) = (0u64, 0u64, 0i64);
+        for lead in &matching {
+            *categories.entry(lead.category.clone()).or_default() += 1;
+            match lead.state {
+                LeadState::Accepted { at } => {
+                    accepted += 1;
+                    sort_time += (at - lead.created_at).max(0);
+                }
+                LeadState::Declined { at } => {
+                    declined += 1;
+                    sort_time += (at - lead.created_at).max(0);
+                }
+                LeadState::Waiting | LeadState::Linked => {}
+            }
+        }
+        let decided = accepted + declined;
+        let average = if decided == 0 {
+            0
+        } else {
+            sort_time / decided as i64
+        };
+        let categories: Map<String, Value> = categories
+            .into_iter()
+            .map(|(k, n)| (k, json!({ "total": n })))
+            .collect();
+        Reply::Hal(
+            StatusCode::OK,
+            json!({
+                "total": matching.len(),
+                "accepted": accepted,
+                "declined": declined,
+                "average_sort_time": average,
+                "categories": categories,
+            }),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------- helpers
+
+fn self_link(href: String) -> Value {
+    json!({ "self": { "href": href } })
+}
+
+/// `_links` of a page: `self`, `next` when the page is full (the next one may then be empty,
+/// and answer 204, as Kommo's sometimes is), `prev` after the first.
+fn page_links(href: impl Fn(u64) -> String, page: u64, full: bool) -> Value {
+    let mut links = json!({ "self": { "href": href(page) } });
+    if full {
+        links["next"] = json!({ "href": href(page + 1) });
+    }
+    if page > 1 {
+        links["prev"] = json!({ "href": href(page - 1) });
+    }
+    links
+}
+
+/// `page` (from 1) and `limit` (at most 250: the schema refuses more) of the request.
+fn paging(ctx: &Ctx) -> (u64, u64) {
+    let get = |name: &str| {
+        ctx.query
+            .get(name)
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0)
+    };
+    (
+        get("page").unwrap_or(1),
+        get("limit").unwrap_or(DEFAULT_LIMIT),
+    )
+}
+
+fn page_of<T>(items: &[T], page: u64, limit: u64) -> &[T] {
+    let start = page.saturating_sub(1).saturating_mul(limit);
+    let start = usize::try_from(start)
+        .unwrap_or(usize::MAX)
+        .min(items.len());
+    let end = start
+        .saturating_add(usize::try_from(limit).unwrap_or(usize::MAX))
+        .min(items.len());
+    &items[start..end]
+}
+
+fn body_items(ctx: &Ctx) -> Vec<Value> {
+    ctx.body
+        .as_ref()
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A batch item's `request_id`, else its index as a string.
+fn request_id(item: &Value, index: usize) -> String {
+    str_of(item, "request_id").map_or_else(|| index.to_string(), str::to_string)
+}
+
+fn str_of<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+fn str_of_map<'v>(map: &'v Map<String, Value>, key: &str) -> Option<&'v str> {
+    map.get(key).and_then(Value::as_str)
+}
+
+fn is_true(value: Option<&Value>) -> bool {
+    value == Some(&Value::Bool(true))
+}
+
+fn strings(value: Option<&Value>) -> Option<Vec<String>> {
+    value.and_then(Value::as_array).map(|list| {
+        list.iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect()
+    })
+}
+
+/// JSON with object keys sorted, so equal data gives equal text.
+fn canonical(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let ordered: BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                Value::Object(ordered.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+/// A path segment with the few characters that would break a URL escaped.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

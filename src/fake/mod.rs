@@ -1,0 +1,581 @@
+//! A stateful fake Kommo and CloseBot server for tests (feature `fake`).
+//!
+//! [`FakeServer`] serves every operation of `openapi/kommo.yaml` and `openapi/closebot.yaml` over
+//! plain HTTP on loopback, on its own thread, from any test (async or not). It keeps state and
+//! enforces the vendors' documented rules, so an integration can be tested end to end without a
+//! Kommo account:
+//!
+//! - every request is validated against the spec's schemas; an invalid one gets Kommo's `400`
+//!   `application/problem+json` with `validation-errors` (one group per batch item, matched by the
+//!   item's `request_id`, else its index), or CloseBot's `ProblemDetails`;
+//! - a missing or wrong token (`Authorization: Bearer ...`) or API key (`X-CB-KEY` or
+//!   `Authorization: Key ...`) gets `401`;
+//! - sources: `external_id` unique per integration, at most [`Config::source_limit`] per
+//!   integration (50 by default), `pipeline_id` must exist, `origin_code` rules, deleted
+//!   `external_id`s get their old `id` back, `204` on an empty list;
+//! - widgets: pages with `_page` and `_links.next` (`limit` at most 250), install checks every
+//!   `is_required` setting of the widget's `settings_template`; `continue` answers `202` for a
+//!   widget block that is waiting ([`Fixtures::waiting_bot`]) and `404` otherwise;
+//! - incoming leads: `sip` and `forms` are created with `request_id` echoed, identical data already
+//!   waiting in Incoming leads is refused, filters (`filter[uid][]`, `filter[category][]`,
+//!   `filter[pipeline_id]`) and `order[created_at]` work, accept / decline / link change the lead's
+//!   state (link only for `chats`), and the summary counts what happened;
+//! - CloseBot sources: zero-based `page`, `pageSize` at most 100, `query`, `category`, `order`, and
+//!   `forceTokenRefresh` (which rotates each returned source's `accessToken`).
+//!
+//! Success bodies are `application/hal+json` (CloseBot: `application/json`), errors
+//! `application/problem+json`, empty lists `204` with no body, and `_links` are absolute URLs on
+//! the fake's own origin (so [`crate::kommo::Client::follow`] accepts them). PHP query arrays are
+//! read as PHP reads them: `filter[uid][]=a&filter[uid][]=b` and
+//! `filter[uid][0]=a&filter[uid][1]=b` are the same list, and a repeated plain key keeps only its
+//! last value.
+//!
+//! It can misbehave on purpose ([`Faults`]), deterministically from [`Config::seed`]: Kommo's rate
+//! limit (`429` with an HTML page), a blocked account (an HTML `403` on every request), `5xx`
+//! answers, dropped connections and slow answers. [`FakeServer::inject`] scripts the faults of the
+//! next requests exactly. [`FakeServer::stats`] counts what it answered, and
+//! [`FakeServer::violations`] lists every answer it sent that does not match the spec (it checks
+//! each one; faults are deliberate and not checked).
+//!
+//! ```
+//! use lead_intake::fake::{Config, FakeServer};
+//! use lead_intake::kommo::types;
+//! use lead_intake::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fake = FakeServer::start(Config::default())?;
+//! let kommo = lead_intake::kommo::Client::from_base_url(&fake.base_url(), fake.kommo_token())?;
+//!
+//! // A new integration has no sources: 204, an empty list.
+//! let none = kommo.list_sources().send().or_empty().await?;
+//! assert!(none.embedded.is_none());
+//!
+//! let new: types::AddSourcesRequest =
+//!     serde_json::from_value(serde_json::json!([{"name": "Site chat", "external_id": "chat-1"}]))?;
+//! kommo.add_sources().body(new.clone()).send().body().await?;
+//! // The same external_id again is refused, the way Kommo refuses it.
+//! let err = kommo.add_sources().body(new).send().body().await.unwrap_err();
+//! assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+//!
+//! assert_eq!(fake.stats().by_status.get(&400), Some(&1));
+//! assert!(fake.violations().is_empty());
+//! fake.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The same server runs as a program: `cargo run --features fake --bin lead-intake-fake -- --help`.
+//!
+//! [`FakeServer`]: crate::fake::FakeServer
+//! [`Config::source_limit`]: crate::fake::Config::source_limit
+//! [`Fixtures::waiting_bot`]: crate::fake::Fixtures::waiting_bot
+//! [`Faults`]: crate::fake::Faults
+//! [`Config::seed`]: crate::fake::Config::seed
+//! [`FakeServer::inject`]: crate::fake::FakeServer::inject
+//! [`FakeServer::stats`]: crate::fake::FakeServer::stats
+//! [`FakeServer::violations`]: crate::fake::FakeServer::violations
+
+mod closebot;
+mod faults;
+mod fixtures;
+mod kommo;
+mod oas;
+mod php;
+mod reply;
+mod server;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::Secret;
+
+pub use faults::{Fault, Faults};
+pub use fixtures::Fixtures;
+
+/// How a [`FakeServer`] starts: credentials, rules, seed, faults and the initial data.
+///
+/// ```
+/// use std::time::Duration;
+/// use lead_intake::fake::{Config, Faults, Fixtures};
+///
+/// let config = Config::default()
+///     .kommo_token("my-test-token")
+///     .source_limit(3)
+///     .seed(7)
+///     .faults(Faults::none().server_errors(0.1).slow(0.2, Duration::from_millis(50)))
+///     .fixtures(Fixtures::empty());
+/// # let _ = config;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Config {
+    kommo_token: Secret,
+    other_integrations: Vec<Secret>,
+    closebot_key: Secret,
+    source_limit: usize,
+    seed: u64,
+    faults: Faults,
+    fixtures: Fixtures,
+    account_id: i64,
+    check_responses: bool,
+    port: u16,
+}
+
+impl Default for Config {
+    /// Token `fake-kommo-token`, key `fake-closebot-key`, 50 sources per integration, seed 0,
+    /// no faults, [`Fixtures::documented`], responses checked, any free port.
+    fn default() -> Self {
+        Self {
+            kommo_token: Secret::new("fake-kommo-token"),
+            other_integrations: Vec::new(),
+            closebot_key: Secret::new("fake-closebot-key"),
+            source_limit: 50,
+            seed: 0,
+            faults: Faults::none(),
+            fixtures: Fixtures::documented(),
+            account_id: 31361463,
+            check_responses: true,
+            port: 0,
+        }
+    }
+}
+
+impl Config {
+    /// The Kommo token the fake accepts (`Authorization: Bearer <token>`): the integration whose
+    /// sources the calls manage.
+    pub fn kommo_token(mut self, token: impl Into<Secret>) -> Self {
+        self.kommo_token = token.into();
+        self
+    }
+
+    /// Another integration's token on the same account: it sees the same widgets and incoming
+    /// leads, but owns its own sources (and its own source limit).
+    pub fn other_integration(mut self, token: impl Into<Secret>) -> Self {
+        self.other_integrations.push(token.into());
+        self
+    }
+
+    /// The CloseBot API key the fake accepts (`X-CB-KEY: <key>` or `Authorization: Key <key>`).
+    pub fn closebot_key(mut self, key: impl Into<Secret>) -> Self {
+        self.closebot_key = key.into();
+        self
+    }
+
+    /// How many sources one integration may own (Kommo documents 50; a newer page says 100).
+    pub fn source_limit(mut self, limit: usize) -> Self {
+        self.source_limit = limit;
+        self
+    }
+
+    /// The seed of every random choice: which requests fail ([`Faults`]) and the generated IDs.
+    /// The same seed and the same sequence of requests give the same answers.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Deliberate misbehaviour; none by default.
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The data the fake starts with; [`Fixtures::documented`] by default.
+    pub fn fixtures(mut self, fixtures: Fixtures) -> Self {
+        self.fixtures = fixtures;
+        self
+    }
+
+    /// The Kommo account ID in answers (`account_id`); the documents' 31361463 by default.
+    pub fn account_id(mut self, account_id: i64) -> Self {
+        self.account_id = account_id;
+        self
+    }
+
+    /// Whether every answer is checked against the spec ([`FakeServer::violations`]); on by
+    /// default.
+    pub fn check_responses(mut self, check: bool) -> Self {
+        self.check_responses = check;
+        self
+    }
+
+    /// The loopback port to listen on; 0 (the default) picks a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+}
+
+/// Why a [`FakeServer`] could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FakeError {
+    /// Binding the port or starting the server's thread failed.
+    #[error("cannot start the fake server: {0}")]
+    Io(#[from] std::io::Error),
+    /// The embedded specification could not be read (a bug in the crate).
+    #[error("the embedded specification is unusable: {0}")]
+    Spec(String),
+    /// A fixture does not match the spec.
+    #[error("invalid fixture: {0}")]
+    Fixture(String),
+}
+
+/// What a [`FakeServer`] has answered so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests received (including those answered by a fault, or dropped).
+    pub requests: u64,
+    /// Answers sent, by HTTP status (dropped connections are not answers).
+    pub by_status: BTreeMap<u16, u64>,
+    /// Answers of each operation by status, keyed by `api.operationId` (e.g.
+    /// `kommo.listSources`); fault answers are not an operation's.
+    pub by_operation: BTreeMap<String, BTreeMap<u16, u64>>,
+    /// `429` answers from the rate limit (configured or injected).
+    pub rate_limited: u64,
+    /// HTML `403` answers of a blocked account.
+    pub blocked: u64,
+    /// `5xx` fault answers.
+    pub server_errors: u64,
+    /// Connections closed without an answer.
+    pub dropped: u64,
+    /// Answers delayed by the slow fault.
+    pub slowed: u64,
+    /// Every fault, with the number (from 1) of the request it hit, in order (the first 10,000).
+    pub faults: Vec<(u64, Fault)>,
+}
+
+/// An answer the fake sent that does not match the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Violation {
+    /// `api.operationId`, e.g. `kommo.listWidgets`.
+    pub operation: String,
+    /// The request's method.
+    pub method: String,
+    /// The request's path and query.
+    pub target: String,
+    /// The answer's status.
+    pub status: u16,
+    /// What does not match.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({} {}) answered {}: {}",
+            self.operation, self.method, self.target, self.status, self.message
+        )
+    }
+}
+
+/// A widget block's `continue` call received by the fake.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ContinuedBot {
+    /// `salesbot` or `marketingbot`.
+    pub kind: String,
+    /// The bot's ID.
+    pub bot_id: String,
+    /// The continuation's ID.
+    pub continue_id: String,
+    /// The request's `data`, if any.
+    pub data: Option<Value>,
+}
+
+/// A running fake Kommo and CloseBot server on `127.0.0.1`. Stops on [`FakeServer::shutdown`]
+/// or when dropped.
+pub struct FakeServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    kommo_token: Secret,
+    closebot_key: Secret,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl fmt::Debug for FakeServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the server's thread and the handle share.
+pub(crate) struct Shared {
+    pub(crate) specs: &'static spec::Specs,
+    pub(crate) config: Config,
+    pub(crate) state: Mutex<State>,
+}
+
+/// Everything that changes while the server runs.
+pub(crate) struct State {
+    pub(crate) kommo: kommo::Kommo,
+    pub(crate) closebot: closebot::CloseBot,
+    pub(crate) faults: faults::FaultState,
+    pub(crate) stats: Stats,
+    pub(crate) violations: Vec<Violation>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Handlers do not panic on any input; if one did, its partial update is still the best
+        // state there is, and the fake must keep answering.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl FakeServer {
+    /// Starts the server on `127.0.0.1` (port [`Config::port`], any free one by default) on a
+    /// thread of its own, and returns once it accepts connections. Works inside or outside an
+    /// async runtime.
+    pub fn start(config: Config) -> Result<FakeServer, FakeError> {
+        let specs = spec::specs().map_err(FakeError::Spec)?;
+        let kommo = kommo::Kommo::new(&config, specs)?;
+        let closebot = closebot::CloseBot::new(&config, specs)?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = State {
+            kommo,
+            closebot,
+            faults: faults::FaultState::new(config.seed, &config.faults),
+            stats: Stats::default(),
+            violations: Vec::new(),
+        };
+        let kommo_token = config.kommo_token.clone();
+        let closebot_key = config.closebot_key.clone();
+        let shared = Arc::new(Shared {
+            specs,
+            config,
+            state: Mutex::new(state),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let server_shared = shared.clone();
+        // The runtime is built and dropped on the server's own thread: never inside the
+        // caller's async context, where dropping a runtime panics.
+        let thread = std::thread::Builder::new()
+            .name(format!("lead-intake-fake:{}", addr.port()))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let listener = {
+                    let _context = runtime.enter();
+                    tokio::net::TcpListener::from_std(listener)
+                };
+                let listener = match listener {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                runtime.block_on(server::run(listener, server_shared, stop_rx));
+                // Dropping the runtime cancels every open connection.
+                drop(runtime);
+                let _ = done_tx.send(());
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(FakeError::Io(e)),
+            Err(_) => {
+                return Err(FakeError::Io(std::io::Error::other(
+                    "the server's thread ended before it started",
+                )));
+            }
+        }
+        Ok(FakeServer {
+            addr,
+            shared,
+            kommo_token,
+            closebot_key,
+            stop: Some(stop_tx),
+            done: Some(done_rx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The base URL of both APIs, e.g. `http://127.0.0.1:40123` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The Kommo token it accepts:
+    /// `kommo::Client::from_base_url(&fake.base_url(), fake.kommo_token())`.
+    pub fn kommo_token(&self) -> Secret {
+        self.kommo_token.clone()
+    }
+
+    /// The CloseBot API key it accepts.
+    pub fn closebot_key(&self) -> Secret {
+        self.closebot_key.clone()
+    }
+
+    /// What it has answered so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Every answer so far that does not match the spec (the first 10,000; empty unless
+    /// something is wrong, or [`Config::check_responses`] is off).
+    pub fn violations(&self) -> Vec<Violation> {
+        self.shared.lock().violations.clone()
+    }
+
+    /// Scripts the next requests: the first request after this call gets the first fault, and
+    /// so on; then the configured [`Faults`] apply again.
+    ///
+    /// ```
+    /// use lead_intake::fake::{Config, FakeServer, Fault};
+    /// let fake = FakeServer::start(Config::default())?;
+    /// fake.inject([Fault::ServerError(503), Fault::RateLimited]);
+    /// # Ok::<(), lead_intake::fake::FakeError>(())
+    /// ```
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.lock().faults.injected.extend(faults);
+    }
+
+    /// Blocks or unblocks the Kommo account (a blocked account answers an HTML `403` to every
+    /// Kommo request; only "support" unblocks it, i.e. this call).
+    pub fn set_blocked(&self, blocked: bool) {
+        let mut state = self.shared.lock();
+        state.faults.blocked = blocked;
+        state.faults.violations = 0;
+    }
+
+    /// Whether the Kommo account is blocked.
+    pub fn is_blocked(&self) -> bool {
+        self.shared.lock().faults.blocked
+    }
+
+    /// Makes a Salesbot or Marketingbot widget block wait for `continue` (`kind` is `salesbot` or
+    /// `marketingbot`).
+    pub fn add_waiting_bot(&self, kind: &str, bot_id: &str, continue_id: &str) {
+        self.shared
+            .lock()
+            .kommo
+            .add_waiting_bot(kind, bot_id, continue_id);
+    }
+
+    /// The `continue` calls received, in order.
+    pub fn continued_bots(&self) -> Vec<ContinuedBot> {
+        self.shared.lock().kommo.continued.clone()
+    }
+
+    /// Adds an incoming lead as if it had arrived (e.g. a `chats` lead, which the API cannot
+    /// create), in the spec's `IncomingLead` shape; `uid`, `created_at` and `_embedded` are
+    /// generated when missing. Returns its `uid`.
+    ///
+    /// ```
+    /// use lead_intake::fake::{Config, FakeServer, Fixtures};
+    /// let fake = FakeServer::start(Config::default().fixtures(Fixtures::empty()))?;
+    /// let uid = fake.add_incoming_lead(serde_json::json!({
+    ///     "category": "chats",
+    ///     "source_uid": "amojo:onlinechat:1",
+    ///     "source_name": "Live chat",
+    ///     "metadata": {"from": "Ann", "service": "onlinechat", "last_message_text": "hi"}
+    /// }))?;
+    /// assert_eq!(uid.len(), 60);
+    /// # Ok::<(), lead_intake::fake::FakeError>(())
+    /// ```
+    pub fn add_incoming_lead(&self, lead: Value) -> Result<String, FakeError> {
+        let specs = self.shared.specs;
+        self.shared
+            .lock()
+            .kommo
+            .add_fixture_lead(specs, lead)
+            .map_err(FakeError::Fixture)
+    }
+
+    /// Stops the server and waits until it has closed every connection.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Blocks the calling thread until the server stops (it never does by itself): for a
+    /// program that only serves.
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Shared by the handlers: the request as the handlers see it.
+pub(crate) struct Ctx {
+    /// `http://host:port` as the client addressed the fake, for absolute `_links`.
+    pub(crate) origin: String,
+    /// Path parameters by name, percent-decoded.
+    pub(crate) path: BTreeMap<String, String>,
+    /// Declared query parameters present in the request, by their declared name, converted to
+    /// their schema's type.
+    pub(crate) query: BTreeMap<String, Value>,
+    /// The JSON body, if one was sent.
+    pub(crate) body: Option<Value>,
+    /// Which Kommo integration is calling: 0 for [`Config::kommo_token`], then the others.
+    pub(crate) integration: usize,
+    /// The request's Unix time.
+    pub(crate) now: i64,
+}
+
+/// The current Unix time in seconds.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// How many faults and violations are kept (a long-running program must not grow without end).
+pub(crate) const LOG_LIMIT: usize = 10_000;
+
+/// A pause the slow fault uses when none is given.
+pub(crate) const DEFAULT_SLOW: Duration = Duration::from_millis(500);

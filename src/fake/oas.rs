@@ -1,0 +1,370 @@
+//! OpenAPI 3.0 helpers: JSON-pointer `$ref` resolution and conversion of OAS 3.0 Schema Objects
+//! into JSON Schema Draft 2020-12.
+//!
+//! A copy of `xtask/src/oas.rs` (xtask is a separate, unpublished crate), trimmed to what the
+//! fake uses. Keep the two in step when the conversion rules change.
+
+use serde_json::{Map, Value, json};
+
+pub(crate) const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+const COMPONENT_SCHEMAS: &str = "#/components/schemas/";
+const DEFS: &str = "#/$defs/";
+/// Guards against `$ref` chains that loop (a -> b -> a).
+const MAX_REF_HOPS: usize = 32;
+
+/// Which side of the wire an instance travels on; decides how
+/// `readOnly`/`writeOnly` relax `required`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Direction {
+    /// Request bodies and parameters: `readOnly` properties are not sent.
+    Request,
+    /// Responses: `writeOnly` properties are not returned.
+    Response,
+}
+
+impl Direction {
+    fn omits(self, prop: &Value, doc: &Value) -> bool {
+        let flag = |key| is_flagged(prop, key, doc);
+        match self {
+            Direction::Request => flag("readOnly"),
+            Direction::Response => flag("writeOnly"),
+        }
+    }
+}
+
+/// Escape one JSON-pointer reference token (RFC 6901).
+pub(crate) fn escape_token(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// Resolve an in-document `$ref` (`#/a/b~1c`, optionally percent-encoded).
+pub(crate) fn resolve_ref<'d>(doc: &'d Value, reference: &str) -> Result<&'d Value, String> {
+    let Some(fragment) = reference.strip_prefix('#') else {
+        return Err(format!(
+            "`{reference}` is not an in-document reference (must start with `#/`)"
+        ));
+    };
+    let fragment = percent_decode(fragment)
+        .ok_or_else(|| format!("`{reference}` has an invalid percent-encoding"))?;
+    if fragment.is_empty() {
+        return Ok(doc);
+    }
+    let Some(rest) = fragment.strip_prefix('/') else {
+        return Err(format!(
+            "`{reference}` is not a JSON pointer (fragment must start with `/`)"
+        ));
+    };
+    let mut cur = doc;
+    for raw in rest.split('/') {
+        let token = unescape_token(raw)
+            .ok_or_else(|| format!("`{reference}` has an invalid `~` escape in `{raw}`"))?;
+        cur = match cur {
+            Value::Object(m) => m.get(&token),
+            Value::Array(a) => token.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        }
+        .ok_or_else(|| format!("`{reference}` does not resolve: no `{token}`"))?;
+    }
+    Ok(cur)
+}
+
+/// Follow `$ref`s until a non-reference object. Returns the final JSON
+/// pointer (for messages and caching) alongside the value.
+pub(crate) fn deref<'d>(
+    doc: &'d Value,
+    mut value: &'d Value,
+    mut pointer: String,
+) -> Result<(&'d Value, String), String> {
+    for _ in 0..MAX_REF_HOPS {
+        match value.get("$ref") {
+            Some(Value::String(r)) => {
+                value = resolve_ref(doc, r)?;
+                pointer = r.trim_start_matches('#').to_string();
+            }
+            Some(_) => return Err(format!("`$ref` at `{pointer}` is not a string")),
+            None => return Ok((value, pointer)),
+        }
+    }
+    Err(format!("`$ref` chain at `{pointer}` loops"))
+}
+
+fn unescape_token(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' {
+            match chars.next()? {
+                '0' => out.push('~'),
+                '1' => out.push('/'),
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// True if the (possibly `$ref`ed) schema sets `key: true`.
+fn is_flagged(schema: &Value, key: &str, doc: &Value) -> bool {
+    if schema.get(key) == Some(&Value::Bool(true)) {
+        return true;
+    }
+    match deref(doc, schema, String::new()) {
+        Ok((target, _)) => target.get(key) == Some(&Value::Bool(true)),
+        Err(_) => false,
+    }
+}
+
+/// Converts OAS 3.0 Schema Objects of one document into Draft 2020-12.
+pub(crate) struct Converter<'d> {
+    doc: &'d Value,
+    dir: Direction,
+}
+
+/// OAS-only keywords with no JSON Schema meaning (or, like `example`,
+/// data that must not be read as schema).
+const DROPPED: &[&str] = &[
+    "nullable",
+    "discriminator",
+    "xml",
+    "externalDocs",
+    "example",
+    "deprecated",
+];
+const SCHEMA_MAPS: &[&str] = &["properties", "patternProperties"];
+const SCHEMA_LISTS: &[&str] = &["allOf", "anyOf", "oneOf"];
+const SUBSCHEMAS: &[&str] = &["items", "additionalProperties", "not"];
+
+/// `format`s that typify maps to fixed-width Rust integers: an example out of
+/// range would not deserialize into the generated type.
+fn integer_bounds(format: &str) -> Option<(Value, Value)> {
+    Some(match format {
+        "int8" => (json!(i8::MIN), json!(i8::MAX)),
+        "int16" => (json!(i16::MIN), json!(i16::MAX)),
+        "int32" => (json!(i32::MIN), json!(i32::MAX)),
+        "int64" => (json!(i64::MIN), json!(i64::MAX)),
+        "uint8" => (json!(0), json!(u8::MAX)),
+        "uint16" => (json!(0), json!(u16::MAX)),
+        "uint32" => (json!(0), json!(u32::MAX)),
+        "uint64" => (json!(0), json!(u64::MAX)),
+        _ => return None,
+    })
+}
+
+impl<'d> Converter<'d> {
+    pub(crate) fn new(doc: &'d Value, dir: Direction) -> Self {
+        Self { doc, dir }
+    }
+
+    /// `components.schemas`, converted, for use as `$defs`.
+    pub(crate) fn defs(&self) -> Result<Map<String, Value>, String> {
+        let mut defs = Map::new();
+        let schemas = self
+            .doc
+            .pointer("/components/schemas")
+            .and_then(Value::as_object);
+        for (name, schema) in schemas.into_iter().flatten() {
+            let converted = self
+                .convert(schema)
+                .map_err(|e| format!("#/components/schemas/{}: {e}", escape_token(name)))?;
+            defs.insert(name.clone(), converted);
+        }
+        Ok(defs)
+    }
+
+    /// A self-contained 2020-12 root: the converted target with the converted
+    /// components beside it as `$defs`, so rewritten refs resolve.
+    pub(crate) fn root(&self, defs: &Map<String, Value>, schema: &Value) -> Result<Value, String> {
+        let mut root = Map::new();
+        root.insert("$schema".into(), json!(DRAFT_2020_12));
+        root.insert("$defs".into(), Value::Object(defs.clone()));
+        match self.convert(schema)? {
+            Value::Object(m) => root.extend(m),
+            Value::Bool(true) => {}
+            _ => {
+                root.insert("not".into(), json!({}));
+            }
+        }
+        Ok(root.into())
+    }
+
+    pub(crate) fn convert(&self, schema: &Value) -> Result<Value, String> {
+        let obj = match schema {
+            Value::Object(obj) => obj,
+            // Not legal in OAS 3.0, but harmless: 2020-12 gives them meaning.
+            Value::Bool(_) => return Ok(schema.clone()),
+            other => return Err(format!("schema must be an object, found {other}")),
+        };
+        if let Some(r) = obj.get("$ref") {
+            // OAS 3.0: siblings of `$ref` are ignored, and so are they by
+            // the generated code; keeping them would validate a different type.
+            let r = r.as_str().ok_or("`$ref` is not a string")?;
+            return Ok(json!({ "$ref": rewrite_ref(r)? }));
+        }
+        let mut out = Map::new();
+        for (key, value) in obj {
+            let k = key.as_str();
+            if DROPPED.contains(&k) || k.starts_with("x-") || k.starts_with('$') {
+                // `$id`/`$defs`/... are not OAS 3.0 and would rebase our refs.
+                continue;
+            }
+            let converted = if SCHEMA_MAPS.contains(&k) {
+                let m = value.as_object().ok_or(format!("`{k}` is not an object"))?;
+                let mut props = Map::new();
+                for (name, sub) in m {
+                    let sub = self
+                        .convert(sub)
+                        .map_err(|e| format!("{k}/{}: {e}", escape_token(name)))?;
+                    props.insert(name.clone(), sub);
+                }
+                Value::Object(props)
+            } else if SCHEMA_LISTS.contains(&k) {
+                let list = value.as_array().ok_or(format!("`{k}` is not an array"))?;
+                let mut subs = Vec::with_capacity(list.len());
+                for (i, sub) in list.iter().enumerate() {
+                    subs.push(self.convert(sub).map_err(|e| format!("{k}/{i}: {e}"))?);
+                }
+                Value::Array(subs)
+            } else if SUBSCHEMAS.contains(&k) {
+                self.convert(value).map_err(|e| format!("{k}: {e}"))?
+            } else {
+                value.clone()
+            };
+            out.insert(key.clone(), converted);
+        }
+
+        self.exclusive_bound(&mut out, "exclusiveMinimum", "minimum");
+        self.exclusive_bound(&mut out, "exclusiveMaximum", "maximum");
+        self.relax_required(obj, &mut out);
+        tighten_integer_format(&mut out);
+
+        if obj.get("nullable") == Some(&Value::Bool(true)) {
+            return Ok(make_nullable(out));
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// OAS 3.0 `exclusiveMinimum: true` modifies `minimum`; 2020-12 carries the
+    /// bound itself.
+    fn exclusive_bound(&self, out: &mut Map<String, Value>, exclusive: &str, bound: &str) {
+        match out.get(exclusive) {
+            Some(Value::Bool(true)) => match out.remove(bound) {
+                Some(b) => {
+                    out.insert(exclusive.into(), b);
+                }
+                None => {
+                    out.remove(exclusive);
+                }
+            },
+            Some(Value::Bool(false)) => {
+                out.remove(exclusive);
+            }
+            _ => {}
+        }
+    }
+
+    fn relax_required(&self, obj: &Map<String, Value>, out: &mut Map<String, Value>) {
+        let Some(Value::Array(required)) = out.get("required") else {
+            return;
+        };
+        let props = obj.get("properties").and_then(Value::as_object);
+        let kept: Vec<Value> = required
+            .iter()
+            .filter(|name| {
+                let prop = name.as_str().and_then(|n| props.and_then(|p| p.get(n)));
+                !prop.is_some_and(|p| self.dir.omits(p, self.doc))
+            })
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            out.remove("required");
+        } else {
+            out.insert("required".into(), Value::Array(kept));
+        }
+    }
+}
+
+fn rewrite_ref(r: &str) -> Result<String, String> {
+    match r.strip_prefix(COMPONENT_SCHEMAS) {
+        Some(rest) => Ok(format!("{DEFS}{rest}")),
+        None => Err(format!(
+            "schema `$ref: {r}` must point into `{COMPONENT_SCHEMAS}`"
+        )),
+    }
+}
+
+fn tighten_integer_format(out: &mut Map<String, Value>) {
+    let is_integer = match out.get("type") {
+        Some(Value::String(t)) => t == "integer",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+        _ => false,
+    };
+    let Some((lo, hi)) = out
+        .get("format")
+        .and_then(Value::as_str)
+        .and_then(integer_bounds)
+    else {
+        return;
+    };
+    if !is_integer {
+        return;
+    }
+    let tighter = |cur: Option<&Value>, bound: Value, keep_cur: fn(f64, f64) -> bool| match cur {
+        Some(c)
+            if c.as_f64()
+                .zip(bound.as_f64())
+                .is_some_and(|(c, b)| keep_cur(c, b)) =>
+        {
+            c.clone()
+        }
+        _ => bound,
+    };
+    let min = tighter(out.get("minimum"), lo, |c, b| c >= b);
+    let max = tighter(out.get("maximum"), hi, |c, b| c <= b);
+    out.insert("minimum".into(), min);
+    out.insert("maximum".into(), max);
+}
+
+fn make_nullable(mut out: Map<String, Value>) -> Value {
+    // A composite can't be made nullable by widening `type`: each branch
+    // would still reject null.
+    let composite = ["allOf", "anyOf", "oneOf", "not", "$ref"]
+        .iter()
+        .any(|k| out.contains_key(*k));
+    if composite {
+        return json!({ "anyOf": [Value::Object(out), { "type": "null" }] });
+    }
+    let null = json!("null");
+    match out.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = std::mem::take(t);
+            out.insert("type".into(), json!([t, "null"]));
+        }
+        Some(Value::Array(ts)) if !ts.contains(&null) => ts.push(null),
+        _ => {}
+    }
+    if let Some(Value::Array(values)) = out.get_mut("enum")
+        && !values.contains(&Value::Null)
+    {
+        values.push(Value::Null);
+    }
+    Value::Object(out)
+}

@@ -1,0 +1,674 @@
+//! The HTTP side: the accept loop, the fault layer, the router built from the specs, and what
+//! every operation shares (credentials, parameter and body validation, the response check).
+//!
+//! Connections are served by hyper directly (not `axum::serve`) so a fault can close one without
+//! answering: the service returns an error, and hyper drops the connection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tower_service::Service;
+
+use super::faults::{Fault, nginx_page};
+use super::php::{self, Lookup, Php};
+use super::reply::{self, FieldError, HTML};
+use super::spec::{Api, In, Operation};
+use super::{Ctx, Shared, Violation, unix_now};
+
+/// Request bodies larger than this are refused.
+const BODY_LIMIT: usize = 1 << 20;
+
+/// Marks a response with the operation that produced it, for the response check.
+#[derive(Clone, Copy, Debug)]
+struct OperationTag(usize);
+
+/// The service's error: close the connection without answering.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// Serves until `stop` fires.
+pub(crate) async fn run(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let router = router(shared.clone());
+    tokio::select! {
+        _ = accept_loop(listener, shared, router) => {}
+        _ = stop => {}
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, router: Router) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors and the like: wait a little rather than spin.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Answers are written as they are ready: no Nagle delay between head and body.
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            handle(shared.clone(), router.clone(), request)
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn api_of(path: &str) -> Option<Api> {
+    if path.starts_with("/api/") || path.starts_with("/oauth2/") {
+        Some(Api::Kommo)
+    } else if path.starts_with("/agency/") {
+        Some(Api::CloseBot)
+    } else {
+        None
+    }
+}
+
+/// The fault layer around the router, the response check and the counters.
+async fn handle(
+    shared: Arc<Shared>,
+    mut router: Router,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Dropped> {
+    let api = api_of(request.uri().path());
+    let client = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let fault = {
+        let mut state = shared.lock();
+        state.stats.requests += 1;
+        let number = state.stats.requests;
+        let fault = state.faults.decide(
+            &shared.config.faults,
+            api,
+            &client,
+            tokio::time::Instant::now(),
+        );
+        if let Some(f) = &fault {
+            if state.stats.faults.len() < super::LOG_LIMIT {
+                state.stats.faults.push((number, f.clone()));
+            }
+            match f {
+                Fault::RateLimited => state.stats.rate_limited += 1,
+                Fault::Blocked => state.stats.blocked += 1,
+                Fault::ServerError(_) => state.stats.server_errors += 1,
+                Fault::Drop | Fault::DropAfterProcessing => state.stats.dropped += 1,
+                Fault::Slow(_) => state.stats.slowed += 1,
+            }
+        }
+        fault
+    };
+    match &fault {
+        Some(Fault::Drop) => return Err(Dropped),
+        Some(Fault::Slow(delay)) => tokio::time::sleep(*delay).await,
+        Some(Fault::RateLimited) => {
+            let page = nginx_page(429, "Too Many Requests");
+            return Ok(count(&shared, text_answer(429, page)));
+        }
+        Some(Fault::Blocked) => {
+            let page = nginx_page(403, "Forbidden");
+            return Ok(count(&shared, text_answer(403, page)));
+        }
+        Some(Fault::ServerError(status)) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let answer = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                match api {
+                    Some(Api::CloseBot) => {
+                        reply::closebot_problem(status, "An unexpected error occurred.", "")
+                    }
+                    _ => reply::kommo_problem(status, "Internal Server Error"),
+                }
+                .into_response()
+            } else {
+                text_answer(
+                    status.as_u16(),
+                    nginx_page(
+                        status.as_u16(),
+                        status.canonical_reason().unwrap_or("Error"),
+                    ),
+                )
+            };
+            return Ok(count(&shared, answer));
+        }
+        Some(Fault::DropAfterProcessing) | None => {}
+    }
+
+    let method = request.method().to_string();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path().to_string(), |pq| pq.to_string());
+    let response = match router.call(request.map(Body::new)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let tag = response.extensions().get::<OperationTag>().copied();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    // A HEAD answer has no body to check (axum drops it).
+    if shared.config.check_responses
+        && method != "HEAD"
+        && let Some(OperationTag(op)) = tag
+    {
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if let Err(message) =
+            shared
+                .specs
+                .check_response(op, parts.status.as_u16(), content_type, &bytes)
+        {
+            let violation = Violation {
+                operation: shared.specs.operations[op].qualified_id(),
+                method,
+                target,
+                status: parts.status.as_u16(),
+                message,
+            };
+            let mut state = shared.lock();
+            if state.violations.len() < super::LOG_LIMIT {
+                state.violations.push(violation);
+            }
+        }
+    }
+    {
+        let mut state = shared.lock();
+        if fault != Some(Fault::DropAfterProcessing) {
+            let status = parts.status.as_u16();
+            *state.stats.by_status.entry(status).or_default() += 1;
+            if let Some(OperationTag(op)) = tag {
+                *state
+                    .stats
+                    .by_operation
+                    .entry(shared.specs.operations[op].qualified_id())
+                    .or_default()
+                    .entry(status)
+                    .or_default() += 1;
+            }
+        }
+    }
+    if fault == Some(Fault::DropAfterProcessing) {
+        return Err(Dropped);
+    }
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+fn text_answer(status: u16, page: String) -> Response<Body> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    reply::text(status, HTML, page)
+}
+
+fn count(shared: &Shared, response: Response<Body>) -> Response<Body> {
+    *shared
+        .lock()
+        .stats
+        .by_status
+        .entry(response.status().as_u16())
+        .or_default() += 1;
+    response
+}
+
+/// One route per path of both specs, one method handler per operation.
+fn router(shared: Arc<Shared>) -> Router {
+    let mut by_path: BTreeMap<String, MethodRouter> = BTreeMap::new();
+    for (index, operation) in shared.specs.operations.iter().enumerate() {
+        let Ok(filter) = MethodFilter::try_from(operation.method.clone()) else {
+            continue;
+        };
+        let handler_shared = shared.clone();
+        let handler = move |request: Request<Body>| {
+            let shared = handler_shared.clone();
+            async move {
+                let mut response = dispatch(&shared, index, request).await;
+                response.extensions_mut().insert(OperationTag(index));
+                response
+            }
+        };
+        let route = match by_path.remove(&operation.path) {
+            Some(route) => route.on(filter, handler),
+            None => on(filter, handler),
+        };
+        by_path.insert(operation.path.clone(), route);
+    }
+    let mut router = Router::new();
+    for (path, route) in by_path {
+        router = router.route(&path, route);
+    }
+    router.fallback(|request: Request<Body>| async move { not_found(request.uri().path()) })
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    match api_of(path) {
+        Some(Api::CloseBot) => {
+            reply::closebot_problem(StatusCode::NOT_FOUND, "No such endpoint.", path)
+        }
+        _ => reply::kommo_problem(StatusCode::NOT_FOUND, "No such endpoint"),
+    }
+    .into_response()
+}
+
+/// Credentials, parameters and body, then the operation.
+async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Response<Body> {
+    let operation = &shared.specs.operations[op];
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let problem = |status: StatusCode, detail: &str| match operation.api {
+        Api::Kommo => reply::kommo_problem(status, detail),
+        Api::CloseBot => reply::closebot_problem(status, detail, &path),
+    };
+
+    let integration = match authenticate(shared, operation.api, &parts.headers) {
+        Ok(i) => i,
+        Err(detail) => return problem(StatusCode::UNAUTHORIZED, detail).into_response(),
+    };
+
+    let mut ctx = Ctx {
+        origin: origin(&parts.headers),
+        path: BTreeMap::new(),
+        query: BTreeMap::new(),
+        body: None,
+        integration,
+        now: unix_now(),
+    };
+    let mut errors: Vec<FieldError> = Vec::new();
+
+    // Path parameters: one that does not fit its schema names no resource (404).
+    let values = path_values(&operation.path, &path);
+    let query = php::parse(parts.uri.query().unwrap_or(""));
+    // A declared parameter given both as a value and as an array or range: PHP would silently
+    // keep the last; a client that sends both has a bug worth hearing about.
+    for conflict in &query.conflicts {
+        let nested = format!("{conflict}.");
+        let declared = operation.params.iter().any(|p| {
+            p.location == In::Query && {
+                let at = php_path(&p.name);
+                at == *conflict || at.starts_with(&nested)
+            }
+        });
+        if declared {
+            errors.push(FieldError::new(
+                "0",
+                "InvalidValue",
+                conflict.clone(),
+                "Given both as a single value and as an array or range.",
+            ));
+        }
+    }
+    let query = query.root;
+    for (i, param) in operation.params.iter().enumerate() {
+        match param.location {
+            In::Path => {
+                let raw = values.get(&param.name).cloned().unwrap_or_default();
+                let value = coerce(&Php::Str(raw.clone()), &param.schema);
+                if !param_valid(shared, op, i, &value) {
+                    return problem(StatusCode::NOT_FOUND, "Not found").into_response();
+                }
+                ctx.path.insert(param.name.clone(), raw);
+            }
+            In::Query => {
+                let value = match php::lookup(&query, &param.name) {
+                    Lookup::Missing => continue,
+                    Lookup::One(node) => {
+                        // `filter[created_at]` is a container when `filter[created_at][from]` is
+                        // also declared: a map there is the range, not a wrong value.
+                        let prefix = format!("{}[", param.name);
+                        if matches!(node, Php::Map(_))
+                            && operation.params.iter().any(|p| p.name.starts_with(&prefix))
+                        {
+                            continue;
+                        }
+                        coerce(node, &param.schema)
+                    }
+                    Lookup::List(items) => {
+                        let item_schema = shared
+                            .specs
+                            .resolve(operation.api, param.schema.get("items"));
+                        Value::Array(items.iter().map(|n| coerce(n, &item_schema)).collect())
+                    }
+                };
+                match shared.specs.param_validator(op, i) {
+                    Ok(validator) => {
+                        for e in validator.iter_errors(&value) {
+                            let mut at = php_path(&param.name);
+                            let inner = pointer_dots(e.instance_path().as_str());
+                            if !inner.is_empty() {
+                                at = format!("{at}.{inner}");
+                            }
+                            errors.push(FieldError::new("0", code_of(e.kind()), at, e.to_string()));
+                        }
+                    }
+                    Err(message) => {
+                        return problem(StatusCode::INTERNAL_SERVER_ERROR, &message)
+                            .into_response();
+                    }
+                }
+                ctx.query.insert(param.name.clone(), value);
+            }
+            In::Other => {}
+        }
+    }
+
+    // The body.
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            errors.push(FieldError::new(
+                "0",
+                "TooLarge",
+                "",
+                format!("The request body is larger than {BODY_LIMIT} bytes."),
+            ));
+            return invalid(operation, &errors, &path);
+        }
+    };
+    if let Some((required, _)) = &operation.body {
+        let blank = bytes.iter().all(u8::is_ascii_whitespace);
+        if blank {
+            if *required {
+                errors.push(FieldError::new(
+                    "0",
+                    "NotBlank",
+                    "",
+                    "The request body should not be blank.",
+                ));
+            }
+        } else {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Err(e) => errors.push(FieldError::new(
+                    "0",
+                    "InvalidJson",
+                    "",
+                    format!("The request body is not valid JSON: {e}"),
+                )),
+                Ok(body) => {
+                    huge_integers(&body, &body, &mut Vec::new(), &mut errors);
+                    match shared.specs.body_validator(op) {
+                        Ok(Some(validator)) => {
+                            for e in validator.iter_errors(&body) {
+                                errors.push(body_error(&body, &e));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(message) => {
+                            return problem(StatusCode::INTERNAL_SERVER_ERROR, &message)
+                                .into_response();
+                        }
+                    }
+                    ctx.body = Some(body);
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return invalid(operation, &errors, &path);
+    }
+
+    let mut state = shared.lock();
+    let answer = match operation.api {
+        Api::Kommo => state.kommo.handle(&operation.id, &ctx),
+        Api::CloseBot => state.closebot.handle(&operation.id, &ctx),
+    };
+    drop(state);
+    answer.into_response()
+}
+
+fn invalid(operation: &Operation, errors: &[FieldError], path: &str) -> Response<Body> {
+    match operation.api {
+        Api::Kommo => reply::kommo_validation(errors),
+        Api::CloseBot => reply::closebot_validation(errors, path),
+    }
+    .into_response()
+}
+
+fn param_valid(shared: &Shared, op: usize, param: usize, value: &Value) -> bool {
+    shared
+        .specs
+        .param_validator(op, param)
+        .is_ok_and(|v| v.is_valid(value))
+}
+
+/// Which integration the credentials name: `Ok(0)` for the main Kommo token (or CloseBot's key).
+fn authenticate(shared: &Shared, api: Api, headers: &HeaderMap) -> Result<usize, &'static str> {
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match api {
+        Api::Kommo => {
+            let Some(value) = authorization else {
+                return Err("Authorization header is missing");
+            };
+            let Some(token) = strip_scheme(value, "Bearer") else {
+                return Err("Authorization header is not a Bearer token");
+            };
+            let config = &shared.config;
+            if token == config.kommo_token.expose() {
+                return Ok(0);
+            }
+            match config
+                .other_integrations
+                .iter()
+                .position(|t| t.expose() == token)
+            {
+                Some(i) => Ok(i + 1),
+                None => Err("The access token is invalid, expired or revoked"),
+            }
+        }
+        Api::CloseBot => {
+            let key = headers
+                .get("x-cb-key")
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| authorization.and_then(|v| strip_scheme(v, "Key")));
+            match key {
+                Some(k) if k == shared.config.closebot_key.expose() => Ok(0),
+                _ => Err("The API key is missing or invalid."),
+            }
+        }
+    }
+}
+
+fn strip_scheme<'v>(value: &'v str, scheme: &str) -> Option<&'v str> {
+    let (given, rest) = value.trim().split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// `http://host:port` as the client addressed the fake (its `Host`), else the bound address.
+fn origin(headers: &HeaderMap) -> String {
+    match headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(host)
+            if !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) =>
+        {
+            format!("http://{host}")
+        }
+        _ => "http://127.0.0.1".to_string(),
+    }
+}
+
+/// The values of a template's `{name}` segments in a concrete path, percent-decoded.
+fn path_values(template: &str, path: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (t, p) in template.split('/').zip(path.split('/')) {
+        if let Some(name) = t.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+            let decoded = super::oas::percent_decode(p).unwrap_or_else(|| p.to_string());
+            out.insert(name.to_string(), decoded);
+        }
+    }
+    out
+}
+
+/// A query value converted to what its schema expects (when it can be).
+fn coerce(node: &Php, schema: &Value) -> Value {
+    let Php::Str(s) = node else {
+        return node.to_json();
+    };
+    let kind = schema.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "integer" => s
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(s.clone())),
+        "number" => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(s.clone())),
+        "boolean" => match s.as_str() {
+            "true" | "1" => Value::Bool(true),
+            "false" | "0" => Value::Bool(false),
+            _ => Value::String(s.clone()),
+        },
+        "array" => Value::Array(vec![Value::String(s.clone())]),
+        _ => Value::String(s.clone()),
+    }
+}
+
+/// `filter[created_at][from]` → `filter.created_at.from`; `filter[uid][]` → `filter.uid`.
+fn php_path(name: &str) -> String {
+    let (base, segments) = php::split_key(name);
+    let mut out = base;
+    for s in segments.into_iter().filter(|s| !s.is_empty()) {
+        out.push('.');
+        out.push_str(&s);
+    }
+    out
+}
+
+/// `/custom_fields_values/0/field_id` → `custom_fields_values.0.field_id`.
+fn pointer_dots(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A schema error in a body, as Kommo reports it: a batch item's errors under its `request_id`
+/// (its index when it has none), the path inside the item.
+fn body_error(body: &Value, e: &jsonschema::ValidationError<'_>) -> FieldError {
+    let mut segments: Vec<String> = e
+        .instance_path()
+        .as_str()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
+        && let Some(name) = property.as_str()
+    {
+        segments.push(name.to_string());
+    }
+    let (request_id, path) = locate(body, segments);
+    FieldError::new(request_id, code_of(e.kind()), path, e.to_string())
+}
+
+/// The `request_id` and dotted path of a place in a body: in a batch (an array), the item's own
+/// `request_id` or its index, and the path inside the item; otherwise `"0"` and the whole path.
+fn locate(body: &Value, mut segments: Vec<String>) -> (String, String) {
+    let mut request_id = "0".to_string();
+    if let Value::Array(items) = body
+        && let Some(index) = segments.first().and_then(|s| s.parse::<usize>().ok())
+    {
+        request_id = items
+            .get(index)
+            .and_then(|item| item.get("request_id"))
+            .and_then(Value::as_str)
+            .map_or_else(|| index.to_string(), str::to_string);
+        segments.remove(0);
+    }
+    (request_id, segments.join("."))
+}
+
+/// Integers beyond 64 bits. serde_json reads `-9223372036854775809` as the float
+/// `-9223372036854775808.0`, which a schema's `int64` bounds then accept; PHP reads it as a float
+/// and refuses it where an integer is expected. A number written as a float with an integral value
+/// that large is refused the same way.
+fn huge_integers(body: &Value, value: &Value, at: &mut Vec<String>, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::Number(n)
+            if n.as_f64()
+                .is_some_and(|f| n.is_f64() && f.fract() == 0.0 && f.abs() >= 9.2e18) =>
+        {
+            let (request_id, path) = locate(body, at.clone());
+            errors.push(FieldError::new(
+                request_id,
+                "OutOfRange",
+                path,
+                format!("{n} does not fit a 64-bit integer"),
+            ));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                at.push(i.to_string());
+                huge_integers(body, item, at, errors);
+                at.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                at.push(key.clone());
+                huge_integers(body, item, at, errors);
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Kommo's (Symfony validator's) names for the kinds of errors.
+fn code_of(kind: &jsonschema::error::ValidationErrorKind) -> &'static str {
+    use jsonschema::error::ValidationErrorKind as K;
+    match kind {
+        K::Required { .. } => "NotBlank",
+        K::Type { .. } => "InvalidType",
+        K::Enum { .. } | K::Constant { .. } => "NotSupportedChoice",
+        K::MaxItems { .. } | K::MaxProperties { .. } => "TooMany",
+        K::MinItems { .. } | K::MinProperties { .. } => "TooFew",
+        K::Maximum { .. }
+        | K::Minimum { .. }
+        | K::ExclusiveMaximum { .. }
+        | K::ExclusiveMinimum { .. } => "OutOfRange",
+        K::MaxLength { .. } | K::MinLength { .. } => "InvalidLength",
+        _ => "InvalidValue",
+    }
+}
