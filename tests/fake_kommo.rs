@@ -767,7 +767,6 @@ async fn a_full_last_page_still_links_next_and_the_next_page_answers_204() {
 #[tokio::test]
 async fn limit_is_at_most_250() {
     let fake = Fake::default();
-    fake.allow_undeclared_400("kommo.listWidgets");
     let kommo = fake.kommo();
     kommo
         .list_widgets()
@@ -1078,8 +1077,6 @@ async fn incoming_lead_pages_keep_their_filters_in_the_next_link() {
 #[tokio::test]
 async fn an_invalid_filter_is_a_400_naming_the_parameter() {
     let fake = Fake::default();
-    fake.allow_undeclared_400("kommo.listIncomingLeads");
-    fake.allow_undeclared_400("kommo.getIncomingLeadsSummary");
     let (code, _, text) = answer(fake.raw(
         Method::GET,
         "/api/v4/leads/unsorted?order[created_at]=sideways&filter[pipeline_id]=x",

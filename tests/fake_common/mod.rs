@@ -2,20 +2,15 @@
 //! when the test ends, clients pointed at it, and raw requests for what the clients never send.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
-
 use lead_intake::fake::{Config, FakeServer};
 use lead_intake::retry::RetryPolicy;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// A fake server for one test. When the test ends (without panicking), it asserts that every
-/// answer the fake sent matched the spec, apart from the spec gaps the test names with
-/// [`Fake::allow_undeclared_400`].
+/// answer the fake sent matched the spec.
 pub struct Fake {
     pub server: FakeServer,
-    gaps: Mutex<BTreeSet<String>>,
     /// One HTTP client for the raw requests (building one per request is slow in debug builds).
     http: reqwest::Client,
 }
@@ -31,20 +26,12 @@ impl Fake {
     pub fn start(config: Config) -> Self {
         Self {
             server: FakeServer::start(config).expect("the fake starts"),
-            gaps: Mutex::new(BTreeSet::new()),
             http: reqwest::Client::new(),
         }
     }
 
     pub fn default() -> Self {
         Self::start(Config::default())
-    }
-
-    /// The fake answers an invalid request to `operation` (`kommo.listWidgets`) with Kommo's
-    /// 400, which the spec does not declare for that operation: a gap in the spec, not in the
-    /// fake.
-    pub fn allow_undeclared_400(&self, operation: &str) {
-        self.gaps.lock().unwrap().insert(operation.to_string());
     }
 
     /// A Kommo client with the fake's token: no retries and no rate limiter, so each call is
@@ -89,16 +76,10 @@ impl Drop for Fake {
         if std::thread::panicking() {
             return;
         }
-        let gaps = self.gaps.lock().unwrap();
         let violations: Vec<String> = self
             .server
             .violations()
             .into_iter()
-            .filter(|v| {
-                !(v.status == 400
-                    && v.message.starts_with("status 400 is not declared")
-                    && gaps.contains(&v.operation))
-            })
             .map(|v| v.to_string())
             .collect();
         assert!(
