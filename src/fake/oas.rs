@@ -1,8 +1,8 @@
-//! OpenAPI 3.0 helpers: JSON-pointer `$ref` resolution and conversion of OAS 3.0 Schema Objects
-//! into JSON Schema Draft 2020-12.
+//! OpenAPI 3.0 helpers: JSON-pointer `$ref` resolution and conversion of
+//! OAS 3.0 Schema Objects into JSON Schema Draft 2020-12.
 //!
-//! A copy of `xtask/src/oas.rs` (xtask is a separate, unpublished crate), trimmed to what the
-//! fake uses. Keep the two in step when the conversion rules change.
+//! One file, two users: the fake server (`lead_intake::fake`) and `cargo xtask validate`, which
+//! includes it with `#[path]` (xtask is a separate crate), so the conversion rules cannot drift.
 
 use serde_json::{Map, Value, json};
 
@@ -20,6 +20,8 @@ pub(crate) enum Direction {
     Request,
     /// Responses: `writeOnly` properties are not returned.
     Response,
+    /// Schema-level `example`s: could be either side, so relax both.
+    Neutral,
 }
 
 impl Direction {
@@ -28,6 +30,7 @@ impl Direction {
         match self {
             Direction::Request => flag("readOnly"),
             Direction::Response => flag("writeOnly"),
+            Direction::Neutral => flag("readOnly") || flag("writeOnly"),
         }
     }
 }
@@ -367,4 +370,196 @@ fn make_nullable(mut out: Map<String, Value>) -> Value {
         values.push(Value::Null);
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(dir: Direction, schema: Value) -> Value {
+        Converter::new(&Value::Null, dir).convert(&schema).unwrap()
+    }
+
+    fn valid(doc: &Value, dir: Direction, schema: &Value, instance: &Value) -> bool {
+        let c = Converter::new(doc, dir);
+        let root = c.root(&c.defs().unwrap(), schema).unwrap();
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap()
+            .is_valid(instance)
+    }
+
+    #[test]
+    fn nullable_scalar_adds_null_type() {
+        let out = conv(
+            Direction::Response,
+            json!({"type": "string", "nullable": true}),
+        );
+        assert_eq!(out, json!({"type": ["string", "null"]}));
+        let out = conv(Direction::Response, json!({"type": "string"}));
+        assert_eq!(out, json!({"type": "string"}));
+    }
+
+    #[test]
+    fn nullable_enum_adds_null_member() {
+        let out = conv(
+            Direction::Response,
+            json!({"type": "string", "enum": ["a", "b"], "nullable": true}),
+        );
+        assert_eq!(
+            out,
+            json!({"type": ["string", "null"], "enum": ["a", "b", null]})
+        );
+        let s = json!({"type": "string", "enum": ["a"], "nullable": true});
+        assert!(valid(&Value::Null, Direction::Response, &s, &Value::Null));
+        assert!(!valid(&Value::Null, Direction::Response, &s, &json!("c")));
+    }
+
+    #[test]
+    fn nullable_composite_wraps_in_any_of() {
+        let out = conv(
+            Direction::Response,
+            json!({"nullable": true, "allOf": [{"$ref": "#/components/schemas/A"}]}),
+        );
+        assert_eq!(
+            out,
+            json!({"anyOf": [{"allOf": [{"$ref": "#/$defs/A"}]}, {"type": "null"}]})
+        );
+        let doc = json!({"components": {"schemas": {"A": {"type": "object", "required": ["x"]}}}});
+        let s = json!({"nullable": true, "allOf": [{"$ref": "#/components/schemas/A"}]});
+        assert!(valid(&doc, Direction::Response, &s, &Value::Null));
+        assert!(valid(&doc, Direction::Response, &s, &json!({"x": 1})));
+        assert!(!valid(&doc, Direction::Response, &s, &json!({})));
+    }
+
+    #[test]
+    fn ref_siblings_are_dropped() {
+        let out = conv(
+            Direction::Response,
+            json!({"$ref": "#/components/schemas/A", "nullable": true, "description": "d"}),
+        );
+        assert_eq!(out, json!({"$ref": "#/$defs/A"}));
+        let doc = json!({"components": {"schemas": {"A": {"type": "integer"}}}});
+        let s = json!({"$ref": "#/components/schemas/A", "nullable": true});
+        assert!(!valid(&doc, Direction::Response, &s, &Value::Null));
+    }
+
+    #[test]
+    fn ref_outside_component_schemas_is_an_error() {
+        let err = Converter::new(&Value::Null, Direction::Response)
+            .convert(&json!({"$ref": "#/components/responses/A"}))
+            .unwrap_err();
+        assert!(err.contains("#/components/schemas/"), "{err}");
+    }
+
+    #[test]
+    fn boolean_exclusive_bounds_become_numeric() {
+        let out = conv(
+            Direction::Request,
+            json!({"type": "number", "minimum": 0, "exclusiveMinimum": true,
+                   "maximum": 10, "exclusiveMaximum": false}),
+        );
+        assert_eq!(
+            out,
+            json!({"type": "number", "exclusiveMinimum": 0, "maximum": 10})
+        );
+        let s = json!({"type": "number", "minimum": 0, "exclusiveMinimum": true});
+        assert!(!valid(&Value::Null, Direction::Request, &s, &json!(0)));
+        assert!(valid(&Value::Null, Direction::Request, &s, &json!(0.5)));
+    }
+
+    #[test]
+    fn read_only_and_write_only_relax_required_by_direction() {
+        let doc = json!({"components": {"schemas": {
+            "Id": {"type": "integer", "readOnly": true}
+        }}});
+        let s = json!({
+            "type": "object",
+            "required": ["id", "ref_id", "secret", "name"],
+            "properties": {
+                "id": {"type": "integer", "readOnly": true},
+                "ref_id": {"$ref": "#/components/schemas/Id"},
+                "secret": {"type": "string", "writeOnly": true},
+                "name": {"type": "string"}
+            }
+        });
+        let req = Converter::new(&doc, Direction::Request)
+            .convert(&s)
+            .unwrap();
+        assert_eq!(req["required"], json!(["secret", "name"]));
+        let resp = Converter::new(&doc, Direction::Response)
+            .convert(&s)
+            .unwrap();
+        assert_eq!(resp["required"], json!(["id", "ref_id", "name"]));
+        let neutral = Converter::new(&doc, Direction::Neutral)
+            .convert(&s)
+            .unwrap();
+        assert_eq!(neutral["required"], json!(["name"]));
+    }
+
+    #[test]
+    fn oas_only_keywords_dropped_but_property_names_kept() {
+        let out = conv(
+            Direction::Response,
+            json!({"type": "object", "example": {"a": 1}, "x-rust-type": "u8",
+                   "deprecated": true, "discriminator": {"propertyName": "k"},
+                   "properties": {"example": {"type": "string", "xml": {}}}}),
+        );
+        assert_eq!(
+            out,
+            json!({"type": "object", "properties": {"example": {"type": "string"}}})
+        );
+    }
+
+    #[test]
+    fn integer_formats_bound_the_range() {
+        let s = json!({"type": "integer", "format": "int32"});
+        assert!(valid(&Value::Null, Direction::Response, &s, &json!(5)));
+        assert!(!valid(
+            &Value::Null,
+            Direction::Response,
+            &s,
+            &json!(3_000_000_000u64)
+        ));
+        let out = conv(
+            Direction::Response,
+            json!({"type": "integer", "format": "int64", "minimum": 1}),
+        );
+        assert_eq!(out["minimum"], json!(1));
+        assert_eq!(out["maximum"], json!(i64::MAX));
+    }
+
+    #[test]
+    fn format_validation_is_on() {
+        let s = json!({"type": "string", "format": "date-time"});
+        assert!(valid(
+            &Value::Null,
+            Direction::Response,
+            &s,
+            &json!("2024-01-01T00:00:00Z")
+        ));
+        assert!(!valid(
+            &Value::Null,
+            Direction::Response,
+            &s,
+            &json!("yesterday")
+        ));
+    }
+
+    #[test]
+    fn refs_resolve_with_escapes() {
+        let doc = json!({"paths": {"/a/{b}": {"x~y": 1}}});
+        assert_eq!(
+            resolve_ref(&doc, "#/paths/~1a~1{b}/x~0y").unwrap(),
+            &json!(1)
+        );
+        assert_eq!(
+            resolve_ref(&doc, "#/paths/~1a~1%7Bb%7D/x~0y").unwrap(),
+            &json!(1)
+        );
+        assert!(resolve_ref(&doc, "#/paths/missing").is_err());
+        assert!(resolve_ref(&doc, "other.yaml#/a").is_err());
+        assert!(resolve_ref(&doc, "#/paths/~2").is_err());
+    }
 }
