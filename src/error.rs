@@ -146,7 +146,8 @@ fn content_type_note(content_type: &Option<String>) -> String {
     }
 }
 
-fn excerpt(body: &str) -> String {
+/// The body as one line, cut to its first 200 characters, for error messages.
+pub(crate) fn excerpt(body: &str) -> String {
     let text: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         return "(empty body)".to_string();
@@ -343,14 +344,9 @@ where
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let retry_after = headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let wait = headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::retry::parse_retry_after);
+    let wait = crate::retry::retry_after(headers);
+    // UnexpectedResponse keeps whole seconds (an HTTP date is turned into seconds from now).
+    let retry_after = wait.map(|d| d.as_secs());
     let bytes = match read_limited(response).await {
         Ok(bytes) => bytes,
         Err(e) => return ApiError::Transport(e),

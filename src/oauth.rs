@@ -62,8 +62,6 @@ use crate::{ConfigError, Secret};
 /// How long a refresh that failed for a passing reason (a 5xx, a timeout) is not tried again
 /// while the current access token is still valid.
 const REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
-/// How much of an unexpected token-endpoint answer an error keeps.
-const BODY_EXCERPT: usize = 300;
 
 /// The integration's OAuth credentials (from its settings in Kommo). `Debug` hides the secret.
 #[derive(Clone, Debug)]
@@ -371,16 +369,10 @@ async fn token_request(
             hint: problem.hint,
         });
     }
-    let text: String = String::from_utf8_lossy(&bytes)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let body = match text.char_indices().nth(BODY_EXCERPT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None if text.is_empty() => "(empty body)".to_string(),
-        None => text,
-    };
-    Err(AuthError::TokenEndpoint { status, body })
+    Err(AuthError::TokenEndpoint {
+        status,
+        body: crate::error::excerpt(&String::from_utf8_lossy(&bytes)),
+    })
 }
 
 /// The live OAuth state of a client, shared by its clones.

@@ -224,6 +224,30 @@ mod tests {
         assert_eq!(Instant::now() - begin, Duration::from_millis(1900));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn waiting_requests_are_served_in_arrival_order() {
+        let limiter = RateLimiter::per_second(1).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let (limiter, order) = (limiter.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire().await;
+                order.lock().unwrap().push((i, Instant::now()));
+            }));
+            // Let task i reach the limiter before task i + 1 is spawned.
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        let ids: Vec<i32> = order.iter().map(|(i, _)| *i).collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4]);
+        let gaps: Vec<Duration> = order.windows(2).map(|w| w[1].1 - w[0].1).collect();
+        assert_eq!(gaps, [Duration::from_secs(1); 4]);
+    }
+
     #[test]
     fn the_check_catches_a_burst() {
         // The window check itself must fail on a bad schedule.

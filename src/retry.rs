@@ -186,6 +186,14 @@ pub(crate) fn decide(
     }
 }
 
+/// The `Retry-After` of an answer, when present and readable.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 /// Parses `Retry-After`: delay-seconds, or an HTTP date (IMF-fixdate, which RFC 2822 parsing
 /// accepts). A date in the past means "now".
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {

@@ -6,9 +6,8 @@
 //! its extensions; [`crate::error`] takes it out again.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use reqwest::{Request, Response, StatusCode};
 
 use crate::oauth::{AuthError, Session, TokenPair};
@@ -104,14 +103,6 @@ fn auth_failure(request: &Request, error: AuthError) -> Response {
     Response::from(response)
 }
 
-fn retry_after(response: &Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(retry::parse_retry_after)
-}
-
 /// Sends `request` with credentials (when `auth` is given), through the limiter, retrying per
 /// `policy`. With OAuth, a 401 makes one refresh (or picks up another request's) and one more
 /// round of attempts.
@@ -176,7 +167,7 @@ pub(crate) async fn send(
         let outcome = match &result {
             Ok(response) => Attempt::Status {
                 status: response.status(),
-                retry_after: retry_after(response),
+                retry_after: retry::retry_after(response.headers()),
             },
             Err(e) => Attempt::Failed {
                 nothing_sent: e.is_connect(),

@@ -7,7 +7,9 @@ mod common;
 
 use std::fmt::Debug;
 
-use common::{TOKEN, assert_not_leaked, kommo, kommo_request, problem};
+use common::{
+    NGINX_FORBIDDEN_PAGE, RATE_LIMIT_PAGE, TOKEN, assert_not_leaked, kommo, kommo_request, problem,
+};
 use httpmock::Method::{GET, POST};
 use lead_intake::kommo::types::{
     self, IncomingLead, IncomingLeadCategory, IntOrString, SourceList, WidgetRating,
@@ -15,11 +17,6 @@ use lead_intake::kommo::types::{
 use lead_intake::kommo::{Client, ResponseValue};
 use lead_intake::prelude::*;
 use serde_json::json;
-
-const RATE_LIMIT_PAGE: &str = "<html><body><h1>429 Too Many Requests</h1></body></html>";
-const NGINX_FORBIDDEN_PAGE: &str = "<html>\r\n<head><title>403 Forbidden</title></head>\r\n\
-    <body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n\
-    </body>\r\n</html>\r\n";
 
 // ------------------------------------------------------------------------ 204 on list calls
 

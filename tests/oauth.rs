@@ -152,6 +152,31 @@ async fn a_token_about_to_expire_is_refreshed_before_the_request() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_token_request_counts_against_the_rate_limit() {
+    let server = ScriptServer::start(|r, _| match r.path() {
+        TOKEN_PATH => new_tokens_reply(),
+        _ => api_wants_new_token(r),
+    })
+    .await;
+    let stored = Stored::default();
+    let client = Client::builder()
+        .base_url(&server.base_url)
+        .oauth(storing_oauth(tokens(Duration::from_secs(60)), &stored))
+        .rate_limiter(lead_intake::ratelimit::RateLimiter::per_second(1).unwrap())
+        .retry(RetryPolicy::none())
+        .http_client(http_without_timeouts())
+        .build()
+        .unwrap();
+
+    client.list_sources().send().or_empty().await.unwrap();
+
+    let requests = server.requests();
+    assert_eq!(requests[0].path(), TOKEN_PATH);
+    assert_eq!(requests[1].path(), "/api/v4/sources");
+    assert_eq!(requests[1].at - requests[0].at, Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_fresh_token_is_used_as_is_until_the_margin_is_reached() {
     let server = ScriptServer::start(|r, _| match r.path() {
         TOKEN_PATH => new_tokens_reply(),

@@ -7,16 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::script::{Recorded, Reply, ScriptServer, http_without_timeouts};
-use common::{TOKEN, example};
+use common::{NGINX_FORBIDDEN_PAGE, RATE_LIMIT_PAGE, TOKEN, example};
 use lead_intake::error::ApiError;
 use lead_intake::kommo::Client;
 use lead_intake::prelude::*;
 use lead_intake::ratelimit::RateLimiter;
 use lead_intake::retry::RetryPolicy;
 use tokio::time::Instant;
-
-const RATE_LIMIT_PAGE: &str = "<html><body><h1>429 Too Many Requests</h1></body></html>";
-const NGINX_FORBIDDEN_PAGE: &str = "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
 
 fn sources() -> Reply {
     Reply::json(200, example("listSources.response.200.json"))

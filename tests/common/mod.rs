@@ -13,6 +13,13 @@ pub const TOKEN: &str = "SECRET-TOKEN-123";
 /// The CloseBot API key, likewise distinctive.
 pub const API_KEY: &str = "CB-SECRET-KEY-456";
 
+/// The page Kommo's gateway answers a 429 with (HTML, no `Retry-After`).
+pub const RATE_LIMIT_PAGE: &str = "<html><body><h1>429 Too Many Requests</h1></body></html>";
+/// nginx's page for a blocked account's 403.
+pub const NGINX_FORBIDDEN_PAGE: &str = "<html>\r\n<head><title>403 Forbidden</title></head>\r\n\
+    <body>\r\n<center><h1>403 Forbidden</h1></center>\r\n<hr><center>nginx</center>\r\n\
+    </body>\r\n</html>\r\n";
+
 /// The Accept header the Kommo client sends on every request.
 pub const KOMMO_ACCEPT: &str =
     "application/hal+json, application/problem+json, application/json;q=0.9";
