@@ -495,6 +495,143 @@ async fn kommo_a_stream_can_be_spawned() {
     second.assert_calls_async(1).await;
 }
 
+// ---------------------------------------------------------------------------- prefetching
+
+/// Waits (up to 5 s) until `mock` has been called `n` times.
+async fn until_called(mock: &Mock<'_>, n: usize) -> bool {
+    for _ in 0..500 {
+        if mock.calls_async().await >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn kommo_prefetch_fetches_the_next_page_while_the_consumer_holds_the_current_one() {
+    let (server, client) = kommo().await;
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let second = full_widget_page(&server, 2, "limit=2&page=2").await;
+    let third = full_widget_page(&server, 3, "limit=2&page=3").await;
+    let fourth = page_mock(&server, WIDGETS, "limit=2&page=4", |t| t.status(204)).await;
+
+    let mut pages = client
+        .list_widgets_pager(|req| req)
+        .page_size(2)
+        .prefetch(1)
+        .pages();
+    let page = pages.next().await.expect("page 1").expect("ok");
+    assert_eq!(page.page, Some(1));
+    // Not polled again: page 2 is fetched anyway, and no further (one page ahead at most).
+    assert!(until_called(&second, 1).await, "page 2 is prefetched");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    third.assert_calls_async(0).await;
+
+    let rest: Vec<_> = pages.map(|p| p.expect("ok").page).collect().await;
+    assert_eq!(rest, [Some(2), Some(3)]);
+    for mock in [&first, &second, &third, &fourth] {
+        mock.assert_calls_async(1).await;
+    }
+}
+
+#[tokio::test]
+async fn kommo_prefetch_yields_the_same_items_and_the_error_last() {
+    let (server, client) = kommo().await;
+    full_widget_page(&server, 1, "limit=2&page=1").await;
+    full_widget_page(&server, 2, "limit=2&page=2").await;
+    let third = page_mock(&server, WIDGETS, "limit=2&page=3", |t| t.status(503)).await;
+    let fourth = full_widget_page(&server, 4, "limit=2&page=4").await;
+
+    for depth in [1, 3, usize::MAX] {
+        let items = collect(
+            client
+                .list_widgets_pager(|req| req)
+                .page_size(2)
+                .prefetch(depth)
+                .items(),
+        )
+        .await;
+        assert_eq!(items.len(), 5, "{items:?}");
+        let codes: Vec<_> = items[..4]
+            .iter()
+            .map(|w| w.as_ref().expect("ok").code.as_str())
+            .collect();
+        assert_eq!(codes, ["a", "b", "a", "b"]);
+        let err = items[4].as_ref().expect_err("the 503");
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(503), "{err}");
+    }
+    third.assert_calls_async(3).await;
+    fourth.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn kommo_dropping_a_prefetching_stream_cancels_the_request_on_its_way() {
+    let server = MockServer::start_async().await;
+    // One request per 400 ms: page 2's request waits in the limiter on the prefetch task.
+    let client = lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url())
+        .token(common::TOKEN)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .rate_limiter(
+            lead_intake::ratelimit::RateLimiter::new(1, Duration::from_millis(400))
+                .expect("a valid limit"),
+        )
+        .build()
+        .expect("a loopback base URL is accepted");
+    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
+    let second = full_widget_page(&server, 2, "limit=2&page=2").await;
+
+    let mut pages = client
+        .list_widgets_pager(|req| req)
+        .page_size(2)
+        .prefetch(2)
+        .pages();
+    pages.next().await.expect("page 1").expect("ok");
+    drop(pages);
+    // Without the abort, the task would send page 2 once the limiter lets it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(0).await;
+}
+
+#[tokio::test]
+async fn closebot_prefetch_yields_every_page_in_order() {
+    let (server, client) = closebot().await;
+    let first = source_mock(
+        &server,
+        "page=0&pageSize=2",
+        source_page(0, 2, Some(5), &["a", "b"]),
+    )
+    .await;
+    let second = source_mock(
+        &server,
+        "page=1&pageSize=2",
+        source_page(1, 2, Some(5), &["c", "d"]),
+    )
+    .await;
+    let third = source_mock(
+        &server,
+        "page=2&pageSize=2",
+        source_page(2, 2, Some(5), &["e"]),
+    )
+    .await;
+
+    let items = collect(
+        client
+            .list_sources_pager(|req| req)
+            .page_size(2)
+            .prefetch(1)
+            .items(),
+    )
+    .await;
+
+    assert_eq!(source_ids(items), ["a", "b", "c", "d", "e"]);
+    for mock in [&first, &second, &third] {
+        mock.assert_calls_async(1).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------- CloseBot
 
 fn sources(ids: &[&str]) -> Value {
