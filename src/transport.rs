@@ -160,10 +160,15 @@ pub(crate) async fn send(
     loop {
         // A body that cannot be cloned (a stream) is sent once.
         let spare = request.try_clone();
-        if let Some(limiter) = limiter {
-            limiter.acquire().await;
-        }
+        let permit = match limiter {
+            Some(limiter) => Some(limiter.acquire().await),
+            None => None,
+        };
         let result = http.execute(request).await;
+        // An answer (or an error) came: the server has counted the request, if it got it.
+        if let Some(permit) = permit {
+            permit.finish();
+        }
         let outcome = match &result {
             Ok(response) => Attempt::Status {
                 status: response.status(),
