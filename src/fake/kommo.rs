@@ -75,6 +75,9 @@ struct Lead {
     state: LeadState,
     /// The request item that created it, canonical: identical data is refused.
     fingerprint: Option<String>,
+    /// The `request_id` of the request item that created it (Kommo does not keep it; the fake
+    /// does, for [`super::FakeServer::incoming_leads`]).
+    request_id: Option<String>,
 }
 
 impl Kommo {
@@ -183,6 +186,7 @@ impl Kommo {
             leads,
             state: LeadState::Waiting,
             fingerprint: None,
+            request_id: None,
         });
         Ok(uid)
     }
@@ -808,6 +812,19 @@ impl Kommo {
         )
     }
 
+    /// Every incoming lead, whatever its state, in the order they arrived.
+    pub(crate) fn stored_leads(&self, origin: &str) -> Vec<super::StoredIncomingLead> {
+        self.leads
+            .iter()
+            .map(|lead| super::StoredIncomingLead {
+                uid: lead.uid.clone(),
+                request_id: lead.request_id.clone(),
+                state: lead.state.word().to_string(),
+                lead: self.lead_json(lead, origin),
+            })
+            .collect()
+    }
+
     fn lead_index(&self, ctx: &Ctx) -> Option<usize> {
         let uid = ctx.path.get("uid")?;
         self.leads.iter().position(|l| &l.uid == uid)
@@ -904,6 +921,7 @@ impl Kommo {
                 leads,
                 state: LeadState::Waiting,
                 fingerprint: Some(fingerprint),
+                request_id: str_of(item, "request_id").map(str::to_string),
             };
             created.push(json!({
                 "uid": uid,

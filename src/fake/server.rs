@@ -120,7 +120,8 @@ async fn handle(
                 Fault::RateLimited => state.stats.rate_limited += 1,
                 Fault::Blocked => state.stats.blocked += 1,
                 Fault::ServerError(_) => state.stats.server_errors += 1,
-                Fault::Drop | Fault::DropAfterProcessing => state.stats.dropped += 1,
+                Fault::Drop => state.stats.dropped += 1,
+                Fault::DropAfterProcessing => state.stats.lost_answers += 1,
                 Fault::Slow(_) => state.stats.slowed += 1,
             }
         }
