@@ -41,6 +41,8 @@ fn start(args: &[&str]) -> (Program, String, String, String) {
     let base = value("base URL:");
     let token = value("Kommo token:");
     let key = value("CloseBot key:");
+    // The last banner line too: the program must not find its stdout closed while it prints.
+    value("try:");
     (program, base, token, key)
 }
 
