@@ -452,12 +452,16 @@ async fn kommo_fault_sequence(seed: u64, faults: Faults) -> (Vec<(u64, Fault)>, 
 }
 
 #[tokio::test]
-async fn random_429s_and_lost_answers_are_seeded_counted_and_leave_the_older_faults_in_place() {
+async fn random_429s_lost_answers_and_late_5xx_are_seeded_counted_and_leave_older_faults_alone() {
     let old = Faults::none()
         .server_errors(0.1)
         .drops(0.1)
         .slow(0.1, Duration::from_millis(1));
-    let new = old.clone().rate_limited(0.1).lost_answers(0.1);
+    let new = old
+        .clone()
+        .rate_limited(0.1)
+        .lost_answers(0.1)
+        .late_server_errors(0.1);
     let (before, _) = kommo_fault_sequence(5, old).await;
     let (first, stats) = kommo_fault_sequence(5, new.clone()).await;
     let (again, _) = kommo_fault_sequence(5, new.clone()).await;
@@ -476,20 +480,32 @@ async fn random_429s_and_lost_answers_are_seeded_counted_and_leave_the_older_fau
         stats.server_errors,
         count(|f| matches!(f, Fault::ServerError(_)))
     );
-    for (name, n) in [("429", stats.rate_limited), ("lost", stats.lost_answers)] {
+    assert_eq!(
+        stats.late_server_errors,
+        count(|f| matches!(f, Fault::ServerErrorAfterProcessing(500 | 502 | 504)))
+    );
+    for (name, n) in [
+        ("429", stats.rate_limited),
+        ("lost", stats.lost_answers),
+        ("late 5xx", stats.late_server_errors),
+    ] {
         assert!((8..=35).contains(&n), "about 10% of 200 are {name}: {n}");
     }
     assert_eq!(stats.by_status.get(&429), Some(&stats.rate_limited));
     assert!(!stats.faults.iter().any(|(_, f)| *f == Fault::Blocked));
 
     // The new kinds draw from a stream of their own: where they do not strike, a request meets
-    // the fault it met before they existed (a lost answer only takes a slow answer's place).
+    // the fault it met before they existed (a lost answer or a late 5xx only takes a slow
+    // answer's place).
     let before: std::collections::HashMap<u64, Fault> = before.into_iter().collect();
     let after: std::collections::HashMap<u64, Fault> = first.into_iter().collect();
     for n in 1..=200 {
         match (before.get(&n), after.get(&n)) {
             (old, Some(Fault::RateLimited)) => assert!(old != Some(&Fault::RateLimited)),
-            (None | Some(Fault::Slow(_)), Some(Fault::DropAfterProcessing)) => {}
+            (
+                None | Some(Fault::Slow(_)),
+                Some(Fault::DropAfterProcessing | Fault::ServerErrorAfterProcessing(_)),
+            ) => {}
             (old, new) => assert_eq!(old, new, "request {n}"),
         }
     }
@@ -518,7 +534,7 @@ async fn random_429s_spare_closebot_and_never_block_the_account() {
 }
 
 #[tokio::test]
-async fn a_lost_answer_to_a_post_keeps_its_effect_and_to_a_get_changes_nothing() {
+async fn a_lost_answer_or_a_late_5xx_to_a_post_keeps_its_effect() {
     let fake = Fake::start(
         Config::default()
             .fixtures(lead_intake::fake::Fixtures::empty())
@@ -559,5 +575,43 @@ async fn a_lost_answer_to_a_post_keeps_its_effect_and_to_a_get_changes_nothing()
     assert!(
         stats.by_operation.is_empty(),
         "nor is it counted as the operation's"
+    );
+
+    // A 5xx after processing: the gateway's page, and the POST applied all the same.
+    let fake = Fake::start(
+        Config::default()
+            .fixtures(lead_intake::fake::Fixtures::empty())
+            .seed(1)
+            .faults(Faults::none().late_server_errors(1.0)),
+    );
+    let mut statuses = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let form: lead_intake::kommo::types::AddIncomingFormsRequest = body(json!([{
+            "source_uid": "site",
+            "source_name": "Site",
+            "metadata": {"form_id": format!("f-{i}")},
+            "_embedded": {}
+        }]));
+        let err = fake
+            .kommo()
+            .add_incoming_forms()
+            .body(form)
+            .send()
+            .body()
+            .await
+            .unwrap_err();
+        assert!(!err.certainly_not_applied(), "{err:?}");
+        statuses.insert(status(&err));
+    }
+    assert_eq!(fake.incoming_leads().len(), 12, "every POST was applied");
+    assert!(
+        statuses.len() >= 2 && statuses.is_subset(&[500, 502, 504].into()),
+        "{statuses:?}"
+    );
+    let stats = fake.stats();
+    assert_eq!((stats.late_server_errors, stats.server_errors), (12, 0));
+    assert!(
+        stats.by_operation.is_empty(),
+        "the operation's answer was not sent"
     );
 }

@@ -97,7 +97,7 @@ async fn the_program_applies_the_fault_options() {
 }
 
 #[tokio::test]
-async fn the_program_applies_the_random_429_and_lost_answer_options() {
+async fn the_program_applies_the_random_429_lost_answer_and_late_error_options() {
     let http = reqwest::Client::new();
     let (_program, base, token, _) = start(&["--random-429-rate", "1"]);
     let response = http
@@ -115,6 +115,14 @@ async fn the_program_applies_the_random_429_and_lost_answer_options() {
         .await
         .expect_err("every answer is lost");
     assert!(!err.is_connect(), "connected, then closed: {err:?}");
+    let (_program, base, token, _) = start(&["--late-error-rate", "1"]);
+    let response = http
+        .get(format!("{base}/api/v4/sources"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_server_error(), "{}", response.status());
 }
 
 #[test]
@@ -123,12 +131,23 @@ fn help_succeeds_and_an_unknown_option_fails_with_the_usage() {
     assert!(help.status.success());
     let usage = String::from_utf8_lossy(&help.stdout);
     assert!(usage.contains("--rate-limit N"));
-    assert!(usage.contains("--lost-answer-rate F") && usage.contains("--random-429-rate F"));
+    for option in [
+        "--lost-answer-rate F",
+        "--random-429-rate F",
+        "--late-error-rate F",
+    ] {
+        assert!(usage.contains(option), "{option}");
+    }
     let bad = Command::new(PROGRAM).arg("--colour").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("unknown option \"--colour\""), "{stderr}");
-    for option in ["--error-rate", "--lost-answer-rate", "--random-429-rate"] {
+    for option in [
+        "--error-rate",
+        "--lost-answer-rate",
+        "--random-429-rate",
+        "--late-error-rate",
+    ] {
         let bad = Command::new(PROGRAM).args([option, "2"]).output().unwrap();
         assert_eq!(bad.status.code(), Some(2), "{option} 2");
     }

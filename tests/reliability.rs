@@ -53,13 +53,14 @@ const LEADS: usize = 10_000;
 const MISSING_PIPELINE: i64 = 404;
 const FIRST_CREATED_AT: i64 = 1_700_000_000;
 
-/// About 10% of requests misbehave: 3% `429` (Kommo's HTML page, no `Retry-After`), 3% `5xx`
-/// (a quarter each of 500, 502, 503, 504), 2% closed before processing, 2% processed and closed
-/// without an answer.
+/// About 10% of requests misbehave: 3% `429` (Kommo's HTML page, no `Retry-After`), 2% `5xx`
+/// before processing (a quarter each of 500, 502, 503, 504), 1% `5xx` after processing (500,
+/// 502 or 504), 2% closed before processing, 2% processed and closed without an answer.
 fn unreliable() -> Faults {
     Faults::none()
         .rate_limited(0.03)
-        .server_errors(0.03)
+        .server_errors(0.02)
+        .late_server_errors(0.01)
         .drops(0.02)
         .lost_answers(0.02)
 }
@@ -86,15 +87,21 @@ fn start(config: Config) -> FakeServer {
 
 /// Asserts that the faults happened in about the configured proportions, and returns a summary.
 fn assert_fault_mix(stats: &Stats) -> String {
-    let faults = stats.rate_limited + stats.server_errors + stats.dropped + stats.lost_answers;
+    let faults = stats.rate_limited
+        + stats.server_errors
+        + stats.late_server_errors
+        + stats.dropped
+        + stats.lost_answers;
     let share = |n: u64| n as f64 / stats.requests as f64;
     let summary = format!(
-        "{} requests, {} faults ({:.1}%): {} × 429, {} × 5xx ({}), {} dropped, {} answers lost",
+        "{} requests, {} faults ({:.1}%): {} × 429, {} × 5xx before processing and {} after ({}), \
+         {} dropped, {} answers lost",
         stats.requests,
         faults,
         100.0 * share(faults),
         stats.rate_limited,
         stats.server_errors,
+        stats.late_server_errors,
         [500, 502, 503, 504]
             .iter()
             .map(|s| format!("{s}: {}", stats.by_status.get(s).copied().unwrap_or(0)))
@@ -109,7 +116,8 @@ fn assert_fault_mix(stats: &Stats) -> String {
     );
     for (kind, count, expected) in [
         ("429", stats.rate_limited, 0.03),
-        ("5xx", stats.server_errors, 0.03),
+        ("5xx", stats.server_errors, 0.02),
+        ("5xx after processing", stats.late_server_errors, 0.01),
         ("dropped", stats.dropped, 0.02),
         ("lost answers", stats.lost_answers, 0.02),
     ] {
@@ -119,12 +127,14 @@ fn assert_fault_mix(stats: &Stats) -> String {
             "too many {kind} for {expected}: {summary}"
         );
     }
-    for status in [500, 502, 503, 504] {
-        assert!(
-            stats.by_status.get(&status).is_some_and(|n| *n > 0),
-            "no {status}: {summary}"
-        );
-    }
+    // Both kinds of 5xx page: Kommo's problem document (500) and the gateway's HTML (502, 503,
+    // 504; which of them is up to the seed).
+    let answered = |status: &u16| stats.by_status.get(status).is_some_and(|n| *n > 0);
+    assert!(answered(&500), "no 500: {summary}");
+    assert!(
+        [502, 503, 504].iter().filter(|s| answered(s)).count() >= 2,
+        "too few gateway pages: {summary}"
+    );
     assert_eq!(stats.blocked, 0, "random 429s do not block the account");
     summary
 }
@@ -358,9 +368,10 @@ async fn importing_10000_leads_under_faults_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn importing_10000_leads_four_requests_at_a_time_under_faults_loses_and_duplicates_nothing() {
-    // Four in flight: the order in which the fake sees them varies, so which request fails
-    // does too. Smaller chunks make more requests, so every kind of fault is all but certain.
-    import_under_faults(12, BatchOptions::new().chunk_size(25).concurrency(4)).await;
+    // Four in flight: the order in which the fake sees them may vary, and which request fails
+    // with it. Small chunks make over a thousand requests, so every kind of fault is all but
+    // certain whatever the order.
+    import_under_faults(12, BatchOptions::new().chunk_size(10).concurrency(4)).await;
 }
 
 // ------------------------------------------------------------------------------------- stream

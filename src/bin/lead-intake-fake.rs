@@ -31,6 +31,7 @@ OPTIONS:
     --error-rate F         share of requests answered 5xx (0.0 to 1.0)
     --drop-rate F          share of connections closed without an answer (request not processed)
     --lost-answer-rate F   share of requests processed, then closed without an answer
+    --late-error-rate F    share of requests processed, then answered 5xx
     --random-429-rate F    share of Kommo requests answered 429 whatever the rate limit
     --slow-rate F          share of answers delayed by --slow-ms
     --slow-ms N            the delay of a slow answer (default: 500)
@@ -73,6 +74,7 @@ fn run() -> Result<(), String> {
             "--error-rate" => faults = faults.server_errors(rate(&arg, &value(&arg)?)?),
             "--drop-rate" => faults = faults.drops(rate(&arg, &value(&arg)?)?),
             "--lost-answer-rate" => faults = faults.lost_answers(rate(&arg, &value(&arg)?)?),
+            "--late-error-rate" => faults = faults.late_server_errors(rate(&arg, &value(&arg)?)?),
             "--random-429-rate" => faults = faults.rate_limited(rate(&arg, &value(&arg)?)?),
             "--slow-rate" => slow_rate = rate(&arg, &value(&arg)?)?,
             "--slow-ms" => slow = Duration::from_millis(number(&arg, &value(&arg)?)?),

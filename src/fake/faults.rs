@@ -26,6 +26,10 @@ pub enum Fault {
     /// The request is processed (its effects are kept), then the connection is closed without
     /// an answer: what a client sees when an answer is lost.
     DropAfterProcessing,
+    /// The request is processed (its effects are kept), then answered with this server error
+    /// instead of its own answer (`500` as a problem document, `502` and `504` as the gateway's
+    /// HTML page): a gateway that gave up on a backend which finished anyway.
+    ServerErrorAfterProcessing(u16),
     /// The answer comes after this delay.
     Slow(Duration),
 }
@@ -35,15 +39,16 @@ pub enum Fault {
 /// sequence of requests give the same faults.
 ///
 /// Kommo's rate limit, random `429`s and blocked account apply to Kommo paths only (CloseBot
-/// documents no rate limit); server errors, drops, lost answers and slow answers apply to both
-/// APIs.
+/// documents no rate limit); server errors (before or after processing), drops, lost answers
+/// and slow answers apply to both APIs.
 ///
 /// Each request draws the same random numbers whatever happens to it, so its fate depends only
 /// on the seed and its place in the sequence. When several rates pick the same request, the
 /// first of this order applies: [`rate_limited`](Self::rate_limited), [`drops`](Self::drops),
 /// [`server_errors`](Self::server_errors), [`lost_answers`](Self::lost_answers),
-/// [`slow`](Self::slow) (after any [injected](super::FakeServer::inject) fault, the blocked
-/// account and the [`rate_limit`](Self::rate_limit) window).
+/// [`late_server_errors`](Self::late_server_errors), [`slow`](Self::slow) (after any
+/// [injected](super::FakeServer::inject) fault, the blocked account and the
+/// [`rate_limit`](Self::rate_limit) window).
 ///
 /// ```
 /// use std::time::Duration;
@@ -54,11 +59,13 @@ pub enum Fault {
 /// let faults = Faults::none().rate_limit(7).block_after(3).server_errors(0.05);
 ///
 /// // About 10% of requests misbehave, in every way a client must survive: 429s whatever the
-/// // window, 5xx, connections closed before the request is processed, and answers lost after it
-/// // was (the client cannot tell whether a POST was applied).
+/// // window, 5xx before or after processing, connections closed before the request is
+/// // processed, and answers lost after it was (the client cannot tell whether a POST was
+/// // applied).
 /// let unreliable = Faults::none()
 ///     .rate_limited(0.03)
-///     .server_errors(0.03)
+///     .server_errors(0.02)
+///     .late_server_errors(0.01)
 ///     .drops(0.02)
 ///     .lost_answers(0.02);
 /// # let _ = (faults, unreliable);
@@ -73,6 +80,7 @@ pub struct Faults {
     pub(crate) drop_rate: f64,
     pub(crate) rate_limited_rate: f64,
     pub(crate) lost_answer_rate: f64,
+    pub(crate) late_server_error_rate: f64,
     pub(crate) slow_rate: f64,
     pub(crate) slow_delay: Option<Duration>,
 }
@@ -173,6 +181,45 @@ impl Faults {
         self
     }
 
+    /// This share of requests gets [`Fault::ServerErrorAfterProcessing`] (500, 502 or 504): the
+    /// request is processed (a POST's effects are kept), and the answer is a server error. A
+    /// `5xx` therefore never proves that a request was not applied.
+    ///
+    /// ```
+    /// use lead_intake::fake::{Config, FakeServer, Faults, Fixtures};
+    /// use lead_intake::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeServer::start(
+    ///     Config::default()
+    ///         .fixtures(Fixtures::empty())
+    ///         .faults(Faults::none().late_server_errors(1.0)),
+    /// )?;
+    /// let kommo = lead_intake::kommo::Client::builder()
+    ///     .base_url(&fake.base_url())
+    ///     .token(fake.kommo_token())
+    ///     .retry(RetryPolicy::none())
+    ///     .build()?;
+    /// let form: lead_intake::kommo::types::AddIncomingFormsRequest =
+    ///     serde_json::from_value(serde_json::json!([{
+    ///         "source_uid": "site-form",
+    ///         "source_name": "Site form",
+    ///         "metadata": {"form_id": "contact"},
+    ///         "_embedded": {}
+    ///     }]))?;
+    /// let err = kommo.add_incoming_forms().body(form).send().body().await.unwrap_err();
+    /// assert!(err.status().is_some_and(|s| s.is_server_error()));
+    /// assert!(!err.certainly_not_applied());
+    /// assert_eq!(fake.incoming_leads().len(), 1, "applied all the same");
+    /// assert_eq!(fake.stats().late_server_errors, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn late_server_errors(mut self, rate: f64) -> Self {
+        self.late_server_error_rate = rate;
+        self
+    }
+
     /// This share of requests is answered after `delay` ([`Fault::Slow`]).
     pub fn slow(mut self, rate: f64, delay: Duration) -> Self {
         self.slow_rate = rate;
@@ -182,11 +229,15 @@ impl Faults {
 }
 
 const SERVER_ERRORS: [u16; 4] = [500, 502, 503, 504];
+/// The server errors of a request that was processed: the backend failed after its work, or the
+/// gateway gave up waiting for it.
+const LATE_SERVER_ERRORS: [u16; 3] = [500, 502, 504];
 
 /// The fault machinery's state.
 pub(crate) struct FaultState {
     rng: fastrand::Rng,
-    /// The draws of the kinds added later ([`Faults::rate_limited`], [`Faults::lost_answers`]):
+    /// The draws of the kinds added later ([`Faults::rate_limited`], [`Faults::lost_answers`],
+    /// [`Faults::late_server_errors`]):
     /// a stream of their own, so a seed gives the same drops, server errors and slow answers as
     /// it did before they existed.
     more: fastrand::Rng,
@@ -225,6 +276,8 @@ impl FaultState {
         let slow_draw = self.rng.f64();
         let rate_limited_draw = self.more.f64();
         let lost_draw = self.more.f64();
+        let late_draw = self.more.f64();
+        let late_which = self.more.usize(..LATE_SERVER_ERRORS.len());
 
         if let Some(fault) = self.injected.pop_front() {
             return Some(fault);
@@ -261,6 +314,11 @@ impl FaultState {
         }
         if lost_draw < faults.lost_answer_rate {
             return Some(Fault::DropAfterProcessing);
+        }
+        if late_draw < faults.late_server_error_rate {
+            return Some(Fault::ServerErrorAfterProcessing(
+                LATE_SERVER_ERRORS[late_which],
+            ));
         }
         if slow_draw < faults.slow_rate {
             return Some(Fault::Slow(faults.slow_delay.unwrap_or(DEFAULT_SLOW)));

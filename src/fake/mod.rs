@@ -31,9 +31,11 @@
 //! last value.
 //!
 //! It can misbehave on purpose ([`Faults`]), deterministically from [`Config::seed`]: Kommo's rate
-//! limit (`429` with an HTML page), a blocked account (an HTML `403` on every request), `5xx`
-//! answers, dropped connections and slow answers. [`FakeServer::inject`] scripts the faults of the
-//! next requests exactly. [`FakeServer::stats`] counts what it answered, and
+//! limit (`429` with an HTML page, from the window or at random), a blocked account (an HTML
+//! `403` on every request), `5xx` answers (before or after the request is processed), dropped
+//! connections, answers lost after the request was processed, and slow answers.
+//! [`FakeServer::inject`] scripts the faults of the next requests exactly. [`FakeServer::stats`]
+//! counts what it answered, and
 //! [`FakeServer::violations`] lists every answer it sent that does not match the spec (it checks
 //! each one; faults are deliberate and not checked).
 //!
@@ -251,6 +253,10 @@ pub struct Stats {
     /// Connections closed without an answer after the request was processed
     /// ([`Fault::DropAfterProcessing`], [`Faults::lost_answers`]).
     pub lost_answers: u64,
+    /// `5xx` fault answers sent after the request was processed
+    /// ([`Fault::ServerErrorAfterProcessing`], [`Faults::late_server_errors`]; each status is also
+    /// in [`Stats::by_status`]).
+    pub late_server_errors: u64,
     /// Answers delayed by the slow fault.
     pub slowed: u64,
     /// Every fault, with the number (from 1) of the request it hit, in order (the first 10,000).
