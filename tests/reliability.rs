@@ -1,8 +1,9 @@
 //! Reliability under faults, end to end through the fake: a bulk import of 10,000 incoming leads
 //! and a stream of 10,000 incoming leads while about 10% of requests misbehave (random HTML
-//! `429`s, `500`/`502`/`503`/`504`, connections closed before the request is processed, and
-//! answers lost after it was), seeded. Every input is accounted for against the fake's own
-//! state ([`FakeServer::incoming_leads`]), not against what the faulty HTTP path reported.
+//! `429`s, `500`/`502`/`503`/`504` before the request is processed, `500`/`502`/`504` after it
+//! was, connections closed before it is processed, and answers lost after it was), seeded.
+//! Every input is accounted for against the fake's own state ([`FakeServer::incoming_leads`]),
+//! not against what the faulty HTTP path reported.
 //!
 //! - Import: `add_incoming_forms_batched`, then what a careful user does: resend what the report
 //!   says is safe to resend (`to_resend()`), again until nothing is, and keep the `Unknown` ones
@@ -21,22 +22,26 @@
 //!
 //! Mutations that make these tests fail (each was applied, seen failing, and reverted):
 //!
-//! 1. `src/batch.rs`, `send_chunk`: after a failure that leaves the outcome open, send the chunk
-//!    once more (a "helpful" resend). The import tests fail: items answered by a lost answer
-//!    are resent; the fake refuses identical data, so they come back `Rejected` although stored
-//!    (and with a server that accepts duplicates they would be stored twice).
-//! 2. `src/error.rs`, `certainly_not_applied`: call a transport error (a dropped connection or
-//!    a lost answer) "certainly not applied". The import tests fail: those chunks become
-//!    `NotApplied`, the user resends them, and the leads of lost answers are refused as
-//!    duplicates while stored (`Rejected` ⇒ not stored fails).
-//! 3. `src/batch.rs`, `BatchReport::to_resend`: leave out `NotAttempted`. The import tests fail:
-//!    inputs are left never sent ("lost").
-//! 4. `src/pagination.rs`, `KommoPager::start_at`: start one page later. The `start_at` stream
-//!    test fails: the page after each failure is skipped (a gap).
-//! 5. `src/pagination.rs`, `KommoPager::resume_after`: follow the held page's own `self` link
-//!    instead of `next`. The `resume_after` stream test fails: that page is yielded twice.
-//! 6. `src/fake/faults.rs`: make `lost_answers` a no-op. Every test fails its "the faults really
-//!    happened" check.
+//! 1. `src/batch.rs`, `send_chunk`: after a failure that leaves the outcome open (a 5xx or a
+//!    transport error), send the chunk once more, a "helpful" resend. Both import tests fail:
+//!    the chunks of lost answers and late 5xx are sent twice; the fake, like Kommo, refuses
+//!    data identical to a waiting lead, so those items come back `Rejected` ("Duplicate") while
+//!    stored once ("input 502 was rejected ..., yet stored 1 time(s)"); a server that accepted
+//!    duplicates would store them twice.
+//! 2. `src/error.rs`, `certainly_not_applied`: call every transport error (a dropped connection,
+//!    a lost answer) "certainly not applied". Both import tests fail the same way: those chunks
+//!    become `NotApplied`, the user resends them, and the leads of lost answers are refused as
+//!    duplicates while stored.
+//! 3. `src/error.rs`, `certainly_not_applied`: call a 5xx "certainly not applied". Both import
+//!    tests fail the same way, through the 5xx answered after processing.
+//! 4. `src/batch.rs`, `BatchReport::to_resend`: leave out `NotAttempted`. Both import tests
+//!    fail: "input 350 left NotAttempted".
+//! 5. `src/pagination.rs`, `KommoPager::start_at`: start one page later than asked. The
+//!    `start_at` stream test fails: "20 leads never yielded".
+//! 6. `src/pagination.rs`, `KommoPager::resume_after`: follow the held page's own `self` link
+//!    instead of `next`. The `resume_after` stream test fails: "140 leads yielded twice".
+//! 7. `src/fake/faults.rs`: make `Faults::lost_answers` a no-op. All four fault tests fail their
+//!    "the faults really happened" check ("no lost answers: ...").
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
