@@ -7,7 +7,7 @@ mod fake_common;
 use std::time::{Duration, Instant};
 
 use fake_common::{Fake, answer, body, status};
-use lead_intake::fake::{Config, Fault, Faults};
+use lead_intake::fake::{Config, Fault, Faults, Stats};
 use lead_intake::prelude::*;
 use lead_intake::retry::RetryPolicy;
 use reqwest::Method;
@@ -438,4 +438,180 @@ async fn a_retrying_client_gets_through_429_and_5xx_but_never_resends_a_post_aft
     let err = patient.list_widgets().send().or_empty().await.unwrap_err();
     assert!(err.is_account_blocked());
     assert_eq!(fake.stats().requests, 6, "a 403 is never retried");
+}
+
+/// Sends the same 200 Kommo requests to a fresh fake and returns the faults it applied.
+async fn kommo_fault_sequence(seed: u64, faults: Faults) -> (Vec<(u64, Fault)>, Stats) {
+    let fake = Fake::start(Config::default().seed(seed).faults(faults));
+    for _ in 0..200 {
+        let _ = fake.raw(Method::GET, "/api/v4/widgets").send().await;
+    }
+    let stats = fake.stats();
+    assert_eq!(stats.requests, 200);
+    (stats.faults.clone(), stats)
+}
+
+#[tokio::test]
+async fn random_429s_lost_answers_and_late_5xx_are_seeded_counted_and_leave_older_faults_alone() {
+    let old = Faults::none()
+        .server_errors(0.1)
+        .drops(0.1)
+        .slow(0.1, Duration::from_millis(1));
+    let new = old
+        .clone()
+        .rate_limited(0.1)
+        .lost_answers(0.1)
+        .late_server_errors(0.1);
+    let (before, _) = kommo_fault_sequence(5, old).await;
+    let (first, stats) = kommo_fault_sequence(5, new.clone()).await;
+    let (again, _) = kommo_fault_sequence(5, new.clone()).await;
+    let (other, _) = kommo_fault_sequence(6, new).await;
+    assert_eq!(first, again, "the same seed, the same faults");
+    assert_ne!(first, other);
+
+    let count = |f: fn(&Fault) -> bool| first.iter().filter(|(_, x)| f(x)).count() as u64;
+    assert_eq!(stats.rate_limited, count(|f| *f == Fault::RateLimited));
+    assert_eq!(
+        stats.lost_answers,
+        count(|f| *f == Fault::DropAfterProcessing)
+    );
+    assert_eq!(stats.dropped, count(|f| *f == Fault::Drop));
+    assert_eq!(
+        stats.server_errors,
+        count(|f| matches!(f, Fault::ServerError(_)))
+    );
+    assert_eq!(
+        stats.late_server_errors,
+        count(|f| matches!(f, Fault::ServerErrorAfterProcessing(500 | 502 | 504)))
+    );
+    for (name, n) in [
+        ("429", stats.rate_limited),
+        ("lost", stats.lost_answers),
+        ("late 5xx", stats.late_server_errors),
+    ] {
+        assert!((8..=35).contains(&n), "about 10% of 200 are {name}: {n}");
+    }
+    assert_eq!(stats.by_status.get(&429), Some(&stats.rate_limited));
+    assert!(!stats.faults.iter().any(|(_, f)| *f == Fault::Blocked));
+
+    // The new kinds draw from a stream of their own: where they do not strike, a request meets
+    // the fault it met before they existed (a lost answer or a late 5xx only takes a slow
+    // answer's place).
+    let before: std::collections::HashMap<u64, Fault> = before.into_iter().collect();
+    let after: std::collections::HashMap<u64, Fault> = first.into_iter().collect();
+    for n in 1..=200 {
+        match (before.get(&n), after.get(&n)) {
+            (old, Some(Fault::RateLimited)) => assert!(old != Some(&Fault::RateLimited)),
+            (
+                None | Some(Fault::Slow(_)),
+                Some(Fault::DropAfterProcessing | Fault::ServerErrorAfterProcessing(_)),
+            ) => {}
+            (old, new) => assert_eq!(old, new, "request {n}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn random_429s_spare_closebot_and_never_block_the_account() {
+    let fake =
+        Fake::start(Config::default().faults(Faults::none().rate_limited(1.0).block_after(1)));
+    for _ in 0..3 {
+        let err = fake
+            .kommo()
+            .list_widgets()
+            .send()
+            .or_empty()
+            .await
+            .unwrap_err();
+        assert!(err.is_rate_limited(), "{err:?}");
+    }
+    fake.closebot().list_sources().send().body().await.unwrap();
+    assert!(
+        !fake.is_blocked(),
+        "only the rate limit's window counts towards blocking"
+    );
+    assert_eq!(fake.stats().rate_limited, 3);
+}
+
+#[tokio::test]
+async fn a_lost_answer_or_a_late_5xx_to_a_post_keeps_its_effect() {
+    let fake = Fake::start(
+        Config::default()
+            .fixtures(lead_intake::fake::Fixtures::empty())
+            .faults(Faults::none().lost_answers(1.0)),
+    );
+    let form: lead_intake::kommo::types::AddIncomingFormsRequest = body(json!([{
+        "request_id": "r-1",
+        "source_uid": "site",
+        "source_name": "Site",
+        "metadata": {"form_id": "f-1"},
+        "_embedded": {}
+    }]));
+    let err = fake
+        .kommo()
+        .add_incoming_forms()
+        .body(form)
+        .send()
+        .body()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Transport(_)), "{err:?}");
+    assert!(!err.certainly_not_applied());
+    let err = fake
+        .kommo()
+        .list_incoming_leads()
+        .send()
+        .or_empty()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Transport(_)), "{err:?}");
+    let stored = fake.incoming_leads();
+    assert_eq!(stored.len(), 1, "the POST was applied");
+    assert_eq!(stored[0].request_id.as_deref(), Some("r-1"));
+    assert_eq!(stored[0].lead["metadata"]["form_id"], "f-1");
+    let stats = fake.stats();
+    assert_eq!((stats.lost_answers, stats.dropped), (2, 0));
+    assert!(stats.by_status.is_empty(), "a lost answer is no answer");
+    assert!(
+        stats.by_operation.is_empty(),
+        "nor is it counted as the operation's"
+    );
+
+    // A 5xx after processing: the gateway's page, and the POST applied all the same.
+    let fake = Fake::start(
+        Config::default()
+            .fixtures(lead_intake::fake::Fixtures::empty())
+            .seed(1)
+            .faults(Faults::none().late_server_errors(1.0)),
+    );
+    let mut statuses = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let form: lead_intake::kommo::types::AddIncomingFormsRequest = body(json!([{
+            "source_uid": "site",
+            "source_name": "Site",
+            "metadata": {"form_id": format!("f-{i}")},
+            "_embedded": {}
+        }]));
+        let err = fake
+            .kommo()
+            .add_incoming_forms()
+            .body(form)
+            .send()
+            .body()
+            .await
+            .unwrap_err();
+        assert!(!err.certainly_not_applied(), "{err:?}");
+        statuses.insert(status(&err));
+    }
+    assert_eq!(fake.incoming_leads().len(), 12, "every POST was applied");
+    assert!(
+        statuses.len() >= 2 && statuses.is_subset(&[500, 502, 504].into()),
+        "{statuses:?}"
+    );
+    let stats = fake.stats();
+    assert_eq!((stats.late_server_errors, stats.server_errors), (12, 0));
+    assert!(
+        stats.by_operation.is_empty(),
+        "the operation's answer was not sent"
+    );
 }

@@ -41,6 +41,8 @@ fn start(args: &[&str]) -> (Program, String, String, String) {
     let base = value("base URL:");
     let token = value("Kommo token:");
     let key = value("CloseBot key:");
+    // The last banner line too: the program must not find its stdout closed while it prints.
+    value("try:");
     (program, base, token, key)
 }
 
@@ -94,20 +96,61 @@ async fn the_program_applies_the_fault_options() {
     assert!(response.text().await.unwrap().contains("403 Forbidden"));
 }
 
+#[tokio::test]
+async fn the_program_applies_the_random_429_lost_answer_and_late_error_options() {
+    let http = reqwest::Client::new();
+    let (_program, base, token, _) = start(&["--random-429-rate", "1"]);
+    let response = http
+        .get(format!("{base}/api/v4/sources"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let (_program, base, token, _) = start(&["--lost-answer-rate", "1.0"]);
+    let err = http
+        .get(format!("{base}/api/v4/sources"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect_err("every answer is lost");
+    assert!(!err.is_connect(), "connected, then closed: {err:?}");
+    let (_program, base, token, _) = start(&["--late-error-rate", "1"]);
+    let response = http
+        .get(format!("{base}/api/v4/sources"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_server_error(), "{}", response.status());
+}
+
 #[test]
 fn help_succeeds_and_an_unknown_option_fails_with_the_usage() {
     let help = Command::new(PROGRAM).arg("--help").output().unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--rate-limit N"));
+    let usage = String::from_utf8_lossy(&help.stdout);
+    assert!(usage.contains("--rate-limit N"));
+    for option in [
+        "--lost-answer-rate F",
+        "--random-429-rate F",
+        "--late-error-rate F",
+    ] {
+        assert!(usage.contains(option), "{option}");
+    }
     let bad = Command::new(PROGRAM).arg("--colour").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("unknown option \"--colour\""), "{stderr}");
-    let bad = Command::new(PROGRAM)
-        .args(["--error-rate", "2"])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
+    for option in [
+        "--error-rate",
+        "--lost-answer-rate",
+        "--random-429-rate",
+        "--late-error-rate",
+    ] {
+        let bad = Command::new(PROGRAM).args([option, "2"]).output().unwrap();
+        assert_eq!(bad.status.code(), Some(2), "{option} 2");
+    }
 }
 
 #[test]

@@ -29,7 +29,10 @@ OPTIONS:
     --block-after N        block the account after N 429s (HTML 403 from then on)
     --blocked              start with the account blocked
     --error-rate F         share of requests answered 5xx (0.0 to 1.0)
-    --drop-rate F          share of connections closed without an answer
+    --drop-rate F          share of connections closed without an answer (request not processed)
+    --lost-answer-rate F   share of requests processed, then closed without an answer
+    --late-error-rate F    share of requests processed, then answered 5xx
+    --random-429-rate F    share of Kommo requests answered 429 whatever the rate limit
     --slow-rate F          share of answers delayed by --slow-ms
     --slow-ms N            the delay of a slow answer (default: 500)
     --no-check             do not check answers against the spec
@@ -70,6 +73,9 @@ fn run() -> Result<(), String> {
             "--blocked" => faults = faults.blocked(),
             "--error-rate" => faults = faults.server_errors(rate(&arg, &value(&arg)?)?),
             "--drop-rate" => faults = faults.drops(rate(&arg, &value(&arg)?)?),
+            "--lost-answer-rate" => faults = faults.lost_answers(rate(&arg, &value(&arg)?)?),
+            "--late-error-rate" => faults = faults.late_server_errors(rate(&arg, &value(&arg)?)?),
+            "--random-429-rate" => faults = faults.rate_limited(rate(&arg, &value(&arg)?)?),
             "--slow-rate" => slow_rate = rate(&arg, &value(&arg)?)?,
             "--slow-ms" => slow = Duration::from_millis(number(&arg, &value(&arg)?)?),
             "--no-check" => config = config.check_responses(false),

@@ -26,6 +26,10 @@ pub enum Fault {
     /// The request is processed (its effects are kept), then the connection is closed without
     /// an answer: what a client sees when an answer is lost.
     DropAfterProcessing,
+    /// The request is processed (its effects are kept), then answered with this server error
+    /// instead of its own answer (`500` as a problem document, `502` and `504` as the gateway's
+    /// HTML page): a gateway that gave up on a backend which finished anyway.
+    ServerErrorAfterProcessing(u16),
     /// The answer comes after this delay.
     Slow(Duration),
 }
@@ -34,8 +38,17 @@ pub enum Fault {
 /// server's seeded generator, so the same [`Config::seed`](super::Config::seed) and the same
 /// sequence of requests give the same faults.
 ///
-/// Kommo's rate limit and blocked account apply to Kommo paths only (CloseBot documents no
-/// rate limit); server errors, drops and slow answers apply to both APIs.
+/// Kommo's rate limit, random `429`s and blocked account apply to Kommo paths only (CloseBot
+/// documents no rate limit); server errors (before or after processing), drops, lost answers
+/// and slow answers apply to both APIs.
+///
+/// Each request draws the same random numbers whatever happens to it, so its fate depends only
+/// on the seed and its place in the sequence. When several rates pick the same request, the
+/// first of this order applies: [`rate_limited`](Self::rate_limited), [`drops`](Self::drops),
+/// [`server_errors`](Self::server_errors), [`lost_answers`](Self::lost_answers),
+/// [`late_server_errors`](Self::late_server_errors), [`slow`](Self::slow) (after any
+/// [injected](super::FakeServer::inject) fault, the blocked account and the
+/// [`rate_limit`](Self::rate_limit) window).
 ///
 /// ```
 /// use std::time::Duration;
@@ -44,7 +57,18 @@ pub enum Fault {
 /// // Kommo's documented limit, blocking the account after 3 violations,
 /// // and 5% of requests answered 5xx.
 /// let faults = Faults::none().rate_limit(7).block_after(3).server_errors(0.05);
-/// # let _ = faults;
+///
+/// // About 10% of requests misbehave, in every way a client must survive: 429s whatever the
+/// // window, 5xx before or after processing, connections closed before the request is
+/// // processed, and answers lost after it was (the client cannot tell whether a POST was
+/// // applied).
+/// let unreliable = Faults::none()
+///     .rate_limited(0.03)
+///     .server_errors(0.02)
+///     .late_server_errors(0.01)
+///     .drops(0.02)
+///     .lost_answers(0.02);
+/// # let _ = (faults, unreliable);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 #[must_use]
@@ -54,6 +78,9 @@ pub struct Faults {
     pub(crate) blocked: bool,
     pub(crate) server_error_rate: f64,
     pub(crate) drop_rate: f64,
+    pub(crate) rate_limited_rate: f64,
+    pub(crate) lost_answer_rate: f64,
+    pub(crate) late_server_error_rate: f64,
     pub(crate) slow_rate: f64,
     pub(crate) slow_delay: Option<Duration>,
 }
@@ -91,9 +118,105 @@ impl Faults {
         self
     }
 
-    /// This share of requests gets [`Fault::Drop`].
+    /// This share of requests gets [`Fault::Drop`]: the connection is closed before the request
+    /// is processed.
     pub fn drops(mut self, rate: f64) -> Self {
         self.drop_rate = rate;
+        self
+    }
+
+    /// This share of Kommo requests (0.0 to 1.0) gets [`Fault::RateLimited`] at random, whatever
+    /// the [`rate_limit`](Self::rate_limit) window says: Kommo's gateway also answers `429` when
+    /// the account's other integrations use up the budget. These `429`s do not count towards
+    /// [`block_after`](Self::block_after). The request is not processed.
+    ///
+    /// ```
+    /// use lead_intake::fake::{Config, FakeServer, Faults};
+    /// use lead_intake::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeServer::start(Config::default().faults(Faults::none().rate_limited(1.0)))?;
+    /// let kommo = lead_intake::kommo::Client::builder()
+    ///     .base_url(&fake.base_url())
+    ///     .token(fake.kommo_token())
+    ///     .retry(RetryPolicy::none())
+    ///     .build()?;
+    /// let err = kommo.list_widgets().send().or_empty().await.unwrap_err();
+    /// assert!(err.is_rate_limited());
+    /// assert_eq!(fake.stats().rate_limited, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limited(mut self, rate: f64) -> Self {
+        self.rate_limited_rate = rate;
+        self
+    }
+
+    /// This share of requests gets [`Fault::DropAfterProcessing`]: the request is processed (a
+    /// POST's effects are kept) and then the connection is closed without an answer, so the
+    /// client cannot tell whether it was applied.
+    ///
+    /// ```
+    /// use lead_intake::fake::{Config, FakeServer, Faults};
+    /// use lead_intake::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeServer::start(Config::default().faults(Faults::none().lost_answers(1.0)))?;
+    /// let kommo = lead_intake::kommo::Client::builder()
+    ///     .base_url(&fake.base_url())
+    ///     .token(fake.kommo_token())
+    ///     .retry(RetryPolicy::none())
+    ///     .build()?;
+    /// let sources: lead_intake::kommo::types::AddSourcesRequest = serde_json::from_value(
+    ///     serde_json::json!([{"name": "Site chat", "external_id": "chat-1"}]),
+    /// )?;
+    /// let err = kommo.add_sources().body(sources).send().body().await.unwrap_err();
+    /// assert!(!err.certainly_not_applied(), "the client cannot know");
+    /// assert_eq!(fake.stats().lost_answers, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn lost_answers(mut self, rate: f64) -> Self {
+        self.lost_answer_rate = rate;
+        self
+    }
+
+    /// This share of requests gets [`Fault::ServerErrorAfterProcessing`] (500, 502 or 504): the
+    /// request is processed (a POST's effects are kept), and the answer is a server error. A
+    /// `5xx` therefore never proves that a request was not applied.
+    ///
+    /// ```
+    /// use lead_intake::fake::{Config, FakeServer, Faults, Fixtures};
+    /// use lead_intake::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeServer::start(
+    ///     Config::default()
+    ///         .fixtures(Fixtures::empty())
+    ///         .faults(Faults::none().late_server_errors(1.0)),
+    /// )?;
+    /// let kommo = lead_intake::kommo::Client::builder()
+    ///     .base_url(&fake.base_url())
+    ///     .token(fake.kommo_token())
+    ///     .retry(RetryPolicy::none())
+    ///     .build()?;
+    /// let form: lead_intake::kommo::types::AddIncomingFormsRequest =
+    ///     serde_json::from_value(serde_json::json!([{
+    ///         "source_uid": "site-form",
+    ///         "source_name": "Site form",
+    ///         "metadata": {"form_id": "contact"},
+    ///         "_embedded": {}
+    ///     }]))?;
+    /// let err = kommo.add_incoming_forms().body(form).send().body().await.unwrap_err();
+    /// assert!(err.status().is_some_and(|s| s.is_server_error()));
+    /// assert!(!err.certainly_not_applied());
+    /// assert_eq!(fake.incoming_leads().len(), 1, "applied all the same");
+    /// assert_eq!(fake.stats().late_server_errors, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn late_server_errors(mut self, rate: f64) -> Self {
+        self.late_server_error_rate = rate;
         self
     }
 
@@ -106,10 +229,18 @@ impl Faults {
 }
 
 const SERVER_ERRORS: [u16; 4] = [500, 502, 503, 504];
+/// The server errors of a request that was processed: the backend failed after its work, or the
+/// gateway gave up waiting for it.
+const LATE_SERVER_ERRORS: [u16; 3] = [500, 502, 504];
 
 /// The fault machinery's state.
 pub(crate) struct FaultState {
     rng: fastrand::Rng,
+    /// The draws of the kinds added later ([`Faults::rate_limited`], [`Faults::lost_answers`],
+    /// [`Faults::late_server_errors`]):
+    /// a stream of their own, so a seed gives the same drops, server errors and slow answers as
+    /// it did before they existed.
+    more: fastrand::Rng,
     pub(crate) injected: VecDeque<Fault>,
     pub(crate) blocked: bool,
     /// `429`s since the account was last (un)blocked.
@@ -121,6 +252,7 @@ impl FaultState {
     pub(crate) fn new(seed: u64, faults: &Faults) -> Self {
         Self {
             rng: fastrand::Rng::with_seed(seed),
+            more: fastrand::Rng::with_seed(seed ^ 0x6661_756c_7473_5f32),
             injected: VecDeque::new(),
             blocked: faults.blocked,
             violations: 0,
@@ -142,6 +274,10 @@ impl FaultState {
         let error_draw = self.rng.f64();
         let which = self.rng.usize(..SERVER_ERRORS.len());
         let slow_draw = self.rng.f64();
+        let rate_limited_draw = self.more.f64();
+        let lost_draw = self.more.f64();
+        let late_draw = self.more.f64();
+        let late_which = self.more.usize(..LATE_SERVER_ERRORS.len());
 
         if let Some(fault) = self.injected.pop_front() {
             return Some(fault);
@@ -167,11 +303,22 @@ impl FaultState {
                 return Some(Fault::RateLimited);
             }
         }
+        if kommo && rate_limited_draw < faults.rate_limited_rate {
+            return Some(Fault::RateLimited);
+        }
         if drop_draw < faults.drop_rate {
             return Some(Fault::Drop);
         }
         if error_draw < faults.server_error_rate {
             return Some(Fault::ServerError(SERVER_ERRORS[which]));
+        }
+        if lost_draw < faults.lost_answer_rate {
+            return Some(Fault::DropAfterProcessing);
+        }
+        if late_draw < faults.late_server_error_rate {
+            return Some(Fault::ServerErrorAfterProcessing(
+                LATE_SERVER_ERRORS[late_which],
+            ));
         }
         if slow_draw < faults.slow_rate {
             return Some(Fault::Slow(faults.slow_delay.unwrap_or(DEFAULT_SLOW)));

@@ -28,6 +28,12 @@ pub(crate) struct Kommo {
     waiting_bots: Vec<(String, String, String)>,
     pub(crate) continued: Vec<ContinuedBot>,
     leads: Vec<Lead>,
+    /// Index of `leads` by `uid` (leads are never removed): lookups and the uniqueness check
+    /// stay constant-time with tens of thousands of leads.
+    lead_by_uid: HashMap<String, usize>,
+    /// The fingerprints of the waiting leads created through the API: identical data is
+    /// refused while one is waiting.
+    waiting_fingerprints: HashSet<String>,
     next_entity_id: i64,
     rng: fastrand::Rng,
 }
@@ -75,6 +81,9 @@ struct Lead {
     state: LeadState,
     /// The request item that created it, canonical: identical data is refused.
     fingerprint: Option<String>,
+    /// The `request_id` of the request item that created it (Kommo does not keep it; the fake
+    /// does, for [`super::FakeServer::incoming_leads`]).
+    request_id: Option<String>,
 }
 
 impl Kommo {
@@ -91,6 +100,8 @@ impl Kommo {
             waiting_bots: Vec::new(),
             continued: Vec::new(),
             leads: Vec::new(),
+            lead_by_uid: HashMap::new(),
+            waiting_fingerprints: HashSet::new(),
             next_entity_id: 600_000,
             // Its own stream, so generated IDs never shift the fault sequence.
             rng: fastrand::Rng::with_seed(config.seed ^ 0x6b6f_6d6d_6f5f_6964),
@@ -153,7 +164,7 @@ impl Kommo {
             .check_component(Api::Kommo, "IncomingLead", &lead)
             .map_err(|e| format!("incoming lead: {e}"))?;
         let uid = str_of(&lead, "uid").unwrap_or_default().to_string();
-        if self.leads.iter().any(|l| l.uid == uid) {
+        if self.lead_by_uid.contains_key(&uid) {
             return Err(format!("incoming lead: the uid {uid} is already taken"));
         }
         let ids = |name: &str| -> Vec<i64> {
@@ -170,7 +181,7 @@ impl Kommo {
         if leads.is_empty() {
             leads.push(self.new_entity_id());
         }
-        self.leads.push(Lead {
+        self.push_lead(Lead {
             uid: uid.clone(),
             category: str_of(&lead, "category").unwrap_or_default().to_string(),
             source_uid: lead.get("source_uid").cloned().unwrap_or(Value::Null),
@@ -183,6 +194,7 @@ impl Kommo {
             leads,
             state: LeadState::Waiting,
             fingerprint: None,
+            request_id: None,
         });
         Ok(uid)
     }
@@ -696,7 +708,7 @@ impl Kommo {
             let uid: String = (0..60)
                 .map(|_| char::from_digit(self.rng.u32(..16), 16).unwrap_or('0'))
                 .collect();
-            if !self.leads.iter().any(|l| l.uid == uid) {
+            if !self.lead_by_uid.contains_key(&uid) {
                 return uid;
             }
         }
@@ -808,9 +820,45 @@ impl Kommo {
         )
     }
 
+    /// Every incoming lead, whatever its state, in the order they arrived.
+    pub(crate) fn stored_leads(&self, origin: &str) -> Vec<super::StoredIncomingLead> {
+        self.leads
+            .iter()
+            .map(|lead| super::StoredIncomingLead {
+                uid: lead.uid.clone(),
+                request_id: lead.request_id.clone(),
+                state: lead.state.word().to_string(),
+                lead: self.lead_json(lead, origin),
+            })
+            .collect()
+    }
+
     fn lead_index(&self, ctx: &Ctx) -> Option<usize> {
         let uid = ctx.path.get("uid")?;
-        self.leads.iter().position(|l| &l.uid == uid)
+        self.lead_by_uid.get(uid).copied()
+    }
+
+    /// Stores a new lead and indexes it.
+    fn push_lead(&mut self, lead: Lead) {
+        self.lead_by_uid.insert(lead.uid.clone(), self.leads.len());
+        if lead.state == LeadState::Waiting
+            && let Some(fingerprint) = &lead.fingerprint
+        {
+            self.waiting_fingerprints.insert(fingerprint.clone());
+        }
+        self.leads.push(lead);
+    }
+
+    /// Moves a lead out of `Waiting`.
+    fn set_state(&mut self, index: usize, state: LeadState) {
+        let lead = &mut self.leads[index];
+        if lead.state == LeadState::Waiting
+            && state != LeadState::Waiting
+            && let Some(fingerprint) = &lead.fingerprint
+        {
+            self.waiting_fingerprints.remove(fingerprint);
+        }
+        lead.state = state;
     }
 
     fn get_incoming_lead(&self, ctx: &Ctx) -> Reply {
@@ -844,9 +892,7 @@ impl Kommo {
                 map.remove("request_id");
             }
             let fingerprint = format!("{category}:{}", canonical(&data));
-            let waiting = self.leads.iter().any(|l| {
-                l.state == LeadState::Waiting && l.fingerprint.as_ref() == Some(&fingerprint)
-            });
+            let waiting = self.waiting_fingerprints.contains(&fingerprint);
             if waiting || !seen.insert(fingerprint.clone()) {
                 errors.push(FieldError::new(
                     &rid,
@@ -904,6 +950,7 @@ impl Kommo {
                 leads,
                 state: LeadState::Waiting,
                 fingerprint: Some(fingerprint),
+                request_id: str_of(item, "request_id").map(str::to_string),
             };
             created.push(json!({
                 "uid": uid,
@@ -916,7 +963,7 @@ impl Kommo {
                     "companies": Self::refs(&lead.companies, "companies", &ctx.origin, false),
                 },
             }));
-            self.leads.push(lead);
+            self.push_lead(lead);
         }
         Reply::Hal(
             StatusCode::OK,
@@ -936,12 +983,14 @@ impl Kommo {
                 &format!("The incoming lead has already been {}", state.word()),
             );
         }
-        let lead = &mut self.leads[index];
-        lead.state = if accept {
-            LeadState::Accepted { at: ctx.now }
-        } else {
-            LeadState::Declined { at: ctx.now }
-        };
+        self.set_state(
+            index,
+            if accept {
+                LeadState::Accepted { at: ctx.now }
+            } else {
+                LeadState::Declined { at: ctx.now }
+            },
+        );
         let lead = &self.leads[index];
         let mut out = json!({
             "uid": lead.uid,
@@ -993,7 +1042,7 @@ impl Kommo {
         let entity_type = str_of(&link, "entity_type").unwrap_or("leads");
         let contact = link.pointer("/metadata/contact_id").and_then(Value::as_i64);
         let uid = lead.uid.clone();
-        self.leads[index].state = LeadState::Linked;
+        self.set_state(index, LeadState::Linked);
         let one = |kind: &str| {
             if entity_type == kind {
                 Self::refs(&[entity_id], kind, &ctx.origin, false)

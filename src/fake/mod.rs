@@ -31,9 +31,11 @@
 //! last value.
 //!
 //! It can misbehave on purpose ([`Faults`]), deterministically from [`Config::seed`]: Kommo's rate
-//! limit (`429` with an HTML page), a blocked account (an HTML `403` on every request), `5xx`
-//! answers, dropped connections and slow answers. [`FakeServer::inject`] scripts the faults of the
-//! next requests exactly. [`FakeServer::stats`] counts what it answered, and
+//! limit (`429` with an HTML page, from the window or at random), a blocked account (an HTML
+//! `403` on every request), `5xx` answers (before or after the request is processed), dropped
+//! connections, answers lost after the request was processed, and slow answers.
+//! [`FakeServer::inject`] scripts the faults of the next requests exactly. [`FakeServer::stats`]
+//! counts what it answered, and
 //! [`FakeServer::violations`] lists every answer it sent that does not match the spec (it checks
 //! each one; faults are deliberate and not checked).
 //!
@@ -239,14 +241,22 @@ pub struct Stats {
     /// Answers of each operation by status, keyed by `api.operationId` (e.g.
     /// `kommo.listSources`); fault answers are not an operation's.
     pub by_operation: BTreeMap<String, BTreeMap<u16, u64>>,
-    /// `429` answers from the rate limit (configured or injected).
+    /// `429` answers: from the rate limit's window, at random ([`Faults::rate_limited`]) or
+    /// injected.
     pub rate_limited: u64,
     /// HTML `403` answers of a blocked account.
     pub blocked: u64,
-    /// `5xx` fault answers.
+    /// `5xx` fault answers (each status is also in [`Stats::by_status`]).
     pub server_errors: u64,
-    /// Connections closed without an answer.
+    /// Connections closed without an answer before the request was processed ([`Fault::Drop`]).
     pub dropped: u64,
+    /// Connections closed without an answer after the request was processed
+    /// ([`Fault::DropAfterProcessing`], [`Faults::lost_answers`]).
+    pub lost_answers: u64,
+    /// `5xx` fault answers sent after the request was processed
+    /// ([`Fault::ServerErrorAfterProcessing`], [`Faults::late_server_errors`]; each status is also
+    /// in [`Stats::by_status`]).
+    pub late_server_errors: u64,
     /// Answers delayed by the slow fault.
     pub slowed: u64,
     /// Every fault, with the number (from 1) of the request it hit, in order (the first 10,000).
@@ -291,6 +301,26 @@ pub struct ContinuedBot {
     pub continue_id: String,
     /// The request's `data`, if any.
     pub data: Option<Value>,
+}
+
+/// An incoming lead as the fake holds it, whatever its state: what a test checks a client's
+/// work against without going through the (possibly faulty) HTTP path
+/// ([`FakeServer::incoming_leads`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct StoredIncomingLead {
+    /// Its `uid`.
+    pub uid: String,
+    /// The `request_id` of the `addIncomingCalls` / `addIncomingForms` item that created it,
+    /// when the item had one. Kommo does not keep it (it only echoes it in the answer); the fake
+    /// does, so a test can tell which input created which lead. `None` for fixtures and
+    /// [`FakeServer::add_incoming_lead`].
+    pub request_id: Option<String>,
+    /// `waiting`, `accepted`, `declined` or `linked`; the API lists and gets only waiting leads.
+    pub state: String,
+    /// The lead in the spec's `IncomingLead` shape, as `getIncomingLead` shows it (`_links` on
+    /// [`FakeServer::base_url`]).
+    pub lead: Value,
 }
 
 /// A running fake Kommo and CloseBot server on `127.0.0.1`. Stops on [`FakeServer::shutdown`]
@@ -516,6 +546,43 @@ impl FakeServer {
             .kommo
             .add_fixture_lead(specs, lead)
             .map_err(FakeError::Fixture)
+    }
+
+    /// Every incoming lead the fake holds (fixtures, [`FakeServer::add_incoming_lead`] and those
+    /// created through the API), whatever its state, in the order they arrived: the ground
+    /// truth, read without a request (no fault applies, nothing is counted in
+    /// [`FakeServer::stats`]).
+    ///
+    /// ```
+    /// use lead_intake::fake::{Config, FakeServer, Fixtures};
+    /// use lead_intake::kommo::types;
+    /// use lead_intake::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeServer::start(Config::default().fixtures(Fixtures::empty()))?;
+    /// let kommo = lead_intake::kommo::Client::from_base_url(&fake.base_url(), fake.kommo_token())?;
+    /// let form: types::AddIncomingFormsRequest = serde_json::from_value(serde_json::json!([{
+    ///     "request_id": "order-17",
+    ///     "source_uid": "site-form",
+    ///     "source_name": "Site form",
+    ///     "metadata": {"form_id": "contact", "form_name": "Contact us"},
+    ///     "_embedded": {"contacts": [{"name": "Ann"}]}
+    /// }]))?;
+    /// let created = kommo.add_incoming_forms().body(form).send().body().await?;
+    ///
+    /// let stored = fake.incoming_leads();
+    /// assert_eq!(stored.len(), 1);
+    /// assert_eq!(stored[0].request_id.as_deref(), Some("order-17"));
+    /// assert_eq!(stored[0].state, "waiting");
+    /// assert_eq!(stored[0].lead["metadata"]["form_id"], "contact");
+    /// let answered = created.embedded.unwrap().unsorted;
+    /// assert_eq!(answered[0].uid, stored[0].uid);
+    /// # Ok(()) }
+    /// ```
+    pub fn incoming_leads(&self) -> Vec<StoredIncomingLead> {
+        let origin = self.base_url();
+        self.shared.lock().kommo.stored_leads(&origin)
     }
 
     /// Stops the server and waits until it has closed every connection.

@@ -120,7 +120,9 @@ async fn handle(
                 Fault::RateLimited => state.stats.rate_limited += 1,
                 Fault::Blocked => state.stats.blocked += 1,
                 Fault::ServerError(_) => state.stats.server_errors += 1,
-                Fault::Drop | Fault::DropAfterProcessing => state.stats.dropped += 1,
+                Fault::Drop => state.stats.dropped += 1,
+                Fault::DropAfterProcessing => state.stats.lost_answers += 1,
+                Fault::ServerErrorAfterProcessing(_) => state.stats.late_server_errors += 1,
                 Fault::Slow(_) => state.stats.slowed += 1,
             }
         }
@@ -138,27 +140,9 @@ async fn handle(
             return Ok(count(&shared, text_answer(403, page)));
         }
         Some(Fault::ServerError(status)) => {
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let answer = if status == StatusCode::INTERNAL_SERVER_ERROR {
-                match api {
-                    Some(Api::CloseBot) => {
-                        reply::closebot_problem(status, "An unexpected error occurred.", "")
-                    }
-                    _ => reply::kommo_problem(status, "Internal Server Error"),
-                }
-                .into_response()
-            } else {
-                text_answer(
-                    status.as_u16(),
-                    nginx_page(
-                        status.as_u16(),
-                        status.canonical_reason().unwrap_or("Error"),
-                    ),
-                )
-            };
-            return Ok(count(&shared, answer));
+            return Ok(count(&shared, server_error(*status, api)));
         }
-        Some(Fault::DropAfterProcessing) | None => {}
+        Some(Fault::DropAfterProcessing | Fault::ServerErrorAfterProcessing(_)) | None => {}
     }
 
     let method = request.method().to_string();
@@ -202,6 +186,10 @@ async fn handle(
             }
         }
     }
+    // Processed: the operation's answer is replaced by a server error, or lost.
+    if let Some(Fault::ServerErrorAfterProcessing(status)) = fault {
+        return Ok(count(&shared, server_error(status, api)));
+    }
     {
         let mut state = shared.lock();
         if fault != Some(Fault::DropAfterProcessing) {
@@ -222,6 +210,29 @@ async fn handle(
         return Err(Dropped);
     }
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// A server error fault's answer: `500` as the API's problem document, the others as the
+/// gateway's HTML page.
+fn server_error(status: u16, api: Option<Api>) -> Response<Body> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        match api {
+            Some(Api::CloseBot) => {
+                reply::closebot_problem(status, "An unexpected error occurred.", "")
+            }
+            _ => reply::kommo_problem(status, "Internal Server Error"),
+        }
+        .into_response()
+    } else {
+        text_answer(
+            status.as_u16(),
+            nginx_page(
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("Error"),
+            ),
+        )
+    }
 }
 
 fn text_answer(status: u16, page: String) -> Response<Body> {
