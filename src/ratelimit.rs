@@ -33,6 +33,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A request that has to wait is logged at DEBUG (target `lead_intake::ratelimit`, with
+//! `wait_ms`).
+//!
 //! The guarantee is a sliding window: among any `max` + 1 consecutive request starts, the first
 //! and the last are at least one `period` apart, so no window of one period ever holds more than
 //! `max` starts. (A token bucket refilled at `max` per period would allow nearly twice that in a
@@ -121,7 +124,16 @@ impl RateLimiter {
     /// Waits until a request may start, and counts it. A waiter that is dropped (cancelled)
     /// still uses its slot: the limiter errs on the side of fewer requests.
     pub async fn acquire(&self) {
-        let start = self.reserve(Instant::now());
+        let now = Instant::now();
+        let start = self.reserve(now);
+        if start > now {
+            tracing::debug!(
+                wait_ms = (start - now).as_millis() as u64,
+                max = self.inner.max,
+                period_ms = self.inner.period.as_millis() as u64,
+                "rate limiter: waiting for a slot"
+            );
+        }
         tokio::time::sleep_until(start).await;
     }
 
