@@ -765,11 +765,11 @@ async fn send_chunk<O: Operation>(
                     "batch chunk refused with validation errors; the later chunks are still sent"
                 );
                 ChunkResult {
-                outcomes: rejected
-                    .into_iter()
-                    .map(|errors| errors.map_or(ItemOutcome::NotApplied, ItemOutcome::Rejected))
-                    .collect(),
-                error: None,
+                    outcomes: rejected
+                        .into_iter()
+                        .map(|errors| errors.map_or(ItemOutcome::NotApplied, ItemOutcome::Rejected))
+                        .collect(),
+                    error: None,
                 }
             }
             None => {

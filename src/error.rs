@@ -487,7 +487,9 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .field("href", href)
                 .field("reason", reason)
                 .finish(),
-            Self::InvalidRequest(message) => f.debug_tuple("InvalidRequest").field(message).finish(),
+            Self::InvalidRequest(message) => {
+                f.debug_tuple("InvalidRequest").field(message).finish()
+            }
         }
     }
 }

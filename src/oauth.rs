@@ -291,7 +291,10 @@ pub async fn exchange_code_with_client(
         "redirect_uri": app.redirect_uri,
     });
     let sent = Redactions::new(vec![app.client_secret.clone(), Secret::new(code)]);
-    tracing::debug!(client_id = app.client_id, "exchanging the authorization code");
+    tracing::debug!(
+        client_id = app.client_id,
+        "exchanging the authorization code"
+    );
     let result = token_request(
         http,
         &token_url(&base_url),

@@ -138,7 +138,10 @@ mod tests {
         assert!(!out.contains("cd+ef"), "{out}");
         assert!(!out.contains("cd%2Bef"), "{out}");
         assert_eq!(out.matches(REDACTED).count(), 4, "{out}");
-        assert!(out.ends_with("short abc"), "short secrets are left alone: {out}");
+        assert!(
+            out.ends_with("short abc"),
+            "short secrets are left alone: {out}"
+        );
     }
 
     #[test]

@@ -139,7 +139,10 @@ pub(crate) async fn execute(
         None => return send(http, request, limiter, policy).await,
         Some(Auth::Header(name, value, redactions)) => {
             request.headers_mut().insert(name.clone(), value.clone());
-            return mark(send(http, request, limiter, policy).await, redactions.clone());
+            return mark(
+                send(http, request, limiter, policy).await,
+                redactions.clone(),
+            );
         }
         Some(Auth::OAuth(session)) => session,
     };
@@ -258,7 +261,13 @@ pub(crate) async fn send(
         };
         match (retry::decide(policy, &method, attempt, &outcome), spare) {
             (Next::RetryAfter(wait), Some(spare)) => {
-                let honoured = matches!(outcome, Attempt::Status { retry_after: Some(_), .. });
+                let honoured = matches!(
+                    outcome,
+                    Attempt::Status {
+                        retry_after: Some(_),
+                        ..
+                    }
+                );
                 tracing::debug!(
                     target: "lead_intake::retry",
                     %method,
