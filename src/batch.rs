@@ -715,8 +715,13 @@ async fn send_chunk<O: Operation>(
     let uniform = |outcome: fn() -> ItemOutcome<O::Output>| -> Vec<ItemOutcome<O::Output>> {
         std::iter::repeat_with(outcome).take(len).collect()
     };
+    let items = chunk.start..chunk.start + len;
     // Checked when the chunk starts: after a stopping failure, no new request is sent.
     if stop.load(Ordering::SeqCst) {
+        tracing::debug!(
+            ?items,
+            "batch chunk not sent: an earlier failure stopped the batch"
+        );
         return ChunkResult {
             outcomes: uniform(|| ItemOutcome::NotAttempted),
             error: None,
@@ -736,21 +741,43 @@ async fn send_chunk<O: Operation>(
                     // A success answer that does not mention the item.
                     None => ItemOutcome::Unknown,
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            let unknown = outcomes
+                .iter()
+                .filter(|o| matches!(o, ItemOutcome::Unknown))
+                .count();
+            tracing::debug!(
+                ?items,
+                succeeded = len - unknown,
+                unknown,
+                "batch chunk answered"
+            );
             ChunkResult {
                 outcomes,
                 error: None,
             }
         }
         Err(error) => match rejections(&error, &chunk.request_keys) {
-            Some(rejected) => ChunkResult {
-                outcomes: rejected
-                    .into_iter()
-                    .map(|errors| errors.map_or(ItemOutcome::NotApplied, ItemOutcome::Rejected))
-                    .collect(),
-                error: None,
-            },
+            Some(rejected) => {
+                tracing::debug!(
+                    ?items,
+                    rejected = rejected.iter().filter(|r| r.is_some()).count(),
+                    "batch chunk refused with validation errors; the later chunks are still sent"
+                );
+                ChunkResult {
+                    outcomes: rejected
+                        .into_iter()
+                        .map(|errors| errors.map_or(ItemOutcome::NotApplied, ItemOutcome::Rejected))
+                        .collect(),
+                    error: None,
+                }
+            }
             None => {
+                tracing::warn!(
+                    ?items,
+                    error = %error,
+                    "batch chunk failed; the batch stops"
+                );
                 stop.store(true, Ordering::SeqCst);
                 let outcomes = if certainly_not_applied(&error) {
                     uniform(|| ItemOutcome::NotApplied)

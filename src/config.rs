@@ -142,6 +142,38 @@ pub(crate) fn http_client() -> Result<reqwest::Client, ConfigError> {
         .user_agent(concat!("lead-intake/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(15))
         .timeout(timeout)
+        .redirect(same_origin_redirects())
         .build()
         .map_err(ConfigError::HttpClient)
+}
+
+/// How many redirects the default client follows for one request.
+const MAX_REDIRECTS: usize = 10;
+
+/// Follows a redirect only within the request's origin (scheme, host and port). reqwest's
+/// default follows any redirect and drops only the standard credential headers on the way:
+/// CloseBot's `X-CB-KEY` would go along to the other host, and so would a token request's body
+/// (client secret and refresh token) after a 307 or 308. A redirect elsewhere is not followed:
+/// the 3xx comes back as the answer.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.stop();
+        };
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error("too many redirects");
+        }
+        let (from, to) = (first.origin(), attempt.url().origin());
+        if from != to {
+            tracing::warn!(
+                target: "lead_intake::transport",
+                status = attempt.status().as_u16(),
+                from = %from.ascii_serialization(),
+                to = %to.ascii_serialization(),
+                "redirect to another origin not followed (the credentials would go along)"
+            );
+            return attempt.stop();
+        }
+        attempt.follow()
+    })
 }

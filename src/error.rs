@@ -38,8 +38,10 @@ pub trait ProblemSummary {
 /// An error from a call to Kommo or CloseBot.
 ///
 /// `P` is the API's problem document (`kommo::types::Problem`, `closebot::types::Problem`).
-/// Messages never contain the token or API key: requests carry them only in headers.
-#[derive(Debug, thiserror::Error)]
+/// Messages never contain the token or API key: requests carry them only in headers, and a body
+/// that echoes them back has them replaced by `[redacted]`. `Debug` shows a [`ApiError::Decode`]
+/// body's length, not its bytes (a success answer may hold secrets, such as CloseBot's CRM keys).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     /// The API answered an error status with its JSON problem document.
@@ -324,6 +326,10 @@ where
     P: fmt::Debug + ProblemSummary + DeserializeOwned,
 {
     use crate::transport::{Attempts, AuthFailure, Endpoint};
+    let redactions = response
+        .extensions()
+        .get::<crate::secret::Redactions>()
+        .cloned();
     let status = response.status();
     let endpoint = match response.extensions().get::<Endpoint>() {
         Some(Endpoint(path)) => path.clone(),
@@ -350,6 +356,11 @@ where
     let bytes = match read_limited(response).await {
         Ok(bytes) => bytes,
         Err(e) => return ApiError::Transport(e),
+    };
+    // A server that echoes the request's credentials must not put them into the error.
+    let bytes = match redactions.map(|r| r.apply(&String::from_utf8_lossy(&bytes)).into_owned()) {
+        Some(text) if text.as_bytes() != bytes.as_slice() => text.into_bytes(),
+        _ => bytes,
     };
     let is_json = content_type.as_deref().is_some_and(|ct| {
         let essence = ct
@@ -404,4 +415,81 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
         }
     }
     Ok(out)
+}
+
+impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Problem {
+                endpoint,
+                status,
+                problem,
+            } => f
+                .debug_struct("Problem")
+                .field("endpoint", endpoint)
+                .field("status", status)
+                .field("problem", problem)
+                .finish(),
+            Self::UnexpectedResponse {
+                endpoint,
+                status,
+                retry_after,
+                content_type,
+                body,
+            } => f
+                .debug_struct("UnexpectedResponse")
+                .field("endpoint", endpoint)
+                .field("status", status)
+                .field("retry_after", retry_after)
+                .field("content_type", content_type)
+                .field("body", body)
+                .finish(),
+            Self::RateLimited {
+                endpoint,
+                retry_after,
+                attempts,
+                body,
+            } => f
+                .debug_struct("RateLimited")
+                .field("endpoint", endpoint)
+                .field("retry_after", retry_after)
+                .field("attempts", attempts)
+                .field("body", body)
+                .finish(),
+            Self::AccountBlocked {
+                endpoint,
+                content_type,
+                body,
+            } => f
+                .debug_struct("AccountBlocked")
+                .field("endpoint", endpoint)
+                .field("content_type", content_type)
+                .field("body", body)
+                .finish(),
+            Self::Auth { endpoint, error } => f
+                .debug_struct("Auth")
+                .field("endpoint", endpoint)
+                .field("error", error)
+                .finish(),
+            Self::Decode {
+                path,
+                message,
+                body,
+            } => f
+                .debug_struct("Decode")
+                .field("path", path)
+                .field("message", message)
+                .field("body", &format_args!("<{} bytes>", body.len()))
+                .finish(),
+            Self::Transport(e) => f.debug_tuple("Transport").field(e).finish(),
+            Self::InvalidLink { href, reason } => f
+                .debug_struct("InvalidLink")
+                .field("href", href)
+                .field("reason", reason)
+                .finish(),
+            Self::InvalidRequest(message) => {
+                f.debug_tuple("InvalidRequest").field(message).finish()
+            }
+        }
+    }
 }

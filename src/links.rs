@@ -5,7 +5,10 @@
 //! A relative href resolves against the client's base URL. An absolute href must have the base
 //! URL's origin: a link to another host is refused with [`ApiError::InvalidLink`] and nothing is
 //! sent, since following it would hand the account's token to a host you never chose. The same
-//! happens to the documents' placeholder href `LINK` when it is not a path of the API.
+//! happens to the documents' placeholder href `LINK` when it is not a path of the API, to a
+//! scheme-relative `//host/...`, and to a link with credentials in it (`https://user@host/`).
+//! Refusals are logged at WARN (target `lead_intake::links`) with the reason and the origins,
+//! never the href itself.
 //!
 //! ```no_run
 //! use lead_intake::kommo::types::{IncomingLead, IncomingLeadList};
@@ -42,13 +45,21 @@ pub(crate) fn resolve(base: &str, href: &str) -> Result<url::Url, String> {
     if href.starts_with("//") {
         return Err("a scheme-relative URL is not accepted".to_string());
     }
-    let target = base.join(href).map_err(|e| format!("not a URL: {e}"))?;
+    // An absolute href is taken as it reads on its own: joined to the base, `http:/host/x`
+    // would become a path of the base's host, while everything else reads it as `host`.
+    let target = match url::Url::parse(href) {
+        Ok(absolute) => absolute,
+        Err(_) => base.join(href).map_err(|e| format!("not a URL: {e}"))?,
+    };
     if target.origin() != base.origin() {
         return Err(format!(
             "it points to {}, not to the client's own {}: following it would send the credentials to a host you did not choose",
             target.origin().ascii_serialization(),
             base.origin().ascii_serialization()
         ));
+    }
+    if !target.username().is_empty() || target.password().is_some() {
+        return Err("it carries credentials (`user@`) in the URL".to_string());
     }
     Ok(target)
 }
@@ -62,9 +73,12 @@ where
     C: ClientHooks<S> + ClientInfo<S>,
     T: DeserializeOwned + ApiResponse,
 {
-    let url = resolve(client.baseurl(), href).map_err(|reason| ApiError::InvalidLink {
-        href: href.to_string(),
-        reason,
+    let url = resolve(client.baseurl(), href).map_err(|reason| {
+        tracing::warn!(reason, href_len = href.len(), "link not followed");
+        ApiError::InvalidLink {
+            href: href.to_string(),
+            reason,
+        }
     })?;
     let mut request = client
         .client()

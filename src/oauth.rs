@@ -15,6 +15,10 @@
 //!   later request fails fast with it (no more token requests) until the user authorizes the
 //!   integration again.
 //!
+//! Events (target `lead_intake::oauth`, README "Logging"): each refresh's start, success and
+//! failure, a refused refresh token, a failed callback. They never carry a token, the client
+//! secret or the code; error texts lose any of them a server or a callback echoes back.
+//!
 //! Token requests count against the client's rate limit. A 429 or a refused connection is
 //! retried; any other failure is not (a refresh that may have reached the server must not be
 //! repeated with a spent token).
@@ -57,6 +61,7 @@ use tokio::time::Instant;
 
 use crate::ratelimit::RateLimiter;
 use crate::retry::RetryPolicy;
+use crate::secret::Redactions;
 use crate::{ConfigError, Secret};
 
 /// How long a refresh that failed for a passing reason (a 5xx, a timeout) is not tried again
@@ -147,6 +152,9 @@ pub enum AuthError {
     },
     /// Your callback failed to store the new token pair, so it was not used. The pair is kept in
     /// memory and offered to the callback again on the next request.
+    ///
+    /// This is your callback's error, unless its text (or its sources') contains a token or the
+    /// client secret: then it is replaced by a plain error with that text, the secrets removed.
     #[error(
         "the refreshed tokens could not be stored ({0}); they were not used and will be offered to the callback again"
     )]
@@ -156,7 +164,8 @@ pub enum AuthError {
     TokenEndpoint {
         /// The status.
         status: StatusCode,
-        /// The start of the body (it never holds our tokens: those are only in requests).
+        /// The start of the body, without the refresh token, code or client secret if the server
+        /// echoed them.
         body: String,
     },
     /// A 2xx from the token endpoint that is not a usable token pair.
@@ -281,15 +290,34 @@ pub async fn exchange_code_with_client(
         "code": code,
         "redirect_uri": app.redirect_uri,
     });
-    token_request(
+    let sent = Redactions::new(vec![app.client_secret.clone(), Secret::new(code)]);
+    tracing::debug!(
+        client_id = app.client_id,
+        "exchanging the authorization code"
+    );
+    let result = token_request(
         http,
         &token_url(&base_url),
         &body,
         Grant::AuthorizationCode,
         None,
         &RetryPolicy::default(),
+        &sent,
     )
-    .await
+    .await;
+    match &result {
+        Ok(pair) => tracing::info!(
+            client_id = app.client_id,
+            expires_at = %pair.expires_at,
+            "authorization code exchanged for a token pair"
+        ),
+        Err(e) => tracing::warn!(
+            client_id = app.client_id,
+            error = %e,
+            "the authorization code exchange failed"
+        ),
+    }
+    result
 }
 
 pub(crate) fn token_url(base_url: &str) -> String {
@@ -311,7 +339,8 @@ struct TokenProblem {
 }
 
 /// POSTs a grant to the token endpoint (through the rate limiter; only a 429 or a refused
-/// connection is retried, since a grant that reached the server is spent).
+/// connection is retried, since a grant that reached the server is spent). `sent` are the
+/// secrets in the request: an error answer that echoes them loses them.
 async fn token_request(
     http: &reqwest::Client,
     url: &str,
@@ -319,6 +348,7 @@ async fn token_request(
     grant: Grant,
     limiter: Option<&RateLimiter>,
     retry: &RetryPolicy,
+    sent: &Redactions,
 ) -> Result<TokenPair, AuthError> {
     let request = http
         .post(url)
@@ -335,8 +365,10 @@ async fn token_request(
         .await
         .map_err(|e| AuthError::Transport(Arc::new(e)))?;
     if status.is_success() {
+        // serde's messages quote the values they refuse, and this body holds new tokens: say
+        // only where it is wrong.
         let answer: TokenAnswer = serde_json::from_slice(&bytes)
-            .map_err(|e| AuthError::InvalidTokenResponse(e.to_string()))?;
+            .map_err(|e| AuthError::InvalidTokenResponse(token_answer_problem(&bytes, &e)))?;
         if answer.access_token.trim().is_empty() || answer.refresh_token.trim().is_empty() {
             return Err(AuthError::InvalidTokenResponse(
                 "a token is empty".to_string(),
@@ -359,8 +391,10 @@ async fn token_request(
             expires_at: now_utc() + chrono::Duration::seconds(answer.expires_in),
         });
     }
+    let text = String::from_utf8_lossy(&bytes);
+    let text = sent.apply(&text);
     if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED {
-        let problem: TokenProblem = serde_json::from_slice(&bytes).unwrap_or_default();
+        let problem: TokenProblem = serde_json::from_str(&text).unwrap_or_default();
         return Err(AuthError::Rejected {
             grant,
             status,
@@ -371,8 +405,31 @@ async fn token_request(
     }
     Err(AuthError::TokenEndpoint {
         status,
-        body: crate::error::excerpt(&String::from_utf8_lossy(&bytes)),
+        body: crate::error::excerpt(&text),
     })
+}
+
+/// Why a 2xx token answer did not decode, without quoting any value of it.
+fn token_answer_problem(bytes: &[u8], error: &serde_json::Error) -> String {
+    let Ok(serde_json::Value::Object(answer)) = serde_json::from_slice::<serde_json::Value>(bytes)
+    else {
+        return format!(
+            "not a JSON object (line {}, column {})",
+            error.line(),
+            error.column()
+        );
+    };
+    for field in ["access_token", "refresh_token"] {
+        match answer.get(field) {
+            None => return format!("`{field}` is missing"),
+            Some(serde_json::Value::String(_)) => {}
+            Some(_) => return format!("`{field}` is not a string"),
+        }
+    }
+    match answer.get("expires_in") {
+        None => "`expires_in` is missing".to_string(),
+        Some(_) => "`expires_in` is not an integer number of seconds".to_string(),
+    }
 }
 
 /// The live OAuth state of a client, shared by its clones.
@@ -385,6 +442,10 @@ pub(crate) struct Session {
     callback: Callback,
     margin: Duration,
     state: tokio::sync::Mutex<State>,
+    /// Every secret of the session (client secret, current, pending and previous tokens), for
+    /// responses to carry (see [`Redactions`]). Behind its own lock: a refresh in progress
+    /// holds `state`, and the answers of other requests must not wait for it.
+    redactions: std::sync::Mutex<Redactions>,
 }
 
 struct State {
@@ -429,7 +490,13 @@ impl Session {
         }
         let header = bearer(&oauth.tokens.access_token)?;
         let (refresh_at, expires) = deadlines(oauth.tokens.expires_at, oauth.margin);
+        let redactions = std::sync::Mutex::new(Redactions::new(vec![
+            oauth.app.client_secret.clone(),
+            oauth.tokens.access_token.clone(),
+            oauth.tokens.refresh_token.clone(),
+        ]));
         Ok(Self {
+            redactions,
             token_url: token_url(base_url),
             app: oauth.app,
             http,
@@ -455,11 +522,38 @@ impl Session {
         self.state.lock().await.tokens.clone()
     }
 
+    /// The session's secrets, to remove from error bodies.
+    pub(crate) fn redactions(&self) -> Redactions {
+        self.redactions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Adds a new pair to the secrets to remove, keeping the client secret and the two pairs
+    /// before it (a server may echo a token that was just replaced).
+    fn remember(&self, pair: &TokenPair) {
+        let mut redactions = self
+            .redactions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut secrets: Vec<Secret> = redactions.0.iter().cloned().collect();
+        secrets.extend([pair.access_token.clone(), pair.refresh_token.clone()]);
+        // The client secret first, then at most three pairs.
+        let keep_from = secrets.len().saturating_sub(6).max(1);
+        let mut kept = vec![secrets[0].clone()];
+        kept.extend(secrets.drain(keep_from..));
+        *redactions = Redactions::new(kept);
+    }
+
     /// The Authorization header to send now, refreshing first when the token is about to
     /// expire, and the generation it belongs to.
     pub(crate) async fn authorization(&self) -> Result<(HeaderValue, u64), AuthError> {
         let mut state = self.state.lock().await;
         if let Some(dead) = &state.dead {
+            tracing::debug!(
+                "not refreshing: the refresh token was refused earlier; the integration must be authorized again"
+            );
             return Err(dead.clone());
         }
         if let Some(pair) = state.pending.take() {
@@ -468,10 +562,19 @@ impl Session {
         let now = Instant::now();
         let cooling = state.cooldown_until.is_some_and(|until| now < until);
         if now >= state.refresh_at && !(cooling && now < state.expires) {
-            match self.refresh(&mut state).await {
+            let reason = if now < state.expires {
+                "the access token expires soon"
+            } else {
+                "the access token has expired"
+            };
+            match self.refresh(&mut state, reason).await {
                 Ok(()) => {}
                 // The current token still works: use it, and try again a little later.
                 Err(e) if e.is_transient() && now < state.expires => {
+                    tracing::debug!(
+                        cooldown_s = REFRESH_COOLDOWN.as_secs(),
+                        "the refresh failed for a passing reason; the current access token is still valid and is used meanwhile"
+                    );
                     state.cooldown_until = Some(now + REFRESH_COOLDOWN);
                 }
                 Err(e) => return Err(e),
@@ -488,12 +591,18 @@ impl Session {
             return Err(dead.clone());
         }
         if state.generation != generation || state.pending.is_some() {
+            tracing::debug!("another request already refreshed the access token");
             return Ok(());
         }
-        self.refresh(&mut state).await
+        self.refresh(&mut state, "the API answered 401").await
     }
 
-    async fn refresh(&self, state: &mut State) -> Result<(), AuthError> {
+    async fn refresh(&self, state: &mut State, reason: &'static str) -> Result<(), AuthError> {
+        tracing::debug!(
+            client_id = self.app.client_id,
+            reason,
+            "refreshing the access token"
+        );
         let body = serde_json::json!({
             "client_id": self.app.client_id,
             "client_secret": self.app.client_secret.expose(),
@@ -508,15 +617,36 @@ impl Session {
             Grant::RefreshToken,
             self.limiter.as_ref(),
             &self.retry,
+            &self.redactions(),
         )
         .await;
         match result {
-            Ok(pair) => self.adopt(state, pair).await,
+            Ok(pair) => {
+                self.remember(&pair);
+                tracing::info!(
+                    client_id = self.app.client_id,
+                    expires_at = %pair.expires_at,
+                    "access token refreshed"
+                );
+                self.adopt(state, pair).await
+            }
             Err(e @ AuthError::Rejected { .. }) => {
+                tracing::error!(
+                    client_id = self.app.client_id,
+                    error = %e,
+                    "the refresh token was refused: every request fails until the integration is authorized again"
+                );
                 state.dead = Some(e.clone());
                 Err(e)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    client_id = self.app.client_id,
+                    error = %e,
+                    "the access token could not be refreshed"
+                );
+                Err(e)
+            }
         }
     }
 
@@ -527,9 +657,15 @@ impl Session {
             Err(e) => return Err(AuthError::Config(Arc::new(e))),
         };
         if let Err(e) = (self.callback)(pair.clone()).await {
+            let e = without_secrets(e, &self.redactions());
+            tracing::warn!(
+                error = %e,
+                "the on_refresh callback failed to store the new tokens; they are kept in memory and offered again on the next request"
+            );
             state.pending = Some(pair);
-            return Err(AuthError::Callback(Arc::from(e)));
+            return Err(AuthError::Callback(e));
         }
+        tracing::debug!("the new tokens were stored by the callback and are in use");
         let (refresh_at, expires) = deadlines(pair.expires_at, self.margin);
         state.tokens = pair;
         state.header = header;
@@ -540,6 +676,36 @@ impl Session {
         Ok(())
     }
 }
+
+/// The callback's error, or a plain error with its text when that text (or a source's) holds a
+/// secret: a database error may quote the value it failed to store.
+fn without_secrets(error: BoxError, secrets: &Redactions) -> Arc<dyn StdError + Send + Sync> {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let debug = format!("{error:?}");
+    let leaks = |text: &str| matches!(secrets.apply(text), std::borrow::Cow::Owned(_));
+    if !leaks(&chain) && !leaks(&debug) {
+        return Arc::from(error);
+    }
+    Arc::new(RedactedError(secrets.apply(&chain).into_owned()))
+}
+
+/// An error's text with the secrets removed (see [`AuthError::Callback`]).
+#[derive(Debug)]
+struct RedactedError(String);
+
+impl fmt::Display for RedactedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for RedactedError {}
 
 /// The wall clock as a chrono time (chrono's own `Utc::now` needs its `clock` feature).
 pub(crate) fn now_utc() -> DateTime<Utc> {

@@ -48,6 +48,9 @@
 //! fake server enforcing 50 requests per second, a limiter of exactly 50 per second counting
 //! starts drew 24 429s in 11 imports of 10,000 leads; with the margin, none (BENCHMARKS.md,
 //! benchmark 4). [`RateLimiter::with_margin`] changes it; zero counts starts only.
+//!
+//! A request that has to wait is logged at DEBUG (target `lead_intake::ratelimit`, with
+//! `wait_ms`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -192,6 +195,14 @@ impl RateLimiter {
                     };
                 }
                 Err(free_at) => {
+                    tracing::debug!(
+                        wait_ms = free_at
+                            .saturating_duration_since(Instant::now())
+                            .as_millis() as u64,
+                        max = self.inner.max,
+                        period_ms = self.inner.period.as_millis() as u64,
+                        "rate limiter: waiting for a slot"
+                    );
                     let timer = std::pin::pin!(tokio::time::sleep_until(free_at));
                     match select(timer, finished).await {
                         Either::Left(_) | Either::Right(_) => {}

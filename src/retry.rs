@@ -133,10 +133,23 @@ pub(crate) fn is_idempotent(method: &Method) -> bool {
 /// What to do after one attempt.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
-    /// Hand this result to the caller.
+    /// Hand this result to the caller: a success, or a failure that is never retried.
     Return,
     /// Wait this long, then send again.
     RetryAfter(Duration),
+    /// A failure that could be retried, but is not: hand it to the caller (and say why).
+    GiveUp(GiveUp),
+}
+
+/// Why a failure that could be retried was not.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum GiveUp {
+    /// Every attempt the policy allows was made.
+    Exhausted,
+    /// The server's `Retry-After` is longer than the policy's maximum delay.
+    RetryAfterTooLong(Duration),
+    /// A 5xx or a broken connection on a POST or PATCH, which may have been applied.
+    NotIdempotent,
 }
 
 /// The outcome of an attempt, reduced to what the decision needs.
@@ -151,6 +164,21 @@ pub(crate) enum Attempt {
     Failed { nothing_sent: bool },
 }
 
+impl Attempt {
+    /// What went wrong, in a few words, for logs.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Attempt::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                "rate limited (429)"
+            }
+            Attempt::Status { status, .. } if status.is_server_error() => "server error (5xx)",
+            Attempt::Status { .. } => "status",
+            Attempt::Failed { nothing_sent: true } => "connection failed before sending",
+            Attempt::Failed { .. } => "transport error",
+        }
+    }
+}
+
 /// Decides whether attempt number `attempt` (1-based) is retried.
 pub(crate) fn decide(
     policy: &RetryPolicy,
@@ -158,32 +186,34 @@ pub(crate) fn decide(
     attempt: u32,
     outcome: &Attempt,
 ) -> Next {
-    if attempt >= policy.max_attempts {
-        return Next::Return;
-    }
-    match outcome {
+    let wait = match outcome {
         Attempt::Status {
             status,
             retry_after,
-        } if *status == StatusCode::TOO_MANY_REQUESTS => match retry_after {
-            Some(wait) if *wait > policy.max_delay => Next::Return,
-            Some(wait) => Next::RetryAfter(*wait),
-            None => Next::RetryAfter(policy.backoff(attempt)),
-        },
-        Attempt::Status {
-            status,
-            retry_after,
-        } if status.is_server_error() && is_idempotent(method) => match retry_after {
-            Some(wait) if *wait > policy.max_delay => Next::Return,
-            Some(wait) => Next::RetryAfter(*wait),
-            None => Next::RetryAfter(policy.backoff(attempt)),
-        },
-        Attempt::Status { .. } => Next::Return,
-        Attempt::Failed { nothing_sent } if *nothing_sent || is_idempotent(method) => {
-            Next::RetryAfter(policy.backoff(attempt))
+        } if *status == StatusCode::TOO_MANY_REQUESTS
+            || (status.is_server_error() && is_idempotent(method)) =>
+        {
+            match retry_after {
+                Some(wait) if *wait > policy.max_delay => {
+                    return Next::GiveUp(GiveUp::RetryAfterTooLong(*wait));
+                }
+                Some(wait) => *wait,
+                None => policy.backoff(attempt),
+            }
         }
-        Attempt::Failed { .. } => Next::Return,
+        Attempt::Status { status, .. } if status.is_server_error() => {
+            return Next::GiveUp(GiveUp::NotIdempotent);
+        }
+        Attempt::Status { .. } => return Next::Return,
+        Attempt::Failed { nothing_sent } if *nothing_sent || is_idempotent(method) => {
+            policy.backoff(attempt)
+        }
+        Attempt::Failed { .. } => return Next::GiveUp(GiveUp::NotIdempotent),
+    };
+    if attempt >= policy.max_attempts {
+        return Next::GiveUp(GiveUp::Exhausted);
     }
+    Next::RetryAfter(wait)
 }
 
 /// The `Retry-After` of an answer, when present and readable.
@@ -231,13 +261,22 @@ mod tests {
             decide(&p, &post, 1, &status(429, None)),
             Next::RetryAfter(_)
         ));
-        assert_eq!(decide(&p, &get, 1, &status(429, Some(3600))), Next::Return);
+        assert_eq!(
+            decide(&p, &get, 1, &status(429, Some(3600))),
+            Next::GiveUp(GiveUp::RetryAfterTooLong(Duration::from_secs(3600)))
+        );
         assert!(matches!(
             decide(&p, &get, 1, &status(503, None)),
             Next::RetryAfter(_)
         ));
-        assert_eq!(decide(&p, &post, 1, &status(503, None)), Next::Return);
-        assert_eq!(decide(&p, &patch, 1, &status(500, None)), Next::Return);
+        assert_eq!(
+            decide(&p, &post, 1, &status(503, None)),
+            Next::GiveUp(GiveUp::NotIdempotent)
+        );
+        assert_eq!(
+            decide(&p, &patch, 1, &status(500, None)),
+            Next::GiveUp(GiveUp::NotIdempotent)
+        );
         assert_eq!(decide(&p, &get, 1, &status(403, None)), Next::Return);
         assert_eq!(decide(&p, &get, 1, &status(401, None)), Next::Return);
         assert_eq!(decide(&p, &get, 1, &status(400, None)), Next::Return);
@@ -254,7 +293,7 @@ mod tests {
                     nothing_sent: false
                 }
             ),
-            Next::Return
+            Next::GiveUp(GiveUp::NotIdempotent)
         );
         assert!(matches!(
             decide(
@@ -268,11 +307,15 @@ mod tests {
             Next::RetryAfter(_)
         ));
         // The last attempt is never retried.
-        assert_eq!(decide(&p, &get, 4, &status(429, Some(1))), Next::Return);
+        assert_eq!(
+            decide(&p, &get, 4, &status(429, Some(1))),
+            Next::GiveUp(GiveUp::Exhausted)
+        );
         assert_eq!(
             decide(&RetryPolicy::none(), &get, 1, &status(503, None)),
-            Next::Return
+            Next::GiveUp(GiveUp::Exhausted)
         );
+        assert_eq!(decide(&p, &get, 4, &status(200, None)), Next::Return);
     }
 
     #[test]

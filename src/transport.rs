@@ -3,21 +3,29 @@
 //!
 //! `exec` can only return a `reqwest::Response` or a `reqwest::Error`, so a failure of our own
 //! (an OAuth refresh that failed) travels as a synthetic 401 response carrying the typed error in
-//! its extensions; [`crate::error`] takes it out again.
+//! its extensions; [`crate::error`] takes it out again. Every response also carries the
+//! secrets its request was sent with ([`Redactions`]), so an error built from it can remove
+//! them when a server echoes them back.
+//!
+//! Events (README "Logging"): `lead_intake::transport` for each attempt and its answer,
+//! `lead_intake::retry` for retry decisions. They name the method, host and path, never the
+//! query string (it may carry values the caller would not log), headers or bodies.
 
 use std::sync::Arc;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use reqwest::{Request, Response, StatusCode};
+use tokio::time::Instant;
 
 use crate::oauth::{AuthError, Session, TokenPair};
 use crate::ratelimit::RateLimiter;
-use crate::retry::{self, Attempt, Next, RetryPolicy};
+use crate::retry::{self, Attempt, GiveUp, Next, RetryPolicy};
+use crate::secret::Redactions;
 
 /// How a client authenticates.
 pub(crate) enum Auth {
-    /// A fixed header (a long-lived bearer token, CloseBot's key).
-    Header(HeaderName, HeaderValue),
+    /// A fixed header (a long-lived bearer token, CloseBot's key), and the secret in it.
+    Header(HeaderName, HeaderValue, Redactions),
     /// Kommo OAuth with refresh.
     OAuth(Box<Session>),
 }
@@ -32,7 +40,7 @@ pub(crate) struct Pipeline {
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let auth = match &self.auth {
-            Auth::Header(name, _) => format!("{name}: [redacted]"),
+            Auth::Header(name, ..) => format!("{name}: [redacted]"),
             Auth::OAuth(_) => "OAuth [redacted]".to_string(),
         };
         f.debug_struct("Pipeline")
@@ -90,6 +98,12 @@ pub(crate) struct Endpoint(pub(crate) String);
 pub(crate) struct Attempts(pub(crate) u32);
 
 fn auth_failure(request: &Request, error: AuthError) -> Response {
+    tracing::debug!(
+        method = %request.method(),
+        path = request.url().path(),
+        error = %error,
+        "request not sent: no valid OAuth token"
+    );
     let mut response = http::Response::new(error.to_string());
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     response.headers_mut().insert(
@@ -101,6 +115,14 @@ fn auth_failure(request: &Request, error: AuthError) -> Response {
         .insert(Endpoint(request.url().path().to_string()));
     response.extensions_mut().insert(AuthFailure(error));
     Response::from(response)
+}
+
+/// Marks `result`'s response with the secrets its request carried.
+fn mark(result: reqwest::Result<Response>, redactions: Redactions) -> reqwest::Result<Response> {
+    result.map(|mut response| {
+        response.extensions_mut().insert(redactions);
+        response
+    })
 }
 
 /// Sends `request` with credentials (when `auth` is given), through the limiter, retrying per
@@ -115,9 +137,12 @@ pub(crate) async fn execute(
 ) -> reqwest::Result<Response> {
     let session = match auth {
         None => return send(http, request, limiter, policy).await,
-        Some(Auth::Header(name, value)) => {
+        Some(Auth::Header(name, value, redactions)) => {
             request.headers_mut().insert(name.clone(), value.clone());
-            return send(http, request, limiter, policy).await;
+            return mark(
+                send(http, request, limiter, policy).await,
+                redactions.clone(),
+            );
         }
         Some(Auth::OAuth(session)) => session,
     };
@@ -131,21 +156,55 @@ pub(crate) async fn execute(
     };
     let result = send(http, request, limiter, policy).await;
     let (Ok(response), Some(mut again)) = (&result, spare) else {
-        return result;
+        return mark(result, session.redactions());
     };
     if response.status() != StatusCode::UNAUTHORIZED {
-        return result;
+        return mark(result, session.redactions());
     }
+    tracing::debug!(
+        target: "lead_intake::oauth",
+        method = %again.method(),
+        path = again.url().path(),
+        "401 to the access token: refreshing it (unless another request already did) and sending again"
+    );
     if let Err(e) = session.unauthorized(generation).await {
         return Ok(auth_failure(&again, e));
     }
     match session.authorization().await {
         Ok((value, _)) => {
             again.headers_mut().insert(AUTHORIZATION, value);
-            send(http, again, limiter, policy).await
+            mark(
+                send(http, again, limiter, policy).await,
+                session.redactions(),
+            )
         }
         Err(e) => Ok(auth_failure(&again, e)),
     }
+}
+
+/// A transport error in words, without its URL (whose query string is not logged).
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "connect"
+    } else if error.is_timeout() {
+        "timeout"
+    } else if error.is_body() || error.is_decode() {
+        "body"
+    } else if error.is_builder() {
+        "request"
+    } else if error.is_redirect() {
+        "redirect"
+    } else {
+        "request"
+    };
+    let mut text = kind.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Sends `request` as it is, through the limiter, retrying per `policy`.
@@ -156,6 +215,10 @@ pub(crate) async fn send(
     policy: &RetryPolicy,
 ) -> reqwest::Result<Response> {
     let method = request.method().clone();
+    // The path only: a query string may carry values (search terms, a user's data) that do
+    // not belong in logs.
+    let host = request.url().host_str().unwrap_or("").to_string();
+    let path = request.url().path().to_string();
     let mut attempt: u32 = 1;
     loop {
         // A body that cannot be cloned (a stream) is sent once.
@@ -164,27 +227,105 @@ pub(crate) async fn send(
             Some(limiter) => Some(limiter.acquire().await),
             None => None,
         };
+        tracing::trace!(%method, host, path, attempt, "sending request");
+        let started = Instant::now();
         let result = http.execute(request).await;
         // An answer (or an error) came: the server has counted the request, if it got it.
         if let Some(permit) = permit {
             permit.finish();
         }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         let outcome = match &result {
-            Ok(response) => Attempt::Status {
-                status: response.status(),
-                retry_after: retry::retry_after(response.headers()),
-            },
-            Err(e) => Attempt::Failed {
-                nothing_sent: e.is_connect(),
-            },
+            Ok(response) => {
+                tracing::debug!(
+                    %method,
+                    path,
+                    attempt,
+                    status = response.status().as_u16(),
+                    elapsed_ms,
+                    "response received"
+                );
+                Attempt::Status {
+                    status: response.status(),
+                    retry_after: retry::retry_after(response.headers()),
+                }
+            }
+            Err(e) => {
+                tracing::debug!(
+                    %method,
+                    path,
+                    attempt,
+                    elapsed_ms,
+                    error = %describe(e),
+                    "request failed"
+                );
+                Attempt::Failed {
+                    nothing_sent: e.is_connect(),
+                }
+            }
         };
         match (retry::decide(policy, &method, attempt, &outcome), spare) {
             (Next::RetryAfter(wait), Some(spare)) => {
+                let honoured = matches!(
+                    outcome,
+                    Attempt::Status {
+                        retry_after: Some(_),
+                        ..
+                    }
+                );
+                tracing::debug!(
+                    target: "lead_intake::retry",
+                    %method,
+                    path,
+                    attempt,
+                    reason = outcome.reason(),
+                    delay_ms = wait.as_millis() as u64,
+                    delay_from = if honoured { "Retry-After" } else { "backoff" },
+                    "retrying"
+                );
                 tokio::time::sleep(wait).await;
                 attempt += 1;
                 request = spare;
             }
-            _ => {
+            (next, _) => {
+                match next {
+                    Next::RetryAfter(_) => tracing::debug!(
+                        target: "lead_intake::retry",
+                        %method,
+                        path,
+                        attempt,
+                        reason = outcome.reason(),
+                        "not retried: the body is a stream and cannot be sent again"
+                    ),
+                    Next::GiveUp(GiveUp::Exhausted) if policy.attempts() > 1 => tracing::warn!(
+                        target: "lead_intake::retry",
+                        %method,
+                        path,
+                        attempts = attempt,
+                        reason = outcome.reason(),
+                        "giving up: every attempt the retry policy allows failed"
+                    ),
+                    Next::GiveUp(GiveUp::Exhausted) => {}
+                    Next::GiveUp(GiveUp::RetryAfterTooLong(wait)) => tracing::warn!(
+                        target: "lead_intake::retry",
+                        %method,
+                        path,
+                        attempts = attempt,
+                        reason = outcome.reason(),
+                        retry_after_s = wait.as_secs(),
+                        max_delay_s = policy.get_max_delay().as_secs(),
+                        "giving up: the server's Retry-After is longer than the retry policy's max delay"
+                    ),
+                    Next::GiveUp(GiveUp::NotIdempotent) => tracing::debug!(
+                        target: "lead_intake::retry",
+                        %method,
+                        path,
+                        attempts = attempt,
+                        reason = outcome.reason(),
+                        "not retried: the request may have been applied and the method is not idempotent"
+                    ),
+                    Next::Return => {}
+                }
                 return result.map(|mut response| {
                     response.extensions_mut().insert(Attempts(attempt));
                     response

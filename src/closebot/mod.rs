@@ -79,6 +79,7 @@ pub struct ClientState {
 pub struct ClientBuilder {
     api_key: Option<Secret>,
     base_url: String,
+    allow_insecure: bool,
     key_header: KeyHeader,
     limiter: Option<RateLimiter>,
     retry: RetryPolicy,
@@ -90,6 +91,7 @@ impl Default for ClientBuilder {
         Self {
             api_key: None,
             base_url: DEFAULT_BASE_URL.to_string(),
+            allow_insecure: false,
             key_header: KeyHeader::default(),
             limiter: None,
             retry: RetryPolicy::default(),
@@ -105,9 +107,16 @@ impl ClientBuilder {
         self
     }
 
-    /// Another base URL (plain `http://` only on loopback hosts).
+    /// Another base URL. Plain `http://` is accepted only for loopback hosts unless
+    /// [`ClientBuilder::allow_insecure_http`] is set.
     pub fn base_url(mut self, base_url: &str) -> Self {
         self.base_url = base_url.to_string();
+        self
+    }
+
+    /// Accept plain `http://` on any host (the API key then travels unencrypted).
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure = true;
         self
     }
 
@@ -130,6 +139,10 @@ impl ClientBuilder {
     }
 
     /// Your own `reqwest::Client`.
+    ///
+    /// Its redirect policy is yours: the default client follows redirects only within the base
+    /// URL's origin, while reqwest's own default follows them to any host and sends the
+    /// `X-CB-KEY` header there (it drops only the standard `Authorization` header).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -140,7 +153,7 @@ impl ClientBuilder {
         let api_key = self.api_key.ok_or(ConfigError::Missing {
             what: "the API key",
         })?;
-        let base_url = config::base_url(&self.base_url, false)?;
+        let base_url = config::base_url(&self.base_url, self.allow_insecure)?;
         let header = match self.key_header {
             KeyHeader::XCbKey => (
                 HeaderName::from_static("x-cb-key"),
@@ -155,7 +168,12 @@ impl ClientBuilder {
             Some(http) => http,
             None => config::http_client()?,
         };
-        let pipeline = Pipeline::new(Auth::Header(header.0, header.1), self.limiter, self.retry);
+        let redactions = crate::secret::Redactions::new(vec![api_key]);
+        let pipeline = Pipeline::new(
+            Auth::Header(header.0, header.1, redactions),
+            self.limiter,
+            self.retry,
+        );
         Ok(Client::new_with_client(
             &base_url,
             http,

@@ -167,6 +167,10 @@ impl ClientBuilder {
     }
 
     /// Your own `reqwest::Client` (proxies, timeouts, TLS).
+    ///
+    /// Its redirect policy is yours: the default client follows redirects only within the base
+    /// URL's origin, while reqwest's own default follows them to any host (dropping the
+    /// `Authorization` header there, but not the body of a 307 or 308).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -191,6 +195,7 @@ impl ClientBuilder {
             Some(Credentials::Token(token)) => Auth::Header(
                 reqwest::header::AUTHORIZATION,
                 config::secret_header("Bearer ", &token, "token")?,
+                crate::secret::Redactions::new(vec![token]),
             ),
             Some(Credentials::OAuth(oauth)) => Auth::OAuth(Box::new(crate::oauth::Session::new(
                 oauth,
