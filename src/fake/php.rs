@@ -253,3 +253,142 @@ mod tests {
         assert_eq!(strings(lookup(&q.root, "a[b")), ["one:1"]);
     }
 }
+
+/// The reader against PHP itself (needs `php`, like tests/php_query.rs): on queries encoded as
+/// the client encodes them (`form_urlencoded`, reqwest's `query`), and on the same keys with
+/// their brackets left raw, [`parse`] builds exactly what PHP's `parse_str()` builds, in the same
+/// order. Mutations seen to fail it (then reverted): `[]` appending at the largest key instead
+/// of one past it (shrunk: `a[]=&a[]=`); a repeated plain key keeping the first value (shrunk:
+/// `a=&a=`); `0` and `05`-style keys alike when computing the next index (shrunk, before the fix
+/// below: `a[05]=&a[]=`).
+#[cfg(test)]
+mod php_properties {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One `php` process for every case: it reads a query per line and prints `parse_str()`'s
+    /// result as ordered `[key, value]` pairs (an array keeps its order, which `json_encode`
+    /// would hide behind a JSON list or object).
+    struct PhpProcess {
+        _child: std::process::Child,
+        stdin: std::process::ChildStdin,
+        stdout: BufReader<std::process::ChildStdout>,
+    }
+
+    fn php_parse_str(query: &str) -> Value {
+        static PHP: std::sync::OnceLock<std::sync::Mutex<PhpProcess>> = std::sync::OnceLock::new();
+        let php = PHP.get_or_init(|| {
+            let mut child = Command::new("php")
+                .args([
+                    "-r",
+                    r#"function pairs($v) {
+                        if (!is_array($v)) return $v;
+                        $out = [];
+                        foreach ($v as $k => $x) $out[] = [(string)$k, pairs($x)];
+                        return $out;
+                    }
+                    while (($line = fgets(STDIN)) !== false) {
+                        parse_str(rtrim($line, "\n"), $q);
+                        echo json_encode(pairs($q)), "\n";
+                        flush();
+                    }"#,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("these tests need PHP's CLI: run scripts/install-php.sh");
+            let stdin = child.stdin.take().unwrap();
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            std::sync::Mutex::new(PhpProcess {
+                _child: child,
+                stdin,
+                stdout,
+            })
+        });
+        let mut php = php.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(php.stdin, "{query}").unwrap();
+        php.stdin.flush().unwrap();
+        let mut line = String::new();
+        php.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("php: {e}: {line:?}"))
+    }
+
+    fn pairs(php: &Php) -> Value {
+        match php {
+            Php::Str(s) => Value::String(s.clone()),
+            Php::Map(entries) => Value::Array(
+                entries
+                    .iter()
+                    .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), pairs(v)]))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Keys the way Kommo's parameters are named (a plain base, then bracketed segments) with
+    /// the segments that decide PHP's array indices: appends, integers, and look-alikes.
+    fn key() -> impl Strategy<Value = String> {
+        let base = prop::sample::select(vec!["filter", "order", "page", "a"]);
+        let segment = prop::sample::select(vec![
+            "", "", "uid", "created_at", "from", "0", "1", "7", "05", "-1", "-0", "+1", "x y",
+        ]);
+        (base, prop::collection::vec(segment, 0..3)).prop_map(|(base, segments)| {
+            let mut key = base.to_string();
+            for s in segments {
+                key.push_str(&format!("[{s}]"));
+            }
+            key
+        })
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("&".to_string()),
+                Just("=".to_string()),
+                Just("[]".to_string()),
+                Just("%".to_string()),
+                Just("+".to_string()),
+                Just(" ".to_string()),
+                "[a-z0-9]{1,3}",
+                any::<char>()
+                    .prop_filter("no newline", |c| !matches!(c, '\n' | '\r'))
+                    .prop_map(String::from),
+            ],
+            0..4,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    fn query() -> impl Strategy<Value = (String, String)> {
+        prop::collection::vec((key(), value()), 0..8).prop_map(|pairs| {
+            let mut encoded = url::form_urlencoded::Serializer::new(String::new());
+            let mut raw = Vec::new();
+            for (k, v) in &pairs {
+                encoded.append_pair(k, v);
+                let v: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                raw.push(format!("{k}={v}"));
+            }
+            (encoded.finish(), raw.join("&"))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 400,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        #[test]
+        fn the_reader_agrees_with_php((encoded, raw) in query()) {
+            for q in [encoded, raw] {
+                prop_assert_eq!(pairs(&parse(&q).root), php_parse_str(&q), "query {:?}", q);
+            }
+        }
+    }
+}
