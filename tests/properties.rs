@@ -19,20 +19,23 @@
 //! (`scripts/install-php.sh`).
 //!
 //! Each property was seen to fail on a deliberate mutation of the code it guards (then
-//! reverted), with proptest's shrunk case:
+//! reverted), with proptest's shrunk case (ports vary from run to run):
 //!
 //! | property | mutation | shrunk failing case |
 //! |---|---|---|
-//! | `kommo_list_filters_reach_php_intact` | reqwest's `query` swapped for a hand-made `k=v` join (values not percent-encoded) in the generated code (build.rs) | `uid = ["&"]` |
-//! | `kommo_list_filters_reach_php_intact` | build.rs's `flatten_deep_objects` not run: arrays sent as `filter[uid]` repeated | `uid = ["", ""]` |
-//! | `closebot_list_filters_reach_php_intact` | same as the first row | `query = "&"` |
-//! | `links_follow_only_the_base_origin` | `links::resolve` without the origin check | `http://localhost:PORT` |
-//! | `links_follow_only_the_base_origin` | origin check comparing hosts only (not ports) | `http://127.0.0.1:OTHER/` |
-//! | `links_of_the_base_origin_are_followed` | `resolve` refusing hrefs with a query | `/?` |
-//! | `batches_are_chunked_in_order_with_one_outcome_per_item` | `plan` taking `chunk_size + 1` items per chunk | 2 items, chunk size 1 |
-//! | `batches_are_chunked_in_order_with_one_outcome_per_item` | `.buffered` replaced by `.buffer_unordered` | 2 chunks, concurrency 2, first slow |
-//! | `batches_are_chunked_in_order_with_one_outcome_per_item` | success answers matched by position instead of `request_id` | 2 items, answered reversed |
-//! | `out_of_range_chunk_sizes_send_nothing` | `BatchOptions::check` accepting `1..=limit + 1` | chunk size 51 |
+//! | `kommo_list_filters_reach_php_intact` | `transport::execute` sends the query with `%26` decoded to `&` | `uid = ["&"]`: PHP reads `[""]` |
+//! | `kommo_list_filters_reach_php_intact` | build.rs strips the `[]` suffix of the parameter names | `external_id = [""]`: PHP reads a string, not a list |
+//! | `closebot_list_filters_reach_php_intact` | `%26` decoded, as above | `category = "&"`: PHP reads `""` |
+//! | `links_follow_only_the_base_origin` | `links::resolve` without its origin check | `http://127.0.0.1:PORT/` (the base's port + 1): a request to another server |
+//! | `links_follow_only_the_base_origin` | the origin check comparing hosts only | the same href |
+//! | `links_of_the_base_origin_are_followed` | `resolve` refusing any href with a query | `/?` |
+//! | `batches_are_chunked_in_order_with_one_outcome_per_item` | `plan` putting `chunk_size + 1` items in a chunk | 51 items, chunk size 1: chunks of 2 |
+//! | `batches_are_chunked_in_order_with_one_outcome_per_item` | `.buffered` replaced by `.buffer_unordered` | 3 items, chunk size 1, concurrency 3, the first answer delayed: outcomes `0, 2, 1` |
+//! | `batches_are_chunked_in_order_with_one_outcome_per_item` | answers matched by position instead of `request_id` | 5 items, chunk size 2, the first chunk answered reversed |
+//! | `out_of_range_chunk_sizes_send_nothing` | `BatchOptions::check` accepting `1..=limit + 1` | 0 items, chunk size 51: no refusal |
+//!
+//! Not caught, by design: removing `resolve`'s refusal of `//host` hrefs changes nothing
+//! observable, since the origin check refuses them too.
 
 mod common;
 
@@ -227,8 +230,8 @@ proptest! {
         categories in prop::collection::vec(category(), 0..5),
         pipeline_id in prop::option::of(any::<i64>()),
         order in prop::option::of(prop_oneof![Just(SortOrder::Asc), Just(SortOrder::Desc)]),
-        page in prop::option::of(1..=i32::MAX as i64),
-        limit in prop::option::of(1..=250i64),
+        page in prop::option::of(1..=u32::MAX),
+        limit in prop::option::of(1..=250u32),
         external_id in prop::collection::vec(nasty_string(), 0..10),
     ) {
         let (capture, client) = kommo_capture();
@@ -294,7 +297,7 @@ proptest! {
         category in prop::option::of(nasty_string()),
         order in prop::option::of(nasty_string()),
         page in prop::option::of(0..=i32::MAX as i64),
-        page_size in prop::option::of(1..=100i64),
+        page_size in prop::option::of(1..=100u32),
     ) {
         static CLIENT: OnceLock<(Capture, lead_intake::closebot::Client)> = OnceLock::new();
         let (capture, client) = CLIENT.get_or_init(|| {
@@ -339,10 +342,22 @@ proptest! {
 
 // --------------------------------------------------------------------------------- links
 
-/// A Kommo client whose server answers every request with an empty page (204), and the server.
-fn link_target() -> &'static (ScriptServer, lead_intake::kommo::Client, url::Url) {
-    static TARGET: OnceLock<(ScriptServer, lead_intake::kommo::Client, url::Url)> = OnceLock::new();
-    TARGET.get_or_init(|| {
+type LinkTarget = (ScriptServer, lead_intake::kommo::Client, url::Url);
+
+/// A Kommo client whose server answers every request with an empty page (204), and the server:
+/// one per test, since tests run at the same time and count the requests.
+fn link_target() -> &'static LinkTarget {
+    static TARGET: OnceLock<LinkTarget> = OnceLock::new();
+    TARGET.get_or_init(new_link_target)
+}
+
+fn other_link_target() -> &'static LinkTarget {
+    static TARGET: OnceLock<LinkTarget> = OnceLock::new();
+    TARGET.get_or_init(new_link_target)
+}
+
+fn new_link_target() -> LinkTarget {
+    {
         let server = runtime().block_on(ScriptServer::start(|_, _| Reply::status(204)));
         let client = lead_intake::kommo::Client::builder()
             .base_url(&server.base_url)
@@ -353,7 +368,7 @@ fn link_target() -> &'static (ScriptServer, lead_intake::kommo::Client, url::Url
             .unwrap();
         let base = url::Url::parse(&server.base_url).unwrap();
         (server, client, base)
-    })
+    }
 }
 
 /// Path and query characters, including the ones URL parsers treat specially.
@@ -415,8 +430,10 @@ fn href(base: &url::Url) -> impl Strategy<Value = String> {
 }
 
 /// Follows `href`; returns the result and the requests it sent to the server.
-fn follow(href: &str) -> (Result<(), ApiError<types::Problem>>, Vec<String>) {
-    let (server, client, _) = link_target();
+fn follow(
+    (server, client, _): &LinkTarget,
+    href: &str,
+) -> (Result<(), ApiError<types::Problem>>, Vec<String>) {
     let before = server.requests().len();
     let result = runtime()
         .block_on(client.follow::<types::WidgetList>(href))
@@ -433,8 +450,9 @@ proptest! {
 
     #[test]
     fn links_follow_only_the_base_origin(href in link_target_href()) {
-        let (_, _, base) = link_target();
-        let (result, sent) = follow(&href);
+        let target = link_target();
+        let (result, sent) = follow(target, &href);
+        let base = &target.2;
         match result {
             Err(ApiError::InvalidLink { href: refused, .. }) => {
                 prop_assert_eq!(refused, href.clone());
@@ -458,10 +476,12 @@ proptest! {
     #[test]
     fn links_of_the_base_origin_are_followed(
         absolute in any::<bool>(),
-        path in prop::collection::vec("[a-zA-Z0-9._~!$&'()*+,;=:@%-]{0,6}", 0..5),
+        // Segments are not empty: a path starting `//` is scheme-relative, another origin.
+        path in prop::collection::vec("[a-zA-Z0-9._~!$&'()*+,;=:@%-]{1,6}", 0..5),
         query in prop::option::of("[a-zA-Z0-9._~!$&'()*+,;=:@/?%\\[\\] -]{0,12}"),
     ) {
-        let (_, _, base) = link_target();
+        let target = other_link_target();
+        let base = &target.2;
         let mut href = format!("/{}", path.join("/"));
         if let Some(q) = &query {
             href = format!("{href}?{q}");
@@ -469,7 +489,7 @@ proptest! {
         if absolute {
             href = format!("{}{}", base.as_str().trim_end_matches('/'), href);
         }
-        let (result, sent) = follow(&href);
+        let (result, sent) = follow(target, &href);
         prop_assert!(result.is_ok(), "{href:?} refused: {result:?}");
         prop_assert_eq!(sent.len(), 1);
     }
@@ -492,9 +512,19 @@ struct BatchServer {
     script: Arc<Mutex<Vec<(bool, Duration)>>>,
 }
 
+/// One server per test: tests run at the same time and count the requests.
 fn batch_server() -> &'static BatchServer {
     static SERVER: OnceLock<BatchServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
+    SERVER.get_or_init(new_batch_server)
+}
+
+fn other_batch_server() -> &'static BatchServer {
+    static SERVER: OnceLock<BatchServer> = OnceLock::new();
+    SERVER.get_or_init(new_batch_server)
+}
+
+fn new_batch_server() -> BatchServer {
+    {
         let script: Arc<Mutex<Vec<(bool, Duration)>>> = Arc::default();
         let plan = script.clone();
         let server = runtime().block_on(ScriptServer::start(move |request, n| {
@@ -538,7 +568,7 @@ fn batch_server() -> &'static BatchServer {
             client,
             script,
         }
-    })
+    }
 }
 
 fn source(i: usize) -> types::AddSource {
@@ -600,9 +630,9 @@ proptest! {
     #[test]
     fn out_of_range_chunk_sizes_send_nothing(
         len in 0..=120usize,
-        chunk_size in prop_oneof![Just(0usize), 51..=10_000usize],
+        chunk_size in prop_oneof![Just(0usize), Just(51usize), 51..=10_000usize],
     ) {
-        let batch = batch_server();
+        let batch = other_batch_server();
         let items: Vec<types::AddSource> = (0..len).map(source).collect();
         let before = batch.server.requests().len();
         let report = runtime().block_on(

@@ -2,4 +2,6 @@
 //! `lead_intake::fuzzing`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lead_intake::fuzzing::responses(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    lead_intake::fuzzing::responses(data);
+});

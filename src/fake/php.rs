@@ -94,6 +94,18 @@ pub(crate) fn parse(query: &str) -> Query {
     }
 }
 
+/// The key as PHP's integer key: only a canonical decimal (`7`, `-1`, `0`; not `05`, `+1`,
+/// `-0`) within 64 bits is one; any other key is a string key and does not move `[]`'s index.
+fn integer_key(key: &str) -> Option<i64> {
+    let digits = key.strip_prefix('-').unwrap_or(key);
+    let canonical = match digits.as_bytes() {
+        [b'0'] => key == "0",
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if canonical { key.parse().ok() } else { None }
+}
+
 fn insert(
     entries: &mut Vec<(String, Php)>,
     path: &[String],
@@ -108,9 +120,9 @@ fn insert(
         // `[]`: the next integer key, one past the largest so far.
         let next = entries
             .iter()
-            .filter_map(|(k, _)| k.parse::<i64>().ok())
+            .filter_map(|(k, _)| integer_key(k))
             .max()
-            .map_or(0, |n| n + 1);
+            .map_or(0, |n| n.saturating_add(1).max(0));
         next.to_string()
     } else {
         first.clone()
@@ -245,6 +257,34 @@ mod tests {
             ["one:<map>"]
         );
         assert!(matches!(lookup(&q.root, "filter[uid][]"), Lookup::Missing));
+    }
+
+    #[test]
+    fn only_canonical_integers_set_the_next_index() {
+        // Found by `the_reader_agrees_with_php`: PHP's `a[05]` is a string key.
+        let q = parse("a[05]=x&a[]=y&a[%2B1]=z&a[-0]=w&a[]=v");
+        assert_eq!(
+            pairs_of(&q.root),
+            [("05", "x"), ("0", "y"), ("+1", "z"), ("-0", "w"), ("1", "v")]
+        );
+        let q = parse("a[7]=x&a[]=y&a[-1]=z&a[]=w");
+        assert_eq!(
+            pairs_of(&q.root),
+            [("7", "x"), ("8", "y"), ("-1", "z"), ("9", "w")]
+        );
+    }
+
+    fn pairs_of(root: &Php) -> Vec<(&str, &str)> {
+        match root.get("a") {
+            Some(Php::Map(entries)) => entries
+                .iter()
+                .map(|(k, v)| match v {
+                    Php::Str(s) => (k.as_str(), s.as_str()),
+                    Php::Map(_) => (k.as_str(), "<map>"),
+                })
+                .collect(),
+            _ => vec![],
+        }
     }
 
     #[test]

@@ -13,15 +13,15 @@
 //!
 //! Mutations of src/fake/oas.rs seen to fail them (then reverted), with the shrunk cases:
 //!
-//! | property | mutation | shrunk failing case |
+//! | mutation | property failing | shrunk case |
 //! |---|---|---|
-//! | null | `make_nullable` not called | `{"type": "string", "nullable": true}` |
-//! | null | composites made nullable by widening `type` instead of `anyOf` | see FUZZING-free notes in the report |
-//! | null | `$ref` siblings kept (`nullable` next to a `$ref`) | `{"$ref": ..., "nullable": true}` |
-//! | integer formats | `int32` bounds swapped for `int64`'s | `int32`, `2147483648` |
-//! | integer formats | `tighten_integer_format` keeping the looser bound | `minimum: -2^40`, `int32`, `-2147483649` |
-//! | integer formats | `exclusiveMinimum: true` dropped instead of moved | `minimum: 0`, exclusive, `0` |
-//! | real specs | `nullable` in `DROPPED` but not acted on | a nullable field set to `null` |
+//! | `make_nullable` not called | null; real specs | `{"type": "string", "nullable": true}`; an instance with `"visitor_uid": null` |
+//! | composites made nullable by widening `type` (no `anyOf` wrapper) | null | a nullable `allOf` of a `string` |
+//! | `$ref` siblings kept (`nullable` next to a `$ref` honoured) | null | `{"$ref": "#/components/schemas/A", "nullable": true}` |
+//! | `int32` given `int64`'s bounds | integer formats | `int32`, `2147483648` |
+//! | `int64` given `int32`'s bounds | integer formats; real specs | `int64`, `-2147483649`; `{"status_id": -9223372036854775808}` |
+//! | `tighten_integer_format` keeping the looser `minimum` | integer formats | `int32`, `minimum: 0`, `-32768` |
+//! | `exclusiveMinimum: true` turned into an inclusive `minimum` | integer formats | `int8`, `minimum: 127` exclusive, `127` |
 
 #[allow(dead_code)]
 #[path = "../../src/fake/oas.rs"]
