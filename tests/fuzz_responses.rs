@@ -118,7 +118,11 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
         ("empty.204", page(204, vec![], "")),
         (
             "rate-limited.429",
-            page(429, vec![html()], "<html><body><h1>429 Too Many Requests</h1></body></html>"),
+            page(
+                429,
+                vec![html()],
+                "<html><body><h1>429 Too Many Requests</h1></body></html>",
+            ),
         ),
         (
             "rate-limited-seconds.429",
@@ -255,7 +259,8 @@ fn the_answer_layout_reads_back_what_it_wrote() {
     // Short input is still an answer: the defaults, then whatever is there.
     assert_eq!(Answer::parse(&[]).status, 200);
     assert_eq!(Answer::parse(&[0, 0, 3, 1]).headers, vec![]);
-    assert_eq!(Answer::parse(&[3, 132]).status, 100 + 900 % 900);
+    // 900 (0x0384) wraps to the first status.
+    assert_eq!(Answer::parse(&[3, 132]).status, 100);
 }
 
 #[test]

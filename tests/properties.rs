@@ -357,18 +357,16 @@ fn other_link_target() -> &'static LinkTarget {
 }
 
 fn new_link_target() -> LinkTarget {
-    {
-        let server = runtime().block_on(ScriptServer::start(|_, _| Reply::status(204)));
-        let client = lead_intake::kommo::Client::builder()
-            .base_url(&server.base_url)
-            .token(common::TOKEN)
-            .no_rate_limit()
-            .retry(RetryPolicy::none())
-            .build()
-            .unwrap();
-        let base = url::Url::parse(&server.base_url).unwrap();
-        (server, client, base)
-    }
+    let server = runtime().block_on(ScriptServer::start(|_, _| Reply::status(204)));
+    let client = lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url)
+        .token(common::TOKEN)
+        .no_rate_limit()
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let base = url::Url::parse(&server.base_url).unwrap();
+    (server, client, base)
 }
 
 /// Path and query characters, including the ones URL parsers treat specially.
@@ -524,50 +522,48 @@ fn other_batch_server() -> &'static BatchServer {
 }
 
 fn new_batch_server() -> BatchServer {
-    {
-        let script: Arc<Mutex<Vec<(bool, Duration)>>> = Arc::default();
-        let plan = script.clone();
-        let server = runtime().block_on(ScriptServer::start(move |request, n| {
-            let items: Vec<Value> = serde_json::from_slice(&request.body).unwrap();
-            let mut created: Vec<Value> = items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    json!({
-                        "id": 1 + n as i64 * 100 + i as i64,
-                        "name": item["name"],
-                        "external_id": item["external_id"],
-                        "request_id": i.to_string(),
-                    })
+    let script: Arc<Mutex<Vec<(bool, Duration)>>> = Arc::default();
+    let plan = script.clone();
+    let server = runtime().block_on(ScriptServer::start(move |request, n| {
+        let items: Vec<Value> = serde_json::from_slice(&request.body).unwrap();
+        let mut created: Vec<Value> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                json!({
+                    "id": 1 + n as i64 * 100 + i as i64,
+                    "name": item["name"],
+                    "external_id": item["external_id"],
+                    "request_id": i.to_string(),
                 })
-                .collect();
-            let (reverse, delay) = plan
-                .lock()
-                .unwrap()
-                .get(n)
-                .copied()
-                .unwrap_or((false, Duration::ZERO));
-            if reverse {
-                created.reverse();
-            }
-            Reply::json(
-                200,
-                json!({"_total_items": created.len(), "_embedded": {"sources": created}}),
-            )
-            .after(delay)
-        }));
-        let client = lead_intake::kommo::Client::builder()
-            .base_url(&server.base_url)
-            .token(common::TOKEN)
-            .no_rate_limit()
-            .retry(RetryPolicy::none())
-            .build()
-            .unwrap();
-        BatchServer {
-            server,
-            client,
-            script,
+            })
+            .collect();
+        let (reverse, delay) = plan
+            .lock()
+            .unwrap()
+            .get(n)
+            .copied()
+            .unwrap_or((false, Duration::ZERO));
+        if reverse {
+            created.reverse();
         }
+        Reply::json(
+            200,
+            json!({"_total_items": created.len(), "_embedded": {"sources": created}}),
+        )
+        .after(delay)
+    }));
+    let client = lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url)
+        .token(common::TOKEN)
+        .no_rate_limit()
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    BatchServer {
+        server,
+        client,
+        script,
     }
 }
 

@@ -265,7 +265,13 @@ mod tests {
         let q = parse("a[05]=x&a[]=y&a[%2B1]=z&a[-0]=w&a[]=v");
         assert_eq!(
             pairs_of(&q.root),
-            [("05", "x"), ("0", "y"), ("+1", "z"), ("-0", "w"), ("1", "v")]
+            [
+                ("05", "x"),
+                ("0", "y"),
+                ("+1", "z"),
+                ("-0", "w"),
+                ("1", "v")
+            ]
         );
         let q = parse("a[7]=x&a[]=y&a[-1]=z&a[]=w");
         assert_eq!(
@@ -374,7 +380,19 @@ mod php_properties {
     fn key() -> impl Strategy<Value = String> {
         let base = prop::sample::select(vec!["filter", "order", "page", "a"]);
         let segment = prop::sample::select(vec![
-            "", "", "uid", "created_at", "from", "0", "1", "7", "05", "-1", "-0", "+1", "x y",
+            "",
+            "",
+            "uid",
+            "created_at",
+            "from",
+            "0",
+            "1",
+            "7",
+            "05",
+            "-1",
+            "-0",
+            "+1",
+            "x y",
         ]);
         (base, prop::collection::vec(segment, 0..3)).prop_map(|(base, segments)| {
             let mut key = base.to_string();

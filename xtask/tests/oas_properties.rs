@@ -77,7 +77,8 @@ fn oas_accepts_null(doc: &Value, schema: &Value) -> bool {
         .is_none_or(|values| values.contains(&Value::Null));
     let all_of = branches("allOf").iter().all(|b| *b);
     let any_of = schema.get("anyOf").is_none() || branches("anyOf").iter().any(|b| *b);
-    let one_of = schema.get("oneOf").is_none() || branches("oneOf").iter().filter(|b| **b).count() == 1;
+    let one_of =
+        schema.get("oneOf").is_none() || branches("oneOf").iter().filter(|b| **b).count() == 1;
     type_ok && enum_ok && all_of && any_of && one_of
 }
 
@@ -325,13 +326,17 @@ fn instance_not_null(doc: &Value, schema: &Value, depth: u32) -> BoxedStrategy<V
             .boxed();
     }
     if let Some(branches) = schema.get("oneOf").and_then(Value::as_array) {
-        let options: Vec<BoxedStrategy<Value>> =
-            branches.iter().map(|b| instance(doc, b, depth + 1)).collect();
+        let options: Vec<BoxedStrategy<Value>> = branches
+            .iter()
+            .map(|b| instance(doc, b, depth + 1))
+            .collect();
         return proptest::strategy::Union::new(options).boxed();
     }
     if let Some(branches) = schema.get("allOf").and_then(Value::as_array) {
-        let parts: Vec<BoxedStrategy<Value>> =
-            branches.iter().map(|b| instance(doc, b, depth + 1)).collect();
+        let parts: Vec<BoxedStrategy<Value>> = branches
+            .iter()
+            .map(|b| instance(doc, b, depth + 1))
+            .collect();
         return parts
             .prop_map(|parts| {
                 let mut merged: Option<Value> = None;
@@ -370,7 +375,9 @@ fn instance_not_null(doc: &Value, schema: &Value, depth: u32) -> BoxedStrategy<V
             if let Some(m) = schema.get("maximum").and_then(Value::as_i64) {
                 hi = hi.min(m);
             }
-            prop_oneof![Just(lo), Just(hi), lo..=hi].prop_map(Value::from).boxed()
+            prop_oneof![Just(lo), Just(hi), lo..=hi]
+                .prop_map(Value::from)
+                .boxed()
         }
         Some("number") => prop_oneof![
             any::<i32>().prop_map(Value::from),
@@ -422,7 +429,10 @@ fn object(doc: &Value, schema: &Value, depth: u32) -> BoxedStrategy<Value> {
             );
         }
     }
-    let min_extra = schema.get("minProperties").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let min_extra = schema
+        .get("minProperties")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
     let extra: BoxedStrategy<Vec<(String, Value)>> = match schema.get("additionalProperties") {
         Some(Value::Bool(false)) | None => Just(Vec::new()).boxed(),
         Some(Value::Bool(true)) => {
@@ -454,7 +464,11 @@ fn spec(name: &str) -> Value {
 fn spec_schemas() -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for name in ["kommo.yaml", "closebot.yaml"] {
-        for schema in spec(name)["components"]["schemas"].as_object().unwrap().keys() {
+        for schema in spec(name)["components"]["schemas"]
+            .as_object()
+            .unwrap()
+            .keys()
+        {
             out.push((name, schema.clone()));
         }
     }
@@ -479,7 +493,10 @@ fn instances_of_every_spec_schema_validate_against_the_converted_schema() {
             prop_assert!(
                 validator.is_valid(&value),
                 "{file} {name}: {value} rejected: {:?}",
-                validator.iter_errors(&value).map(|e| e.to_string()).collect::<Vec<_>>()
+                validator
+                    .iter_errors(&value)
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
             );
             Ok(())
         });
