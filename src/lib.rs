@@ -9,6 +9,10 @@ pub mod error;
 /// A stateful fake Kommo and CloseBot server for tests (feature `fake`).
 #[cfg(feature = "fake")]
 pub mod fake;
+/// The fuzz target's body (feature `fuzzing`; FUZZING.md). Not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kommo;
 pub mod links;
 pub mod oauth;

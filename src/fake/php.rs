@@ -94,6 +94,18 @@ pub(crate) fn parse(query: &str) -> Query {
     }
 }
 
+/// The key as PHP's integer key: only a canonical decimal (`7`, `-1`, `0`; not `05`, `+1`,
+/// `-0`) within 64 bits is one; any other key is a string key and does not move `[]`'s index.
+fn integer_key(key: &str) -> Option<i64> {
+    let digits = key.strip_prefix('-').unwrap_or(key);
+    let canonical = match digits.as_bytes() {
+        [b'0'] => key == "0",
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if canonical { key.parse().ok() } else { None }
+}
+
 fn insert(
     entries: &mut Vec<(String, Php)>,
     path: &[String],
@@ -108,9 +120,9 @@ fn insert(
         // `[]`: the next integer key, one past the largest so far.
         let next = entries
             .iter()
-            .filter_map(|(k, _)| k.parse::<i64>().ok())
+            .filter_map(|(k, _)| integer_key(k))
             .max()
-            .map_or(0, |n| n + 1);
+            .map_or(0, |n| n.saturating_add(1).max(0));
         next.to_string()
     } else {
         first.clone()
@@ -248,8 +260,193 @@ mod tests {
     }
 
     #[test]
+    fn only_canonical_integers_set_the_next_index() {
+        // Found by `the_reader_agrees_with_php`: PHP's `a[05]` is a string key.
+        let q = parse("a[05]=x&a[]=y&a[%2B1]=z&a[-0]=w&a[]=v");
+        assert_eq!(
+            pairs_of(&q.root),
+            [
+                ("05", "x"),
+                ("0", "y"),
+                ("+1", "z"),
+                ("-0", "w"),
+                ("1", "v")
+            ]
+        );
+        let q = parse("a[7]=x&a[]=y&a[-1]=z&a[]=w");
+        assert_eq!(
+            pairs_of(&q.root),
+            [("7", "x"), ("8", "y"), ("-1", "z"), ("9", "w")]
+        );
+    }
+
+    fn pairs_of(root: &Php) -> Vec<(&str, &str)> {
+        match root.get("a") {
+            Some(Php::Map(entries)) => entries
+                .iter()
+                .map(|(k, v)| match v {
+                    Php::Str(s) => (k.as_str(), s.as_str()),
+                    Php::Map(_) => (k.as_str(), "<map>"),
+                })
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    #[test]
     fn unclosed_brackets_are_literal() {
         let q = parse("a[b=1");
         assert_eq!(strings(lookup(&q.root, "a[b")), ["one:1"]);
+    }
+}
+
+/// The reader against PHP itself (needs `php`, like tests/php_query.rs): on queries encoded as
+/// the client encodes them (`form_urlencoded`, reqwest's `query`), and on the same keys with
+/// their brackets left raw, [`parse`] builds exactly what PHP's `parse_str()` builds, in the same
+/// order. Mutations seen to fail it (then reverted): `[]` appending at the largest key instead
+/// of one past it (shrunk: `a[]=&a[]=`); a repeated plain key keeping the first value (shrunk:
+/// `a=&a=`); `0` and `05`-style keys alike when computing the next index (shrunk, before the fix
+/// below: `a[05]=&a[]=`).
+#[cfg(test)]
+mod php_properties {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One `php` process for every case: it reads a query per line and prints `parse_str()`'s
+    /// result as ordered `[key, value]` pairs (an array keeps its order, which `json_encode`
+    /// would hide behind a JSON list or object).
+    struct PhpProcess {
+        _child: std::process::Child,
+        stdin: std::process::ChildStdin,
+        stdout: BufReader<std::process::ChildStdout>,
+    }
+
+    fn php_parse_str(query: &str) -> Value {
+        static PHP: std::sync::OnceLock<std::sync::Mutex<PhpProcess>> = std::sync::OnceLock::new();
+        let php = PHP.get_or_init(|| {
+            let mut child = Command::new("php")
+                .args([
+                    "-r",
+                    r#"function pairs($v) {
+                        if (!is_array($v)) return $v;
+                        $out = [];
+                        foreach ($v as $k => $x) $out[] = [(string)$k, pairs($x)];
+                        return $out;
+                    }
+                    while (($line = fgets(STDIN)) !== false) {
+                        parse_str(rtrim($line, "\n"), $q);
+                        echo json_encode(pairs($q)), "\n";
+                        flush();
+                    }"#,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("these tests need PHP's CLI: run scripts/install-php.sh");
+            let stdin = child.stdin.take().unwrap();
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            std::sync::Mutex::new(PhpProcess {
+                _child: child,
+                stdin,
+                stdout,
+            })
+        });
+        let mut php = php.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(php.stdin, "{query}").unwrap();
+        php.stdin.flush().unwrap();
+        let mut line = String::new();
+        php.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("php: {e}: {line:?}"))
+    }
+
+    fn pairs(php: &Php) -> Value {
+        match php {
+            Php::Str(s) => Value::String(s.clone()),
+            Php::Map(entries) => Value::Array(
+                entries
+                    .iter()
+                    .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), pairs(v)]))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Keys the way Kommo's parameters are named (a plain base, then bracketed segments) with
+    /// the segments that decide PHP's array indices: appends, integers, and look-alikes.
+    fn key() -> impl Strategy<Value = String> {
+        let base = prop::sample::select(vec!["filter", "order", "page", "a"]);
+        let segment = prop::sample::select(vec![
+            "",
+            "",
+            "uid",
+            "created_at",
+            "from",
+            "0",
+            "1",
+            "7",
+            "05",
+            "-1",
+            "-0",
+            "+1",
+            "x y",
+        ]);
+        (base, prop::collection::vec(segment, 0..3)).prop_map(|(base, segments)| {
+            let mut key = base.to_string();
+            for s in segments {
+                key.push_str(&format!("[{s}]"));
+            }
+            key
+        })
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("&".to_string()),
+                Just("=".to_string()),
+                Just("[]".to_string()),
+                Just("%".to_string()),
+                Just("+".to_string()),
+                Just(" ".to_string()),
+                "[a-z0-9]{1,3}",
+                any::<char>()
+                    .prop_filter("no newline", |c| !matches!(c, '\n' | '\r'))
+                    .prop_map(String::from),
+            ],
+            0..4,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    fn query() -> impl Strategy<Value = (String, String)> {
+        prop::collection::vec((key(), value()), 0..8).prop_map(|pairs| {
+            let mut encoded = url::form_urlencoded::Serializer::new(String::new());
+            let mut raw = Vec::new();
+            for (k, v) in &pairs {
+                encoded.append_pair(k, v);
+                let v: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                raw.push(format!("{k}={v}"));
+            }
+            (encoded.finish(), raw.join("&"))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 400,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        #[test]
+        fn the_reader_agrees_with_php((encoded, raw) in query()) {
+            for q in [encoded, raw] {
+                prop_assert_eq!(pairs(&parse(&q).root), php_parse_str(&q), "query {:?}", q);
+            }
+        }
     }
 }
