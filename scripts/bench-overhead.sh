@@ -23,6 +23,10 @@ if [ ! -f "$peer/Cargo.toml" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     rm -rf "$peer"
     "$generator" generate -i openapi/export/kommo.json -g rust -o "$peer" \
         --additional-properties=packageName=kommo-openapi,library=reqwest >/dev/null
+    # openapi-generator 7.26.0 names the array variant of a oneOf whose items are free-form
+    # `ArrayVecserde_json::Value`, which does not compile (WidgetSettings: an object or PHP's
+    # empty `[]`). What a user of the generator would do: rename the variant.
+    sed -i 's/ArrayVecserde_json::Value(/ArrayVecValue(/' "$peer/src/models/widget_settings.rs"
     echo "$want" >"$stamp"
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/bench-peer"

@@ -80,7 +80,7 @@ fn overhead(c: &mut Criterion) {
     assert_eq!(count(&rt.block_on(hand_written(&http, &url))), PAGE);
     assert_eq!(count(&rt.block_on(lead_intake(&ours))), PAGE);
     let theirs = rt.block_on(openapi_generator(&peer));
-    let theirs = theirs.embedded.and_then(|e| e.unsorted).unwrap_or_default();
+    let theirs = theirs._embedded.and_then(|e| e.unsorted).unwrap_or_default();
     assert_eq!(theirs.len(), PAGE);
 
     let mut group = c.benchmark_group("overhead_250_leads");
