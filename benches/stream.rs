@@ -6,7 +6,7 @@
 //!   consumer work per page (an async wait, like a database write): what `.prefetch(1)` is for.
 //! - Peak memory (printed before the timings): the most bytes the client's threads held at
 //!   once above what they held before the stream started, counted by a global allocator, for
-//!   10,000 and 100,000 leads. It must not grow with the total.
+//!   10,000, 100,000 and 1,000,000 leads. It must not grow with the total.
 //!
 //! `cargo bench --bench stream`
 
@@ -62,17 +62,21 @@ fn memory_report() {
     let client = client(&server);
     println!("peak memory while streaming (client threads, above the baseline):");
     for prefetch in [0, 1] {
-        for total in [10_000usize, 100_000] {
+        for (total, runs) in [(10_000usize, 5), (100_000, 5), (1_000_000, 2)] {
             server.set_pages((total / PAGE) as u64);
-            // Warm the connection pool so both totals start from the same state.
+            // Warm the connection pool so every run starts from the same state.
             rt.block_on(stream_all(&client, prefetch, Duration::ZERO));
-            let baseline = support::reset_peak();
-            let n = rt.block_on(stream_all(&client, prefetch, Duration::ZERO));
-            let peak = support::peak_since(baseline);
-            assert_eq!(n, total);
+            let mut peaks = Vec::new();
+            for _ in 0..runs {
+                let baseline = support::reset_peak();
+                let n = rt.block_on(stream_all(&client, prefetch, Duration::ZERO));
+                peaks.push(support::peak_since(baseline) as f64 / 1_048_576.0);
+                assert_eq!(n, total);
+            }
+            let min = peaks.iter().copied().fold(f64::MAX, f64::min);
+            let max = peaks.iter().copied().fold(0.0, f64::max);
             println!(
-                "  prefetch {prefetch}, {total:>7} leads: peak {:>6.2} MiB",
-                peak as f64 / 1_048_576.0
+                "  prefetch {prefetch}, {total:>9} leads, {runs} runs: peak {min:.2} to {max:.2} MiB"
             );
         }
     }
@@ -85,6 +89,7 @@ fn stream(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("stream_100k");
     group.sample_size(10);
+    group.measurement_time(Duration::from_secs(15));
     group.throughput(Throughput::Elements(100_000));
     for prefetch in [0, 1] {
         group.bench_function(BenchmarkId::new("prefetch", prefetch), |b| {
@@ -102,6 +107,7 @@ fn stream(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("stream_10k_rtt5ms_work5ms");
     group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(10_000));
     for prefetch in [0, 1] {
         group.bench_function(BenchmarkId::new("prefetch", prefetch), |b| {

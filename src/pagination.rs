@@ -72,9 +72,9 @@
 //! By default a page is requested when the stream is polled for it, so a consumer that spends
 //! time on each page waits for the network between pages. `.prefetch(1)` fetches the next page
 //! on a task of its own while you work on the current one: same pages, same order, same
-//! errors, one page more in memory. With a 5 ms round trip and 5 ms of work per page it halves
-//! the time to stream 100,000 leads (BENCHMARKS.md, benchmark 3); with no work between polls it
-//! gains nothing. The task is spawned on the current tokio runtime at the first poll (outside a
+//! errors, one page more in memory. With a 5 ms round trip and 5 ms of work per page, streaming
+//! 10,000 leads took 337 ms instead of 589 ms (BENCHMARKS.md, benchmark 3); with no work between
+//! polls it gains next to nothing (2%). The task is spawned on the current tokio runtime at the first poll (outside a
 //! runtime the stream simply does not prefetch) and is aborted, with any request in flight,
 //! when the stream is dropped; a prefetched request counts against the rate limit when it is
 //! sent, and one page may be fetched that you never read if you stop early.
@@ -191,6 +191,21 @@ fn next_href<P: KommoPage>(page: &P) -> Option<&str> {
 
 fn self_href<P: KommoPage>(page: &P) -> Option<&str> {
     href(page.links().and_then(|l| l.self_.as_ref()))
+}
+
+/// A 128-bit digest of [`link_key`]: what the loop guard keeps, 16 bytes a page however long
+/// the hrefs (two SipHash digests with different prefixes; two different links giving the same
+/// digest, which would end a stream early, is not a practical concern).
+fn link_id(base: &str, href: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let key = link_key(base, href);
+    let digest = |salt: u8| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        salt.hash(&mut hasher);
+        key.hash(&mut hasher);
+        hasher.finish()
+    };
+    (u128::from(digest(0)) << 64) | u128::from(digest(1))
 }
 
 /// The href resolved against the base URL, without fragment and with its query parameters in
@@ -420,7 +435,7 @@ impl<P: KommoPage> KommoPager<P> {
                     KommoStart::Page(page) => (KommoNext::Page(page), HashSet::new()),
                     KommoStart::Follow { next, seen } => (
                         KommoNext::Follow(next),
-                        seen.iter().map(|h| link_key(&base, h)).collect(),
+                        seen.iter().map(|h| link_id(&base, h)).collect(),
                     ),
                     KommoStart::Done => (KommoNext::Done, HashSet::new()),
                 };
@@ -468,8 +483,8 @@ struct KommoState<P> {
     base: String,
     limit: NonZeroU32,
     next: KommoNext,
-    /// Loop guard: the keys ([`link_key`]) of every href fetched and every page's `self`.
-    seen: HashSet<String>,
+    /// Loop guard: the digests ([`link_id`]) of every href fetched and every page's `self`.
+    seen: HashSet<u128>,
     remaining: Option<u32>,
 }
 
@@ -487,7 +502,7 @@ impl<P: KommoPage> KommoState<P> {
                 (result.map(Some), Some(self.limit.get()))
             }
             KommoNext::Follow(href) => {
-                self.seen.insert(link_key(&self.base, &href));
+                self.seen.insert(link_id(&self.base, &href));
                 let limit = link_limit(&self.base, &href);
                 (self.client.follow::<P>(&href).await, limit)
             }
@@ -503,12 +518,12 @@ impl<P: KommoPage> KommoState<P> {
             return None;
         }
         if let Some(own) = self_href(&page) {
-            self.seen.insert(link_key(&self.base, own));
+            self.seen.insert(link_id(&self.base, own));
         }
         let short = requested_limit.is_some_and(|limit| len < limit as usize);
         if !short
             && let Some(next) = next_href(&page)
-            && !self.seen.contains(&link_key(&self.base, next))
+            && !self.seen.contains(&link_id(&self.base, next))
         {
             self.next = KommoNext::Follow(next.to_string());
         }

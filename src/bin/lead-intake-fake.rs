@@ -7,6 +7,7 @@
 //!
 //! Prints the base URL and the credentials, then serves until killed.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -86,14 +87,19 @@ fn run() -> Result<(), String> {
         faults = faults.slow(slow_rate, slow);
     }
     let server = FakeServer::start(config.faults(faults)).map_err(|e| e.to_string())?;
-    println!("base URL:      {}", server.base_url());
-    println!("Kommo token:   {}", server.kommo_token().expose());
-    println!("CloseBot key:  {}", server.closebot_key().expose());
-    println!(
-        "try:           curl -H 'Authorization: Bearer {}' {}/api/v4/widgets",
-        server.kommo_token().expose(),
-        server.base_url()
+    // The banner is a courtesy: a closed stdout (a reader that stopped early) must not stop
+    // the server, so write errors are ignored rather than panicking as `println!` would.
+    let banner = format!(
+        "base URL:      {base}\nKommo token:   {token}\nCloseBot key:  {key}\n\
+         try:           curl -H 'Authorization: Bearer {token}' {base}/api/v4/widgets\n",
+        base = server.base_url(),
+        token = server.kommo_token().expose(),
+        key = server.closebot_key().expose(),
     );
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(banner.as_bytes());
+    let _ = stdout.flush();
+    drop(stdout);
     server.wait();
     Ok(())
 }
