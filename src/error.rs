@@ -358,10 +358,12 @@ where
         Err(e) => return ApiError::Transport(e),
     };
     // A server that echoes the request's credentials must not put them into the error.
-    let bytes = match redactions.map(|r| r.apply(&String::from_utf8_lossy(&bytes)).into_owned()) {
-        Some(text) if text.as_bytes() != bytes.as_slice() => text.into_bytes(),
-        _ => bytes,
-    };
+    // (`apply` borrows when no secret is found: the body is then kept as it came.)
+    let scrubbed = redactions.and_then(|r| match r.apply(&String::from_utf8_lossy(&bytes)) {
+        std::borrow::Cow::Owned(text) => Some(text.into_bytes()),
+        std::borrow::Cow::Borrowed(_) => None,
+    });
+    let bytes = scrubbed.unwrap_or(bytes);
     let is_json = content_type.as_deref().is_some_and(|ct| {
         let essence = ct
             .split(';')
