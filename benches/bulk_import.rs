@@ -11,9 +11,13 @@
 //! benchmark also times the same import with no limit at all (`unthrottled`), and prints the
 //! resulting bound: floor((N - 1) / R) s + (R / N) x unthrottled time.
 //!
+//! After the timed runs, one more import (default limiter, 4 chunks at a time) runs with a
+//! recorder of the client's own tracing events, and prints its profile: when each request was
+//! sent and answered, per one-second window. That is where the time of an import goes.
+//!
 //! `cargo bench --bench bulk_import`
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group};
@@ -159,6 +163,10 @@ fn bulk_import(c: &mut Criterion) {
             })
         });
         let runs = runs.into_inner().expect("not poisoned");
+        if runs.is_empty() {
+            // Filtered out on the command line.
+            continue;
+        }
         let ideal = requests as f64 / f64::from(rate);
         let bound =
             ((requests - 1) / rate as usize) as f64 + free * f64::from(rate) / requests as f64;
@@ -184,10 +192,132 @@ fn bulk_import(c: &mut Criterion) {
     group.finish();
 }
 
+/// Records when the client sent each request and when each answer came, from its own tracing
+/// events ("sending request" at TRACE, "response received" at DEBUG, in `transport`).
+#[derive(Clone, Default)]
+struct Recorder {
+    events: Arc<Mutex<Vec<(Instant, Sent)>>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Sent {
+    Request,
+    Answer,
+}
+
+struct Message(Option<String>);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("lead_intake::transport")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let now = Instant::now();
+        let mut message = Message(None);
+        event.record(&mut message);
+        let kind = match message.0.as_deref() {
+            Some("sending request") => Sent::Request,
+            Some("response received") | Some("request failed") => Sent::Answer,
+            _ => return,
+        };
+        self.events.lock().expect("not poisoned").push((now, kind));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// One import on a single-threaded runtime with the recorder on, then its profile.
+fn profile(forms: &[AddIncomingForm], rate: u32, concurrency: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let recorder = Recorder::default();
+    let run = tracing::subscriber::with_default(recorder.clone(), || {
+        import(&rt, forms, Some(rate), concurrency, None)
+    });
+    let events = recorder.events.lock().expect("not poisoned").clone();
+    // Times from the first request sent (the fake's start-up is not part of the profile).
+    let Some(&(started, _)) = events.first() else {
+        panic!("no request recorded: is the tracing event \"sending request\" still there?");
+    };
+    let at = |kind: Sent| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|(_, k)| *k == kind)
+            .map(|(t, _)| t.duration_since(started).as_secs_f64())
+            .collect()
+    };
+    let (sent, answered) = (at(Sent::Request), at(Sent::Answer));
+    assert_eq!(
+        sent.len(),
+        LEADS.div_ceil(CHUNK),
+        "one request per chunk, no retry"
+    );
+    assert_eq!(answered.len(), sent.len(), "every request answered");
+    // The most requests sent within any one second: what the server's window sees, less the
+    // arrival delays.
+    let busiest = sent
+        .iter()
+        .map(|&t| sent.iter().filter(|&&u| u >= t && u < t + 1.0).count())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "bulk_import profile (rate {rate}/s, concurrency {concurrency}, limiter default): \
+         {:.3} s, 429s: {}; most requests sent within any 1 s: {busiest}",
+        run.elapsed.as_secs_f64(),
+        run.rate_limited
+    );
+    let last = answered.iter().cloned().fold(0.0, f64::max);
+    for second in 0..=(last as usize) {
+        let window = |times: &[f64]| -> (usize, f64, f64) {
+            let inside: Vec<f64> = times
+                .iter()
+                .copied()
+                .filter(|&t| t >= second as f64 && t < second as f64 + 1.0)
+                .collect();
+            let first = inside.iter().cloned().fold(f64::MAX, f64::min);
+            let last = inside.iter().cloned().fold(0.0, f64::max);
+            (inside.len(), first, last)
+        };
+        let (n, first, last_sent) = window(&sent);
+        let (m, _, last_answer) = window(&answered);
+        if n + m == 0 {
+            continue;
+        }
+        println!(
+            "  [{second} s, {} s): {n:3} sent (first at {first:.3} s, last at {last_sent:.3} s), \
+             {m:3} answered (last at {last_answer:.3} s)",
+            second + 1
+        );
+    }
+}
+
+fn profile_main() {
+    let forms: Vec<_> = (0..LEADS).map(form).collect();
+    profile(&forms, 50, 4);
+}
+
 criterion_group!(benches, bulk_import);
 
 fn main() {
     benches();
+    if !std::env::args().any(|a| a == "--list") {
+        profile_main();
+    }
     criterion::Criterion::default()
         .configure_from_args()
         .final_summary();
