@@ -42,6 +42,12 @@ fn fail(spec: &str, message: &str) -> ! {
     std::process::exit(1);
 }
 
+/// Schemas whose Rust type is written by hand in `src/{api}/` and re-exported from its
+/// `types` module: (api, schema name).
+/// - kommo `WidgetSettings`: its values may be credentials (`pass` fields), so its `Debug`
+///   shows the keys only; it also reads PHP's empty `[]` as no settings.
+const HAND_WRITTEN: &[(&str, &str)] = &[("kommo", "WidgetSettings")];
+
 fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
     let mut doc: Value =
@@ -61,6 +67,11 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
         .with_derive("PartialEq");
     for name in extensible.keys() {
         settings.with_replacement(name, format!("{module}::types::{name}"), std::iter::empty());
+    }
+    for (in_api, name) in HAND_WRITTEN {
+        if *in_api == api {
+            settings.with_replacement(name, format!("{module}::types::{name}"), std::iter::empty());
+        }
     }
     for name in secret_schema_names(&spec) {
         settings.with_replacement(name, "crate::Secret", std::iter::empty());

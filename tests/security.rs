@@ -15,6 +15,7 @@
 //! | Debug | `Secret`'s `Debug` prints the value | `debug_output_of_every_secret_holder_hides_the_secret` |
 //! | Debug | `ApiError`'s `Debug` prints a `Decode` body | `errors_never_carry_a_secret_even_when_the_server_echoes_it` |
 //! | Debug | a `WidgetInstallSettings` string back to a plain `String` (spec) | `debug_output_of_every_secret_holder_hides_the_secret` |
+//! | Debug | `WidgetSettings` (a widget's settings as read back) with a derived `Debug` | same test (`Widget (settings)`) |
 //! | base URL | `config::base_url` accepts `http` on any host | `plain_http_is_refused_except_on_loopback_unless_allowed` |
 //! | base URL | `is_loopback` takes any host starting with `localhost` | same test (`localhost.evil.com`) |
 //! | subdomain | `config::subdomain` no longer checks hyphens at the ends | `a_subdomain_is_one_dns_label` |
@@ -839,6 +840,19 @@ async fn debug_output_of_every_secret_holder_hides_the_secret() {
     // ... and they still serialize the value: sending it is deliberate.
     let sent = serde_json::to_string(&settings).unwrap();
     assert_eq!(sent.matches(WIDGET_PASS).count(), 2, "{sent}");
+    // The same settings as the server sends them back in a widget (installWidget's answer).
+    let mut widget: serde_json::Value = serde_json::from_str(&common::kommo_example_text(
+        "installWidget.response.200.json",
+    ))
+    .unwrap();
+    widget["settings"] = json!({
+        "api_password": WIDGET_PASS,
+        "operators": {"42": {"login": "op", "password": WIDGET_PASS}},
+    });
+    let widget: types::Widget = serde_json::from_value(widget).unwrap();
+    show("Widget (settings)", format!("{widget:?} {widget:#?}"));
+    let settings = widget.settings.as_ref().unwrap();
+    assert_eq!(settings.get("api_password"), Some(&json!(WIDGET_PASS)));
 
     // Errors refusing a credential.
     for bad in [format!("{TOKEN}\n"), format!("{TOKEN}\u{7f}")] {

@@ -26,10 +26,12 @@ pub mod types {
     #[allow(unused_imports)] // empty when the spec has no x-extensible-enum
     pub use super::generated::extensible::*;
     pub use super::generated::types::*;
+    pub use super::widget_settings::WidgetSettings;
 }
 
 mod leads;
 mod problem;
+mod widget_settings;
 
 use std::sync::Arc;
 
