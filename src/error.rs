@@ -288,7 +288,7 @@ where
         Err(Raw::UnexpectedResponse(response)) => Err(from_response(response).await),
         Err(Raw::InvalidResponsePayload(body, _)) => Err(decode_error::<T, P>(body)),
         Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
-            Err(ApiError::Transport(e))
+            Err(ApiError::Transport(without_query(e)))
         }
         Err(Raw::ErrorResponse(value)) => Err(ApiError::UnexpectedResponse {
             endpoint: String::new(),
@@ -301,6 +301,17 @@ where
             Err(ApiError::InvalidRequest(message))
         }
     }
+}
+
+/// A transport error with its URL's query and fragment removed. reqwest puts the whole URL into
+/// the error's text, and a query carries the caller's data (filter values: a phone number, a
+/// search term, a lead's uid), which error text, like the logs, leaves out. The path stays.
+pub(crate) fn without_query(mut e: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = e.url_mut() {
+        url.set_query(None);
+        url.set_fragment(None);
+    }
+    e
 }
 
 /// Decodes again, tracking the path, to say where the body disagrees with the type.
@@ -353,9 +364,12 @@ where
     let wait = crate::retry::retry_after(headers);
     // UnexpectedResponse keeps whole seconds (an HTTP date is turned into seconds from now).
     let retry_after = wait.map(|d| d.as_secs());
+    let url = response.url().clone();
     let bytes = match read_limited(response).await {
         Ok(bytes) => bytes,
-        Err(e) => return ApiError::Transport(e),
+        // A body error carries no URL: say which answer it was (the query goes, as always).
+        Err(e) if e.url().is_none() => return ApiError::Transport(without_query(e.with_url(url))),
+        Err(e) => return ApiError::Transport(without_query(e)),
     };
     // A server that echoes the request's credentials must not put them into the error.
     // (`apply` borrows when no secret is found: the body is then kept as it came.)

@@ -1,6 +1,7 @@
 //! Security, gathered in one place: secrets never reach `Debug` output, logs or error text (even
-//! when a server echoes them back); plain HTTP only on loopback unless allowed; subdomains are
-//! one DNS label; links and redirects never take the credentials to another origin.
+//! when a server echoes them back); error text names a request's path, never its query; plain
+//! HTTP only on loopback unless allowed; subdomains are one DNS label; links and redirects never
+//! take the credentials to another origin.
 //!
 //! Every group was seen to fail on deliberately broken code before it counted (then reverted):
 //!
@@ -16,6 +17,8 @@
 //! | Debug | `ApiError`'s `Debug` prints a `Decode` body | `errors_never_carry_a_secret_even_when_the_server_echoes_it` |
 //! | Debug | a `WidgetInstallSettings` string back to a plain `String` (spec) | `debug_output_of_every_secret_holder_hides_the_secret` |
 //! | Debug | `WidgetSettings` (a widget's settings as read back) with a derived `Debug` | same test (`Widget (settings)`) |
+//! | query | `error::without_query` keeps the query | `transport_errors_name_the_path_not_the_query` (the filter value in a dropped request's error) |
+//! | query | `from_response` no longer names the URL of an error answer whose body was cut short | same test (the error named no path) |
 //! | base URL | `config::base_url` accepts `http` on any host | `plain_http_is_refused_except_on_loopback_unless_allowed` |
 //! | base URL | `is_loopback` takes any host starting with `localhost` | same test (`localhost.evil.com`) |
 //! | subdomain | `config::subdomain` no longer checks hyphens at the ends | `a_subdomain_is_one_dns_label` |
@@ -892,6 +895,81 @@ async fn debug_output_of_every_secret_holder_hides_the_secret() {
     assert_eq!(secret.expose(), TOKEN);
     assert_eq!(tokens.access_token.expose(), OLD_ACCESS);
     assert_eq!(fake.kommo_token().expose(), TOKEN);
+}
+
+// ---------------------------------------------------------------------- the caller's data
+
+/// A server that answers every request with `head` and the start of a body, then closes the
+/// connection before the `content-length` it announced.
+async fn cut_short(head: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(b"{\"title\": \"Bad").await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A transport error's text names the path, never the query: filter values are the caller's
+/// data (a phone number, a search term), left out of error text as they are out of the logs.
+#[tokio::test]
+async fn transport_errors_name_the_path_not_the_query() {
+    init();
+    const PRIVATE: &str = "PRIVATE-UID-0451";
+    let fake = FakeServer::start(Config::default()).unwrap();
+    fake.inject([Fault::Drop]);
+    let servers = [
+        ("closed before an answer", fake.base_url()),
+        (
+            "an error answer cut short",
+            cut_short(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\n\
+                 content-length: 500\r\n\r\n",
+            )
+            .await,
+        ),
+        (
+            "a page cut short",
+            cut_short(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/hal+json\r\n\
+                 content-length: 500\r\n\r\n",
+            )
+            .await,
+        ),
+    ];
+    for (what, base) in servers {
+        let kommo = kommo::Client::builder()
+            .base_url(&base)
+            .token(fake.kommo_token())
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        let err = kommo
+            .list_incoming_leads()
+            .filter_uid(vec![PRIVATE.to_string()])
+            .send()
+            .or_empty()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::Transport(_)), "{what}: {err:?}");
+        let text = format!("{} | {err:?} | {err:#?}", printed(&err));
+        assert!(!text.contains(PRIVATE), "{what}: {text}");
+        assert!(!text.contains("filter"), "{what}: {text}");
+        assert!(text.contains("/api/v4/leads/unsorted"), "{what}: {text}");
+    }
 }
 
 // ---------------------------------------------------------------------- transport security
