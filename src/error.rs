@@ -115,8 +115,11 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         error: crate::oauth::AuthError,
     },
     /// A success response whose body does not match the specification.
-    #[error("cannot decode the answer at `{path}`: {message}")]
+    #[error("cannot decode the answer{} at `{path}`: {message}", of_endpoint(.endpoint))]
     Decode {
+        /// The path that was called (empty if the call was not made through this crate's
+        /// clients).
+        endpoint: String,
         /// Where in the body decoding failed, e.g. `_embedded.sources[1].id` (`.` for the root).
         path: String,
         /// What was wrong there.
@@ -232,7 +235,7 @@ pub trait ResponseExt<T>:
         T: DeserializeOwned + ApiResponse,
     {
         async move {
-            match classify(self.await).await? {
+            match classify(called(self).await).await? {
                 Answer::Body(value) => Ok(value),
                 Answer::NoContent { endpoint } => Err(ApiError::UnexpectedResponse {
                     endpoint,
@@ -252,7 +255,7 @@ pub trait ResponseExt<T>:
         T: DeserializeOwned + Default + ApiResponse,
     {
         async move {
-            match classify(self.await).await? {
+            match classify(called(self).await).await? {
                 Answer::Body(value) => Ok(value),
                 Answer::NoContent { .. } => Ok(T::default()),
             }
@@ -265,13 +268,51 @@ impl<F, T> ResponseExt<T> for F where
 {
 }
 
+tokio::task_local! {
+    /// The path of the request that the call being awaited in [`called`] sent last (set by
+    /// [`note_endpoint`] in the clients' exec hook). progenitor's decode error carries no
+    /// response, so this is how `ApiError::Decode` learns which endpoint answered.
+    static CALLED: std::cell::RefCell<String>;
+}
+
+/// Records the path of a request about to be sent, for [`called`]; nothing outside it.
+pub(crate) fn note_endpoint(path: &str) {
+    let _ = CALLED.try_with(|called| {
+        let mut called = called.borrow_mut();
+        called.clear();
+        called.push_str(path);
+    });
+}
+
+/// Awaits a generated call, and says which path it called.
+async fn called<F: Future>(call: F) -> (F::Output, String) {
+    CALLED
+        .scope(std::cell::RefCell::new(String::new()), async move {
+            let output = call.await;
+            (output, CALLED.with(|called| called.take()))
+        })
+        .await
+}
+
+/// ` of {endpoint}`, or nothing when it is not known.
+fn of_endpoint(endpoint: &str) -> String {
+    if endpoint.is_empty() {
+        String::new()
+    } else {
+        format!(" of {endpoint}")
+    }
+}
+
 enum Answer<T> {
     Body(T),
     NoContent { endpoint: String },
 }
 
 async fn classify<T, P>(
-    result: Result<ResponseValue<T>, progenitor_client::Error<()>>,
+    (result, endpoint): (
+        Result<ResponseValue<T>, progenitor_client::Error<()>>,
+        String,
+    ),
 ) -> Result<Answer<T>, ApiError<P>>
 where
     T: DeserializeOwned,
@@ -286,7 +327,7 @@ where
             })
         }
         Err(Raw::UnexpectedResponse(response)) => Err(from_response(response).await),
-        Err(Raw::InvalidResponsePayload(body, _)) => Err(decode_error::<T, P>(body)),
+        Err(Raw::InvalidResponsePayload(body, _)) => Err(decode_error::<T, P>(endpoint, body)),
         Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
             Err(ApiError::Transport(without_query(e)))
         }
@@ -316,6 +357,7 @@ pub(crate) fn without_query(mut e: reqwest::Error) -> reqwest::Error {
 
 /// Decodes again, tracking the path, to say where the body disagrees with the type.
 pub(crate) fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
+    endpoint: String,
     body: bytes::Bytes,
 ) -> ApiError<P> {
     let mut de = serde_json::Deserializer::from_slice(&body);
@@ -325,6 +367,7 @@ pub(crate) fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
         Ok(_) => (".".to_string(), "the body did not decode".to_string()),
     };
     ApiError::Decode {
+        endpoint,
         path,
         message,
         body,
@@ -488,11 +531,13 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .field("error", error)
                 .finish(),
             Self::Decode {
+                endpoint,
                 path,
                 message,
                 body,
             } => f
                 .debug_struct("Decode")
+                .field("endpoint", endpoint)
                 .field("path", path)
                 .field("message", message)
                 .field("body", &format_args!("<{} bytes>", body.len()))

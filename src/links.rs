@@ -30,7 +30,7 @@ use progenitor_client::{ClientHooks, ClientInfo, OperationInfo};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ApiResponse, decode_error, from_response};
+use crate::error::{ApiError, ApiResponse, decode_error, from_response, without_query};
 
 /// Resolves `href` against `base`. A relative href is joined to the base URL; an absolute href
 /// must have the base URL's origin, since following it sends the account's credentials there.
@@ -80,11 +80,12 @@ where
             reason,
         }
     })?;
+    let endpoint = url.path().to_string();
     let mut request = client
         .client()
         .get(url)
         .build()
-        .map_err(ApiError::Transport)?;
+        .map_err(|e| ApiError::Transport(without_query(e)))?;
     let info = OperationInfo {
         operation_id: "follow_link",
     };
@@ -95,14 +96,18 @@ where
     let response = client
         .exec(request, &info)
         .await
-        .map_err(ApiError::Transport)?;
+        .map_err(|e| ApiError::Transport(without_query(e)))?;
     match response.status() {
         StatusCode::NO_CONTENT => Ok(None),
         s if s.is_success() => {
-            let body = response.bytes().await.map_err(ApiError::Transport)?;
+            let url = response.url().clone();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| ApiError::Transport(without_query(e.with_url(url))))?;
             serde_json::from_slice::<T>(&body)
                 .map(Some)
-                .map_err(|_| decode_error::<T, T::Problem>(body))
+                .map_err(|_| decode_error::<T, T::Problem>(endpoint, body))
         }
         _ => Err(from_response(response).await),
     }

@@ -66,6 +66,7 @@ impl Pipeline {
         http: &reqwest::Client,
         request: Request,
     ) -> reqwest::Result<Response> {
+        crate::error::note_endpoint(request.url().path());
         execute(
             http,
             request,

@@ -438,6 +438,7 @@ async fn a_200_with_a_field_of_the_wrong_type_is_a_decode_error_naming_the_field
 
     mock.assert_async().await;
     let ApiError::Decode {
+        endpoint,
         path,
         message,
         body: kept,
@@ -445,6 +446,8 @@ async fn a_200_with_a_field_of_the_wrong_type_is_a_decode_error_naming_the_field
     else {
         panic!("a body off the contract is a Decode error: {err:?}");
     };
+    assert_eq!(endpoint, "/api/v4/sources");
+    assert!(err.to_string().contains("of /api/v4/sources at"), "{err}");
     assert_eq!(path, "_embedded.sources[0].id");
     assert!(message.contains("invalid type"), "{message}");
     assert_eq!(kept.as_ref(), body.as_bytes());

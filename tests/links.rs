@@ -139,3 +139,60 @@ async fn the_documents_placeholder_and_relative_paths_are_refused_and_nothing_is
     }
     assert_eq!(any.calls_async().await, 0, "nothing may be sent");
 }
+
+#[tokio::test]
+async fn a_followed_answer_that_does_not_decode_names_its_endpoint_and_where() {
+    let (server, client) = server_and_client().await;
+    let mut body = page_body();
+    body["_embedded"]["widgets"][1]["id"] = serde_json::json!("not a number");
+    server
+        .mock_async(|when, then| {
+            when.method(GET).path("/api/v4/widgets");
+            then.status(200)
+                .header("content-type", "application/hal+json")
+                .json_body(body);
+        })
+        .await;
+
+    let err = client
+        .follow::<WidgetList>("/api/v4/widgets?page=2&filter=PRIVATE")
+        .await
+        .unwrap_err();
+
+    let ApiError::Decode { endpoint, path, .. } = &err else {
+        panic!("a page off the contract is a Decode error: {err:?}");
+    };
+    assert_eq!(endpoint, "/api/v4/widgets");
+    assert_eq!(path, "_embedded.widgets[1].id");
+    let text = err.to_string();
+    assert!(
+        text.contains("of /api/v4/widgets at `_embedded.widgets[1].id`"),
+        "{text}"
+    );
+    assert!(!text.contains("PRIVATE"), "{text}");
+}
+
+#[tokio::test]
+async fn a_followed_link_that_fails_in_transit_names_the_path_not_the_query() {
+    // A port with nothing listening: bound, then closed.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = Client::builder()
+        .base_url(&format!("http://{addr}"))
+        .token(TOKEN)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .build()
+        .unwrap();
+
+    let err = client
+        .follow::<WidgetList>("/api/v4/widgets?page=2&filter=PRIVATE")
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, ApiError::Transport(_)), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("/api/v4/widgets"), "{text}");
+    assert!(!text.contains("PRIVATE"), "{text}");
+}
