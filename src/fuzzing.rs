@@ -9,7 +9,8 @@
 //! the same calls with the answer as progenitor's `UnexpectedResponse`). Whatever comes out is
 //! then used: errors are displayed and classified, decoded values are printed and serialized
 //! again, their HAL hrefs resolved the way `follow` resolves them, and pages read the way the
-//! pagers read them. Nothing may panic.
+//! pagers read them. The same answer is also read as the OAuth token endpoint's (a new token
+//! pair, or the refusal). Nothing may panic.
 
 use std::fmt;
 
@@ -115,7 +116,28 @@ impl Answer {
 /// reader waits for I/O, which an in-memory body never needs).
 pub fn responses(data: &[u8]) -> Vec<bool> {
     let answer = Answer::parse(data);
+    token_answer(&answer);
     for_each_operation(&answer)
+}
+
+/// The OAuth token endpoint's answer, read as a refresh and as a code exchange read it (with a
+/// secret to scrub from error text), and then used: printed, and a new pair's expiry turned
+/// into the session's deadlines.
+fn token_answer(answer: &Answer) {
+    use crate::oauth::{Grant, deadlines, read_token_answer};
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let sent = crate::secret::Redactions::new(vec![crate::Secret::new("fuzz-client-secret")]);
+    for grant in [Grant::RefreshToken, Grant::AuthorizationCode] {
+        match read_token_answer(status, &answer.body, grant, &sent) {
+            Ok(pair) => {
+                let _ = format!("{pair:?}");
+                let _ = deadlines(pair.expires_at, std::time::Duration::from_secs(300));
+            }
+            Err(e) => {
+                let _ = format!("{e} {e:?}");
+            }
+        }
+    }
 }
 
 /// A body-less success (`204`, continueBot's `202`), read as progenitor reads it.

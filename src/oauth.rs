@@ -364,6 +364,22 @@ async fn token_request(
         .bytes()
         .await
         .map_err(|e| AuthError::Transport(Arc::new(e)))?;
+    read_token_answer(status, &bytes, grant, sent)
+}
+
+/// The longest token lifetime taken as given: ten years. A longer `expires_in` (or a
+/// `TokenPair::expires_at` further away) is read as this, so the client refreshes in ten years
+/// rather than overflowing a clock; Kommo's access tokens last a day.
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// Reads the token endpoint's answer: a new pair on a 2xx, else the typed error. `sent` are the
+/// secrets of the request, removed from any error text.
+pub(crate) fn read_token_answer(
+    status: StatusCode,
+    bytes: &[u8],
+    grant: Grant,
+    sent: &Redactions,
+) -> Result<TokenPair, AuthError> {
     if status.is_success() {
         // serde's messages quote the values they refuse, and this body holds new tokens: say
         // only where it is wrong.
@@ -388,7 +404,7 @@ async fn token_request(
         return Ok(TokenPair {
             access_token: Secret::new(answer.access_token),
             refresh_token: Secret::new(answer.refresh_token),
-            expires_at: now_utc() + chrono::Duration::seconds(answer.expires_in),
+            expires_at: expires_at(now_utc(), answer.expires_in),
         });
     }
     let text = String::from_utf8_lossy(&bytes);
@@ -407,6 +423,23 @@ async fn token_request(
         status,
         body: crate::error::excerpt(&text),
     })
+}
+
+/// `now` plus `expires_in` seconds, at most [`MAX_LIFETIME`] away (never a panic, whatever the
+/// server says).
+fn expires_at(now: DateTime<Utc>, expires_in: i64) -> DateTime<Utc> {
+    let max = MAX_LIFETIME.as_secs() as i64;
+    if expires_in > max {
+        tracing::warn!(
+            expires_in,
+            max,
+            "the token endpoint's expires_in is longer than the client takes; it will refresh sooner"
+        );
+    }
+    let seconds = expires_in.clamp(0, max);
+    chrono::TimeDelta::try_seconds(seconds)
+        .and_then(|delta| now.checked_add_signed(delta))
+        .unwrap_or(now)
 }
 
 /// Why a 2xx token answer did not decode, without quoting any value of it.
@@ -469,9 +502,16 @@ fn bearer(token: &Secret) -> Result<HeaderValue, ConfigError> {
     crate::config::secret_header("Bearer ", token, "access token")
 }
 
-fn deadlines(expires_at: DateTime<Utc>, margin: Duration) -> (Instant, Instant) {
+/// When to refresh and when the token expires, on tokio's clock. An `expires_at` more than
+/// [`MAX_LIFETIME`] away counts as that far (a caller's `DateTime::MAX_UTC` is 260,000 years
+/// away), as a token answer's `expires_in` does.
+pub(crate) fn deadlines(expires_at: DateTime<Utc>, margin: Duration) -> (Instant, Instant) {
     let now = Instant::now();
-    let left = (expires_at - now_utc()).to_std().unwrap_or(Duration::ZERO);
+    let left = expires_at
+        .signed_duration_since(now_utc())
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_LIFETIME);
     (now + left.saturating_sub(margin), now + left)
 }
 

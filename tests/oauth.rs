@@ -572,3 +572,58 @@ async fn no_token_or_client_secret_is_printed() {
         assert!(!printed.contains(secret), "{secret} leaked: {printed}");
     }
 }
+
+// ------------------------------------------------------------------- lifetimes out of range
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_expires_in_is_read_as_ten_years_not_a_panic() {
+    for expires_in in [i64::MAX, 400_000_000_000, 10 * 365 * 24 * 3600 + 1] {
+        let server = ScriptServer::start(move |_, _| {
+            Reply::status(200)
+                .header("content-type", "application/json")
+                .body(format!(
+                    r#"{{"token_type":"Bearer","expires_in":{expires_in},"access_token":"{NEW_ACCESS}","refresh_token":"{NEW_REFRESH}"}}"#
+                ))
+        })
+        .await;
+        let pair = oauth::exchange_code_with_client(
+            &http_without_timeouts(),
+            &server.base_url,
+            &app(),
+            "c",
+        )
+        .await
+        .unwrap();
+        let ten_years = chrono::Duration::days(10 * 365);
+        let left = pair.expires_at - now();
+        assert!(
+            left <= ten_years && left > ten_years - chrono::Duration::minutes(1),
+            "{expires_in}: {left}"
+        );
+        assert_eq!(pair.access_token.expose(), NEW_ACCESS);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_pair_that_never_expires_is_used_as_it_is() {
+    let server = ScriptServer::start(|r, _| match r.path() {
+        TOKEN_PATH => new_tokens_reply(),
+        _ => sources(),
+    })
+    .await;
+    let stored = Stored::default();
+    let pair = TokenPair {
+        access_token: Secret::new(OLD_ACCESS),
+        refresh_token: Secret::new(OLD_REFRESH),
+        expires_at: DateTime::<Utc>::MAX_UTC,
+    };
+    let client = client(&server, storing_oauth(pair, &stored));
+
+    client.list_sources().send().or_empty().await.unwrap();
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "no refresh: {requests:?}");
+    let expected = format!("Bearer {OLD_ACCESS}");
+    assert_eq!(requests[0].header("authorization"), Some(expected.as_str()));
+    assert!(stored.lock().unwrap().is_empty());
+}
