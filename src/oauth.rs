@@ -383,8 +383,8 @@ pub(crate) fn read_token_answer(
     if status.is_success() {
         // serde's messages quote the values they refuse, and this body holds new tokens: say
         // only where it is wrong.
-        let answer: TokenAnswer = serde_json::from_slice(&bytes)
-            .map_err(|e| AuthError::InvalidTokenResponse(token_answer_problem(&bytes, &e)))?;
+        let answer: TokenAnswer = serde_json::from_slice(bytes)
+            .map_err(|e| AuthError::InvalidTokenResponse(token_answer_problem(bytes, &e)))?;
         if answer.access_token.trim().is_empty() || answer.refresh_token.trim().is_empty() {
             return Err(AuthError::InvalidTokenResponse(
                 "a token is empty".to_string(),
@@ -407,7 +407,7 @@ pub(crate) fn read_token_answer(
             expires_at: expires_at(now_utc(), answer.expires_in),
         });
     }
-    let text = String::from_utf8_lossy(&bytes);
+    let text = String::from_utf8_lossy(bytes);
     let text = sent.apply(&text);
     if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED {
         let problem: TokenProblem = serde_json::from_str(&text).unwrap_or_default();
