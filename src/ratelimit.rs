@@ -98,6 +98,10 @@ struct Slot {
 #[error("invalid rate limit: {0}")]
 pub struct InvalidRateLimit(&'static str);
 
+/// The longest period (and margin) a limiter takes, so that its clock arithmetic cannot
+/// overflow: 365 days.
+const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 impl RateLimiter {
     /// At most `max` requests in any window of `period`, with a margin of a tenth of the
     /// period (see [`with_margin`](Self::with_margin)).
@@ -105,6 +109,7 @@ impl RateLimiter {
     /// ```
     /// use std::time::Duration;
     /// assert!(lead_intake::ratelimit::RateLimiter::new(0, Duration::from_secs(1)).is_err());
+    /// assert!(lead_intake::ratelimit::RateLimiter::new(1, Duration::MAX).is_err());
     /// ```
     pub fn new(max: u32, period: Duration) -> Result<Self, InvalidRateLimit> {
         if max == 0 {
@@ -114,6 +119,9 @@ impl RateLimiter {
         }
         if period.is_zero() {
             return Err(InvalidRateLimit("the period must be longer than zero"));
+        }
+        if period > MAX_PERIOD {
+            return Err(InvalidRateLimit("the period must be at most 365 days"));
         }
         Ok(Self::build(max as usize, period, period / 10))
     }
@@ -149,7 +157,8 @@ impl RateLimiter {
     /// How late the server may count a request after it starts: up to this long, a request
     /// holds its place in the window until its answer comes (see the [module](self)). Zero
     /// counts every request at its start, which is exact only if every request reaches the
-    /// server in the same time. Returns a new, unused limiter: set it before sharing.
+    /// server in the same time. A margin longer than 365 days counts as 365 days. Returns a new,
+    /// unused limiter: set it before sharing.
     ///
     /// ```
     /// use std::time::Duration;
@@ -159,7 +168,7 @@ impl RateLimiter {
     /// # Ok::<(), lead_intake::ratelimit::InvalidRateLimit>(())
     /// ```
     pub fn with_margin(self, margin: Duration) -> Self {
-        Self::build(self.inner.max, self.inner.period, margin)
+        Self::build(self.inner.max, self.inner.period, margin.min(MAX_PERIOD))
     }
 
     /// The most requests allowed in one period.
@@ -296,6 +305,20 @@ impl std::fmt::Debug for RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_periods_are_refused_and_huge_margins_capped_never_a_panic() {
+        assert!(RateLimiter::new(1, Duration::MAX).is_err());
+        assert!(RateLimiter::new(1, MAX_PERIOD).is_ok());
+        let limiter = RateLimiter::new(1, MAX_PERIOD)
+            .unwrap()
+            .with_margin(Duration::MAX);
+        assert_eq!(limiter.margin(), MAX_PERIOD);
+        limiter.acquire().await.finish();
+        // The window is full for a year (paused time would skip a shorter wait).
+        let second = tokio::time::timeout(Duration::from_secs(3600), limiter.acquire()).await;
+        assert!(second.is_err(), "a second request within the period");
+    }
 
     /// No window of one period holds more than `max` of the recorded starts.
     fn assert_window(starts: &mut [Instant], max: usize, period: Duration) {
