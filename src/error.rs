@@ -234,8 +234,9 @@ pub trait ResponseExt<T>:
     where
         T: DeserializeOwned + ApiResponse,
     {
+        let call = called(self);
         async move {
-            match classify(called(self).await).await? {
+            match classify(call.await).await? {
                 Answer::Body(value) => Ok(value),
                 Answer::NoContent { endpoint } => Err(ApiError::UnexpectedResponse {
                     endpoint,
@@ -254,8 +255,9 @@ pub trait ResponseExt<T>:
     where
         T: DeserializeOwned + Default + ApiResponse,
     {
+        let call = called(self);
         async move {
-            match classify(called(self).await).await? {
+            match classify(call.await).await? {
                 Answer::Body(value) => Ok(value),
                 Answer::NoContent { .. } => Ok(T::default()),
             }
@@ -285,13 +287,16 @@ pub(crate) fn note_endpoint(path: &str) {
 }
 
 /// Awaits a generated call, and says which path it called.
-async fn called<F: Future>(call: F) -> (F::Output, String) {
-    CALLED
-        .scope(std::cell::RefCell::new(String::new()), async move {
-            let output = call.await;
-            (output, CALLED.with(|called| called.take()))
-        })
-        .await
+///
+/// The call is boxed here, before anything holds it: its future is kilobytes, and held inline
+/// it made the future of every `body()`/`or_empty()`, and of every caller's `async fn`, as large
+/// again (a test awaiting each operation in turn overflowed its stack in a debug build).
+fn called<F: Future>(call: F) -> impl Future<Output = (F::Output, String)> {
+    let call = Box::pin(call);
+    CALLED.scope(std::cell::RefCell::new(String::new()), async move {
+        let output = call.await;
+        (output, CALLED.with(|called| called.take()))
+    })
 }
 
 /// ` of {endpoint}`, or nothing when it is not known.

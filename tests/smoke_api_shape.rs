@@ -20,3 +20,20 @@ fn futures_are_send() {
     let client = lead_intake::kommo::Client::from_subdomain("x", "t").unwrap();
     is_send(async move { client.list_widgets().send().or_empty().await });
 }
+
+/// The futures of `body()` and `or_empty()` box the generated call, so awaiting many calls in
+/// one `async fn` stays far from a thread's stack (debug builds do not overlap a future's
+/// states well). Holding the call inline made `or_empty()`'s future 20 KB and overflowed the
+/// stack of `tests/fake_conformance.rs`, which awaits every operation in turn.
+#[test]
+fn a_call_future_is_small() {
+    let client = lead_intake::kommo::Client::builder()
+        .base_url("http://127.0.0.1:1")
+        .token("t")
+        .build()
+        .unwrap();
+    let list = client.list_incoming_leads().send().or_empty();
+    let one = client.get_widget().widget_code("x").send().body();
+    let sizes = (std::mem::size_of_val(&list), std::mem::size_of_val(&one));
+    assert!(sizes.0 < 4096 && sizes.1 < 4096, "{sizes:?} bytes");
+}
