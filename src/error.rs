@@ -164,6 +164,11 @@ pub(crate) fn excerpt(body: &str) -> String {
 }
 
 impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
+    /// A transport failure, its URL without the query ([`without_query`]).
+    pub(crate) fn transport(e: reqwest::Error) -> Self {
+        Self::Transport(without_query(e))
+    }
+
     /// The HTTP status, when the API answered with an error.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
@@ -334,7 +339,7 @@ where
         Err(Raw::UnexpectedResponse(response)) => Err(from_response(response).await),
         Err(Raw::InvalidResponsePayload(body, _)) => Err(decode_error::<T, P>(endpoint, body)),
         Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
-            Err(ApiError::Transport(without_query(e)))
+            Err(ApiError::transport(e))
         }
         Err(Raw::ErrorResponse(value)) => Err(ApiError::UnexpectedResponse {
             endpoint: String::new(),
@@ -415,9 +420,9 @@ where
     let url = response.url().clone();
     let bytes = match read_limited(response).await {
         Ok(bytes) => bytes,
-        // A body error carries no URL: say which answer it was (the query goes, as always).
-        Err(e) if e.url().is_none() => return ApiError::Transport(without_query(e.with_url(url))),
-        Err(e) => return ApiError::Transport(without_query(e)),
+        // A body error carries no URL: say which answer it was.
+        Err(e) if e.url().is_none() => return ApiError::transport(e.with_url(url)),
+        Err(e) => return ApiError::transport(e),
     };
     // A server that echoes the request's credentials must not put them into the error.
     // (`apply` borrows when no secret is found: the body is then kept as it came.)

@@ -30,7 +30,7 @@ use progenitor_client::{ClientHooks, ClientInfo, OperationInfo};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ApiResponse, decode_error, from_response, without_query};
+use crate::error::{ApiError, ApiResponse, decode_error, from_response};
 
 /// Resolves `href` against `base`. A relative href is joined to the base URL; an absolute href
 /// must have the base URL's origin, since following it sends the account's credentials there.
@@ -85,7 +85,7 @@ where
         .client()
         .get(url)
         .build()
-        .map_err(|e| ApiError::Transport(without_query(e)))?;
+        .map_err(ApiError::transport)?;
     let info = OperationInfo {
         operation_id: "follow_link",
     };
@@ -96,7 +96,7 @@ where
     let response = client
         .exec(request, &info)
         .await
-        .map_err(|e| ApiError::Transport(without_query(e)))?;
+        .map_err(ApiError::transport)?;
     match response.status() {
         StatusCode::NO_CONTENT => Ok(None),
         s if s.is_success() => {
@@ -104,7 +104,7 @@ where
             let body = response
                 .bytes()
                 .await
-                .map_err(|e| ApiError::Transport(without_query(e.with_url(url))))?;
+                .map_err(|e| ApiError::transport(e.with_url(url)))?;
             serde_json::from_slice::<T>(&body)
                 .map(Some)
                 .map_err(|_| decode_error::<T, T::Problem>(endpoint, body))
