@@ -420,9 +420,8 @@ where
     let url = response.url().clone();
     let bytes = match read_limited(response).await {
         Ok(bytes) => bytes,
-        // A body error carries no URL: say which answer it was.
-        Err(e) if e.url().is_none() => return ApiError::transport(e.with_url(url)),
-        Err(e) => return ApiError::transport(e),
+        // A body error carries no URL of its own: say which answer it was.
+        Err(e) => return ApiError::transport(e.with_url(url)),
     };
     // A server that echoes the request's credentials must not put them into the error.
     // (`apply` borrows when no secret is found: the body is then kept as it came.)

@@ -210,6 +210,19 @@ mod tests {
     }
 
     #[test]
+    fn its_json_schema_is_the_specs_an_object_or_an_empty_array() {
+        let schema = serde_json::to_value(schemars::schema_for!(WidgetSettings)).unwrap();
+        let one_of = schema["oneOf"].as_array().expect("a oneOf");
+        assert_eq!(one_of.len(), 2, "{schema}");
+        assert_eq!(one_of[0]["type"], "object", "{schema}");
+        assert_eq!(
+            one_of[1],
+            json!({"type": "array", "maxItems": 0}),
+            "{schema}"
+        );
+    }
+
+    #[test]
     fn debug_shows_keys_not_values() {
         let settings: WidgetSettings = serde_json::from_value(json!({
             "password": "eXaMp1E",
