@@ -1,4 +1,4 @@
-//! Benchmark 3: streaming incoming leads with `list_incoming_leads_pager(..).items()` from a
+//! Benchmark 3: streaming incoming leads with `list_incoming_leads_pager(..).typed_items()` from a
 //! loopback server (250 leads a page, linked by `_links.next`).
 //!
 //! - `stream_100k`: 100,000 leads (400 pages), items per second, without and with prefetching.
@@ -44,7 +44,7 @@ async fn stream_all(client: &Client, prefetch: usize, work: Duration) -> usize {
     let mut items = client
         .list_incoming_leads_pager(|req| req)
         .prefetch(prefetch)
-        .items();
+        .typed_items();
     let mut n = 0;
     while let Some(lead) = items.try_next().await.expect("no error") {
         std::hint::black_box(&lead);

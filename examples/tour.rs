@@ -132,7 +132,7 @@ async fn fake() -> Result<()> {
     let mut stream = kommo
         .list_incoming_leads_pager(|req| req.filter_category(vec![IncomingLeadCategory::Forms]))
         .page_size(100)
-        .items();
+        .typed_items();
     let mut streamed = 0;
     let mut from_tour = Vec::new();
     while let Some(lead) = stream.try_next().await? {
@@ -211,7 +211,7 @@ async fn real(subdomain: &str, token: String) -> Result<()> {
         .list_widgets_pager(|req| req)
         .page_size(50)
         .max_pages(2)
-        .items()
+        .typed_items()
         .try_collect()
         .await?;
     println!("   {} widgets", widgets.len());
@@ -221,7 +221,7 @@ async fn real(subdomain: &str, token: String) -> Result<()> {
         .list_incoming_leads_pager(|req| req)
         .page_size(50)
         .max_pages(2)
-        .items()
+        .typed_items()
         .try_collect()
         .await?;
     println!("   {} incoming leads", leads.len());
@@ -258,7 +258,7 @@ async fn closebot_sources(closebot: &lead_intake::closebot::Client, page_size: u
         .pages();
     let mut count = 0;
     while let Some(page) = pages.try_next().await? {
-        let results = page.results.unwrap_or_default();
+        let results = page.results.into_vec();
         count += results.len();
         println!(
             "   page {}: {} sources (of {})",

@@ -522,11 +522,15 @@ impl Operation for AddIncomingForms {
 }
 
 fn sources(list: types::SourceList) -> Vec<types::Source> {
-    list.embedded.map(|e| e.sources).unwrap_or_default()
+    list.embedded
+        .map(|e| e.sources.into_vec())
+        .unwrap_or_default()
 }
 
 fn incoming(list: types::CreatedIncomingLeadList) -> Vec<types::CreatedIncomingLead> {
-    list.embedded.map(|e| e.unsorted).unwrap_or_default()
+    list.embedded
+        .map(|e| e.unsorted.into_vec())
+        .unwrap_or_default()
 }
 
 /// Pairs each answered item with its key; an item without one matches nothing.

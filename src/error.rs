@@ -142,6 +142,15 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     /// The request was refused before it was sent (e.g. a builder value that does not convert).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A list item that does not decode into its type, from a pager told to stop on one
+    /// ([`crate::pagination::OnUnrecognized::Fail`]). By default such items are yielded instead.
+    #[error("{item} ({count} such item(s) on the page)")]
+    UnrecognizedItem {
+        /// The first such item of the page.
+        item: Box<crate::list::UnrecognizedItem>,
+        /// How many the page had.
+        count: usize,
+    },
 }
 
 fn content_type_note(content_type: &Option<String>) -> String {
@@ -206,7 +215,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
         match self {
             Self::InvalidLink { .. } | Self::InvalidRequest(_) | Self::Auth { .. } => true,
             Self::Transport(e) => e.is_connect() || e.is_builder(),
-            Self::Decode { .. } => false,
+            Self::Decode { .. } | Self::UnrecognizedItem { .. } => false,
             other => other.status().is_some_and(|s| s.is_client_error()),
         }
     }
@@ -560,6 +569,11 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
             Self::InvalidRequest(message) => {
                 f.debug_tuple("InvalidRequest").field(message).finish()
             }
+            Self::UnrecognizedItem { item, count } => f
+                .debug_struct("UnrecognizedItem")
+                .field("item", item)
+                .field("count", count)
+                .finish(),
         }
     }
 }

@@ -15,12 +15,14 @@ pub mod fake;
 pub mod fuzzing;
 pub mod kommo;
 pub mod links;
+pub mod list;
 pub mod oauth;
 pub mod pagination;
 pub mod ratelimit;
 pub mod retry;
 mod secret;
 mod transport;
+mod wire;
 
 pub use config::ConfigError;
 pub use secret::Secret;
@@ -29,8 +31,9 @@ pub use secret::Secret;
 pub mod prelude {
     pub use crate::batch::{BatchOptions, BatchReport, ItemOutcome};
     pub use crate::error::{ApiError, ResponseExt};
+    pub use crate::list::{Items, ListItem, UnrecognizedItem};
     pub use crate::oauth::{AuthError, OAuth, OAuthApp, TokenPair};
-    pub use crate::pagination::KommoPage;
+    pub use crate::pagination::{KommoPage, OnUnrecognized};
     pub use crate::ratelimit::RateLimiter;
     pub use crate::retry::RetryPolicy;
     pub use crate::{ConfigError, Secret};

@@ -1,11 +1,19 @@
 //! Streams over paged lists: every page, or every item, fetched one page at a time as the
 //! stream is polled.
 //!
-//! | Call | Pager | [`pages`](KommoPager::pages) yields | [`items`](KommoPager::items) yields |
+//! | Call | Pager | [`pages`](KommoPager::pages) yields | [`typed_items`](KommoPager::typed_items) yields |
 //! |---|---|---|---|
 //! | [`kommo::Client::list_widgets_pager`] | [`KommoPager<WidgetList>`] | [`WidgetList`] | [`kommo::types::Widget`] |
 //! | [`kommo::Client::list_incoming_leads_pager`] | [`KommoPager<IncomingLeadList>`] | [`IncomingLeadList`] | [`kommo::types::IncomingLead`] |
 //! | [`closebot::Client::list_sources_pager`] | [`CloseBotPager`] | [`SourcePage`] | [`closebot::types::Source`] |
+//!
+//! [`items`](KommoPager::items) yields each item as a [`ListItem`]: [`ListItem::Typed`], or
+//! [`ListItem::Unrecognized`] in its place for an item that does not decode into its type
+//! ([`crate::list`]). [`KommoPager::on_unrecognized`] skips those or stops on the first one
+//! instead ([`OnUnrecognized`]); `typed_items` yields the decoded ones only, and stops with
+//! [`ApiError::UnrecognizedItem`] on an odd one unless told to skip it, so no item is ever
+//! dropped without the caller asking. A page's length (for the short-page rule) counts every
+//! item the server sent.
 //!
 //! Each call takes a closure that configures the generated request builder: the filters and
 //! sort order of the single-page call. The pager then sets the page number and page size
@@ -30,7 +38,7 @@
 //! use futures_util::TryStreamExt;
 //! use lead_intake::kommo::types::{IncomingLeadCategory, SortOrder};
 //! # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-//! let mut widgets = kommo.list_widgets_pager(|req| req).items();
+//! let mut widgets = kommo.list_widgets_pager(|req| req).typed_items();
 //! while let Some(widget) = widgets.try_next().await? {
 //!     println!("{}", widget.code);
 //! }
@@ -42,7 +50,7 @@
 //!     })
 //!     .page_size(100)
 //!     .max_pages(10)
-//!     .items()
+//!     .typed_items()
 //!     .try_collect()
 //!     .await?;
 //! # let _ = leads; Ok(()) }
@@ -57,7 +65,7 @@
 //! # async fn f(closebot: lead_intake::closebot::Client) -> Result<(), lead_intake::closebot::Error> {
 //! let mut pages = closebot.list_sources_pager(|req| req.query("Acme")).pages();
 //! while let Some(page) = pages.try_next().await? {
-//!     for source in page.results.unwrap_or_default() {
+//!     for source in page.results.into_vec() {
 //!         println!("{:?}", source.name);
 //!     }
 //! }
@@ -108,6 +116,7 @@ use crate::kommo::{
     self,
     types::{IncomingLeadList, Links, WidgetList},
 };
+use crate::list::{Items, ListItem, UnrecognizedItem};
 
 /// The largest `limit` Kommo's lists accept, and the default page size of a [`KommoPager`].
 pub const KOMMO_MAX_PAGE_SIZE: u32 = 250;
@@ -116,6 +125,44 @@ pub const CLOSEBOT_MAX_PAGE_SIZE: u32 = 100;
 
 /// The most pages a pager fetches ahead ([`KommoPager::prefetch`]).
 pub const MAX_PREFETCH: usize = 16;
+
+/// What a pager does with an item that does not decode into its type
+/// ([`crate::list::UnrecognizedItem`]): [`KommoPager::on_unrecognized`],
+/// [`CloseBotPager::on_unrecognized`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnUnrecognized {
+    /// `items()` yields it as [`ListItem::Unrecognized`], in its place (the default).
+    #[default]
+    Yield,
+    /// `items()` leaves it out (each page that has any still logs one WARN event).
+    Skip,
+    /// The stream yields [`ApiError::UnrecognizedItem`] for the first one, and ends; `pages()`
+    /// too.
+    Fail,
+}
+
+/// The first unrecognized item of a page as an error, under [`OnUnrecognized::Fail`].
+fn refuse_unrecognized<P: fmt::Debug + crate::error::ProblemSummary>(
+    policy: OnUnrecognized,
+    unrecognized: &[UnrecognizedItem],
+) -> Result<(), ApiError<P>> {
+    match (policy, unrecognized.first()) {
+        (OnUnrecognized::Fail, Some(first)) => Err(ApiError::UnrecognizedItem {
+            item: Box::new(first.clone()),
+            count: unrecognized.len(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A page's items as a pager yields them under `policy`.
+fn yielded<T>(items: Items<T>, policy: OnUnrecognized) -> Vec<ListItem<T>> {
+    match policy {
+        OnUnrecognized::Yield => items.into_entries(),
+        _ => items.into_vec().into_iter().map(ListItem::Typed).collect(),
+    }
+}
 
 mod sealed {
     pub trait Sealed {}
@@ -137,11 +184,20 @@ pub trait KommoPage:
     /// What the page lists: [`kommo::types::Widget`] or [`kommo::types::IncomingLead`].
     type Item: Send + 'static;
 
-    /// The page's items (`_embedded.widgets` or `_embedded.unsorted`); empty when absent.
+    /// The page's items that decoded (`_embedded.widgets` or `_embedded.unsorted`); empty when
+    /// absent.
     fn items(&self) -> &[Self::Item];
 
+    /// The page's items that did not decode into their type ([`crate::list`]).
+    fn unrecognized(&self) -> &[UnrecognizedItem];
+
+    /// How many items the server sent on the page, decoded or not.
+    fn item_count(&self) -> usize {
+        self.items().len() + self.unrecognized().len()
+    }
+
     /// The page's items, owned.
-    fn into_items(self) -> Vec<Self::Item>;
+    fn into_items(self) -> Items<Self::Item>;
 
     /// The page's HAL links (`_links`).
     fn links(&self) -> Option<&Links>;
@@ -154,7 +210,13 @@ impl KommoPage for WidgetList {
         self.embedded.as_ref().map_or(&[], |e| &e.widgets)
     }
 
-    fn into_items(self) -> Vec<Self::Item> {
+    fn unrecognized(&self) -> &[UnrecognizedItem] {
+        self.embedded
+            .as_ref()
+            .map_or(&[], |e| e.widgets.unrecognized())
+    }
+
+    fn into_items(self) -> Items<Self::Item> {
         self.embedded.map(|e| e.widgets).unwrap_or_default()
     }
 
@@ -170,7 +232,13 @@ impl KommoPage for IncomingLeadList {
         self.embedded.as_ref().map_or(&[], |e| &e.unsorted)
     }
 
-    fn into_items(self) -> Vec<Self::Item> {
+    fn unrecognized(&self) -> &[UnrecognizedItem] {
+        self.embedded
+            .as_ref()
+            .map_or(&[], |e| e.unsorted.unrecognized())
+    }
+
+    fn into_items(self) -> Items<Self::Item> {
         self.embedded.map(|e| e.unsorted).unwrap_or_default()
     }
 
@@ -288,7 +356,7 @@ impl kommo::Client {
     /// ```no_run
     /// use futures_util::TryStreamExt;
     /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-    /// let widgets: Vec<_> = kommo.list_widgets_pager(|req| req).items().try_collect().await?;
+    /// let widgets: Vec<_> = kommo.list_widgets_pager(|req| req).typed_items().try_collect().await?;
     /// # let _ = widgets; Ok(()) }
     /// ```
     pub fn list_widgets_pager<F>(&self, configure: F) -> KommoPager<WidgetList>
@@ -316,8 +384,11 @@ impl kommo::Client {
     /// let mut leads = kommo
     ///     .list_incoming_leads_pager(|req| req.filter_pipeline_id(6950551).order_created_at(SortOrder::Asc))
     ///     .items();
-    /// while let Some(lead) = leads.try_next().await? {
-    ///     println!("{}", lead.uid());
+    /// while let Some(item) = leads.try_next().await? {
+    ///     match item {
+    ///         lead_intake::list::ListItem::Typed(lead) => println!("{}", lead.uid),
+    ///         lead_intake::list::ListItem::Unrecognized(odd) => eprintln!("{odd}"),
+    ///     }
     /// }
     /// # Ok(()) }
     /// ```
@@ -352,6 +423,7 @@ pub struct KommoPager<P: KommoPage> {
     max_pages: Option<u32>,
     start: KommoStart,
     prefetch: usize,
+    on_unrecognized: OnUnrecognized,
 }
 
 impl<P: KommoPage> fmt::Debug for KommoPager<P> {
@@ -374,7 +446,16 @@ impl<P: KommoPage> KommoPager<P> {
             max_pages: None,
             start: KommoStart::Page(1),
             prefetch: 0,
+            on_unrecognized: OnUnrecognized::Yield,
         }
+    }
+
+    /// What to do with an item that does not decode into its type: yield it as
+    /// [`ListItem::Unrecognized`] (the default), skip it, or end the stream with
+    /// [`ApiError::UnrecognizedItem`] ([`OnUnrecognized`]).
+    pub fn on_unrecognized(mut self, policy: OnUnrecognized) -> Self {
+        self.on_unrecognized = policy;
+        self
     }
 
     /// Fetches up to `pages` pages ahead of the consumer, on a task of its own, so the next
@@ -412,7 +493,7 @@ impl<P: KommoPage> KommoPager<P> {
     /// not from the pager's closure. Replaces a [`start_at`](Self::start_at).
     pub fn resume_after(mut self, held: &P) -> Self {
         self.start = match next_href(held) {
-            Some(next) if !held.items().is_empty() => KommoStart::Follow {
+            Some(next) if held.item_count() != 0 => KommoStart::Follow {
                 next: next.to_string(),
                 seen: self_href(held).map(str::to_string).into_iter().collect(),
             },
@@ -447,6 +528,7 @@ impl<P: KommoPage> KommoPager<P> {
                     next,
                     seen,
                     remaining: self.max_pages,
+                    on_unrecognized: self.on_unrecognized,
                 })
             });
         match checked {
@@ -458,14 +540,33 @@ impl<P: KommoPage> KommoPager<P> {
         }
     }
 
-    /// The items of every page, in order.
+    /// The items of every page, in order: each decoded one as [`ListItem::Typed`], and any
+    /// that does not fit its type as set by [`on_unrecognized`](Self::on_unrecognized).
     pub fn items(
         self,
-    ) -> impl Stream<Item = Result<P::Item, kommo::Error>> + Send + Unpin + 'static {
+    ) -> impl Stream<Item = Result<ListItem<P::Item>, kommo::Error>> + Send + Unpin + 'static {
+        let policy = self.on_unrecognized;
         self.pages()
-            .map_ok(|page| stream::iter(page.into_items().into_iter().map(Ok)))
+            .map_ok(move |page| {
+                stream::iter(yielded(page.into_items(), policy).into_iter().map(Ok))
+            })
             .try_flatten()
             .fuse()
+            .boxed()
+    }
+
+    /// The decoded items of every page, in order. An item that does not fit its type ends the
+    /// stream with [`ApiError::UnrecognizedItem`], unless
+    /// [`on_unrecognized(OnUnrecognized::Skip)`](Self::on_unrecognized) leaves it out: never
+    /// dropped silently.
+    pub fn typed_items(
+        mut self,
+    ) -> impl Stream<Item = Result<P::Item, kommo::Error>> + Send + Unpin + 'static {
+        if self.on_unrecognized != OnUnrecognized::Skip {
+            self.on_unrecognized = OnUnrecognized::Fail;
+        }
+        self.items()
+            .try_filter_map(|item| ready(Ok(item.into_typed().ok())))
             .boxed()
     }
 }
@@ -486,6 +587,7 @@ struct KommoState<P> {
     /// Loop guard: the digests ([`link_id`]) of every href fetched and every page's `self`.
     seen: HashSet<u128>,
     remaining: Option<u32>,
+    on_unrecognized: OnUnrecognized,
 }
 
 impl<P: KommoPage> KommoState<P> {
@@ -513,9 +615,12 @@ impl<P: KommoPage> KommoState<P> {
             Ok(None) => return None,
             Ok(Some(page)) => page,
         };
-        let len = page.items().len();
+        let len = page.item_count();
         if len == 0 {
             return None;
+        }
+        if let Err(e) = refuse_unrecognized(self.on_unrecognized, page.unrecognized()) {
+            return Some((Err(e), self));
         }
         if let Some(own) = self_href(&page) {
             self.seen.insert(link_id(&self.base, own));
@@ -580,7 +685,7 @@ impl closebot::Client {
     /// # async fn f(closebot: lead_intake::closebot::Client) -> Result<(), lead_intake::closebot::Error> {
     /// let sources: Vec<_> = closebot
     ///     .list_sources_pager(|req| req.category("GHL").order("+id"))
-    ///     .items()
+    ///     .typed_items()
     ///     .try_collect()
     ///     .await?;
     /// # let _ = sources; Ok(()) }
@@ -605,6 +710,7 @@ impl closebot::Client {
             max_pages: None,
             start: CloseBotStart::Page(0),
             prefetch: 0,
+            on_unrecognized: OnUnrecognized::Yield,
         }
     }
 }
@@ -621,6 +727,7 @@ pub struct CloseBotPager {
     max_pages: Option<u32>,
     start: CloseBotStart,
     prefetch: usize,
+    on_unrecognized: OnUnrecognized,
 }
 
 impl fmt::Debug for CloseBotPager {
@@ -635,6 +742,13 @@ impl fmt::Debug for CloseBotPager {
 }
 
 impl CloseBotPager {
+    /// What to do with a source that does not decode into its type; as
+    /// [`KommoPager::on_unrecognized`].
+    pub fn on_unrecognized(mut self, policy: OnUnrecognized) -> Self {
+        self.on_unrecognized = policy;
+        self
+    }
+
     /// The `pageSize` of each page, 1 to 100 ([`CLOSEBOT_MAX_PAGE_SIZE`], the default).
     /// Another value makes the stream yield [`ApiError::InvalidRequest`] and send nothing.
     pub fn page_size(mut self, page_size: u32) -> Self {
@@ -669,7 +783,7 @@ impl CloseBotPager {
     pub fn resume_after(mut self, held: &SourcePage) -> Self {
         self.start = match held.page.map(u32::try_from) {
             Some(Ok(page)) => {
-                let len = held.results.as_ref().map_or(0, Vec::len);
+                let len = held.results.total();
                 let size = held
                     .page_size
                     .and_then(|s| u32::try_from(s).ok())
@@ -712,6 +826,7 @@ impl CloseBotPager {
                     page_size,
                     next,
                     remaining: self.max_pages,
+                    on_unrecognized: self.on_unrecognized,
                 })
             });
         match checked {
@@ -723,15 +838,31 @@ impl CloseBotPager {
         }
     }
 
-    /// The sources of every page, in order.
+    /// The sources of every page, in order; as [`KommoPager::items`].
     pub fn items(
         self,
-    ) -> impl Stream<Item = Result<closebot::types::Source, closebot::Error>> + Send + Unpin + 'static
-    {
+    ) -> impl Stream<Item = Result<ListItem<closebot::types::Source>, closebot::Error>>
+    + Send
+    + Unpin
+    + 'static {
+        let policy = self.on_unrecognized;
         self.pages()
-            .map_ok(|page| stream::iter(page.results.unwrap_or_default().into_iter().map(Ok)))
+            .map_ok(move |page| stream::iter(yielded(page.results, policy).into_iter().map(Ok)))
             .try_flatten()
             .fuse()
+            .boxed()
+    }
+
+    /// The decoded sources of every page, in order; as [`KommoPager::typed_items`].
+    pub fn typed_items(
+        mut self,
+    ) -> impl Stream<Item = Result<closebot::types::Source, closebot::Error>> + Send + Unpin + 'static
+    {
+        if self.on_unrecognized != OnUnrecognized::Skip {
+            self.on_unrecognized = OnUnrecognized::Fail;
+        }
+        self.items()
+            .try_filter_map(|item| ready(Ok(item.into_typed().ok())))
             .boxed()
     }
 }
@@ -750,6 +881,7 @@ struct CloseBotState {
     /// The page to fetch on the next poll; `None` once the stream is over.
     next: Option<i32>,
     remaining: Option<u32>,
+    on_unrecognized: OnUnrecognized,
 }
 
 impl CloseBotState {
@@ -764,9 +896,12 @@ impl CloseBotState {
             Err(e) => return Some((Err(e), self)),
             Ok(body) => body,
         };
-        let len = body.results.as_ref().map_or(0, Vec::len);
+        let len = body.results.total();
         if len == 0 {
             return None;
+        }
+        if let Err(e) = refuse_unrecognized(self.on_unrecognized, body.results.unrecognized()) {
+            return Some((Err(e), self));
         }
         let number = u32::try_from(page).unwrap_or_default();
         if !is_last_source_page(number, self.page_size.get(), len, body.total) {

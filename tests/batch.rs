@@ -440,10 +440,8 @@ async fn a_success_answer_that_does_not_decode_makes_the_chunk_unknown_and_stops
     let first = server
         .mock_async(|when, then| {
             kommo_request(when, POST, SOURCES).json_body(sources_body(0..2));
-            hal_json(
-                then,
-                &json!({"_embedded": {"sources": [{"id": "not a number"}]}}),
-            );
+            // Not the list's shape: `sources` is not a list.
+            hal_json(then, &json!({"_embedded": {"sources": {"id": 1}}}));
         })
         .await;
     let second = add_chunk(&server, 2..3).await;
@@ -462,6 +460,41 @@ async fn a_success_answer_that_does_not_decode_makes_the_chunk_unknown_and_stops
         report.error().and_then(BatchError::api_error),
         Some(ApiError::Decode { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_created_item_that_does_not_decode_is_unknown_and_the_batch_goes_on() {
+    let (server, client) = kommo().await;
+    let first = server
+        .mock_async(|when, then| {
+            kommo_request(when, POST, SOURCES).json_body(sources_body(0..2));
+            hal_json(
+                then,
+                &json!({"_embedded": {"sources": [
+                    {"id": 100, "request_id": "0", "name": "s0", "external_id": "e0"},
+                    {"id": "not a number", "request_id": "1"}
+                ]}}),
+            );
+        })
+        .await;
+    let second = add_chunk(&server, 2..3).await;
+
+    let report = client
+        .add_sources_batched(&sources(3), &BatchOptions::new().chunk_size(2))
+        .await;
+
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    // The odd item was answered, so it may well exist: check before sending it again.
+    assert_eq!(
+        source_labels(&report),
+        vec![
+            "ok:100".to_string(),
+            "unknown".into(),
+            format!("ok:{}", source_id(2))
+        ]
+    );
+    assert!(report.error().is_none());
 }
 
 #[tokio::test]

@@ -58,7 +58,7 @@ async fn list_sources_sends_all_six_query_parameters_and_the_x_cb_key_and_decode
         (page.total, page.page, page.page_size),
         (Some(123), Some(123), Some(123))
     );
-    let results = page.results.expect("results");
+    let results = page.results;
     assert_eq!(results.len(), 1);
     let source = &results[0];
     assert_eq!(source.source_id.as_deref(), Some("<string>"));
@@ -235,7 +235,7 @@ fn a_source_s_crm_key_and_access_token_are_secrets_that_debug_never_shows() {
     page["results"][0]["key"] = json!("crm-key-7f3a");
     page["results"][0]["accessToken"] = json!("crm-access-token-9c1e");
     let page: SourcePage = serde_json::from_value(page).expect("decodes");
-    let source = &page.results.as_ref().unwrap()[0];
+    let source = &page.results[0];
 
     assert_eq!(
         source.key.as_ref().map(Secret::expose),

@@ -13,7 +13,6 @@ use lead_intake::retry::RetryPolicy;
 fn ids(page: &SourcePage) -> Vec<String> {
     page.results
         .iter()
-        .flatten()
         .map(|s| s.source_id.clone().unwrap_or_default())
         .collect()
 }
@@ -104,7 +103,6 @@ async fn query_category_and_order_filter_and_sort() {
     assert!(
         acme.results
             .iter()
-            .flatten()
             .all(|s| s.name.as_deref().unwrap().starts_with("Acme"))
     );
     let hubspot = closebot
@@ -132,7 +130,7 @@ async fn query_category_and_order_filter_and_sort() {
         .body()
         .await
         .unwrap();
-    assert_eq!(by_name.results.unwrap()[0].name.as_deref(), Some("Acme 05"));
+    assert_eq!(by_name.results[0].name.as_deref(), Some("Acme 05"));
     let err = closebot
         .list_sources()
         .order("+colour")
@@ -148,7 +146,7 @@ async fn force_token_refresh_rotates_the_access_tokens_of_the_returned_sources_o
     let fake = Fake::default();
     let closebot = fake.closebot();
     let token = |page: &SourcePage, i: usize| {
-        page.results.as_ref().unwrap()[i]
+        page.results[i]
             .access_token
             .as_ref()
             .map(|s| s.expose().to_string())

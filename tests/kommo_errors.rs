@@ -12,7 +12,8 @@ use common::{
 };
 use httpmock::Method::{GET, POST};
 use lead_intake::kommo::types::{
-    self, IncomingLead, IncomingLeadCategory, IntOrString, SourceList, WidgetRating,
+    self, IncomingLead, IncomingLeadCategory, IncomingLeadMetadata, IntOrString, SourceList,
+    UnrecognizedMetadataReason, WidgetRating,
 };
 use lead_intake::kommo::{Client, ResponseValue};
 use lead_intake::prelude::*;
@@ -424,7 +425,8 @@ async fn an_html_403_from_nginx_is_a_blocked_account() {
 #[tokio::test]
 async fn a_200_with_a_field_of_the_wrong_type_is_a_decode_error_naming_the_field() {
     let (server, client) = kommo().await;
-    let body = r#"{"_total_items":1,"_embedded":{"sources":[{"id":"x","name":"chat"}]}}"#;
+    // A field of the list itself (an odd item would be kept as unrecognized instead).
+    let body = r#"{"_total_items":"x","_embedded":{"sources":[{"id":1,"name":"chat"}]}}"#;
     let mock = server
         .mock_async(|when, then| {
             kommo_request(when, GET, "/api/v4/sources");
@@ -448,11 +450,11 @@ async fn a_200_with_a_field_of_the_wrong_type_is_a_decode_error_naming_the_field
     };
     assert_eq!(endpoint, "/api/v4/sources");
     assert!(err.to_string().contains("of /api/v4/sources at"), "{err}");
-    assert_eq!(path, "_embedded.sources[0].id");
+    assert_eq!(path, "_total_items");
     assert!(message.contains("invalid type"), "{message}");
     assert_eq!(kept.as_ref(), body.as_bytes());
     assert_eq!(err.status(), None);
-    assert!(err.to_string().contains("_embedded.sources[0].id"), "{err}");
+    assert!(err.to_string().contains("_total_items"), "{err}");
 }
 
 // ------------------------------------------------------------------------ secrets and config
@@ -643,16 +645,39 @@ fn a_base_url_must_be_https_unless_it_is_loopback() {
 // ------------------------------------------------------------ open enums and either-typed fields
 
 #[test]
-fn a_known_category_whose_metadata_php_sent_as_an_empty_array_is_kept_not_dropped() {
+fn a_known_category_whose_metadata_php_sent_as_an_empty_array_reads_as_empty_metadata() {
     let lead: IncomingLead = serde_json::from_value(json!({
         "uid": "s1", "category": "sip", "metadata": []
     }))
     .expect("PHP's empty-array metadata still decodes");
-    let IncomingLead::OtherIncomingLead(other) = &lead else {
-        panic!("metadata that does not match the sip schema falls back to Other: {lead:?}");
+    assert_eq!(
+        lead.metadata,
+        Some(IncomingLeadMetadata::Sip(types::SipMetadata::default()))
+    );
+    assert_eq!(lead.category(), &IncomingLeadCategory::Sip);
+}
+
+#[test]
+fn a_known_category_whose_metadata_does_not_fit_keeps_every_common_field() {
+    let lead: IncomingLead = serde_json::from_value(json!({
+        "uid": "s2", "category": "sip", "source_uid": "src", "pipeline_id": 5,
+        "metadata": {"called_at": "not a time", "from": "Ann"}
+    }))
+    .expect("decodes");
+    assert_eq!(lead.category(), &IncomingLeadCategory::Sip);
+    assert_eq!(
+        (lead.source_uid.as_deref(), lead.pipeline_id),
+        (Some("src"), Some(5))
+    );
+    let Some(IncomingLeadMetadata::Unrecognized(other)) = &lead.metadata else {
+        panic!("{lead:?}");
     };
-    assert_eq!(other.metadata, Some(json!([])));
-    assert_eq!(lead.category(), IncomingLeadCategory::Sip);
+    assert_eq!(other.raw()["from"], json!("Ann"));
+    assert!(
+        matches!(other.reason(), UnrecognizedMetadataReason::DoesNotFit { path, .. } if path == "called_at"),
+        "{:?}",
+        other.reason()
+    );
 }
 
 #[test]
@@ -667,17 +692,17 @@ fn an_incoming_lead_of_an_unknown_category_is_kept_as_other_with_its_metadata() 
     }))
     .expect("an unknown category decodes");
 
-    let IncomingLead::OtherIncomingLead(other) = &lead else {
-        panic!("an unknown category is OtherIncomingLead: {lead:?}");
+    let Some(IncomingLeadMetadata::Unrecognized(other)) = &lead.metadata else {
+        panic!("an unknown category's metadata is kept raw: {lead:?}");
     };
-    assert_eq!(other.category, "whatsapp_lead");
-    let metadata = other.metadata.as_ref().expect("metadata is kept");
+    assert_eq!(other.reason(), &UnrecognizedMetadataReason::UnknownCategory);
+    let metadata = other.raw();
     assert_eq!(metadata["phone"], json!("+14155551234"));
     assert_eq!(metadata["nested"], json!({ "a": [1, 2] }));
     assert_eq!(lead.uid(), "w1");
     assert_eq!(
         lead.category(),
-        IncomingLeadCategory::Other("whatsapp_lead".into())
+        &IncomingLeadCategory::Other("whatsapp_lead".into())
     );
     assert_eq!(lead.pipeline_id(), Some(6950551));
     assert_eq!(lead.embedded().map(|e| e.contacts[0].id), Some(Some(7)));
@@ -724,9 +749,10 @@ fn a_call_duration_is_an_integer_or_a_string_of_digits() {
     };
     assert_eq!(
         metadata(json!("54")).duration,
-        Some(IntOrString::String("54".into()))
+        Some(IntOrString::from("54"))
     );
-    assert_eq!(metadata(json!(54)).duration, Some(IntOrString::Int64(54)));
+    assert_eq!(metadata(json!(54)).duration, Some(IntOrString::from(54)));
+    assert_eq!(metadata(json!(54)).duration.unwrap().as_i64(), Some(54));
     assert_eq!(
         serde_json::to_value(metadata(json!(54))).unwrap(),
         json!({ "duration": 54 })

@@ -9,8 +9,8 @@ mod common;
 use common::{hal, kommo, kommo_request, no_body, no_query, query_is};
 use httpmock::Method::{DELETE, GET, PATCH, POST};
 use lead_intake::kommo::types::{
-    self, BotKind, IncomingLead, IncomingLeadCategory, IntOrString, SortOrder, SourceServiceType,
-    WidgetSettingsFieldType,
+    self, BotKind, IncomingLeadCategory, IncomingLeadMetadata, IntOrString, SortOrder,
+    SourceServiceType, WidgetSettingsFieldType,
 };
 use lead_intake::prelude::*;
 use serde_json::json;
@@ -271,7 +271,10 @@ async fn list_widgets_sends_page_and_limit_and_decodes_the_page_with_its_next_li
     );
     assert_eq!(widgets[0].pipeline_id, None);
     assert_eq!(widgets[1].code, "amo_mailchimp");
-    assert_eq!(widgets[1].version.as_deref(), Some("1.1.12"));
+    assert_eq!(
+        widgets[1].version.as_ref().map(IntOrString::as_str),
+        Some("1.1.12")
+    );
 }
 
 #[tokio::test]
@@ -297,7 +300,10 @@ async fn get_widget_gets_the_widget_by_code_and_decodes_it() {
     mock.assert_async().await;
     assert_eq!(widget.id, Some(742));
     assert_eq!(widget.code, "amo_dropbox");
-    assert_eq!(widget.version.as_deref(), Some("0.0.13"));
+    assert_eq!(
+        widget.version.as_ref().map(IntOrString::as_str),
+        Some("0.0.13")
+    );
     assert_eq!(
         widget.rating,
         Some(types::WidgetRating::String("2,8".into()))
@@ -484,41 +490,39 @@ async fn list_incoming_leads_sends_every_filter_and_decodes_each_category() {
     let leads = page.embedded.expect("_embedded").unsorted;
     assert_eq!(leads.len(), 3);
 
-    let IncomingLead::FormsIncomingLead(form) = &leads[0] else {
+    assert!(leads.all_recognized(), "{leads:?}");
+    let form = &leads[0];
+    let Some(IncomingLeadMetadata::Forms(metadata)) = &form.metadata else {
         panic!("the first lead is a form: {:?}", leads[0]);
     };
     assert_eq!(form.uid, ACCEPTED_UID);
     assert_eq!(form.source_uid, None);
-    let metadata = form.metadata.as_ref().expect("metadata");
-    assert_eq!(metadata.form_id.as_deref(), Some("1115559"));
     assert_eq!(
-        metadata.form_sent_at,
-        Some(IntOrString::String("1686819152".into()))
+        metadata.form_id.as_ref().map(IntOrString::as_str),
+        Some("1115559")
     );
+    assert_eq!(metadata.form_sent_at, Some(IntOrString::from("1686819152")));
     assert_eq!(metadata.visitor_uid, None);
 
-    let IncomingLead::ChatsIncomingLead(chat) = &leads[1] else {
+    let chat = &leads[1];
+    let Some(IncomingLeadMetadata::Chats(metadata)) = &chat.metadata else {
         panic!("the second lead is a chat: {:?}", leads[1]);
     };
     assert_eq!(chat.uid, CHAT_UID);
-    let metadata = chat.metadata.as_ref().expect("metadata");
     assert_eq!(metadata.service.as_deref(), Some("onlinechat"));
     assert_eq!(
         metadata.last_message_text,
         Some(types::ChatsMetadataLastMessageText::Int64(1686818940))
     );
 
-    let IncomingLead::SipIncomingLead(call) = &leads[2] else {
+    let call = &leads[2];
+    let Some(IncomingLeadMetadata::Sip(metadata)) = &call.metadata else {
         panic!("the third lead is a call: {:?}", leads[2]);
     };
     assert_eq!(call.uid, CALL_UID);
     assert_eq!(call.source_name.as_deref(), Some("Acme Co."));
-    let metadata = call.metadata.as_ref().expect("metadata");
-    assert_eq!(metadata.duration, Some(IntOrString::String("54".into())));
-    assert_eq!(
-        metadata.phone,
-        Some(IntOrString::String("14155551234".into()))
-    );
+    assert_eq!(metadata.duration, Some(IntOrString::from("54")));
+    assert_eq!(metadata.phone, Some(IntOrString::from("14155551234")));
     assert_eq!(
         call.embedded.as_ref().expect("_embedded").companies[0].id,
         Some(583292)
@@ -547,13 +551,13 @@ async fn get_incoming_lead_gets_the_lead_by_uid_and_decodes_its_chat_metadata() 
         .expect("decodes");
 
     mock.assert_async().await;
-    let IncomingLead::ChatsIncomingLead(chat) = lead else {
-        panic!("the lead is a chat: {lead:?}");
+    let chat = lead;
+    let Some(IncomingLeadMetadata::Chats(metadata)) = chat.metadata else {
+        panic!("the lead is a chat: {chat:?}");
     };
     assert_eq!(chat.uid, CHAT_UID);
     assert_eq!(chat.pipeline_id, Some(6950551));
     assert_eq!(chat.account_id, Some(31361463));
-    let metadata = chat.metadata.expect("metadata");
     assert_eq!(metadata.from.as_deref(), Some(""));
     assert_eq!(metadata.client.as_ref().and_then(|c| c.name.clone()), None);
     let origin = metadata.origin.expect("origin");
@@ -585,7 +589,7 @@ async fn add_incoming_calls_posts_the_calls_to_sip_and_decodes_the_created_leads
     let calls: types::AddIncomingCallsRequest = common::example_as("addIncomingCalls.request.json");
     assert_eq!(
         calls[0].metadata.phone,
-        Some(IntOrString::Int64(14155551234))
+        Some(IntOrString::from(14155551234_i64))
     );
     let created = client
         .add_incoming_calls()

@@ -107,7 +107,13 @@ async fn kommo_first_page_204_is_an_empty_stream() {
     let (server, client) = kommo().await;
     let first = page_mock(&server, WIDGETS, "limit=2&page=1", |then| then.status(204)).await;
 
-    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+    let items = collect(
+        client
+            .list_widgets_pager(|req| req)
+            .page_size(2)
+            .typed_items(),
+    )
+    .await;
 
     assert!(items.is_empty(), "{items:?}");
     first.assert_calls_async(1).await;
@@ -121,7 +127,13 @@ async fn kommo_one_item_is_a_short_page_and_its_next_link_is_not_followed() {
     let first = page_mock(&server, WIDGETS, "limit=2&page=1", |t| json_page(t, body)).await;
     let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
 
-    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+    let items = collect(
+        client
+            .list_widgets_pager(|req| req)
+            .page_size(2)
+            .typed_items(),
+    )
+    .await;
 
     assert_eq!(codes(items), ["only"]);
     first.assert_calls_async(1).await;
@@ -151,7 +163,13 @@ async fn kommo_limit_plus_one_items_come_in_two_pages_and_the_short_second_page_
     let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| json_page(t, body)).await;
     let third = page_mock(&server, WIDGETS, "limit=2&page=3", |t| t.status(204)).await;
 
-    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+    let items = collect(
+        client
+            .list_widgets_pager(|req| req)
+            .page_size(2)
+            .typed_items(),
+    )
+    .await;
 
     assert_eq!(codes(items), ["a", "b", "c"]);
     first.assert_calls_async(1).await;
@@ -166,7 +184,13 @@ async fn kommo_a_full_page_without_a_next_link_is_the_last() {
     let first = page_mock(&server, WIDGETS, "limit=2&page=1", |t| json_page(t, body)).await;
     let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
 
-    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+    let items = collect(
+        client
+            .list_widgets_pager(|req| req)
+            .page_size(2)
+            .typed_items(),
+    )
+    .await;
 
     assert_eq!(codes(items), ["a", "b"]);
     first.assert_calls_async(1).await;
@@ -218,7 +242,13 @@ async fn kommo_a_next_link_back_to_the_first_page_is_recognised_by_its_self_link
     let body = widget_page(2, Some(&own), Some(&back), &["c", "d"]);
     let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| json_page(t, body)).await;
 
-    let items = collect(client.list_widgets_pager(|req| req).page_size(2).items()).await;
+    let items = collect(
+        client
+            .list_widgets_pager(|req| req)
+            .page_size(2)
+            .typed_items(),
+    )
+    .await;
 
     assert_eq!(codes(items), ["a", "b", "c", "d"]);
     first.assert_calls_async(1).await;
@@ -259,7 +289,10 @@ async fn kommo_an_error_mid_stream_is_yielded_once_and_ends_the_stream() {
     .await;
     let third = full_widget_page(&server, 3, "limit=2&page=3").await;
 
-    let mut items = client.list_widgets_pager(|req| req).page_size(2).items();
+    let mut items = client
+        .list_widgets_pager(|req| req)
+        .page_size(2)
+        .typed_items();
     assert_eq!(items.next().await.expect("a").expect("ok").code, "a");
     assert_eq!(items.next().await.expect("b").expect("ok").code, "b");
     let err = items.next().await.expect("the error").expect_err("429");
@@ -325,7 +358,7 @@ async fn kommo_page_size_and_start_out_of_range_are_errors_and_nothing_is_sent()
         client
             .list_incoming_leads_pager(|r| r)
             .page_size(300)
-            .items(),
+            .typed_items(),
     )
     .await;
     assert!(
@@ -342,7 +375,7 @@ async fn kommo_the_default_page_size_is_250() {
     let (server, client) = kommo().await;
     let first = page_mock(&server, WIDGETS, "limit=250&page=1", |t| t.status(204)).await;
 
-    let items = collect(client.list_widgets_pager(|req| req).items()).await;
+    let items = collect(client.list_widgets_pager(|req| req).typed_items()).await;
 
     assert!(items.is_empty());
     first.assert_calls_async(1).await;
@@ -354,7 +387,10 @@ async fn kommo_nothing_is_sent_before_the_stream_is_polled() {
     let first = full_widget_page(&server, 1, "limit=2&page=1").await;
     let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
 
-    let mut items = client.list_widgets_pager(|req| req).page_size(2).items();
+    let mut items = client
+        .list_widgets_pager(|req| req)
+        .page_size(2)
+        .typed_items();
     tokio::time::sleep(Duration::from_millis(100)).await;
     first.assert_calls_async(0).await;
 
@@ -378,7 +414,7 @@ async fn kommo_start_at_requests_that_page_first() {
             .list_widgets_pager(|req| req)
             .page_size(2)
             .start_at(3)
-            .items(),
+            .typed_items(),
     )
     .await;
 
@@ -413,7 +449,11 @@ async fn kommo_resume_after_follows_the_held_pages_next_link() {
 
     // A held page without a next link was the last one: nothing is sent.
     let last: WidgetList = serde_json::from_value(widget_page(9, None, None, &["z"])).unwrap();
-    assert!(collect(pager.resume_after(&last).items()).await.is_empty());
+    assert!(
+        collect(pager.resume_after(&last).typed_items())
+            .await
+            .is_empty()
+    );
     first.assert_calls_async(0).await;
     third.assert_calls_async(1).await;
 }
@@ -464,7 +504,7 @@ async fn kommo_incoming_leads_carry_the_filters_and_the_pager_sets_page_and_limi
                     .limit(9)
             })
             .page_size(2)
-            .items(),
+            .typed_items(),
     )
     .await;
 
@@ -483,7 +523,10 @@ async fn kommo_a_stream_can_be_spawned() {
     let first = full_widget_page(&server, 1, "limit=2&page=1").await;
     let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
 
-    let items = client.list_widgets_pager(|req| req).page_size(2).items();
+    let items = client
+        .list_widgets_pager(|req| req)
+        .page_size(2)
+        .typed_items();
     drop(client);
     let widgets = tokio::spawn(async move { items.try_collect::<Vec<_>>().await })
         .await
@@ -549,7 +592,7 @@ async fn kommo_prefetch_yields_the_same_items_and_the_error_last() {
                 .list_widgets_pager(|req| req)
                 .page_size(2)
                 .prefetch(depth)
-                .items(),
+                .typed_items(),
         )
         .await;
         assert_eq!(items.len(), 5, "{items:?}");
@@ -622,7 +665,7 @@ async fn closebot_prefetch_yields_every_page_in_order() {
             .list_sources_pager(|req| req)
             .page_size(2)
             .prefetch(1)
-            .items(),
+            .typed_items(),
     )
     .await;
 
@@ -698,7 +741,7 @@ async fn closebot_pages_count_from_zero_carry_the_filters_and_end_at_total() {
         client
             .list_sources_pager(|req| req.query("Acme").page(5).page_size(7))
             .page_size(2)
-            .items(),
+            .typed_items(),
     )
     .await;
 
@@ -730,7 +773,13 @@ async fn closebot_a_short_page_is_the_last() {
     )
     .await;
 
-    let items = collect(client.list_sources_pager(|req| req).page_size(2).items()).await;
+    let items = collect(
+        client
+            .list_sources_pager(|req| req)
+            .page_size(2)
+            .typed_items(),
+    )
+    .await;
 
     assert_eq!(source_ids(items), ["a", "b", "c"]);
     p0.assert_calls_async(1).await;
@@ -773,7 +822,7 @@ async fn closebot_the_default_page_size_is_100_and_more_is_refused() {
     )
     .await;
 
-    let items = collect(client.list_sources_pager(|req| req).items()).await;
+    let items = collect(client.list_sources_pager(|req| req).typed_items()).await;
     assert_eq!(source_ids(items), ["a"]);
     p0.assert_calls_async(1).await;
 
@@ -816,16 +865,20 @@ async fn closebot_start_at_resume_after_and_max_pages() {
         .page_size(2)
         .max_pages(1);
 
-    let started = collect(pager.clone().start_at(2).items()).await;
+    let started = collect(pager.clone().start_at(2).typed_items()).await;
     assert_eq!(source_ids(started), ["e", "f"]);
 
     let held: SourcePage = serde_json::from_value(source_page(2, 2, Some(9), &["e", "f"])).unwrap();
-    let resumed = collect(pager.clone().resume_after(&held).items()).await;
+    let resumed = collect(pager.clone().resume_after(&held).typed_items()).await;
     assert_eq!(source_ids(resumed), ["g", "h"]);
 
     // The held page reaches total: nothing more to fetch.
     let last: SourcePage = serde_json::from_value(source_page(3, 2, Some(8), &["g", "h"])).unwrap();
-    assert!(collect(pager.resume_after(&last).items()).await.is_empty());
+    assert!(
+        collect(pager.resume_after(&last).typed_items())
+            .await
+            .is_empty()
+    );
 
     p0.assert_calls_async(0).await;
     p2.assert_calls_async(1).await;
@@ -875,7 +928,10 @@ async fn closebot_a_stream_can_be_spawned_and_is_lazy() {
     )
     .await;
 
-    let items = client.list_sources_pager(|req| req).page_size(2).items();
+    let items = client
+        .list_sources_pager(|req| req)
+        .page_size(2)
+        .typed_items();
     tokio::time::sleep(Duration::from_millis(100)).await;
     p0.assert_calls_async(0).await;
 

@@ -472,7 +472,7 @@ async fn every_kommo_call_is_a_request_the_exported_spec_allows() {
         })
         .page_size(10)
         .max_pages(1)
-        .items()
+        .typed_items()
         .try_collect()
         .await;
     f.check("list_incoming_leads_pager", r);
@@ -582,7 +582,7 @@ async fn every_closebot_call_is_a_request_the_exported_spec_allows() {
         .list_sources_pager(|req| req.query("Acme Co").order("+id"))
         .page_size(20)
         .max_pages(2)
-        .items()
+        .typed_items()
         .try_collect()
         .await;
     f.check("list_sources_pager", r);

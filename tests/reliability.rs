@@ -12,7 +12,7 @@
 //!   stored at most once; nothing left `NotApplied`/`NotAttempted`; every stored lead comes from
 //!   an input; no `request_id` stored twice. Once with one request at a time (a deterministic
 //!   request sequence, so the seed fixes every fault), once with four in flight.
-//! - Stream: `list_incoming_leads_pager(..).items()`, GETs retried by the policy; when a page
+//! - Stream: `list_incoming_leads_pager(..).typed_items()`, GETs retried by the policy; when a page
 //!   still fails, the stream ends with the error and the user resumes at the next page
 //!   (`start_at`, from the number of items already seen), or with `pages()` and
 //!   `resume_after(&last_page)`. Every lead yielded exactly once, in the fake's order.
@@ -452,7 +452,7 @@ async fn streaming_10000_leads_under_faults_yields_each_once_resuming_with_start
     let client = client(&fake, 2);
     let mut yielded: Vec<String> = Vec::with_capacity(LEADS);
     let mut resumes = 0;
-    let mut items = pager(&client).items();
+    let mut items = pager(&client).typed_items();
     while let Some(item) = items.next().await {
         match item {
             Ok(lead) => yielded.push(lead.uid().to_string()),
@@ -463,7 +463,7 @@ async fn streaming_10000_leads_under_faults_yields_each_once_resuming_with_start
                 assert!(resumes <= 100, "resumed too often; last error: {error}");
                 assert_eq!(yielded.len() % PAGE as usize, 0, "whole pages only");
                 let next_page = (yielded.len() / PAGE as usize) as u32 + 1;
-                items = pager(&client).start_at(next_page).items();
+                items = pager(&client).start_at(next_page).typed_items();
             }
         }
     }

@@ -26,7 +26,11 @@ pub mod types {
     #[allow(unused_imports)] // empty when the spec has no x-extensible-enum
     pub use super::generated::extensible::*;
     pub use super::generated::types::*;
+    pub use super::leads::{
+        IncomingLead, IncomingLeadMetadata, UnrecognizedMetadata, UnrecognizedMetadataReason,
+    };
     pub use super::widget_settings::WidgetSettings;
+    pub use crate::wire::IntOrString;
 }
 
 mod leads;

@@ -1,0 +1,424 @@
+//! The items of a list answer, where one odd item never costs the rest.
+//!
+//! Every list the APIs answer (Kommo's sources, widgets, incoming leads and created incoming
+//! leads, CloseBot's sources) holds its items in an [`Items`]. An item that does not decode into
+//! its type does not fail the call: it is kept as an [`UnrecognizedItem`] with its raw JSON, its
+//! index in the list, and where and why it did not fit. They are counted, and each list that
+//! has any logs one WARN event (`lead_intake::list`, with the count and the first one's index
+//! and path; never a value). An answer that is not JSON, or not a list, is still an
+//! [`ApiError::Decode`](crate::error::ApiError::Decode).
+//!
+//! ```
+//! use lead_intake::kommo::types::SourceList;
+//!
+//! let list: SourceList = serde_json::from_str(r#"{"_embedded": {"sources": [
+//!     {"id": 1, "name": "Site"},
+//!     {"id": "not a number", "name": "Odd"},
+//!     {"id": 3, "name": "Chat"}
+//! ]}}"#)?;
+//! let sources = list.embedded.unwrap().sources;
+//! assert_eq!(sources.len(), 2); // the typed ones: derefs to `[Source]`
+//! assert_eq!(sources[1].id, 3);
+//! let odd = &sources.unrecognized()[0];
+//! assert_eq!((odd.index(), odd.path()), (1, "id"));
+//! assert_eq!(odd.raw()["name"], "Odd");
+//! assert_eq!(sources.total(), 3);
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use serde::de::{DeserializeOwned, Deserializer, SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// The items of one list answer: the ones that decoded, in order, and the ones that did not.
+///
+/// Derefs to the slice of decoded items, so `items.len()`, `items.iter()` and `for item in
+/// &items` see those; [`unrecognized`](Self::unrecognized) has the others and
+/// [`entries`](Self::entries) walks both in the server's order.
+#[derive(Clone, PartialEq)]
+pub struct Items<T> {
+    typed: Vec<T>,
+    /// Sorted by index.
+    unrecognized: Vec<UnrecognizedItem>,
+}
+
+impl<T> Default for Items<T> {
+    fn default() -> Self {
+        Self {
+            typed: Vec::new(),
+            unrecognized: Vec::new(),
+        }
+    }
+}
+
+impl<T> Items<T> {
+    /// The items that did not decode into their type, in the order they came.
+    pub fn unrecognized(&self) -> &[UnrecognizedItem] {
+        &self.unrecognized
+    }
+
+    /// How many items the server sent, decoded or not.
+    pub fn total(&self) -> usize {
+        self.typed.len() + self.unrecognized.len()
+    }
+
+    /// Whether every item decoded.
+    pub fn all_recognized(&self) -> bool {
+        self.unrecognized.is_empty()
+    }
+
+    /// Every item in the server's order, decoded or not.
+    pub fn entries(&self) -> impl Iterator<Item = Entry<'_, T>> {
+        let mut typed = self.typed.iter();
+        let mut odd = self.unrecognized.iter().peekable();
+        (0..self.total()).filter_map(move |index| match odd.peek() {
+            Some(u) if u.index == index => odd.next().map(Entry::Unrecognized),
+            _ => typed.next().map(Entry::Typed),
+        })
+    }
+
+    /// Every item in the server's order, owned.
+    pub fn into_entries(self) -> Vec<ListItem<T>> {
+        let total = self.total();
+        let mut typed = self.typed.into_iter();
+        let mut odd = self.unrecognized.into_iter().peekable();
+        let mut out = Vec::with_capacity(total);
+        for index in 0..total {
+            match odd.peek() {
+                Some(u) if u.index == index => out.extend(odd.next().map(ListItem::Unrecognized)),
+                _ => out.extend(typed.next().map(ListItem::Typed)),
+            }
+        }
+        out
+    }
+
+    /// The decoded items, and the others.
+    pub fn into_parts(self) -> (Vec<T>, Vec<UnrecognizedItem>) {
+        (self.typed, self.unrecognized)
+    }
+
+    /// The decoded items (the others are dropped: see [`into_parts`](Self::into_parts)).
+    pub fn into_vec(self) -> Vec<T> {
+        self.typed
+    }
+}
+
+impl<T> Deref for Items<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.typed
+    }
+}
+
+impl<T> From<Vec<T>> for Items<T> {
+    fn from(typed: Vec<T>) -> Self {
+        Self {
+            typed,
+            unrecognized: Vec::new(),
+        }
+    }
+}
+
+impl<T> FromIterator<T> for Items<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Vec::from_iter(iter).into()
+    }
+}
+
+impl<T> IntoIterator for Items<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+
+    /// The decoded items.
+    fn into_iter(self) -> Self::IntoIter {
+        self.typed.into_iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Items<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.typed.iter()
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Items<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unrecognized.is_empty() {
+            f.debug_list().entries(&self.typed).finish()
+        } else {
+            f.debug_struct("Items")
+                .field("typed", &self.typed)
+                .field("unrecognized", &self.unrecognized)
+                .finish()
+        }
+    }
+}
+
+/// The items in the server's order, each as it came (an unrecognized one as its raw JSON).
+impl<T: Serialize> Serialize for Items<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.total()))?;
+        for entry in self.entries() {
+            match entry {
+                Entry::Typed(item) => seq.serialize_element(item)?,
+                Entry::Unrecognized(item) => seq.serialize_element(&item.raw)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Items<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+
+        impl<'de, T: DeserializeOwned> Visitor<'de> for V<T> {
+            type Value = Items<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items<T>, A::Error> {
+                let mut items = Items {
+                    typed: Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024)),
+                    unrecognized: Vec::new(),
+                };
+                let mut index = 0;
+                // Each item is held as its raw text (no tree is built), then decoded on its own,
+                // so a failure stays inside the item.
+                while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                    match serde_json::from_str::<T>(raw.get()) {
+                        Ok(item) => items.typed.push(item),
+                        Err(_) => items
+                            .unrecognized
+                            .push(UnrecognizedItem::new::<T>(index, &raw)),
+                    }
+                    index += 1;
+                }
+                if let Some(first) = items.unrecognized.first() {
+                    tracing::warn!(
+                        target: "lead_intake::list",
+                        unrecognized = items.unrecognized.len(),
+                        total = index,
+                        first_index = first.index,
+                        first_path = %first.path,
+                        "list items that do not fit their type were kept as unrecognized items"
+                    );
+                }
+                Ok(items)
+            }
+        }
+
+        deserializer.deserialize_seq(V(PhantomData))
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Items<T> {
+    fn schema_name() -> String {
+        format!("Array_of_{}", T::schema_name())
+    }
+
+    fn json_schema(generator: &mut schemars::r#gen::SchemaGenerator) -> schemars::schema::Schema {
+        Vec::<T>::json_schema(generator)
+    }
+}
+
+/// An item of a list answer that did not decode into its type: its raw JSON, its index in the
+/// list, and the path in the item and the reason of the failure.
+///
+/// `Debug` and `Display` show the index, the path and the reason, never the item's values (an
+/// item may hold credentials, like a CloseBot source's CRM keys); the reason never quotes a
+/// string value either.
+#[derive(Clone, PartialEq)]
+pub struct UnrecognizedItem {
+    index: usize,
+    path: String,
+    reason: String,
+    raw: Value,
+}
+
+impl UnrecognizedItem {
+    fn new<T: DeserializeOwned>(index: usize, raw: &RawValue) -> Self {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        let (path, reason) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(e) => (e.path().to_string(), scrub(e.inner())),
+            // Cannot happen: the same text failed a moment ago.
+            Ok(_) => (".".to_string(), "did not decode".to_string()),
+        };
+        Self {
+            index,
+            path,
+            reason,
+            raw: serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Its position in the list, counting every item (0-based).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Where in the item decoding failed, e.g. `metadata.from` (`.` for the item itself).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Why, e.g. `invalid type: string, expected i64`.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The item exactly as the server sent it.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+
+    /// The item as the server sent it, owned.
+    pub fn into_raw(self) -> Value {
+        self.raw
+    }
+}
+
+/// serde_json's message without its position (it is the item's, not the answer's) and without
+/// any string value it quotes.
+pub(crate) fn scrub(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                if !quoted && out.ends_with(' ') {
+                    out.pop();
+                }
+                quoted = !quoted;
+            }
+            _ if quoted => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+impl fmt::Debug for UnrecognizedItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnrecognizedItem")
+            .field("index", &self.index)
+            .field("path", &self.path)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for UnrecognizedItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "item {} does not fit its type at `{}`: {}",
+            self.index, self.path, self.reason
+        )
+    }
+}
+
+/// An item of a list, decoded or not (what [`Items::into_entries`] and the pagers' item
+/// streams give).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListItem<T> {
+    /// The item, decoded.
+    Typed(T),
+    /// An item that does not fit its type.
+    Unrecognized(UnrecognizedItem),
+}
+
+impl<T> ListItem<T> {
+    /// The decoded item, if it is one.
+    pub fn typed(&self) -> Option<&T> {
+        match self {
+            Self::Typed(t) => Some(t),
+            Self::Unrecognized(_) => None,
+        }
+    }
+
+    /// The decoded item, or the unrecognized one as an error.
+    pub fn into_typed(self) -> Result<T, UnrecognizedItem> {
+        match self {
+            Self::Typed(t) => Ok(t),
+            Self::Unrecognized(u) => Err(u),
+        }
+    }
+
+    /// The unrecognized item, if it is one.
+    pub fn unrecognized(&self) -> Option<&UnrecognizedItem> {
+        match self {
+            Self::Typed(_) => None,
+            Self::Unrecognized(u) => Some(u),
+        }
+    }
+}
+
+/// A borrowed [`ListItem`], from [`Items::entries`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Entry<'a, T> {
+    /// The item, decoded.
+    Typed(&'a T),
+    /// An item that does not fit its type.
+    Unrecognized(&'a UnrecognizedItem),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Deserialize, Serialize, Debug, PartialEq, Clone)]
+    struct Thing {
+        id: i64,
+    }
+
+    #[test]
+    fn an_odd_item_is_kept_with_its_index_path_and_reason() {
+        let wire = json!([{"id": 1}, {"id": "s3cr3t"}, {"id": 3}, 7]);
+        let items: Items<Thing> = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(&*items, &[Thing { id: 1 }, Thing { id: 3 }]);
+        assert_eq!(items.total(), 4);
+        let odd = items.unrecognized();
+        assert_eq!((odd[0].index(), odd[0].path()), (1, "id"));
+        assert_eq!(odd[0].reason(), "invalid type: string, expected i64");
+        assert_eq!(odd[0].raw(), &json!({"id": "s3cr3t"}));
+        assert_eq!((odd[1].index(), odd[1].path()), (3, "."));
+        let shown = format!("{items:?} {}", odd[0]);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        // Order and bytes survive a round trip.
+        assert_eq!(serde_json::to_value(&items).unwrap(), wire);
+        let order: Vec<_> = items
+            .into_entries()
+            .into_iter()
+            .map(|e| match e {
+                ListItem::Typed(t) => t.id.to_string(),
+                ListItem::Unrecognized(u) => format!("?{}", u.index()),
+            })
+            .collect();
+        assert_eq!(order, ["1", "?1", "3", "?3"]);
+    }
+
+    #[test]
+    fn a_list_that_is_not_a_list_is_an_error() {
+        assert!(serde_json::from_value::<Items<Thing>>(json!({"id": 1})).is_err());
+        assert!(serde_json::from_str::<Items<Thing>>("[{\"id\": 1}, ").is_err());
+    }
+}
