@@ -24,7 +24,11 @@ fn decode(c: &mut Criterion) {
         .filter(|m| m.unrecognized().is_none())
         .map(std::mem::discriminant)
         .collect();
-    assert_eq!(kinds.len(), 3, "forms, chats and sip metadata, none kept raw");
+    assert_eq!(
+        kinds.len(),
+        3,
+        "forms, chats and sip metadata, none kept raw"
+    );
 
     let mut group = c.benchmark_group("decode_250_leads");
     group.throughput(Throughput::Elements(support::PAGE as u64));

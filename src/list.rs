@@ -178,11 +178,25 @@ impl<T: Serialize> Serialize for Items<T> {
     }
 }
 
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Items<T> {
+/// A type that lists hold ([`Items`]). Each item is decoded with [`decode_fast`]
+/// (`Self::decode_fast`), and when that fails, with its `Deserialize`, which keeps as much of
+/// the item typed as fits (an incoming lead keeps its common fields and holds odd metadata raw);
+/// only an item that fails both is unrecognized. Implemented by this crate for the items of
+/// every list answer.
+pub trait ListItemType: DeserializeOwned {
+    /// A decode that may give up on the whole item where `Deserialize` would keep part of it.
+    /// The default is `Deserialize`.
+    #[doc(hidden)]
+    fn decode_fast(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(text)
+    }
+}
+
+impl<'de, T: ListItemType> Deserialize<'de> for Items<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<T>(PhantomData<T>);
 
-        impl<'de, T: DeserializeOwned> Visitor<'de> for V<T> {
+        impl<'de, T: ListItemType> Visitor<'de> for V<T> {
             type Value = Items<T>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -198,7 +212,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Items<T> {
                 // Each item is held as its raw text (no tree is built), then decoded on its own,
                 // so a failure stays inside the item.
                 while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-                    match serde_json::from_str::<T>(raw.get()) {
+                    match T::decode_fast(raw.get()).or_else(|_| serde_json::from_str(raw.get())) {
                         Ok(item) => items.typed.push(item),
                         Err(_) => items
                             .unrecognized
@@ -390,6 +404,8 @@ mod tests {
         id: i64,
     }
 
+    impl ListItemType for Thing {}
+
     #[test]
     fn an_odd_item_is_kept_with_its_index_path_and_reason() {
         let wire = json!([{"id": 1}, {"id": "s3cr3t"}, {"id": 3}, 7]);
@@ -422,3 +438,8 @@ mod tests {
         assert!(serde_json::from_str::<Items<Thing>>("[{\"id\": 1}, ").is_err());
     }
 }
+
+impl ListItemType for crate::kommo::types::Source {}
+impl ListItemType for crate::kommo::types::Widget {}
+impl ListItemType for crate::kommo::types::CreatedIncomingLead {}
+impl ListItemType for crate::closebot::types::Source {}

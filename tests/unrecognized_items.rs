@@ -69,7 +69,11 @@ async fn a_page_of_250_with_one_odd_lead_gives_249_typed_and_1_unrecognized_with
     // The typed ones keep their order around the gap.
     assert_eq!(leads[136].uid, "lead-136");
     assert_eq!(leads[137].uid, "lead-138");
-    assert!(leads.iter().all(|l| l.category == IncomingLeadCategory::Forms));
+    assert!(
+        leads
+            .iter()
+            .all(|l| l.category == IncomingLeadCategory::Forms)
+    );
 }
 
 #[tokio::test]
@@ -189,17 +193,21 @@ async fn every_list_answer_keeps_its_odd_items() {
     let widgets = widgets.embedded.unwrap().widgets;
     assert_eq!(widgets[0].code, "w2");
     assert_eq!(
-        (widgets.unrecognized()[0].index(), widgets.unrecognized()[0].path()),
+        (
+            widgets.unrecognized()[0].index(),
+            widgets.unrecognized()[0].path()
+        ),
         (0, ".")
     );
     assert!(
-        widgets.unrecognized()[0].reason().contains("missing field `code`"),
+        widgets.unrecognized()[0]
+            .reason()
+            .contains("missing field `code`"),
         "{}",
         widgets.unrecognized()[0]
     );
 
-    let forms: types::AddIncomingFormsRequest =
-        common::example_as("addIncomingForms.request.json");
+    let forms: types::AddIncomingFormsRequest = common::example_as("addIncomingForms.request.json");
     let created = client
         .add_incoming_forms()
         .body(forms)

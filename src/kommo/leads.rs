@@ -256,107 +256,158 @@ impl fmt::Display for UnrecognizedMetadataReason {
 
 impl<'de> Deserialize<'de> for IncomingLead {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        enum Field {
-            Uid,
-            SourceUid,
-            SourceName,
-            Category,
-            PipelineId,
-            CreatedAt,
-            AccountId,
-            Metadata,
-            Links,
-            Embedded,
-            Other(String),
-        }
+        deserializer.deserialize_map(Lead { fast: false })
+    }
+}
 
-        impl<'de> Deserialize<'de> for Field {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct F;
-                impl Visitor<'_> for F {
-                    type Value = Field;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str("a field name")
-                    }
-                    fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
-                        Ok(match key {
-                            "uid" => Field::Uid,
-                            "source_uid" => Field::SourceUid,
-                            "source_name" => Field::SourceName,
-                            "category" => Field::Category,
-                            "pipeline_id" => Field::PipelineId,
-                            "created_at" => Field::CreatedAt,
-                            "account_id" => Field::AccountId,
-                            "metadata" => Field::Metadata,
-                            "_links" => Field::Links,
-                            "_embedded" => Field::Embedded,
-                            other => Field::Other(other.to_string()),
-                        })
-                    }
-                }
-                deserializer.deserialize_identifier(F)
-            }
-        }
+enum Field {
+    Uid,
+    SourceUid,
+    SourceName,
+    Category,
+    PipelineId,
+    CreatedAt,
+    AccountId,
+    Metadata,
+    Links,
+    Embedded,
+    Other(String),
+}
 
-        struct Lead;
-
-        impl<'de> Visitor<'de> for Lead {
-            type Value = IncomingLead;
-
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct F;
+        impl Visitor<'_> for F {
+            type Value = Field;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an incoming lead (an object with `uid` and `category`)")
+                f.write_str("a field name")
             }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IncomingLead, A::Error> {
-                let mut uid = None;
-                let mut category = None;
-                let mut metadata: Option<Box<RawValue>> = None;
-                let mut lead = IncomingLead {
-                    uid: String::new(),
-                    source_uid: None,
-                    source_name: None,
-                    category: IncomingLeadCategory::Other(String::new()),
-                    pipeline_id: None,
-                    created_at: None,
-                    account_id: None,
-                    metadata: None,
-                    links: None,
-                    embedded: None,
-                    other_fields: Map::new(),
-                };
-                while let Some(key) = map.next_key::<Field>()? {
-                    match key {
-                        Field::Uid => uid = Some(map.next_value::<String>()?),
-                        Field::SourceUid => lead.source_uid = map.next_value()?,
-                        Field::SourceName => lead.source_name = map.next_value()?,
-                        Field::Category => {
-                            category = Some(map.next_value::<IncomingLeadCategory>()?)
-                        }
-                        Field::PipelineId => lead.pipeline_id = map.next_value()?,
-                        Field::CreatedAt => lead.created_at = map.next_value()?,
-                        Field::AccountId => lead.account_id = map.next_value()?,
-                        Field::Metadata => metadata = Some(map.next_value()?),
-                        Field::Links => lead.links = map.next_value()?,
-                        Field::Embedded => {
-                            lead.embedded =
-                                map.next_value_seed(PhpEmptyOption::<IncomingLeadEmbedded>::new())?
-                        }
-                        Field::Other(name) => {
-                            let value: Value = map.next_value()?;
-                            lead.other_fields.insert(name, value);
-                        }
-                    }
-                }
-                lead.uid = uid.ok_or_else(|| de::Error::missing_field("uid"))?;
-                lead.category = category.ok_or_else(|| de::Error::missing_field("category"))?;
-                lead.metadata = metadata
-                    .filter(|raw| raw.get() != "null")
-                    .map(|raw| IncomingLeadMetadata::decode(&lead.category, &raw));
-                Ok(lead)
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(match key {
+                    "uid" => Field::Uid,
+                    "source_uid" => Field::SourceUid,
+                    "source_name" => Field::SourceName,
+                    "category" => Field::Category,
+                    "pipeline_id" => Field::PipelineId,
+                    "created_at" => Field::CreatedAt,
+                    "account_id" => Field::AccountId,
+                    "metadata" => Field::Metadata,
+                    "_links" => Field::Links,
+                    "_embedded" => Field::Embedded,
+                    other => Field::Other(other.to_string()),
+                })
             }
         }
+        deserializer.deserialize_identifier(F)
+    }
+}
 
-        deserializer.deserialize_map(Lead)
+/// Reads a lead's fields. `fast`: when `category` comes before `metadata` (as Kommo sends it),
+/// the metadata is decoded straight into its category's type, and metadata that does not fit
+/// fails the whole lead; otherwise it is held as raw text until the end and decoded then, so
+/// that metadata that does not fit is kept raw beside the typed common fields.
+struct Lead {
+    fast: bool,
+}
+
+impl<'de> Visitor<'de> for Lead {
+    type Value = IncomingLead;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an incoming lead (an object with `uid` and `category`)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IncomingLead, A::Error> {
+        let mut uid = None;
+        let mut category = None;
+        let mut metadata: Option<Box<RawValue>> = None;
+        let mut lead = IncomingLead {
+            uid: String::new(),
+            source_uid: None,
+            source_name: None,
+            category: IncomingLeadCategory::Other(String::new()),
+            pipeline_id: None,
+            created_at: None,
+            account_id: None,
+            metadata: None,
+            links: None,
+            embedded: None,
+            other_fields: Map::new(),
+        };
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::Uid => uid = Some(map.next_value::<String>()?),
+                Field::SourceUid => lead.source_uid = map.next_value()?,
+                Field::SourceName => lead.source_name = map.next_value()?,
+                Field::Category => category = Some(map.next_value::<IncomingLeadCategory>()?),
+                Field::PipelineId => lead.pipeline_id = map.next_value()?,
+                Field::CreatedAt => lead.created_at = map.next_value()?,
+                Field::AccountId => lead.account_id = map.next_value()?,
+                Field::Metadata => match (&category, self.fast) {
+                    (Some(category), true) => {
+                        lead.metadata = map.next_value_seed(FastMetadata(category))?;
+                        metadata = None;
+                    }
+                    _ => metadata = Some(map.next_value()?),
+                },
+                Field::Links => lead.links = map.next_value()?,
+                Field::Embedded => {
+                    lead.embedded =
+                        map.next_value_seed(PhpEmptyOption::<IncomingLeadEmbedded>::new())?
+                }
+                Field::Other(name) => {
+                    let value: Value = map.next_value()?;
+                    lead.other_fields.insert(name, value);
+                }
+            }
+        }
+        lead.uid = uid.ok_or_else(|| de::Error::missing_field("uid"))?;
+        lead.category = category.ok_or_else(|| de::Error::missing_field("category"))?;
+        if let Some(raw) = metadata {
+            lead.metadata =
+                (raw.get() != "null").then(|| IncomingLeadMetadata::decode(&lead.category, &raw));
+        }
+        Ok(lead)
+    }
+}
+
+/// An incoming lead is decoded in one pass in lists; where its metadata does not fit, it is
+/// decoded again with `Deserialize`, which keeps that metadata raw.
+impl crate::list::ListItemType for IncomingLead {
+    fn decode_fast(text: &str) -> serde_json::Result<Self> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let lead = de.deserialize_map(Lead { fast: true })?;
+        de.end()?;
+        Ok(lead)
+    }
+}
+
+/// The metadata of a lead whose category is known, straight into its type.
+struct FastMetadata<'a>(&'a IncomingLeadCategory);
+
+impl<'de> de::DeserializeSeed<'de> for FastMetadata<'_> {
+    type Value = Option<IncomingLeadMetadata>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        fn typed<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+            d: D,
+            wrap: fn(T) -> IncomingLeadMetadata,
+        ) -> Result<Option<IncomingLeadMetadata>, D::Error> {
+            Ok(crate::wire::php_empty::option::<D, T>(d)?.map(wrap))
+        }
+        match self.0 {
+            IncomingLeadCategory::Sip => typed(d, IncomingLeadMetadata::Sip),
+            IncomingLeadCategory::Forms => typed(d, IncomingLeadMetadata::Forms),
+            IncomingLeadCategory::Chats => typed(d, IncomingLeadMetadata::Chats),
+            IncomingLeadCategory::Mail => typed(d, IncomingLeadMetadata::Mail),
+            IncomingLeadCategory::Other(_) => Ok(match Value::deserialize(d)? {
+                Value::Null => None,
+                raw => Some(IncomingLeadMetadata::Unrecognized(UnrecognizedMetadata {
+                    raw,
+                    reason: UnrecognizedMetadataReason::UnknownCategory,
+                })),
+            }),
+        }
     }
 }
 
@@ -510,6 +561,45 @@ mod tests {
         let back = serde_json::to_value(&lead).unwrap();
         assert_eq!(back["request_id"], "0");
         assert_eq!(back["metadata"]["from"], "Ann");
+    }
+
+    #[test]
+    fn in_a_list_a_lead_is_read_in_one_pass_and_odd_metadata_still_keeps_the_lead() {
+        use crate::list::{Items, ListItemType};
+        let good = r#"{"uid": "a", "category": "sip", "metadata": {"from": 5, "duration": "7"}}"#;
+        let lead = IncomingLead::decode_fast(good).unwrap();
+        assert_eq!(
+            lead.metadata.as_ref().and_then(|m| m.sip()).unwrap().from,
+            Some(5.into())
+        );
+        // The fast path gives up on metadata that does not fit ...
+        let odd =
+            r#"{"uid": "b", "category": "sip", "pipeline_id": 1, "metadata": {"called_at": "x"}}"#;
+        assert!(IncomingLead::decode_fast(odd).is_err());
+        // ... and the list decodes it again, keeping the lead typed and the metadata raw.
+        let items: Items<IncomingLead> =
+            serde_json::from_str(&format!("[{good}, {odd}, {good}]")).unwrap();
+        assert_eq!((items.len(), items.unrecognized().len()), (3, 0));
+        assert_eq!(items[1].pipeline_id, Some(1));
+        assert!(matches!(
+            items[1].metadata,
+            Some(IncomingLeadMetadata::Unrecognized(_))
+        ));
+        // Both paths agree where both succeed.
+        assert_eq!(
+            items[0],
+            serde_json::from_str::<IncomingLead>(good).unwrap()
+        );
+        let php = r#"{"uid": "c", "category": "forms", "metadata": [], "x": 1}"#;
+        assert_eq!(
+            IncomingLead::decode_fast(php).unwrap(),
+            serde_json::from_str::<IncomingLead>(php).unwrap()
+        );
+        let other = r#"{"uid": "d", "category": "new_kind", "metadata": {"k": 1}}"#;
+        assert_eq!(
+            IncomingLead::decode_fast(other).unwrap(),
+            serde_json::from_str::<IncomingLead>(other).unwrap()
+        );
     }
 
     #[test]
