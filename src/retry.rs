@@ -228,12 +228,8 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 /// in seconds: a non-negative integer, a number, or a string read like `Retry-After` (seconds or
 /// an HTTP date). Anything else, or a body that is not a JSON object, is `None`.
 pub(crate) fn retry_after_in_body(body: &[u8]) -> Option<Duration> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        retry_after: Option<serde_json::Value>,
-    }
-    let value = serde_json::from_slice::<Body>(body).ok()?.retry_after?;
-    match value {
+    let body = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    match body.as_object()?.get("retry_after")? {
         serde_json::Value::Number(n) => match n.as_u64() {
             Some(seconds) => Some(Duration::from_secs(seconds)),
             None => n
@@ -241,7 +237,7 @@ pub(crate) fn retry_after_in_body(body: &[u8]) -> Option<Duration> {
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .and_then(|s| Duration::try_from_secs_f64(s).ok()),
         },
-        serde_json::Value::String(text) => parse_retry_after(&text),
+        serde_json::Value::String(text) => parse_retry_after(text),
         _ => None,
     }
 }
