@@ -198,9 +198,10 @@ pub enum BatchError {
     Request {
         /// The input indices the failed request carried.
         items: Range<usize>,
-        /// The error.
+        /// The error (boxed: a Kommo error is a few hundred bytes, the other variants a few
+        /// words).
         #[source]
-        source: kommo::Error,
+        source: Box<kommo::Error>,
     },
 }
 
@@ -208,7 +209,7 @@ impl BatchError {
     /// The API error, when a request failed.
     pub fn api_error(&self) -> Option<&kommo::Error> {
         match self {
-            Self::Request { source, .. } => Some(source),
+            Self::Request { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
@@ -792,7 +793,7 @@ async fn send_chunk<O: Operation>(
                     outcomes,
                     error: Some(BatchError::Request {
                         items: chunk.start..chunk.start + len,
-                        source: error,
+                        source: Box::new(error),
                     }),
                 }
             }

@@ -25,6 +25,14 @@ pub trait ProblemSummary {
     fn is_problem_document(&self) -> bool;
     /// E.g. `Bad Request: Request validation failed (1 item rejected)`.
     fn summary(&self) -> String;
+    /// The failure's identifier for the API's support (Kommo's `trace_id` on a 500), if any.
+    fn trace_id(&self) -> Option<&str> {
+        None
+    }
+    /// How long the problem asks to wait before sending again (Kommo's `retry_after`), if any.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Whether a 403 that is not a problem document means the account is blocked (Kommo's
     /// nginx page after repeated rate-limit violations).
     fn forbidden_page_means_blocked() -> bool
@@ -151,6 +159,62 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         /// How many the page had.
         count: usize,
     },
+    /// The request breaks a limit the API documents (e.g. continueBot's at most 10
+    /// `execute_handlers`); it was refused before anything was sent.
+    #[error("invalid request, not sent: {0}")]
+    LimitExceeded(#[source] LimitExceeded),
+}
+
+/// A value of a request over a limit the API documents, found before sending: where it is, which
+/// limit, and by how much.
+///
+/// ```
+/// # use lead_intake::error::{LimitExceeded, Limit};
+/// let e = LimitExceeded { path: "execute_handlers[2].params.buttons".into(), handler: Some(2), limit: Limit::MaxItems(25), actual: 26 };
+/// assert_eq!(e.to_string(), "`execute_handlers[2].params.buttons` (handler 2) has 26 items; at most 25 are allowed");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{path}`{} has {actual} {}; at most {} are allowed",
+    handler.map(|h| format!(" (handler {h})")).unwrap_or_default(),
+    limit.unit(),
+    limit.max()
+)]
+pub struct LimitExceeded {
+    /// Where in the request body, e.g. `execute_handlers[2].params.buttons`.
+    pub path: String,
+    /// The index of the `execute_handlers` entry at fault, when the limit is one handler's.
+    pub handler: Option<usize>,
+    /// The limit.
+    pub limit: Limit,
+    /// What the request has: items, or characters (Unicode scalar values).
+    pub actual: usize,
+}
+
+/// A documented limit of a request value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// At most this many items in a list.
+    MaxItems(usize),
+    /// At most this many characters in a string.
+    MaxLength(usize),
+}
+
+impl Limit {
+    /// The number the limit allows.
+    pub fn max(&self) -> usize {
+        match self {
+            Self::MaxItems(n) | Self::MaxLength(n) => *n,
+        }
+    }
+
+    fn unit(&self) -> &'static str {
+        match self {
+            Self::MaxItems(_) => "items",
+            Self::MaxLength(_) => "characters",
+        }
+    }
 }
 
 fn content_type_note(content_type: &Option<String>) -> String {
@@ -196,6 +260,26 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
         }
     }
 
+    /// The failure's identifier for the API's support, when the problem document carries one
+    /// (Kommo's `trace_id`, shown on its 500s; support asks for it). It is also in the message.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.problem().and_then(ProblemSummary::trace_id)
+    }
+
+    /// How long the server asks to wait before sending again: the `Retry-After` header, else a
+    /// JSON body's `retry_after` (for [`ApiError::RateLimited`] and [`ApiError::Problem`]);
+    /// `Retry-After` in whole seconds for [`ApiError::UnexpectedResponse`].
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::UnexpectedResponse { retry_after, .. } => {
+                retry_after.map(std::time::Duration::from_secs)
+            }
+            Self::Problem { problem, .. } => problem.retry_after(),
+            _ => None,
+        }
+    }
+
     /// True for a 429: the rate limit was exceeded.
     pub fn is_rate_limited(&self) -> bool {
         self.status() == Some(StatusCode::TOO_MANY_REQUESTS)
@@ -213,7 +297,10 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
     /// did not decode).
     pub fn certainly_not_applied(&self) -> bool {
         match self {
-            Self::InvalidLink { .. } | Self::InvalidRequest(_) | Self::Auth { .. } => true,
+            Self::InvalidLink { .. }
+            | Self::InvalidRequest(_)
+            | Self::LimitExceeded(_)
+            | Self::Auth { .. } => true,
             Self::Transport(e) => e.is_connect() || e.is_builder(),
             Self::Decode { .. } | Self::UnrecognizedItem { .. } => false,
             other => other.status().is_some_and(|s| s.is_client_error()),
@@ -263,6 +350,35 @@ pub trait ResponseExt<T>:
         }
     }
 
+    /// Like [`ResponseExt::body`], but an entity that is gone is `Ok(None)`: a `204 No Content`
+    /// (Kommo's answer to `getSource` for a deleted source), or a `404` with the API's problem
+    /// document or no body. A 404 with any other body (an HTML page: the wrong host or path) is
+    /// still an error, like every other status.
+    ///
+    /// ```no_run
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// use lead_intake::prelude::*;
+    /// match kommo.get_source().id(17619939).send().or_gone().await? {
+    ///     Some(source) => println!("{:?}", source.name),
+    ///     None => println!("deleted"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    fn or_gone(self) -> impl Future<Output = Result<Option<T>, ApiError<T::Problem>>>
+    where
+        T: DeserializeOwned + ApiResponse,
+    {
+        let call = called(self);
+        async move {
+            match classify(call.await).await {
+                Ok(Answer::Body(value)) => Ok(Some(value)),
+                Ok(Answer::NoContent { .. }) => Ok(None),
+                Err(e) if is_gone(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
     /// Like [`ResponseExt::body`], but `204 No Content` (Kommo's empty list, and the end of
     /// its pages) is `T::default()`: an empty collection, not an error.
     fn or_empty(self) -> impl Future<Output = Result<T, ApiError<T::Problem>>>
@@ -276,6 +392,17 @@ pub trait ResponseExt<T>:
                 Answer::NoContent { .. } => Ok(T::default()),
             }
         }
+    }
+}
+
+/// What [`ResponseExt::or_gone`] reads as "gone".
+fn is_gone<P: fmt::Debug + ProblemSummary>(error: &ApiError<P>) -> bool {
+    match error {
+        ApiError::Problem { status, .. } => *status == StatusCode::NOT_FOUND,
+        ApiError::UnexpectedResponse { status, body, .. } => {
+            *status == StatusCode::NOT_FOUND && body.trim().is_empty()
+        }
+        _ => false,
     }
 }
 
@@ -423,9 +550,9 @@ where
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let wait = crate::retry::retry_after(headers);
+    let header_wait = crate::retry::retry_after(headers);
     // UnexpectedResponse keeps whole seconds (an HTTP date is turned into seconds from now).
-    let retry_after = wait.map(|d| d.as_secs());
+    let retry_after = header_wait.map(|d| d.as_secs());
     let url = response.url().clone();
     let bytes = match read_limited(response).await {
         Ok(bytes) => bytes,
@@ -439,19 +566,17 @@ where
         std::borrow::Cow::Borrowed(_) => None,
     });
     let bytes = scrubbed.unwrap_or(bytes);
-    let is_json = content_type.as_deref().is_some_and(|ct| {
-        let essence = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        essence == "application/json" || essence.ends_with("+json")
-    });
+    let is_json = content_type.as_deref().is_some_and(is_json_media_type);
     if status == StatusCode::TOO_MANY_REQUESTS {
+        // The header wins; without it, a JSON body's `retry_after` (as the retry layer reads it).
+        let body_wait = || {
+            is_json
+                .then(|| crate::retry::retry_after_in_body(&bytes))
+                .flatten()
+        };
         return ApiError::RateLimited {
             endpoint,
-            retry_after: wait,
+            retry_after: header_wait.or_else(body_wait),
             attempts,
             body: String::from_utf8_lossy(&bytes).into_owned(),
         };
@@ -480,6 +605,30 @@ where
         content_type,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
+}
+
+/// Whether a Content-Type is JSON: `application/json` or any `+json` (`application/problem+json`).
+pub(crate) fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// The body, at most 64 KiB of it, and as far as it came when it breaks off.
+pub(crate) async fn read_limited_lossy(mut response: reqwest::Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = BODY_LIMIT.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= BODY_LIMIT {
+            break;
+        }
+    }
+    out
 }
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
@@ -574,6 +723,7 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .field("item", item)
                 .field("count", count)
                 .finish(),
+            Self::LimitExceeded(limit) => f.debug_tuple("LimitExceeded").field(limit).finish(),
         }
     }
 }

@@ -296,6 +296,7 @@ operations! {
     "kommo" "addSources" => kommo::types::SourceList, list;
     "kommo" "updateSources" => kommo::types::SourceList;
     "kommo" "deleteSources" => (), empty;
+    "kommo" "getSource" => kommo::types::Source;
     "kommo" "updateSource" => kommo::types::Source;
     "kommo" "deleteSource" => (), empty;
     "kommo" "listWidgets" => kommo::types::WidgetList, list;

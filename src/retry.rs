@@ -5,7 +5,7 @@
 //!
 //! | Answer | Retried? |
 //! |---|---|
-//! | 429 Too Many Requests (JSON, HTML or empty, with or without `Retry-After`) | yes, any method: the server did not process it. `Retry-After` is honoured (seconds or an HTTP date); without it, exponential backoff. A `Retry-After` longer than [`RetryPolicy::max_delay`] is not waited for: the error is returned with its `retry_after`. |
+//! | 429 Too Many Requests (JSON, HTML or empty, with or without `Retry-After`) | yes, any method: the server did not process it. `Retry-After` is honoured (seconds or an HTTP date), and so is a JSON body's `retry_after` (Kommo's problem document) when there is no header; without either, exponential backoff. A wait (header or body) longer than [`RetryPolicy::max_delay`] is not waited for: the error is returned with its `retry_after`. |
 //! | connection refused, DNS failure, connect timeout | yes, any method: nothing was sent |
 //! | 5xx, other transport errors (reset, timeout) | only for idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE): a POST or PATCH may have been applied |
 //! | 401 with OAuth | the token is refreshed once and the request sent once more (see [`crate::oauth`]) |
@@ -224,6 +224,24 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .and_then(parse_retry_after)
 }
 
+/// The `retry_after` of a JSON error body (Kommo's 429 problem document: `"retry_after": 300`),
+/// in seconds: a non-negative integer, a number, or a string read like `Retry-After` (seconds or
+/// an HTTP date). Anything else, or a body that is not a JSON object, is `None`.
+pub(crate) fn retry_after_in_body(body: &[u8]) -> Option<Duration> {
+    let body = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    match body.as_object()?.get("retry_after")? {
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(seconds) => Some(Duration::from_secs(seconds)),
+            None => n
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+        },
+        serde_json::Value::String(text) => parse_retry_after(text),
+        _ => None,
+    }
+}
+
 /// Parses `Retry-After`: delay-seconds, or an HTTP date (IMF-fixdate, which RFC 2822 parsing
 /// accepts). A date in the past means "now".
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
@@ -335,6 +353,26 @@ mod tests {
             seen.insert(d);
         }
         assert!(seen.len() > 1, "no jitter");
+    }
+
+    #[test]
+    fn retry_after_in_a_json_body() {
+        let read = |body: &str| retry_after_in_body(body.as_bytes());
+        assert_eq!(
+            read(r#"{"title":"Too Many Requests","status":429,"retry_after":300}"#),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(read(r#"{"retry_after":"7"}"#), Some(Duration::from_secs(7)));
+        assert_eq!(
+            read(r#"{"retry_after":1.5}"#),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(read(r#"{"retry_after":-1}"#), None);
+        assert_eq!(read(r#"{"retry_after":null}"#), None);
+        assert_eq!(read(r#"{"retry_after":[1]}"#), None);
+        assert_eq!(read(r#"{"detail":"no wait"}"#), None);
+        assert_eq!(read("<html>429</html>"), None);
+        assert_eq!(read("[300]"), None);
     }
 
     #[test]

@@ -236,6 +236,20 @@ pub(crate) async fn send(
             permit.finish();
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        // A 429 without `Retry-After` may say how long to wait in its JSON body (Kommo's
+        // `retry_after`): read it, and put the body back for whoever reads the answer next.
+        let mut result = result;
+        let mut wait_in_body = None;
+        if let Ok(response) = &mut result
+            && response.status() == StatusCode::TOO_MANY_REQUESTS
+            && retry::retry_after(response.headers()).is_none()
+            && is_json(response.headers())
+        {
+            let taken = std::mem::replace(response, empty_response());
+            let (again, wait) = read_retry_after_in_body(taken).await;
+            *response = again;
+            wait_in_body = wait;
+        }
         let outcome = match &result {
             Ok(response) => {
                 tracing::debug!(
@@ -248,7 +262,8 @@ pub(crate) async fn send(
                 );
                 Attempt::Status {
                     status: response.status(),
-                    retry_after: retry::retry_after(response.headers()),
+                    // The header wins when both are present.
+                    retry_after: retry::retry_after(response.headers()).or(wait_in_body),
                 }
             }
             Err(e) => {
@@ -267,13 +282,17 @@ pub(crate) async fn send(
         };
         match (retry::decide(policy, &method, attempt, &outcome), spare) {
             (Next::RetryAfter(wait), Some(spare)) => {
-                let honoured = matches!(
-                    outcome,
+                let delay_from = match outcome {
                     Attempt::Status {
                         retry_after: Some(_),
                         ..
-                    }
-                );
+                    } if wait_in_body.is_some() => "retry_after",
+                    Attempt::Status {
+                        retry_after: Some(_),
+                        ..
+                    } => "Retry-After",
+                    _ => "backoff",
+                };
                 tracing::debug!(
                     target: "lead_intake::retry",
                     %method,
@@ -281,7 +300,7 @@ pub(crate) async fn send(
                     attempt,
                     reason = outcome.reason(),
                     delay_ms = wait.as_millis() as u64,
-                    delay_from = if honoured { "Retry-After" } else { "backoff" },
+                    delay_from,
                     "retrying"
                 );
                 tokio::time::sleep(wait).await;
@@ -334,4 +353,40 @@ pub(crate) async fn send(
             }
         }
     }
+}
+
+/// Whether an answer's Content-Type is JSON (`application/json` or any `+json`).
+fn is_json(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::error::is_json_media_type)
+}
+
+/// A placeholder while a response is taken apart.
+fn empty_response() -> Response {
+    Response::from(http::Response::new(reqwest::Body::from(Vec::<u8>::new())))
+}
+
+/// Reads a 429's body (at most 64 KiB, all an error keeps) for its `retry_after`, and returns
+/// the answer rebuilt with the same status, headers, extensions, URL and body. A body that
+/// breaks off is kept as far as it came.
+async fn read_retry_after_in_body(response: Response) -> (Response, Option<std::time::Duration>) {
+    use reqwest::ResponseBuilderExt;
+    let url = response.url().clone();
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let extensions = response.extensions().clone();
+    let bytes = crate::error::read_limited_lossy(response).await;
+    let wait = retry::retry_after_in_body(&bytes);
+    let mut rebuilt = http::Response::builder()
+        .status(status)
+        .version(version)
+        .url(url)
+        .body(reqwest::Body::from(bytes))
+        .expect("status and version come from a response");
+    *rebuilt.headers_mut() = headers;
+    rebuilt.extensions_mut().extend(extensions);
+    (Response::from(rebuilt), wait)
 }

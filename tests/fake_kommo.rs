@@ -614,6 +614,74 @@ async fn delete_sources_refuses_unknown_ids_then_deletes_and_answers_204() {
 }
 
 #[tokio::test]
+async fn get_source_finds_the_source_answers_204_once_deleted_and_404_for_an_unknown_id() {
+    let fake = Fake::start(Config::default().other_integration("other-token"));
+    let kommo = fake.kommo();
+    let id = source_ids(
+        &kommo
+            .add_sources()
+            .body(sources(json!([{"name": "one", "external_id": "get-me"}])))
+            .send()
+            .body()
+            .await
+            .unwrap(),
+    )[0];
+
+    let source = kommo.get_source().id(id).send().body().await.unwrap();
+    assert_eq!(source.id, id);
+    assert_eq!(source.name.as_deref(), Some("one"));
+    assert_eq!(source.external_id.as_deref(), Some("get-me"));
+    let found = kommo.get_source().id(id).send().or_gone().await.unwrap();
+    assert_eq!(found.map(|s| s.id), Some(id));
+    // Another integration's source is not there for this one.
+    let theirs = fake.kommo_with("other-token");
+    let err = theirs.get_source().id(id).send().body().await.unwrap_err();
+    assert_eq!(status(&err), 404);
+
+    kommo
+        .delete_source()
+        .id(id)
+        .send()
+        .body()
+        .await
+        .expect("204");
+    // Deleted: 204, as the official SDK's example expects; `body()` says so, `or_gone()` is None.
+    let err = kommo.get_source().id(id).send().body().await.unwrap_err();
+    assert_eq!(status(&err), 204);
+    assert!(
+        kommo
+            .get_source()
+            .id(id)
+            .send()
+            .or_gone()
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Never a source: the 404 problem.
+    let err = kommo
+        .get_source()
+        .id(999_999_999)
+        .send()
+        .body()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&err), 404);
+    let problem = err.problem().expect("a problem document");
+    assert_eq!(problem.detail.as_deref(), Some("Source not found"));
+    assert!(
+        kommo
+            .get_source()
+            .id(999_999_999)
+            .send()
+            .or_gone()
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
 async fn deleting_a_source_and_recreating_its_external_id_gives_back_the_old_id() {
     let fake = Fake::default();
     let kommo = fake.kommo();

@@ -260,6 +260,141 @@ async fn a_404_is_a_problem_with_status_404() {
     assert_eq!(err.problem(), Some(problem));
 }
 
+/// Each problem example of Kommo's page "HTTP status codes" (api_v4/errors), as the typed error.
+#[tokio::test]
+async fn every_status_of_kommos_error_page_is_a_problem_with_its_typed_fields() {
+    let (server, client) = kommo().await;
+    let cases = [
+        (
+            400,
+            "problem.bad-request.400.json",
+            "Bad Request: Request data can not be empty",
+        ),
+        (
+            401,
+            "problem.invalid-credentials.401.json",
+            "Unauthorized: Invalid user name or password",
+        ),
+        (
+            402,
+            "problem.payment-required.402.json",
+            "Payment Required: Payment required",
+        ),
+        (
+            403,
+            "problem.forbidden.403.json",
+            "ORIGIN_INVALID_SIGNATURE: invalid signature",
+        ),
+        (
+            404,
+            "problem.no-such-path.404.json",
+            "Not Found: Cannot GET https://subdomain.kommo.com/example",
+        ),
+        (
+            422,
+            "problem.unprocessable.422.json",
+            "Unprocessable Entity: Limit 250 per page",
+        ),
+        (
+            500,
+            "problem.internal.500.json",
+            "ErrInternalServer: Our team are probably already working on the elimination of the problem (trace_id: 8e9b1e47-1ea4-111f0-a4f9-0031163e1de759)",
+        ),
+    ];
+    for (status, example, summary) in cases {
+        let path = format!("/api/v4/leads/unsorted/s{status}");
+        let mock = server
+            .mock_async(|when, then| {
+                kommo_request(when, GET, &path);
+                problem(then, status, example);
+            })
+            .await;
+
+        let err = client
+            .get_incoming_lead()
+            .uid(format!("s{status}"))
+            .send()
+            .body()
+            .await
+            .unwrap_err();
+
+        mock.assert_async().await;
+        let ApiError::Problem {
+            status: got,
+            problem,
+            ..
+        } = &err
+        else {
+            panic!("{status}: a problem+json answer is a Problem: {err:?}");
+        };
+        assert_eq!(*got, status);
+        assert_eq!(
+            err.to_string(),
+            format!("{path}: the API answered {got}: {summary}")
+        );
+        if status == 500 {
+            assert_eq!(problem.title.as_deref(), Some("ErrInternalServer"));
+            assert_eq!(
+                problem.trace_id.as_deref(),
+                Some("8e9b1e47-1ea4-111f0-a4f9-0031163e1de759")
+            );
+            assert_eq!(err.trace_id(), problem.trace_id.as_deref());
+        } else {
+            assert_eq!(err.trace_id(), None);
+        }
+        if status == 403 {
+            // The Chats API's form: `status: 0`, the status in `error_code`. Not a blocked account.
+            assert_eq!(problem.status, Some(0));
+            assert_eq!(problem.error_code, Some(403));
+            assert_eq!(
+                problem.error_type.as_deref(),
+                Some("ORIGIN_INVALID_SIGNATURE")
+            );
+            assert!(!err.is_account_blocked());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_json_429_reports_the_retry_after_of_its_body() {
+    let (server, client) = kommo().await;
+    let mock = server
+        .mock_async(|when, then| {
+            kommo_request(when, GET, "/api/v4/sources");
+            problem(then, 429, "problem.too-many-requests.429.json");
+        })
+        .await;
+
+    let err = client.list_sources().send().or_empty().await.unwrap_err();
+
+    mock.assert_async().await;
+    let ApiError::RateLimited {
+        retry_after, body, ..
+    } = &err
+    else {
+        panic!("a 429 is RateLimited: {err:?}");
+    };
+    assert_eq!(*retry_after, Some(std::time::Duration::from_secs(300)));
+    assert_eq!(err.retry_after(), Some(std::time::Duration::from_secs(300)));
+    assert!(body.contains("\"retry_after\": 300"), "{body}");
+    assert!(
+        err.to_string().contains("the server asks to wait 300s"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_generated_problem_decodes_every_field_of_kommos_page() {
+    let problem: types::Problem = common::example_as("problem.too-many-requests.429.json");
+    assert_eq!(problem.retry_after, Some(300));
+    assert_eq!(problem.status, Some(429));
+    let problem: types::Problem = common::example_as("problem.forbidden.403.json");
+    assert_eq!(
+        problem.error_description.as_deref(),
+        Some("invalid signature")
+    );
+}
+
 #[tokio::test]
 async fn a_403_problem_document_is_insufficient_rights_not_a_blocked_account() {
     let (server, client) = kommo().await;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{hal, kommo, kommo_request, no_body, no_query, query_is};
+use common::{hal, kommo, kommo_request, no_body, no_query, problem, query_is};
 use httpmock::Method::{DELETE, GET, PATCH, POST};
 use lead_intake::kommo::types::{
     self, BotKind, IncomingLeadCategory, IncomingLeadMetadata, IntOrString, SortOrder,
@@ -71,6 +71,91 @@ async fn list_sources_sends_the_external_id_filter_as_a_php_array_and_decodes_th
     assert!(sources[0].services.is_empty());
     assert_eq!(sources[1].id, 17619943);
     assert_eq!(sources[1].external_id.as_deref(), Some("kchat02"));
+}
+
+#[tokio::test]
+async fn get_source_gets_one_source_by_id_and_decodes_it() {
+    let (server, client) = kommo().await;
+    let mock = server
+        .mock_async(|when, then| {
+            kommo_request(when, GET, "/api/v4/sources/17619939")
+                .is_true(no_query)
+                .is_true(no_body);
+            hal(then, "getSource.response.200.json");
+        })
+        .await;
+
+    let source = client
+        .get_source()
+        .id(17619939)
+        .send()
+        .body()
+        .await
+        .expect("the documented answer decodes");
+
+    mock.assert_async().await;
+    assert_eq!(source.id, 17619939);
+    assert_eq!(source.name.as_deref(), Some("chat"));
+    assert_eq!(source.external_id.as_deref(), Some("kchat01"));
+    assert_eq!(source.pipeline_id, Some(5867030));
+    assert_eq!(source.default, Some(true));
+    assert_eq!(source.origin_code.as_deref(), Some("kommo.ext.30470678"));
+    let self_link = source.links.and_then(|l| l.self_).and_then(|l| l.href);
+    assert_eq!(
+        self_link.as_deref(),
+        Some("https://subdomain.kommo.com/api/v4/sources/17619939")
+    );
+}
+
+#[tokio::test]
+async fn get_source_or_gone_reads_a_source_as_some_and_204_or_a_404_problem_as_none() {
+    let (server, client) = kommo().await;
+    server
+        .mock_async(|when, then| {
+            kommo_request(when, GET, "/api/v4/sources/1");
+            hal(then, "getSource.response.200.json");
+        })
+        .await;
+    server
+        .mock_async(|when, then| {
+            kommo_request(when, GET, "/api/v4/sources/2");
+            then.status(204);
+        })
+        .await;
+    server
+        .mock_async(|when, then| {
+            kommo_request(when, GET, "/api/v4/sources/3");
+            problem(then, 404, "problem.not-found.404.json");
+        })
+        .await;
+    server
+        .mock_async(|when, then| {
+            kommo_request(when, GET, "/api/v4/sources/4");
+            then.status(404)
+                .header("content-type", "text/html")
+                .body("<html><h1>404 Not Found</h1></html>");
+        })
+        .await;
+    server
+        .mock_async(|when, then| {
+            kommo_request(when, GET, "/api/v4/sources/5");
+            problem(then, 401, "problem.unauthorized.401.json");
+        })
+        .await;
+    let get = |id: i64| client.get_source().id(id).send().or_gone();
+
+    let found = get(1).await.unwrap().expect("a source");
+    assert_eq!(found.id, 17619939);
+    assert!(get(2).await.unwrap().is_none(), "204: deleted");
+    assert!(get(3).await.unwrap().is_none(), "404 problem: not there");
+    // A 404 page that is not the API's (a wrong host or path) stays an error.
+    let err = get(4).await.unwrap_err();
+    assert_eq!(err.status(), Some(reqwest::StatusCode::NOT_FOUND));
+    let err = get(5).await.unwrap_err();
+    assert_eq!(err.status(), Some(reqwest::StatusCode::UNAUTHORIZED));
+    // Without `or_gone`, a 204 is an error like any answer without a body.
+    let err = client.get_source().id(2).send().body().await.unwrap_err();
+    assert_eq!(err.status(), Some(reqwest::StatusCode::NO_CONTENT));
 }
 
 #[tokio::test]
@@ -414,7 +499,10 @@ async fn continue_bot(kind: BotKind, path: &'static str) {
         .await;
 
     let request: types::ContinueBotRequest = common::example_as("continueBot.request.json");
-    assert_eq!(request.data["status"], json!("success"));
+    let Some(types::ContinueBotData::Object(data)) = &request.data else {
+        panic!("{:?}", request.data);
+    };
+    assert_eq!(data["status"], json!("success"));
     client
         .continue_bot()
         .bot_kind(kind)
@@ -441,6 +529,142 @@ async fn continue_bot_posts_the_widget_result_to_a_marketingbot_and_accepts_202(
         "/api/v4/marketingbot/4131/continue/7a1c2e",
     )
     .await;
+}
+
+/// A `show` handler with `buttons` buttons, its text `text_chars` characters long.
+fn show(text_chars: usize, buttons: usize) -> serde_json::Value {
+    let value = "é".repeat(text_chars);
+    if buttons == 0 {
+        return json!({"handler": "show", "params": {"type": "text", "value": value}});
+    }
+    let buttons: Vec<String> = (1..=buttons).map(|n| format!("Button {n}")).collect();
+    json!({"handler": "show", "params": {"type": "buttons", "value": value, "buttons": buttons}})
+}
+
+fn continue_request(handlers: Vec<serde_json::Value>) -> serde_json::Value {
+    json!({"data": {"status": "success"}, "execute_handlers": handlers})
+}
+
+#[tokio::test]
+async fn continue_bot_checked_sends_handlers_at_every_limit_exactly_as_given() {
+    let (server, client) = kommo().await;
+    // 10 handlers; one with an 80-character text ("é" is 2 bytes: characters are counted) and
+    // 25 buttons; a goto; and a list as `data`.
+    let mut handlers = vec![show(80, 25)];
+    handlers.extend((0..8).map(|_| show(1, 0)));
+    handlers.push(json!({"handler": "goto", "params": {"type": "question", "step": 5}}));
+    let body = continue_request(handlers);
+    let with_list = json!({"data": ["a", 1], "execute_handlers": []});
+    let expected = body.clone();
+    let mock = server
+        .mock_async(move |when, then| {
+            kommo_request(when, POST, "/api/v4/salesbot/4131/continue/7a1c2e")
+                .is_true(no_query)
+                .header("content-type", "application/json")
+                .json_body(expected);
+            then.status(202);
+        })
+        .await;
+    let list_mock = server
+        .mock_async(|when, then| {
+            kommo_request(when, POST, "/api/v4/marketingbot/1/continue/2")
+                .json_body(json!({"data": ["a", 1]}));
+            then.status(202);
+        })
+        .await;
+
+    let request: types::ContinueBotRequest = serde_json::from_value(body).unwrap();
+    assert_eq!(request.check_limits(), Ok(()));
+    client
+        .continue_bot_checked(BotKind::Salesbot, "4131", "7a1c2e", request)
+        .await
+        .expect("at the limits: sent, and 202 is success");
+    let request: types::ContinueBotRequest = serde_json::from_value(with_list).unwrap();
+    assert!(matches!(
+        request.data,
+        Some(types::ContinueBotData::Array(_))
+    ));
+    client
+        .continue_bot_checked(BotKind::Marketingbot, "1", "2", request)
+        .await
+        .expect("a list as data");
+
+    mock.assert_async().await;
+    list_mock.assert_async().await;
+}
+
+#[tokio::test]
+async fn continue_bot_checked_refuses_each_limit_before_sending_anything() {
+    use lead_intake::error::{Limit, LimitExceeded};
+    let (server, client) = kommo().await;
+    let any = server
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(202);
+        })
+        .await;
+
+    // 11 handlers.
+    let eleven = continue_request((0..11).map(|_| show(1, 0)).collect());
+    // Handler 3 has 26 buttons.
+    let mut buttons = vec![show(1, 0); 3];
+    buttons.push(show(1, 26));
+    let buttons = continue_request(buttons);
+    let cases = [
+        (
+            eleven,
+            LimitExceeded {
+                path: "execute_handlers".into(),
+                handler: None,
+                limit: Limit::MaxItems(10),
+                actual: 11,
+            },
+            "`execute_handlers` has 11 items; at most 10 are allowed",
+        ),
+        (
+            buttons,
+            LimitExceeded {
+                path: "execute_handlers[3].params.buttons".into(),
+                handler: Some(3),
+                limit: Limit::MaxItems(25),
+                actual: 26,
+            },
+            "`execute_handlers[3].params.buttons` (handler 3) has 26 items; at most 25 are allowed",
+        ),
+    ];
+    for (body, expected, message) in cases {
+        let request: types::ContinueBotRequest = serde_json::from_value(body).unwrap();
+        assert_eq!(request.check_limits().as_ref(), Err(&expected));
+        let err = client
+            .continue_bot_checked(BotKind::Salesbot, "4131", "7a1c2e", request)
+            .await
+            .unwrap_err();
+        let ApiError::LimitExceeded(limit) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(limit, &expected);
+        assert_eq!(
+            err.to_string(),
+            format!("invalid request, not sent: {message}")
+        );
+        assert!(err.certainly_not_applied());
+    }
+    // An 81-character `show` text cannot even be built: the generated type refuses it when it
+    // is decoded (with the path) or made from a string.
+    let long = continue_request(vec![show(1, 0), show(81, 0)]);
+    let long = long.to_string();
+    let mut de = serde_json::Deserializer::from_str(&long);
+    let err =
+        serde_path_to_error::deserialize::<_, types::ContinueBotRequest>(&mut de).unwrap_err();
+    assert_eq!(err.path().to_string(), "execute_handlers[1].params.value");
+    assert!(
+        err.to_string().contains("longer than 80 characters"),
+        "{err}"
+    );
+    assert!(types::BotHandlerParamsValue::try_from("é".repeat(81)).is_err());
+    assert!(types::BotHandlerParamsValue::try_from("é".repeat(80)).is_ok());
+
+    any.assert_calls_async(0).await;
 }
 
 // ----------------------------------------------------------------------------- incoming leads

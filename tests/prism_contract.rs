@@ -308,6 +308,8 @@ async fn every_kommo_call_is_a_request_the_exported_spec_allows() {
         .body()
         .await;
     f.check("updateSource", r);
+    let r = client.get_source().id(17619939).send().or_gone().await;
+    f.check("getSource", r);
     let r = client.delete_source().id(17619939).send().body().await;
     f.check("deleteSource", r);
 
@@ -377,6 +379,16 @@ async fn every_kommo_call_is_a_request_the_exported_spec_allows() {
             .await;
         f.check("continueBot", r);
     }
+    // With `execute_handlers`, through the limit check.
+    let r = client
+        .continue_bot_checked(
+            BotKind::Salesbot,
+            "4131",
+            "7a1c2e",
+            common::example_as::<types::ContinueBotRequest>("continueBot.request.handlers.json"),
+        )
+        .await;
+    f.check("continueBot", r);
 
     // Incoming leads.
     let r = client

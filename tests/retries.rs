@@ -103,6 +103,130 @@ async fn retry_after_in_seconds_is_honoured_exactly() {
     assert_eq!(gaps(&server.requests()), [Duration::from_secs(3)]);
 }
 
+/// Kommo's JSON 429 (its page "HTTP status codes"), with `retry_after` in the body.
+fn json_429(retry_after: serde_json::Value) -> Reply {
+    Reply::json(
+        429,
+        serde_json::json!({
+            "title": "Too Many Requests",
+            "type": "https://httpstatus.es/429",
+            "status": 429,
+            "detail": "You have sent too many requests in a given amount of time. Please try again later.",
+            "retry_after": retry_after,
+        }),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_in_a_json_429_body_is_honoured_exactly_like_the_header() {
+    // 7 s: nowhere near the policy's backoff (0.5 to 1 s before the first retry).
+    let server = ScriptServer::sequence(vec![json_429(7.into()), sources()]).await;
+    let client = client(&server, policy());
+
+    let list = client.list_sources().send().or_empty().await.unwrap();
+
+    assert_eq!(list.total_items, Some(2));
+    assert_eq!(gaps(&server.requests()), [Duration::from_secs(7)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_in_the_body_is_honoured_for_a_post_too() {
+    let server = ScriptServer::sequence(vec![
+        json_429(5.into()),
+        Reply::json(200, example("addSources.response.200.json")),
+    ])
+    .await;
+    let client = client(&server, policy());
+
+    add_source(&client).await.unwrap();
+
+    let requests = server.requests();
+    assert_eq!(gaps(&requests), [Duration::from_secs(5)]);
+    assert_eq!(requests[0].body, requests[1].body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_after_header_wins_over_the_body() {
+    let server = ScriptServer::sequence(vec![
+        json_429(9.into()).header("retry-after", "3"),
+        sources(),
+    ])
+    .await;
+    let client = client(&server, policy());
+
+    client.list_sources().send().or_empty().await.unwrap();
+
+    assert_eq!(gaps(&server.requests()), [Duration::from_secs(3)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_retry_after_beyond_max_delay_is_not_waited_for() {
+    // Kommo's page shows 300 s; the policy allows 20 s.
+    let server = ScriptServer::sequence(vec![json_429(300.into()), sources()]).await;
+    let client = client(&server, policy());
+    let begin = Instant::now();
+
+    let err = client.list_sources().send().or_empty().await.unwrap_err();
+
+    assert_eq!(server.requests().len(), 1);
+    assert!(begin.elapsed() < Duration::from_secs(1));
+    let ApiError::RateLimited {
+        retry_after,
+        attempts,
+        body,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*retry_after, Some(Duration::from_secs(300)));
+    assert_eq!(*attempts, 1);
+    // The body the retry layer read is still the error's, whole.
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["retry_after"], 300);
+    assert_eq!(body["title"], "Too Many Requests");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_final_rate_limited_error_reports_the_body_retry_after() {
+    let server = ScriptServer::sequence(vec![json_429("2".into())]).await;
+    let client = client(&server, policy().max_attempts(3));
+
+    let err = client.list_sources().send().or_empty().await.unwrap_err();
+
+    assert_eq!(
+        gaps(&server.requests()),
+        [Duration::from_secs(2), Duration::from_secs(2)]
+    );
+    assert!(
+        matches!(
+            err,
+            ApiError::RateLimited { retry_after: Some(d), attempts: 3, .. } if d == Duration::from_secs(2)
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("the server asks to wait 2s"),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_html_429_body_is_not_read_for_a_retry_after() {
+    // Not JSON: a number on the page is not a wait.
+    let server = ScriptServer::sequence(vec![
+        Reply::html(429, "<html>retry_after: 9</html>"),
+        sources(),
+    ])
+    .await;
+    let client = client(&server, policy());
+
+    client.list_sources().send().or_empty().await.unwrap();
+
+    let gap = gaps(&server.requests())[0];
+    assert!(gap <= Duration::from_secs(1), "{gap:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_429_is_retried_even_for_a_post_since_the_server_did_not_process_it() {
     let server = ScriptServer::sequence(vec![

@@ -205,6 +205,7 @@ impl Kommo {
             "addSources" => self.add_sources(ctx),
             "updateSources" => self.update_sources(ctx),
             "deleteSources" => self.delete_sources(ctx),
+            "getSource" => self.get_source(ctx),
             "updateSource" => self.update_source(ctx),
             "deleteSource" => self.delete_source(ctx),
             "listWidgets" => self.list_widgets(ctx),
@@ -484,6 +485,25 @@ impl Kommo {
             .get("id")
             .and_then(|s| s.parse().ok())
             .unwrap_or_default()
+    }
+
+    /// A source of the integration; one it deleted answers 204 (as the official SDK's example
+    /// expects after `deleteOne`), any other ID the 404 problem.
+    fn get_source(&mut self, ctx: &Ctx) -> Reply {
+        let id = Self::path_id(ctx);
+        if self.owns(ctx.integration, id)
+            && let Some(source) = self.sources.get(&id)
+        {
+            return Reply::Hal(StatusCode::OK, self.source_json(id, source, &ctx.origin));
+        }
+        let deleted = self
+            .deleted
+            .iter()
+            .any(|((owner, _), deleted_id)| *owner == ctx.integration && *deleted_id == id);
+        if deleted {
+            return Reply::Empty(StatusCode::NO_CONTENT);
+        }
+        kommo_problem(StatusCode::NOT_FOUND, "Source not found")
     }
 
     fn update_source(&mut self, ctx: &Ctx) -> Reply {

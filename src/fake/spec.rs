@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn every_operation_of_both_specs_is_read() {
         let specs = specs().unwrap();
-        assert_eq!(specs.operations.len(), 20);
+        assert_eq!(specs.operations.len(), 21);
         let continue_bot = &specs.operations[op("kommo.continueBot")];
         assert_eq!(
             continue_bot.path,
@@ -462,8 +462,8 @@ mod tests {
         assert!(err.contains("application/hal+json"), "{err}");
         let err = specs.check_response(list, 200, None, b"{}").unwrap_err();
         assert!(err.contains("no Content-Type"), "{err}");
-        let err = specs.check_response(list, 400, HAL, b"{}").unwrap_err();
-        assert!(err.starts_with("status 400 is not declared"), "{err}");
+        let err = specs.check_response(list, 418, HAL, b"{}").unwrap_err();
+        assert!(err.starts_with("status 418 is not declared"), "{err}");
         let err = specs.check_response(list, 204, None, b"{}").unwrap_err();
         assert!(err.contains("2-byte body"), "{err}");
         let err = specs.check_response(list, 204, HAL, b"").unwrap_err();

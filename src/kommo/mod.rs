@@ -33,6 +33,8 @@ pub mod types {
     pub use crate::wire::IntOrString;
 }
 
+mod continue_bot;
+pub use continue_bot::{MAX_BUTTONS, MAX_HANDLERS, MAX_SHOW_TEXT};
 mod leads;
 mod problem;
 mod widget_settings;
