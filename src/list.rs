@@ -30,7 +30,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 
-use serde::de::{DeserializeOwned, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
@@ -178,8 +178,7 @@ impl<T: Serialize> Serialize for Items<T> {
     }
 }
 
-/// A type that lists hold ([`Items`]). Each item is decoded with [`decode_fast`]
-/// (`Self::decode_fast`), and when that fails, with its `Deserialize`, which keeps as much of
+/// A type that lists hold ([`Items`]). Each item is decoded with a fast decoder, and when that fails, with its `Deserialize`, which keeps as much of
 /// the item typed as fits (an incoming lead keeps its common fields and holds odd metadata raw);
 /// only an item that fails both is unrecognized. Implemented by this crate for the items of
 /// every list answer.
@@ -187,50 +186,96 @@ pub trait ListItemType: DeserializeOwned {
     /// A decode that may give up on the whole item where `Deserialize` would keep part of it.
     /// The default is `Deserialize`.
     #[doc(hidden)]
-    fn decode_fast(text: &str) -> serde_json::Result<Self> {
-        serde_json::from_str(text)
+    fn deserialize_fast<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::deserialize(deserializer)
     }
 }
 
 impl<'de, T: ListItemType> Deserialize<'de> for Items<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The list is held as its raw text (no tree is built) so that an item that does not
+        // fit can be read again on its own.
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let text = raw.get();
+        if !text.starts_with('[') {
+            return Err(de::Error::invalid_type(
+                de::Unexpected::Other(json_kind(text)),
+                &"a list",
+            ));
+        }
+        // Every item in one pass, with its fast decoder: what almost every answer takes.
+        if let Ok(FastList(typed)) = serde_json::from_str::<FastList<T>>(text) {
+            return Ok(typed.into());
+        }
+        // Some item does not fit: each on its own, so a failure stays inside the item.
+        let raws: Vec<&RawValue> = serde_json::from_str(text).map_err(de::Error::custom)?;
+        let mut items = Items {
+            typed: Vec::with_capacity(raws.len()),
+            unrecognized: Vec::new(),
+        };
+        for (index, raw) in raws.into_iter().enumerate() {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            let fast = T::deserialize_fast(&mut de).and_then(|item| de.end().map(|()| item));
+            match fast.or_else(|_| serde_json::from_str(raw.get())) {
+                Ok(item) => items.typed.push(item),
+                Err(_) => items
+                    .unrecognized
+                    .push(UnrecognizedItem::new::<T>(index, raw)),
+            }
+        }
+        if let Some(first) = items.unrecognized.first() {
+            tracing::warn!(
+                target: "lead_intake::list",
+                unrecognized = items.unrecognized.len(),
+                total = items.total(),
+                first_index = first.index,
+                first_path = %first.path,
+                "list items that do not fit their type were kept as unrecognized items"
+            );
+        }
+        Ok(items)
+    }
+}
+
+/// What a JSON text is, for an error that must not quote it.
+fn json_kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'"') => "a string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        _ => "a number",
+    }
+}
+
+/// A list decoded in one pass with each item's fast decoder; fails on the first odd item.
+struct FastList<T>(Vec<T>);
+
+impl<'de, T: ListItemType> Deserialize<'de> for FastList<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<T>(PhantomData<T>);
+        struct Fast<T>(PhantomData<T>);
+
+        impl<'de, T: ListItemType> de::DeserializeSeed<'de> for Fast<T> {
+            type Value = T;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+                T::deserialize_fast(d)
+            }
+        }
 
         impl<'de, T: ListItemType> Visitor<'de> for V<T> {
-            type Value = Items<T>;
+            type Value = FastList<T>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list")
             }
 
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items<T>, A::Error> {
-                let mut items = Items {
-                    typed: Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024)),
-                    unrecognized: Vec::new(),
-                };
-                let mut index = 0;
-                // Each item is held as its raw text (no tree is built), then decoded on its own,
-                // so a failure stays inside the item.
-                while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
-                    match T::decode_fast(raw.get()).or_else(|_| serde_json::from_str(raw.get())) {
-                        Ok(item) => items.typed.push(item),
-                        Err(_) => items
-                            .unrecognized
-                            .push(UnrecognizedItem::new::<T>(index, &raw)),
-                    }
-                    index += 1;
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FastList<T>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(item) = seq.next_element_seed(Fast(PhantomData))? {
+                    out.push(item);
                 }
-                if let Some(first) = items.unrecognized.first() {
-                    tracing::warn!(
-                        target: "lead_intake::list",
-                        unrecognized = items.unrecognized.len(),
-                        total = index,
-                        first_index = first.index,
-                        first_path = %first.path,
-                        "list items that do not fit their type were kept as unrecognized items"
-                    );
-                }
-                Ok(items)
+                Ok(FastList(out))
             }
         }
 
