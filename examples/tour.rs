@@ -81,7 +81,10 @@ async fn fake() -> Result<()> {
             "   #{} {} (external_id {}, pipeline {})",
             source.id,
             source.name.unwrap_or_default(),
-            source.external_id.unwrap_or_default(),
+            source
+                .external_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
             source.pipeline_id.unwrap_or_default()
         );
     }

@@ -33,7 +33,12 @@ fn external_ids(list: &types::SourceList) -> Vec<String> {
         .map(|e| {
             e.sources
                 .iter()
-                .map(|s| s.external_id.clone().unwrap_or_default())
+                .map(|s| {
+                    s.external_id
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -61,16 +61,22 @@ async fn list_sources_sends_the_external_id_filter_as_a_php_array_and_decodes_th
     assert_eq!(sources.len(), 2);
     assert_eq!(sources[0].id, 17619939);
     assert_eq!(sources[0].name.as_deref(), Some("chat"));
-    assert_eq!(sources[0].external_id.as_deref(), Some("kchat01"));
+    assert_eq!(
+        sources[0].external_id.as_ref().map(IntOrString::as_str),
+        Some("kchat01")
+    );
     assert_eq!(sources[0].pipeline_id, Some(5867030));
     assert_eq!(sources[0].default, Some(false));
     assert_eq!(
         sources[0].origin_code.as_deref(),
         Some("kommo.ext.30470678")
     );
-    assert!(sources[0].services.is_empty());
+    assert!(sources[0].services.as_ref().is_some_and(Vec::is_empty));
     assert_eq!(sources[1].id, 17619943);
-    assert_eq!(sources[1].external_id.as_deref(), Some("kchat02"));
+    assert_eq!(
+        sources[1].external_id.as_ref().map(IntOrString::as_str),
+        Some("kchat02")
+    );
 }
 
 #[tokio::test]
@@ -229,7 +235,10 @@ async fn update_sources_patches_the_batch_and_decodes_the_updated_sources() {
     assert_eq!(sources[0].default, Some(true));
     assert_eq!(sources[1].id, 19352935);
     assert_eq!(sources[1].name.as_deref(), Some("call"));
-    assert_eq!(sources[1].external_id.as_deref(), Some("gp02"));
+    assert_eq!(
+        sources[1].external_id.as_ref().map(IntOrString::as_str),
+        Some("gp02")
+    );
     assert_eq!(
         sources[1].origin_code, None,
         "origin_code: null decodes as None"
@@ -263,7 +272,10 @@ async fn update_source_patches_one_source_by_id_and_decodes_it() {
     assert_eq!(source.id, 17619939);
     assert_eq!(source.default, Some(true));
     assert_eq!(source.name.as_deref(), Some("chat"));
-    assert_eq!(source.external_id.as_deref(), Some("kchat01"));
+    assert_eq!(
+        source.external_id.as_ref().map(IntOrString::as_str),
+        Some("kchat01")
+    );
 }
 
 #[tokio::test]
@@ -736,7 +748,7 @@ async fn list_incoming_leads_sends_every_filter_and_decodes_each_category() {
     assert_eq!(metadata.service.as_deref(), Some("onlinechat"));
     assert_eq!(
         metadata.last_message_text,
-        Some(types::ChatsMetadataLastMessageText::Int64(1686818940))
+        Some(IntOrString::from(1686818940))
     );
 
     let call = &leads[2];

@@ -2,6 +2,14 @@
 //! OpenAPI 3.0 document whose refs resolve, whose operations are uniquely
 //! named, and whose examples satisfy their schemas. Examples are what the
 //! generated client is tested against, so a wrong one hides a wrong schema.
+//!
+//! It also checks the corpus (`openapi/corpus/<api>/*.json`): realistic answers
+//! built from `openapi/EVIDENCE.md`, each a wrapper
+//! `{"rests_on": [...], "operation": "<operationId>", "status": <code>, "body": ...}`.
+//! Every body must match its operation's response schema for that status, and
+//! every `rests_on` entry (`"<heading>: <field>"`) must name a row of
+//! EVIDENCE.md: a table row whose first cell is `<field>` under a heading that
+//! starts with `<heading>`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -121,8 +129,32 @@ pub fn run(root: &Path) -> Report {
     };
 
     let mut referenced = BTreeSet::new();
+    let evidence = fs::read_to_string(api_dir.join("EVIDENCE.md")).ok();
     for spec in &specs {
-        check_spec(&root, spec, &mut report, &mut referenced);
+        check_spec(
+            &root,
+            spec,
+            &mut report,
+            &mut referenced,
+            evidence.as_deref(),
+        );
+    }
+    // A corpus directory needs a spec of the same name.
+    if let Ok(entries) = fs::read_dir(api_dir.join("corpus")) {
+        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        for dir in dirs {
+            let stem = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !specs
+                .iter()
+                .any(|s| s.file_stem().and_then(|n| n.to_str()) == Some(stem))
+            {
+                report.problems.push(format!(
+                    "{}: no spec openapi/{stem}.yaml for this corpus",
+                    rel(&root, &dir)
+                ));
+            }
+        }
     }
 
     // An example file nothing points at is dead weight, or a forgotten wiring.
@@ -173,7 +205,13 @@ fn rel(root: &Path, path: &Path) -> String {
         .to_string()
 }
 
-fn check_spec(root: &Path, path: &Path, report: &mut Report, referenced: &mut BTreeSet<PathBuf>) {
+fn check_spec(
+    root: &Path,
+    path: &Path,
+    report: &mut Report,
+    referenced: &mut BTreeSet<PathBuf>,
+    evidence: Option<&str>,
+) {
     let name = rel(root, path);
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
@@ -205,6 +243,7 @@ fn check_spec(root: &Path, path: &Path, report: &mut Report, referenced: &mut BT
         operations: 0,
         examples_ok: 0,
         known_invalid_ok: 0,
+        corpus_ok: 0,
     };
 
     match doc.get("openapi").and_then(Value::as_str) {
@@ -221,11 +260,19 @@ fn check_spec(root: &Path, path: &Path, report: &mut Report, referenced: &mut BT
     c.check_refs();
     c.check_operations();
     c.check_component_schema_examples();
+    let api = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    c.check_corpus(&root.join("openapi").join("corpus").join(api), evidence);
 
     let mut summary = format!(
         "{name}: {} operations, {} examples OK",
         c.operations, c.examples_ok
     );
+    if c.corpus_ok > 0 {
+        let _ = write!(summary, ", {} corpus answers OK", c.corpus_ok);
+    }
     if c.known_invalid_ok > 0 {
         let _ = write!(
             summary,
@@ -260,6 +307,7 @@ struct Checker<'a> {
     operations: usize,
     examples_ok: usize,
     known_invalid_ok: usize,
+    corpus_ok: usize,
 }
 
 /// How an example's instance was obtained.
@@ -780,6 +828,122 @@ impl<'a> Checker<'a> {
         }
     }
 
+    // ---- corpus ---------------------------------------------------------
+
+    /// Every `*.json` file of `dir` (the API's corpus): its wrapper, its
+    /// `rests_on` rows, and its body against the operation's response schema.
+    fn check_corpus(&mut self, dir: &Path, evidence: Option<&str>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for file in files {
+            let shown = rel(self.root, &file);
+            if file.extension().is_none_or(|e| e != "json") {
+                self.problem(format!("corpus {shown}: not a .json file"));
+                continue;
+            }
+            let wrapper = match fs::read_to_string(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    self.problem(format!("corpus {shown}: cannot read it as JSON: {e}"));
+                    continue;
+                }
+            };
+            if let Err(e) = self.check_corpus_file(&wrapper, evidence) {
+                self.problem(format!("corpus {shown}: {e}"));
+            }
+        }
+    }
+
+    fn check_corpus_file(&mut self, wrapper: &Value, evidence: Option<&str>) -> Result<(), String> {
+        let rests_on = match wrapper.get("rests_on") {
+            Some(Value::Array(rows)) if !rows.is_empty() => rows,
+            _ => {
+                return Err(
+                    "no `rests_on`: name the openapi/EVIDENCE.md rows the answer rests on \
+                     (a non-empty list of \"<heading>: <field>\")"
+                        .into(),
+                );
+            }
+        };
+        for row in rests_on {
+            let Some(row) = row.as_str() else {
+                return Err(format!("`rests_on` entry {row} is not a string"));
+            };
+            match evidence {
+                None => return Err("`rests_on` cannot be checked: no openapi/EVIDENCE.md".into()),
+                Some(text) if !evidence_has_row(text, row) => {
+                    return Err(format!(
+                        "`rests_on` entry \"{row}\" names no row of openapi/EVIDENCE.md \
+                         (\"<heading>: <field>\": a table row whose first cell is <field>, under a \
+                         heading starting with <heading>)"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let op_id = wrapper
+            .get("operation")
+            .and_then(Value::as_str)
+            .ok_or("no `operation` (an operationId)")?;
+        let status = match wrapper.get("status") {
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err("no `status`".into()),
+        };
+        let body = wrapper.get("body").ok_or("no `body`")?;
+        let doc = self.doc;
+        let mut found = None;
+        for (path, item) in doc
+            .get("paths")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            for method in METHODS {
+                if let Some(op) = item.get(*method)
+                    && op.get("operationId").and_then(Value::as_str) == Some(op_id)
+                {
+                    found = Some((op, format!("/paths/{}/{method}", escape_token(path))));
+                }
+            }
+        }
+        let (op, op_ptr) = found.ok_or_else(|| format!("unknown operation `{op_id}`"))?;
+        let resp = op
+            .pointer(&format!("/responses/{}", escape_token(&status)))
+            .ok_or_else(|| format!("`{op_id}` declares no {status} response"))?;
+        let rptr = format!("{op_ptr}/responses/{}", escape_token(&status));
+        let (resp, rptr) = deref(doc, resp, rptr).map_err(|e| e.to_string())?;
+        let (media, media_value) = resp
+            .get("content")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .find(|(mt, _)| mt.ends_with("json"))
+            .ok_or_else(|| format!("`{op_id}` {status} has no JSON body"))?;
+        let schema = media_value
+            .get("schema")
+            .ok_or_else(|| format!("`{op_id}` {status} {media} has no schema"))?;
+        let sptr = format!("{rptr}/content/{}/schema", escape_token(media));
+        let errors = self
+            .validate(Some(&(schema, sptr)), Direction::Response, body)
+            .ok_or("its schema could not be used (reported above)")?;
+        if errors.is_empty() {
+            self.corpus_ok += 1;
+            Ok(())
+        } else {
+            Err(format!(
+                "body does not match `{op_id}` {status} {media}: {}",
+                errors.join("; ")
+            ))
+        }
+    }
+
     /// Follow `$ref`s (reporting failures) to an object.
     fn deref_obj(&mut self, value: &'a Value, ptr: String) -> Option<(&'a Value, String)> {
         match deref(self.doc, value, ptr.clone()) {
@@ -796,6 +960,33 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// Whether EVIDENCE.md has the row `"<heading>: <field>"`: a table row whose
+/// first cell (without `**` and backticks) is `<field>`, in the section of a
+/// `#` heading whose text starts with `<heading>` (then a space, `:` or `(`).
+fn evidence_has_row(text: &str, row: &str) -> bool {
+    let Some((heading, field)) = row.rsplit_once(": ") else {
+        return false;
+    };
+    let (heading, field) = (heading.trim(), field.trim());
+    let clean = |s: &str| s.replace("**", "").replace('`', "").trim().to_string();
+    let mut in_section = false;
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix('#') {
+            let h = h.trim_start_matches('#').trim();
+            in_section = h
+                .strip_prefix(heading)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ':', '(']));
+        } else if in_section
+            && let Some(cells) = line.trim().strip_prefix('|')
+            && let Some(first) = cells.split('|').next()
+            && clean(first) == field
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Names the shared component a label's object came from, if any.

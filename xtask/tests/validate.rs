@@ -560,3 +560,102 @@ fn broken_real_example_is_reported_with_file_and_path() {
     }
     panic!("no integer in any example file made validation fail");
 }
+
+// ---- the corpus (openapi/corpus/<api>/*.json) ------------------------------
+
+/// A copy of the repository's `openapi/` (specs, examples, corpus, EVIDENCE.md).
+fn repo_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &workspace_root().join("openapi"),
+        &dir.path().join("openapi"),
+    );
+    fs::remove_dir_all(dir.path().join("openapi/export")).unwrap();
+    dir
+}
+
+fn edit_json(root: &Path, rel: &str, edit: impl FnOnce(&mut Value)) {
+    let path = root.join(rel);
+    let mut v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut v);
+    fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+const CB_CORPUS: &str = "openapi/corpus/closebot/listSources.null-objects.json";
+
+#[test]
+fn the_real_corpus_is_checked() {
+    let run = validate(None);
+    assert!(run.ok, "{}", run.out);
+    assert!(run.out.contains("corpus answers OK"), "{}", run.out);
+    assert!(repo_copy().path().join(CB_CORPUS).is_file());
+}
+
+#[test]
+fn a_corpus_body_off_its_schema_fails() {
+    // Negative control: a body the schema refuses.
+    let root = repo_copy();
+    edit_json(root.path(), CB_CORPUS, |v| {
+        v["body"]["results"][0]["wallet"] = Value::from("not a wallet");
+    });
+    let out = validate_fails(root.path());
+    assert!(
+        out.contains("corpus openapi/corpus/closebot/listSources.null-objects.json: body does not match `listSources` 200"),
+        "{out}"
+    );
+    assert!(out.contains("/results/0/wallet"), "{out}");
+}
+
+#[test]
+fn a_spec_without_the_evidence_change_fails_its_corpus() {
+    // Negative control: take back `nullable: true` on CloseBot's `wallet`.
+    let root = repo_copy();
+    let spec = root.path().join("openapi/closebot.yaml");
+    let text = fs::read_to_string(&spec).unwrap();
+    let reverted = text.replacen(
+        "          nullable: true\n          allOf:\n            - $ref: \"#/components/schemas/SourceWallet\"",
+        "          allOf:\n            - $ref: \"#/components/schemas/SourceWallet\"",
+        1,
+    );
+    assert_ne!(text, reverted, "the wallet property changed shape");
+    fs::write(&spec, reverted).unwrap();
+    let out = validate_fails(root.path());
+    assert!(out.contains("/results/0/wallet"), "{out}");
+}
+
+#[test]
+fn a_corpus_file_naming_an_unknown_operation_or_status_fails() {
+    let root = repo_copy();
+    edit_json(root.path(), CB_CORPUS, |v| {
+        v["operation"] = Value::from("listSourcez");
+    });
+    assert!(validate_fails(root.path()).contains("unknown operation `listSourcez`"));
+    edit_json(root.path(), CB_CORPUS, |v| {
+        v["operation"] = Value::from("listSources");
+        v["status"] = Value::from(299);
+    });
+    assert!(validate_fails(root.path()).contains("`listSources` declares no 299 response"));
+}
+
+#[test]
+fn a_corpus_file_must_name_evidence_rows() {
+    let root = repo_copy();
+    edit_json(root.path(), CB_CORPUS, |v| {
+        v.as_object_mut().unwrap().remove("rests_on");
+    });
+    assert!(validate_fails(root.path()).contains("no `rests_on`"));
+    edit_json(root.path(), CB_CORPUS, |v| {
+        v["rests_on"] = serde_json::json!(["CloseBot: Source.nonsense"]);
+    });
+    assert!(
+        validate_fails(root.path())
+            .contains("`rests_on` entry \"CloseBot: Source.nonsense\" names no row")
+    );
+}
+
+#[test]
+fn a_corpus_without_a_spec_fails() {
+    let root = repo_copy();
+    write(root.path(), "openapi/corpus/nosuchapi/x.json", "{}");
+    assert!(validate_fails(root.path()).contains("no spec openapi/nosuchapi.yaml"));
+}
