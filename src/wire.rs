@@ -213,6 +213,11 @@ pub(crate) mod php_empty {
             T::deserialize(de::value::MapAccessDeserializer::new(map))
         }
 
+        /// A null map reads as the empty one (`map` only: `option` takes null first).
+        fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+            Ok(T::default())
+        }
+
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
             match seq.next_element::<de::IgnoredAny>()? {
                 None => Ok(T::default()),
@@ -255,7 +260,7 @@ pub(crate) mod php_empty {
         deserializer.deserialize_option(OptionOrEmpty(PhantomData))
     }
 
-    /// For map fields (`HashMap<K, V>`): `[]` is the empty map.
+    /// For map fields (`HashMap<K, V>`): `[]` and null are the empty map.
     pub(crate) fn map<'de, D, T>(deserializer: D) -> Result<T, D::Error>
     where
         D: Deserializer<'de>,
@@ -315,6 +320,8 @@ mod tests {
         assert_eq!(h.params, None);
         let h: Holder = serde_json::from_value(json!({})).unwrap();
         assert_eq!(h.params, None);
+        let h: Holder = serde_json::from_value(json!({"counts": null})).unwrap();
+        assert!(h.counts.is_empty());
         for bad in [
             json!({"params": [1]}),
             json!({"counts": [1]}),

@@ -6,7 +6,7 @@ mod fake_common;
 use fake_common::{Fake, answer, body, rejected, status};
 use lead_intake::fake::{Config, Fixtures};
 use lead_intake::kommo::types::{
-    self, BotKind, IncomingLeadCategory, IncomingLeadMetadata, SortOrder,
+    self, BotKind, IncomingLeadCategory, IncomingLeadMetadata, IntOrString, SortOrder,
 };
 use lead_intake::prelude::*;
 use reqwest::Method;
@@ -635,7 +635,10 @@ async fn get_source_finds_the_source_answers_204_once_deleted_and_404_for_an_unk
     let source = kommo.get_source().id(id).send().body().await.unwrap();
     assert_eq!(source.id, id);
     assert_eq!(source.name.as_deref(), Some("one"));
-    assert_eq!(source.external_id.as_deref(), Some("get-me"));
+    assert_eq!(
+        source.external_id.as_ref().map(IntOrString::as_str),
+        Some("get-me")
+    );
     let found = kommo.get_source().id(id).send().or_gone().await.unwrap();
     assert_eq!(found.map(|s| s.id), Some(id));
     // Another integration's source is not there for this one.

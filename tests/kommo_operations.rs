@@ -102,7 +102,10 @@ async fn get_source_gets_one_source_by_id_and_decodes_it() {
     mock.assert_async().await;
     assert_eq!(source.id, 17619939);
     assert_eq!(source.name.as_deref(), Some("chat"));
-    assert_eq!(source.external_id.as_deref(), Some("kchat01"));
+    assert_eq!(
+        source.external_id.as_ref().map(IntOrString::as_str),
+        Some("kchat01")
+    );
     assert_eq!(source.pipeline_id, Some(5867030));
     assert_eq!(source.default, Some(true));
     assert_eq!(source.origin_code.as_deref(), Some("kommo.ext.30470678"));
