@@ -439,6 +439,11 @@ pub enum Entry<'a, T> {
     Unrecognized(&'a UnrecognizedItem),
 }
 
+impl ListItemType for crate::kommo::types::Source {}
+impl ListItemType for crate::kommo::types::Widget {}
+impl ListItemType for crate::kommo::types::CreatedIncomingLead {}
+impl ListItemType for crate::closebot::types::Source {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,8 +488,3 @@ mod tests {
         assert!(serde_json::from_str::<Items<Thing>>("[{\"id\": 1}, ").is_err());
     }
 }
-
-impl ListItemType for crate::kommo::types::Source {}
-impl ListItemType for crate::kommo::types::Widget {}
-impl ListItemType for crate::kommo::types::CreatedIncomingLead {}
-impl ListItemType for crate::closebot::types::Source {}
