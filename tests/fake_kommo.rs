@@ -1676,3 +1676,86 @@ async fn a_post_to_incoming_leads_itself_answers_405() {
     assert_eq!(code, 404);
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
 }
+
+// ------------------------------------------------------------ the wire beyond the documents
+
+/// The fake serves the shapes openapi/EVIDENCE.md finds beyond the documents, its answers still
+/// match the spec (checked when the test ends), and the client reads every one typed.
+#[tokio::test]
+async fn the_fake_serves_the_wire_shapes_and_the_client_reads_them_typed() {
+    let fake = Fake::default();
+    let kommo = fake.kommo();
+
+    let widgets = kommo.list_widgets().send().or_empty().await.unwrap();
+    let widgets = widgets.embedded.unwrap().widgets;
+    assert!(widgets.all_recognized(), "{widgets:?}");
+    let asterisk = widgets.iter().find(|w| w.code == "amo_asterisk").unwrap();
+    let version = asterisk.version.as_ref().unwrap();
+    assert!(version.is_number());
+    assert_eq!(version.as_i64(), Some(116));
+    assert_eq!(asterisk.rating, None);
+
+    let leads = kommo.list_incoming_leads().send().or_empty().await.unwrap();
+    let leads = leads.embedded.unwrap().unsorted;
+    assert!(leads.all_recognized(), "{leads:?}");
+    let call = leads
+        .iter()
+        .find_map(|l| l.metadata.as_ref().and_then(IncomingLeadMetadata::sip))
+        .expect("the call's metadata is typed");
+    assert_eq!(call.from.as_ref().unwrap().as_str(), "14155551234");
+    let form = leads
+        .iter()
+        .find_map(|l| l.metadata.as_ref().and_then(IncomingLeadMetadata::forms))
+        .expect("the form's metadata is typed");
+    assert_eq!(form.form_id.as_ref().unwrap().as_i64(), Some(1115559));
+    assert_eq!(form.referer, None);
+
+    let added = kommo
+        .add_sources()
+        .body(body::<types::AddSourcesRequest>(serde_json::json!([{
+            "name": "Chat", "external_id": "wire-1",
+            "services": [{"type": "whatsapp", "pages": []}]
+        }])))
+        .send()
+        .body()
+        .await
+        .unwrap();
+    let (_, _, text) = answer(fake.raw(Method::GET, "/api/v4/sources")).await;
+    assert!(text.contains(r#""params":[]"#), "{text}");
+    let source = &added.embedded.unwrap().sources[0];
+    let services = source.services.as_ref().unwrap();
+    assert_eq!(
+        services[0].params,
+        Some(types::SourceServiceParams::default())
+    );
+
+    let closebot = fake.closebot();
+    let page = closebot
+        .list_sources()
+        .page(0)
+        .page_size(100)
+        .send()
+        .body()
+        .await
+        .unwrap();
+    assert!(page.results.all_recognized(), "{:?}", page.results);
+    assert_eq!(page.results.len(), 25);
+    assert_eq!(
+        page.results.iter().filter(|s| s.wallet.is_none()).count(),
+        5
+    );
+
+    let empty = Fake::start(
+        lead_intake::fake::Config::default().fixtures(lead_intake::fake::Fixtures::empty()),
+    );
+    let (_, _, text) = answer(empty.raw(Method::GET, "/api/v4/leads/unsorted/summary")).await;
+    assert!(text.contains(r#""categories":[]"#), "{text}");
+    let summary = empty
+        .kommo()
+        .get_incoming_leads_summary()
+        .send()
+        .body()
+        .await
+        .unwrap();
+    assert!(summary.categories.is_empty());
+}

@@ -13,11 +13,16 @@ const CLOSEBOT_PAGE: &str =
 
 /// The data a [`FakeServer`](super::FakeServer) starts with.
 ///
-/// [`Fixtures::documented`] (the default) is what the vendors' documents show: the widgets
+/// [`Fixtures::documented`] (the default) is what the vendors' documents show, with the shapes
+/// the API sends beyond them (openapi/EVIDENCE.md): the widgets
 /// `amo_dropbox`, `amo_mailchimp` and `amo_asterisk` (not installed; four required settings),
 /// the three incoming leads of the list example (a form, a chat and a call), the pipelines the
 /// examples use, two widget blocks waiting for `continue`, and 25 CloseBot sources shaped like
-/// the documented one. The integration starts with no Kommo sources.
+/// the documented one. The integration starts with no Kommo sources. Beyond the documents:
+/// `amo_asterisk` has a numeric `version`, a null `rating` and `settings: []`; the call's
+/// `from` is a number, the form's `form_id` a number and its `referer` null; every fifth
+/// CloseBot source has a null `wallet` and null `tagFilterConfig`s; a source's service without
+/// settings is answered with `params: []`, and a summary with no leads with `categories: []`.
 ///
 /// ```
 /// use lead_intake::fake::{Config, Fixtures};
@@ -60,13 +65,46 @@ impl Fixtures {
         if let Value::Object(map) = &mut asterisk {
             map.remove("settings");
             map.insert("is_active_in_account".into(), Value::Bool(false));
+            // Shapes the documents do not show but the API sends (openapi/EVIDENCE.md,
+            // "Widget"): a numeric version, no rating, and PHP's `[]` for no settings.
+            map.insert("version".into(), json!(116));
+            map.insert("rating".into(), Value::Null);
+            map.insert("settings".into(), json!([]));
         }
         widgets.push(asterisk);
-        let incoming_leads = parse(LIST_INCOMING_LEADS)
+        let mut incoming_leads = parse(LIST_INCOMING_LEADS)
             .pointer("/_embedded/unsorted")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        // Numbers where the documents say strings, and nulls (openapi/EVIDENCE.md,
+        // "SipMetadata", "FormsMetadata"): the call's `from` is a phone number, the form's
+        // `form_id` a number, the form's `referer` null.
+        for lead in &mut incoming_leads {
+            let category = lead
+                .get("category")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let Some(Value::Object(metadata)) = lead.get_mut("metadata") else {
+                continue;
+            };
+            match category.as_deref() {
+                Some("sip") => {
+                    metadata.insert("from".into(), json!(14155551234_i64));
+                }
+                Some("forms") => {
+                    if let Some(id) = metadata
+                        .get("form_id")
+                        .and_then(Value::as_str)
+                        .and_then(|id| id.parse::<i64>().ok())
+                    {
+                        metadata.insert("form_id".into(), json!(id));
+                    }
+                    metadata.insert("referer".into(), Value::Null);
+                }
+                _ => {}
+            }
+        }
         Self {
             pipelines: DOCUMENTED_PIPELINES.to_vec(),
             sources: Vec::new(),
@@ -177,6 +215,16 @@ fn closebot_source(n: usize) -> Value {
     });
     if let (Value::Object(base), Value::Object(over)) = (&mut source, overrides) {
         base.extend(over);
+        // Every fifth has no wallet and its bots no tag filter: CloseBot answers null for an
+        // object its document cannot mark nullable (openapi/EVIDENCE.md, CloseBot).
+        if n.is_multiple_of(5) {
+            base.insert("wallet".into(), Value::Null);
+            if let Some(Value::Array(bots)) = base.get_mut("bots") {
+                for bot in bots.iter_mut().filter_map(Value::as_object_mut) {
+                    bot.insert("tagFilterConfig".into(), Value::Null);
+                }
+            }
+        }
     }
     source
 }

@@ -251,7 +251,7 @@ impl Kommo {
         );
         fields.insert(
             "services".into(),
-            item.get("services").cloned().unwrap_or(json!([])),
+            php_services(item.get("services").cloned().unwrap_or(json!([]))),
         );
         fields.insert(
             "default".into(),
@@ -433,7 +433,12 @@ impl Kommo {
         if let Some(source) = self.sources.get_mut(&id) {
             for key in ["name", "pipeline_id", "default", "origin_code", "services"] {
                 if let Some(v) = item.get(key) {
-                    source.fields.insert(key.into(), v.clone());
+                    let v = if key == "services" {
+                        php_services(v.clone())
+                    } else {
+                        v.clone()
+                    };
+                    source.fields.insert(key.into(), v);
                 }
             }
         }
@@ -1123,6 +1128,12 @@ impl Kommo {
             .into_iter()
             .map(|(k, n)| (k, json!({ "total": n })))
             .collect();
+        // PHP's json_encode sends an empty map as `[]` (openapi/EVIDENCE.md).
+        let categories = if categories.is_empty() {
+            json!([])
+        } else {
+            Value::Object(categories)
+        };
         Reply::Hal(
             StatusCode::OK,
             json!({
@@ -1137,6 +1148,31 @@ impl Kommo {
 }
 
 // ---------------------------------------------------------------------------------- helpers
+
+/// Services as Kommo's PHP answers them: a service without settings has `params: []` (the
+/// official SDK sends, and the API answers, PHP's empty array; openapi/EVIDENCE.md).
+fn php_services(services: Value) -> Value {
+    match services {
+        Value::Array(list) => Value::Array(
+            list.into_iter()
+                .map(|mut service| {
+                    if let Value::Object(map) = &mut service {
+                        let empty = match map.get("params") {
+                            None | Some(Value::Null) => true,
+                            Some(Value::Object(p)) => p.is_empty(),
+                            _ => false,
+                        };
+                        if empty {
+                            map.insert("params".into(), json!([]));
+                        }
+                    }
+                    service
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
 
 fn self_link(href: String) -> Value {
     json!({ "self": { "href": href } })
