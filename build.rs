@@ -48,12 +48,14 @@ fn fail(spec: &str, message: &str) -> ! {
 ///   shows the keys only; it also reads PHP's empty `[]` as no settings.
 /// - kommo `IntOrString`: a number sent as an integer or a string, read plainly (`as_str`,
 ///   `as_i64`, `Display`) rather than as an untagged enum.
+/// - kommo `WidgetRating`: a string with a decimal comma or a number, read plainly (`as_f64`).
 /// - kommo `IncomingLead`: one struct whose `metadata` is chosen by `category`, decoded without
 ///   buffering the lead and trying each `oneOf` branch (`src/kommo/leads.rs`).
 const HAND_WRITTEN: &[(&str, &str)] = &[
     ("kommo", "WidgetSettings"),
     ("kommo", "IntOrString"),
     ("kommo", "IncomingLead"),
+    ("kommo", "WidgetRating"),
 ];
 
 /// Schemas left out of the generated code: the branches of a hand-written `oneOf`, which no

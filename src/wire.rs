@@ -192,6 +192,142 @@ impl schemars::JsonSchema for IntOrString {
     }
 }
 
+/// A widget's rating: documented as "string|float", sent as a string with a decimal comma
+/// (`"2,8"`) or as a number (`3.5`).
+///
+/// ```
+/// use lead_intake::kommo::types::WidgetRating;
+///
+/// let rating: WidgetRating = serde_json::from_str(r#""2,8""#)?;
+/// assert_eq!(rating.as_f64(), Some(2.8));
+/// assert_eq!(rating.as_str(), "2,8");
+/// let rating: WidgetRating = serde_json::from_str("3.5")?;
+/// assert_eq!((rating.as_f64(), rating.to_string()), (Some(3.5), "3.5".to_string()));
+/// assert_eq!(serde_json::to_string(&rating)?, "3.5");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct WidgetRating {
+    text: String,
+    number: bool,
+}
+
+impl WidgetRating {
+    /// The rating as sent: `2,8`, or the digits of a number.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The rating as a number, a decimal comma read as a point; `None` for text that is not one.
+    pub fn as_f64(&self) -> Option<f64> {
+        self.text.replace(',', ".").trim().parse().ok()
+    }
+
+    /// Whether the server sent a JSON number rather than a string.
+    pub fn is_number(&self) -> bool {
+        self.number
+    }
+}
+
+impl fmt::Display for WidgetRating {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for WidgetRating {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.number {
+            write!(f, "WidgetRating({})", self.text)
+        } else {
+            write!(f, "WidgetRating({:?})", self.text)
+        }
+    }
+}
+
+impl From<&str> for WidgetRating {
+    fn from(s: &str) -> Self {
+        Self {
+            text: s.to_string(),
+            number: false,
+        }
+    }
+}
+
+impl From<f64> for WidgetRating {
+    fn from(n: f64) -> Self {
+        Self {
+            text: n.to_string(),
+            number: true,
+        }
+    }
+}
+
+impl Serialize for WidgetRating {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.number, self.text.parse::<f64>()) {
+            (true, Ok(n)) => serializer.serialize_f64(n),
+            _ => serializer.serialize_str(&self.text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WidgetRating {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = WidgetRating;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rating: a number, or a string like \"2,8\"")
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<WidgetRating, E> {
+                Ok(WidgetRating {
+                    text: n.to_string(),
+                    number: true,
+                })
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<WidgetRating, E> {
+                Ok(WidgetRating {
+                    text: n.to_string(),
+                    number: true,
+                })
+            }
+
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<WidgetRating, E> {
+                Ok(n.into())
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<WidgetRating, E> {
+                Ok(s.into())
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl schemars::JsonSchema for WidgetRating {
+    fn schema_name() -> String {
+        "WidgetRating".to_string()
+    }
+
+    fn json_schema(generator: &mut schemars::r#gen::SchemaGenerator) -> schemars::schema::Schema {
+        use schemars::schema::{Schema, SchemaObject, SubschemaValidation};
+        Schema::Object(SchemaObject {
+            subschemas: Some(Box::new(SubschemaValidation {
+                one_of: Some(vec![
+                    generator.subschema_for::<String>(),
+                    generator.subschema_for::<f64>(),
+                ]),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+    }
+}
+
 /// Readers for objects that PHP's `json_encode` sends as `[]` when they are empty (an empty
 /// PHP array has no way to say it is a map). build.rs puts them on every field whose schema is
 /// `oneOf: [<object>, PhpEmptyArray]`; an empty array reads as the empty object, a non-empty

@@ -885,10 +885,7 @@ async fn get_widget_finds_a_widget_by_code_or_answers_404() {
         .unwrap();
     assert_eq!(widget.id, Some(742));
     assert_eq!(widget.is_active_in_account, Some(false));
-    assert_eq!(
-        widget.rating,
-        Some(types::WidgetRating::String("2,8".into()))
-    );
+    assert_eq!(widget.rating, Some(types::WidgetRating::from("2,8")));
     let err = kommo
         .get_widget()
         .widget_code("nope")

@@ -870,11 +870,12 @@ fn widget_rating_is_a_string_with_a_decimal_comma_or_a_number() {
     let widget = |rating| -> types::Widget {
         serde_json::from_value(json!({ "code": "w", "rating": rating })).unwrap()
     };
-    assert_eq!(
-        widget(json!("2,8")).rating,
-        Some(WidgetRating::String("2,8".into()))
-    );
-    assert_eq!(widget(json!(3.5)).rating, Some(WidgetRating::Number(3.5)));
+    assert_eq!(widget(json!("2,8")).rating, Some(WidgetRating::from("2,8")));
+    assert_eq!(widget(json!(3.5)).rating, Some(WidgetRating::from(3.5)));
+    assert_eq!(widget(json!("2,8")).rating.unwrap().as_f64(), Some(2.8));
+    assert_eq!(widget(json!(4)).rating.unwrap().as_f64(), Some(4.0));
+    assert_eq!(widget(json!("n/a")).rating.unwrap().as_f64(), None);
+    assert_eq!(widget(json!(null)).rating, None);
 }
 
 #[test]

@@ -365,10 +365,7 @@ async fn list_widgets_sends_page_and_limit_and_decodes_the_page_with_its_next_li
     assert_eq!(widgets.len(), 2);
     assert_eq!(widgets[0].id, Some(742));
     assert_eq!(widgets[0].code, "amo_dropbox");
-    assert_eq!(
-        widgets[0].rating,
-        Some(types::WidgetRating::String("2,8".into()))
-    );
+    assert_eq!(widgets[0].rating, Some(types::WidgetRating::from("2,8")));
     assert_eq!(widgets[0].pipeline_id, None);
     assert_eq!(widgets[1].code, "amo_mailchimp");
     assert_eq!(
@@ -404,10 +401,7 @@ async fn get_widget_gets_the_widget_by_code_and_decodes_it() {
         widget.version.as_ref().map(IntOrString::as_str),
         Some("0.0.13")
     );
-    assert_eq!(
-        widget.rating,
-        Some(types::WidgetRating::String("2,8".into()))
-    );
+    assert_eq!(widget.rating, Some(types::WidgetRating::from("2,8")));
     assert_eq!(widget.client_uuid, None);
     assert_eq!(widget.is_active_in_account, Some(false));
     assert_eq!(widget.settings_template.len(), 1);

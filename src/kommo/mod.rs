@@ -30,7 +30,7 @@ pub mod types {
         IncomingLead, IncomingLeadMetadata, UnrecognizedMetadata, UnrecognizedMetadataReason,
     };
     pub use super::widget_settings::WidgetSettings;
-    pub use crate::wire::IntOrString;
+    pub use crate::wire::{IntOrString, WidgetRating};
 }
 
 mod continue_bot;
