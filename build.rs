@@ -99,6 +99,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
             }
         }
     }
+    component_nullability_to_fields(&mut doc);
     let php_empty = collapse_php_empty(&mut doc);
     let lists = list_items(api, &mut doc)?;
     let success_types = success_types(&doc);
@@ -581,6 +582,31 @@ fn camel(value: &str) -> String {
     out
 }
 
+/// The spec says a named type may be null where it is nullable itself (OpenAPI 3.0 takes
+/// `nullable` only beside a `type`, so a `$ref` cannot be marked nullable where it is used):
+/// `nullable: true` on a component schema, or on a branch of its `oneOf`. typify would make
+/// such a type a newtype around an `Option`; in Rust the field that holds it is an `Option`
+/// already, and reads null as `None`. So progenitor's copy drops that `nullable`.
+fn component_nullability_to_fields(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for schema in schemas.values_mut() {
+        let Some(map) = schema.as_object_mut() else {
+            continue;
+        };
+        map.remove("nullable");
+        if let Some(branches) = map.get_mut("oneOf").and_then(Value::as_array_mut) {
+            for branch in branches.iter_mut().filter_map(Value::as_object_mut) {
+                branch.remove("nullable");
+            }
+        }
+    }
+}
+
 /// Replaces every property `oneOf: [<schema>, PhpEmptyArray]` (either order) by `<schema>` in
 /// progenitor's copy, and returns (schema, property) of each: their fields get a reader that
 /// takes `[]` as the empty object (`read_php_empty_arrays`).
@@ -610,6 +636,10 @@ fn collapse_php_empty(doc: &mut Value) -> Vec<(String, String)> {
                 continue;
             };
             let mut replaced = other;
+            // The reader takes null too (as `None`, or as the empty map).
+            if let Some(map) = replaced.as_object_mut() {
+                map.remove("nullable");
+            }
             if let (Some(d), Some(map)) =
                 (value.get("description").cloned(), replaced.as_object_mut())
                 && !map.contains_key("$ref")
@@ -699,7 +729,7 @@ fn field_attributes(
             _ => None,
         })
         .ok_or("progenitor produced no `types` module")?;
-    let mut done = 0;
+    let mut found = Vec::new();
     for item in types.1.iter_mut() {
         let syn::Item::Struct(s) = item else {
             continue;
@@ -750,13 +780,18 @@ fn field_attributes(
                 FieldAttr::Default => syn::parse_quote!(#[serde(default)]),
             };
             field.attrs.push(attr);
-            done += 1;
+            found.push((name.clone(), wire.clone()));
         }
     }
-    if done != fields.len() {
+    let missing: Vec<String> = fields
+        .iter()
+        .filter(|(s, p, _)| !found.iter().any(|(fs, fp)| fs == s && fp == p))
+        .map(|(s, p, _)| format!("{s}.{p}"))
+        .collect();
+    if !missing.is_empty() {
         return Err(format!(
-            "{} of the fields to give serde attributes ({fields:?}) were found in the generated code",
-            done
+            "fields to give serde attributes not found in the generated code: {}",
+            missing.join(", ")
         ));
     }
     Ok(())

@@ -1723,7 +1723,7 @@ async fn the_fake_serves_the_wire_shapes_and_the_client_reads_them_typed() {
     let services = source.services.as_ref().unwrap();
     assert_eq!(
         services[0].params,
-        Some(types::SourceServiceParams::default())
+        Some(types::SourceServiceSettings::default())
     );
 
     let closebot = fake.closebot();

@@ -608,16 +608,17 @@ fn a_corpus_body_off_its_schema_fails() {
 
 #[test]
 fn a_spec_without_the_evidence_change_fails_its_corpus() {
-    // Negative control: take back `nullable: true` on CloseBot's `wallet`.
+    // Negative control: take back `nullable: true` on CloseBot's `SourceWallet` (what lets a
+    // source's `wallet` be null).
     let root = repo_copy();
     let spec = root.path().join("openapi/closebot.yaml");
     let text = fs::read_to_string(&spec).unwrap();
     let reverted = text.replacen(
-        "          nullable: true\n          allOf:\n            - $ref: \"#/components/schemas/SourceWallet\"",
-        "          allOf:\n            - $ref: \"#/components/schemas/SourceWallet\"",
+        "    SourceWallet:\n      type: object\n      nullable: true\n",
+        "    SourceWallet:\n      type: object\n",
         1,
     );
-    assert_ne!(text, reverted, "the wallet property changed shape");
+    assert_ne!(text, reverted, "the SourceWallet schema changed shape");
     fs::write(&spec, reverted).unwrap();
     let out = validate_fails(root.path());
     assert!(out.contains("/results/0/wallet"), "{out}");
