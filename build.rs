@@ -48,6 +48,7 @@ fn fail(spec: &str, message: &str) -> ! {
 ///   shows the keys only; it also reads PHP's empty `[]` as no settings.
 /// - kommo `IntOrString`: a number sent as an integer or a string, read plainly (`as_str`,
 ///   `as_i64`, `Display`) rather than as an untagged enum.
+/// - kommo `Amount`: a number sent as an integer when it is one (a lead's price).
 /// - kommo `WidgetRating`: a string with a decimal comma or a number, read plainly (`as_f64`).
 /// - kommo `IncomingLead`: one struct whose `metadata` is chosen by `category`, decoded without
 ///   buffering the lead and trying each `oneOf` branch (`src/kommo/leads.rs`).
@@ -56,6 +57,7 @@ const HAND_WRITTEN: &[(&str, &str)] = &[
     ("kommo", "IntOrString"),
     ("kommo", "IncomingLead"),
     ("kommo", "WidgetRating"),
+    ("kommo", "Amount"),
 ];
 
 /// Schemas left out of the generated code: the branches of a hand-written `oneOf`, which no
@@ -348,6 +350,15 @@ fn is_method(key: &str) -> bool {
 fn adapt_operation(op: &mut Value, shared_responses: &Value) -> Result<(), String> {
     if let Some(body) = op.get_mut("requestBody") {
         rename_json_media(body);
+        // A body that may also be PHP's `[]` (what the official SDK sends when empty): the
+        // client sends the object, so progenitor sees only that branch.
+        if let Some(content) = body.get_mut("content").and_then(Value::as_object_mut) {
+            for media in content.values_mut() {
+                if let Some(schema) = media.get_mut("schema") {
+                    drop_php_empty_branch(schema);
+                }
+            }
+        }
     }
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
         flatten_deep_objects(params)?;
@@ -604,6 +615,21 @@ fn component_nullability_to_fields(doc: &mut Value) {
                 branch.remove("nullable");
             }
         }
+    }
+}
+
+/// `oneOf: [<schema>, PhpEmptyArray]` (either order) becomes `<schema>`.
+fn drop_php_empty_branch(schema: &mut Value) {
+    let marker = format!("#/components/schemas/{PHP_EMPTY_ARRAY}");
+    let Some(branches) = schema.get("oneOf").and_then(Value::as_array) else {
+        return;
+    };
+    let is_marker = |b: &Value| b.get("$ref").and_then(Value::as_str) == Some(&marker);
+    if branches.len() == 2
+        && let Some(other) = branches.iter().find(|b| !is_marker(b)).cloned()
+        && branches.iter().any(is_marker)
+    {
+        *schema = other;
     }
 }
 

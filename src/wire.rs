@@ -328,6 +328,127 @@ impl schemars::JsonSchema for WidgetRating {
     }
 }
 
+/// An amount of money, such as a lead's sale value: an integer, or a number with a fraction
+/// (Kommo's minor units; the official SDK sends a float). An integer is sent as an integer, so
+/// `5000` never goes out as `5000.0`.
+///
+/// ```
+/// use lead_intake::kommo::types::Amount;
+///
+/// assert_eq!(serde_json::to_string(&Amount::from(5000))?, "5000");
+/// assert_eq!(serde_json::to_string(&Amount::from(49.9))?, "49.9");
+/// let read: Amount = serde_json::from_str("120.5")?;
+/// assert_eq!((read.as_f64(), read.as_i64()), (120.5, None));
+/// assert_eq!(Amount::from(7).as_i64(), Some(7));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq)]
+pub struct Amount(AmountRepr);
+
+#[derive(Clone, Copy, PartialEq)]
+enum AmountRepr {
+    Int(i64),
+    Float(f64),
+}
+
+impl Amount {
+    /// The amount as a float.
+    pub fn as_f64(&self) -> f64 {
+        match self.0 {
+            AmountRepr::Int(n) => n as f64,
+            AmountRepr::Float(x) => x,
+        }
+    }
+
+    /// The amount as an integer, when it is one (built from or read as an integer).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.0 {
+            AmountRepr::Int(n) => Some(n),
+            AmountRepr::Float(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            AmountRepr::Int(n) => write!(f, "Amount({n})"),
+            AmountRepr::Float(x) => write!(f, "Amount({x:?})"),
+        }
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            AmountRepr::Int(n) => write!(f, "{n}"),
+            AmountRepr::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+macro_rules! amount_from_integer {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Amount {
+            fn from(n: $t) -> Self {
+                Self(AmountRepr::Int(i64::from(n)))
+            }
+        }
+    )*};
+}
+amount_from_integer!(i32, i64, u32);
+
+impl From<f64> for Amount {
+    fn from(x: f64) -> Self {
+        Self(AmountRepr::Float(x))
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            AmountRepr::Int(n) => serializer.serialize_i64(n),
+            AmountRepr::Float(x) => serializer.serialize_f64(x),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Amount;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an amount (a number)")
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Amount, E> {
+                Ok(n.into())
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Amount, E> {
+                Ok(i64::try_from(n).map_or(Amount(AmountRepr::Float(n as f64)), Amount::from))
+            }
+
+            fn visit_f64<E: de::Error>(self, x: f64) -> Result<Amount, E> {
+                Ok(x.into())
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl schemars::JsonSchema for Amount {
+    fn schema_name() -> String {
+        "Amount".to_string()
+    }
+
+    fn json_schema(generator: &mut schemars::r#gen::SchemaGenerator) -> schemars::schema::Schema {
+        f64::json_schema(generator)
+    }
+}
+
 /// Readers for objects that PHP's `json_encode` sends as `[]` when they are empty (an empty
 /// PHP array has no way to say it is a map). build.rs puts them on every field whose schema is
 /// `oneOf: [<object>, PhpEmptyArray]`; an empty array reads as the empty object, a non-empty
@@ -427,6 +548,25 @@ mod tests {
         }
         for bad in [json!(1.5), json!(null), json!({}), json!([])] {
             assert!(serde_json::from_value::<IntOrString>(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn an_amount_keeps_integers_integers() {
+        for (wire, int) in [
+            (json!(5000), Some(5000)),
+            (json!(-3), Some(-3)),
+            (json!(49.9), None),
+            (json!(5000.0), None),
+        ] {
+            let a: Amount = serde_json::from_value(wire.clone()).unwrap();
+            assert_eq!(a.as_i64(), int);
+            assert_eq!(serde_json::to_value(a).unwrap(), wire);
+        }
+        let big: Amount = serde_json::from_value(json!(u64::MAX)).unwrap();
+        assert_eq!(big.as_i64(), None);
+        for bad in [json!("5000"), json!(null), json!([])] {
+            assert!(serde_json::from_value::<Amount>(bad).is_err());
         }
     }
 

@@ -30,7 +30,7 @@ pub mod types {
         IncomingLead, IncomingLeadMetadata, UnrecognizedMetadata, UnrecognizedMetadataReason,
     };
     pub use super::widget_settings::WidgetSettings;
-    pub use crate::wire::{IntOrString, WidgetRating};
+    pub use crate::wire::{Amount, IntOrString, WidgetRating};
 }
 
 mod continue_bot;
