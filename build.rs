@@ -101,6 +101,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
             }
         }
     }
+    php_empty_aliases(&mut doc);
     component_nullability_to_fields(&mut doc);
     let php_empty = collapse_php_empty(&mut doc);
     let lists = list_items(api, &mut doc)?;
@@ -350,15 +351,6 @@ fn is_method(key: &str) -> bool {
 fn adapt_operation(op: &mut Value, shared_responses: &Value) -> Result<(), String> {
     if let Some(body) = op.get_mut("requestBody") {
         rename_json_media(body);
-        // A body that may also be PHP's `[]` (what the official SDK sends when empty): the
-        // client sends the object, so progenitor sees only that branch.
-        if let Some(content) = body.get_mut("content").and_then(Value::as_object_mut) {
-            for media in content.values_mut() {
-                if let Some(schema) = media.get_mut("schema") {
-                    drop_php_empty_branch(schema);
-                }
-            }
-        }
     }
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
         flatten_deep_objects(params)?;
@@ -618,19 +610,66 @@ fn component_nullability_to_fields(doc: &mut Value) {
     }
 }
 
-/// `oneOf: [<schema>, PhpEmptyArray]` (either order) becomes `<schema>`.
-fn drop_php_empty_branch(schema: &mut Value) {
+/// A component schema W that is only `oneOf: [<$ref X>, PhpEmptyArray]` (a request body PHP may
+/// send as `[]`; the client sends the object) is X in progenitor's copy, under W's name: W takes
+/// X's definition, every `$ref` to X points at W, and X is dropped. (The spec names the body W
+/// and its object X, e.g. `AcceptIncomingLeadRequest` and `AcceptIncomingLeadDetails`, so that
+/// other languages' generators see a named body; Rust keeps the body's name.)
+fn php_empty_aliases(doc: &mut Value) {
     let marker = format!("#/components/schemas/{PHP_EMPTY_ARRAY}");
-    let Some(branches) = schema.get("oneOf").and_then(Value::as_array) else {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
         return;
     };
-    let is_marker = |b: &Value| b.get("$ref").and_then(Value::as_str) == Some(&marker);
-    if branches.len() == 2
-        && let Some(other) = branches.iter().find(|b| !is_marker(b)).cloned()
-        && branches.iter().any(is_marker)
-    {
-        *schema = other;
+    let mut aliases = BTreeMap::new();
+    for (name, schema) in schemas.iter() {
+        let Some(branches) = schema.get("oneOf").and_then(Value::as_array) else {
+            continue;
+        };
+        let refs: Vec<&str> = branches
+            .iter()
+            .filter_map(|b| b.get("$ref").and_then(Value::as_str))
+            .collect();
+        if branches.len() == 2
+            && refs.len() == 2
+            && let Some(target) = refs.iter().find(|r| **r != marker)
+            && refs.contains(&marker.as_str())
+        {
+            aliases.insert(format!("#/components/schemas/{name}"), target.to_string());
+        }
     }
+    // W -> X becomes X -> W, and W takes X's definition.
+    let mut renames = BTreeMap::new();
+    for (wrapper, target) in &aliases {
+        let (Some(w), Some(x)) = (
+            wrapper.strip_prefix("#/components/schemas/"),
+            target.strip_prefix("#/components/schemas/"),
+        ) else {
+            continue;
+        };
+        if let Some(definition) = schemas.remove(x) {
+            schemas.insert(w.to_string(), definition);
+            renames.insert(target.clone(), wrapper.clone());
+        }
+    }
+    let aliases = renames;
+    fn repoint(v: &mut Value, aliases: &BTreeMap<String, String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get_mut("$ref")
+                    && let Some(target) = aliases.get(r.as_str())
+                {
+                    *r = target.clone();
+                }
+                map.values_mut().for_each(|v| repoint(v, aliases));
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| repoint(v, aliases)),
+            _ => {}
+        }
+    }
+    repoint(doc, &aliases);
 }
 
 /// Replaces every property `oneOf: [<schema>, PhpEmptyArray]` (either order) by `<schema>` in
