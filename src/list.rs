@@ -50,14 +50,19 @@ pub struct Items<T> {
 
 impl<T> Default for Items<T> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Items<T> {
+    /// No items.
+    pub const fn new() -> Self {
         Self {
             typed: Vec::new(),
             unrecognized: Vec::new(),
         }
     }
-}
 
-impl<T> Items<T> {
     /// The items that did not decode into their type, in the order they came.
     pub fn unrecognized(&self) -> &[UnrecognizedItem] {
         &self.unrecognized

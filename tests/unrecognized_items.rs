@@ -57,7 +57,12 @@ async fn a_page_of_250_with_one_odd_lead_gives_249_typed_and_1_unrecognized_with
         .or_empty()
         .await
         .expect("one odd lead does not fail the call");
-    let leads = page.embedded.expect("_embedded").unsorted;
+    assert_eq!(
+        page.self_href(),
+        Some("/api/v4/leads/unsorted?page=1&limit=250")
+    );
+    assert_eq!(page.next_href(), None);
+    let leads = page.into_incoming_leads();
     assert_eq!(leads.len(), 249);
     assert_eq!(leads.total(), 250);
     let odd = leads.unrecognized();
@@ -184,13 +189,15 @@ async fn every_list_answer_keeps_its_odd_items() {
         })
         .await;
 
-    let sources = client.list_sources().send().or_empty().await.unwrap();
-    let sources = sources.embedded.unwrap().sources;
+    let list = client.list_sources().send().or_empty().await.unwrap();
+    assert_eq!(list.sources().total(), 2);
+    let sources = list.into_sources();
     assert_eq!((sources.len(), sources.unrecognized()[0].index()), (1, 1));
     assert_eq!(sources.unrecognized()[0].path(), "services");
 
-    let widgets = client.list_widgets().send().or_empty().await.unwrap();
-    let widgets = widgets.embedded.unwrap().widgets;
+    let page = client.list_widgets().send().or_empty().await.unwrap();
+    assert_eq!(page.widgets().len(), 1);
+    let widgets = page.into_widgets();
     assert_eq!(widgets[0].code, "w2");
     assert_eq!(
         (
@@ -215,7 +222,8 @@ async fn every_list_answer_keeps_its_odd_items() {
         .body()
         .await
         .unwrap();
-    let created = created.embedded.unwrap().unsorted;
+    assert_eq!(created.incoming_leads().total(), 2);
+    let created = created.into_incoming_leads();
     assert_eq!(created[0].uid, "u1");
     assert_eq!(created.unrecognized()[0].path(), "uid");
 
@@ -232,7 +240,7 @@ async fn every_list_answer_keeps_its_odd_items() {
         })
         .await;
     let page = closebot.list_sources().send().body().await.unwrap();
-    assert_eq!(page.results.len(), 1);
+    assert_eq!(page.results().len(), 1);
     let odd = &page.results.unrecognized()[0];
     assert_eq!(odd.index(), 0);
     // Neither Debug nor Display quotes a value of the item.

@@ -26,6 +26,19 @@ pub mod types {
 
 use std::sync::Arc;
 
+impl types::SourcePage {
+    /// The sources of the page (`results`): those that decoded, derefs to a slice;
+    /// [`Items::unrecognized`](crate::list::Items::unrecognized) has the others.
+    pub fn results(&self) -> &crate::list::Items<types::Source> {
+        &self.results
+    }
+
+    /// The sources of the page, owned.
+    pub fn into_results(self) -> crate::list::Items<types::Source> {
+        self.results
+    }
+}
+
 use reqwest::header::{AUTHORIZATION, HeaderName};
 
 use crate::Secret;

@@ -9,7 +9,7 @@
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let kommo = lead_intake::kommo::Client::from_subdomain("mycompany", "long-lived-token")?;
 //! let sources = kommo.list_sources().send().or_empty().await?;
-//! for source in sources.embedded.map(|e| e.sources).unwrap_or_default() {
+//! for source in sources.sources() {
 //!     println!("{} {:?}", source.id, source.name);
 //! }
 //! # Ok(()) }
@@ -36,6 +36,7 @@ pub mod types {
 mod continue_bot;
 pub use continue_bot::{MAX_BUTTONS, MAX_HANDLERS, MAX_SHOW_TEXT};
 mod leads;
+mod lists;
 mod problem;
 mod widget_settings;
 
