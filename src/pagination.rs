@@ -56,6 +56,13 @@
 //! # let _ = leads; Ok(()) }
 //! ```
 //!
+//! **Acting on the list while you read it.** The pages are asked for by number, so a list that
+//! shrinks under the stream skips items: accepting or declining the leads of page 1 moves the
+//! next ones onto page 1, and page 2 then starts past them (120 leads, pages of 50, each accepted
+//! as it came: 70 seen, 50 left waiting). To accept, decline or link every incoming lead of a
+//! filter, use [`KommoPager::drain`], which keeps reading the first page that still has a lead it
+//! has not yielded and yields each one once.
+//!
 //! **CloseBot** sources are 0-based (`page`, `pageSize` at most 100). The stream ends after an
 //! empty page, a page with fewer results than `pageSize`, the page that reaches `total`
 //! (`(page + 1) * pageSize >= total`), or [`CloseBotPager::max_pages`] requests.
@@ -568,6 +575,155 @@ impl<P: KommoPage> KommoPager<P> {
         self.items()
             .try_filter_map(|item| ready(Ok(item.into_typed().ok())))
             .boxed()
+    }
+}
+
+impl KommoPager<IncomingLeadList> {
+    /// Every incoming lead matching the filters exactly once, **while you accept, decline or
+    /// link them** as they come.
+    ///
+    /// [`items`](Self::items) asks for page 1, 2, 3, ... of a list that shrinks as you act on
+    /// it: accepting the 50 leads of page 1 moves the next 50 onto page 1, and page 2 then skips
+    /// them (120 leads in pages of 50, each accepted as it came: 70 seen, 50 left waiting).
+    /// `drain` keeps reading the first page that still holds a lead it has not yielded, so a
+    /// lead you act on makes room for the next ones, and a lead you leave in place is stepped
+    /// past (it is never yielded twice: the stream remembers the UIDs it yielded). The stream
+    /// ends at a page with nothing new that is shorter than the page size (or a `204`), or after
+    /// [`max_pages`](Self::max_pages) requests. Act on each lead before polling for the next:
+    /// the next page is read when you ask for the item after the last one buffered.
+    ///
+    /// Items that do not decode are yielded (or skipped, or an error) as
+    /// [`on_unrecognized`](Self::on_unrecognized) says, once each (keyed by their `uid` when
+    /// they have one, else by their JSON). [`start_at`](Self::start_at),
+    /// [`resume_after`](Self::resume_after) and [`prefetch`](Self::prefetch) do not apply: a
+    /// drain always starts at page 1 and reads one page at a time.
+    ///
+    /// ```no_run
+    /// use lead_intake::kommo::types::{IncomingLeadCategory, SortOrder};
+    /// use lead_intake::list::ListItem;
+    /// use lead_intake::prelude::*;
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// let mut leads = kommo
+    ///     .list_incoming_leads_pager(|req| {
+    ///         req.filter_category(vec![IncomingLeadCategory::Forms])
+    ///             .order_created_at(SortOrder::Asc)
+    ///     })
+    ///     .drain();
+    /// while let Some(item) = leads.try_next().await? {
+    ///     let ListItem::Typed(lead) = item else { continue };
+    ///     if lead.source_uid.as_deref() == Some("site-forms") {
+    ///         kommo.accept_incoming_lead().uid(&lead.uid).send().body().await?;
+    ///     } // else: left waiting, and not seen again
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn drain(
+        self,
+    ) -> impl Stream<Item = Result<ListItem<kommo::types::IncomingLead>, kommo::Error>>
+    + Send
+    + Unpin
+    + 'static {
+        let Some(limit) =
+            NonZeroU32::new(self.page_size).filter(|n| n.get() <= KOMMO_MAX_PAGE_SIZE)
+        else {
+            let message = page_size_error("Kommo", self.page_size, KOMMO_MAX_PAGE_SIZE);
+            return stream::once(ready(Err(ApiError::InvalidRequest(message)))).boxed();
+        };
+        let state = Drain {
+            client: self.client,
+            fetch: self.fetch,
+            limit,
+            page: 1,
+            seen: HashSet::new(),
+            buffered: std::collections::VecDeque::new(),
+            done: false,
+            remaining: self.max_pages,
+            on_unrecognized: self.on_unrecognized,
+        };
+        stream::unfold(state, Drain::step).fuse().boxed()
+    }
+}
+
+/// The state of [`KommoPager::drain`].
+struct Drain {
+    client: kommo::Client,
+    fetch: KommoFetch<IncomingLeadList>,
+    limit: NonZeroU32,
+    /// The first page that may still hold a lead not yielded yet.
+    page: u32,
+    /// The keys ([`drain_key`]) of every item yielded (or skipped) so far.
+    seen: HashSet<String>,
+    buffered: std::collections::VecDeque<ListItem<kommo::types::IncomingLead>>,
+    done: bool,
+    remaining: Option<u32>,
+    on_unrecognized: OnUnrecognized,
+}
+
+/// What identifies an item across fetches: its `uid`, or its JSON when it has none.
+fn drain_key(item: &ListItem<kommo::types::IncomingLead>) -> String {
+    match item {
+        ListItem::Typed(lead) => format!("uid:{}", lead.uid),
+        ListItem::Unrecognized(odd) => match odd.raw().get("uid").and_then(|u| u.as_str()) {
+            Some(uid) => format!("uid:{uid}"),
+            None => format!("raw:{}", odd.raw()),
+        },
+    }
+}
+
+impl Drain {
+    async fn step(
+        mut self,
+    ) -> Option<(
+        Result<ListItem<kommo::types::IncomingLead>, kommo::Error>,
+        Self,
+    )> {
+        loop {
+            if let Some(item) = self.buffered.pop_front() {
+                return Some((Ok(item), self));
+            }
+            if self.done || self.remaining == Some(0) {
+                return None;
+            }
+            self.remaining = self.remaining.map(|n| n.saturating_sub(1));
+            let Some(page) = NonZeroU32::new(self.page) else {
+                return None;
+            };
+            let list = match (self.fetch)(&self.client, page, self.limit).await {
+                Ok(list) => list,
+                Err(e) => {
+                    self.done = true;
+                    return Some((Err(e), self));
+                }
+            };
+            let full = list.item_count() >= self.limit.get() as usize;
+            for item in list.into_items().into_entries() {
+                if !self.seen.insert(drain_key(&item)) {
+                    continue;
+                }
+                match (&item, self.on_unrecognized) {
+                    (ListItem::Unrecognized(odd), OnUnrecognized::Fail) => {
+                        self.done = true;
+                        let error = ApiError::UnrecognizedItem {
+                            item: Box::new(odd.clone()),
+                            count: 1,
+                        };
+                        return Some((Err(error), self));
+                    }
+                    (ListItem::Unrecognized(_), OnUnrecognized::Skip) => {}
+                    _ => self.buffered.push_back(item),
+                }
+            }
+            if self.buffered.is_empty() {
+                // Nothing new here: every lead on this page was left in place.
+                if full {
+                    self.page = self.page.saturating_add(1);
+                } else {
+                    self.done = true;
+                }
+            }
+            // Otherwise read the same page again once these are handed out: acting on them
+            // moves later leads onto it.
+        }
     }
 }
 
