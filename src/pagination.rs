@@ -685,9 +685,7 @@ impl Drain {
                 return None;
             }
             self.remaining = self.remaining.map(|n| n.saturating_sub(1));
-            let Some(page) = NonZeroU32::new(self.page) else {
-                return None;
-            };
+            let page = NonZeroU32::new(self.page)?;
             let list = match (self.fetch)(&self.client, page, self.limit).await {
                 Ok(list) => list,
                 Err(e) => {
