@@ -9,16 +9,19 @@
 //! |---|---|---|
 //! | [`Succeeded`](ItemOutcome::Succeeded) | the server answered the item (the created/updated entity) | no |
 //! | [`Rejected`](ItemOutcome::Rejected) | a 400 named the item in `validation-errors` | after fixing it |
-//! | [`NotApplied`](ItemOutcome::NotApplied) | the server refused the whole request it was in | yes, as is |
+//! | [`NotApplied`](ItemOutcome::NotApplied) | the server refused the whole request it was in (for another item, after [`BatchOptions::max_sends`] sends, or with resending off) | yes, as is |
 //! | [`NotAttempted`](ItemOutcome::NotAttempted) | never sent: an earlier failure stopped the batch | yes, as is |
 //! | [`Unknown`](ItemOutcome::Unknown) | sent, and the failure leaves open whether it was applied | check first |
 //!
-//! A 400 with `validation-errors` rejects the items it names; the rest of that request is not
-//! applied, and the later chunks are still sent. Any other failure stops the batch: chunks not
-//! yet started are not attempted, requests already in flight are awaited, and
-//! [`BatchReport::error`] keeps the error. This layer never sends a chunk twice; each request
-//! goes through the client's usual call path (its rate limiting, and its retries of what was
-//! certainly not applied, such as a 429).
+//! A 400 with `validation-errors` rejects the items it names; Kommo did not apply the rest of
+//! that request, so by default the batch sends that rest again at once, without the rejected
+//! items (each item at most [`BatchOptions::max_sends`] times in all, 3 by default; outcomes
+//! stay at their input indices; [`BatchOptions::resend_valid_rest`]`(false)` leaves them
+//! `NotApplied`), and the later chunks are still sent. Any other failure stops the batch: chunks
+//! not yet started are not attempted, requests already in flight are awaited, and
+//! [`BatchReport::error`] keeps the error. Nothing else is sent twice by this layer, and never an
+//! item whose outcome is `Unknown`; each request goes through the client's usual call path (its
+//! rate limiting, and its retries of what was certainly not applied, such as a 429).
 //!
 //! ```no_run
 //! use lead_intake::batch::{BatchOptions, ItemOutcome};
@@ -71,13 +74,19 @@ pub const MAX_CHUNK_SIZE: usize = 50;
 pub struct BatchOptions {
     chunk_size: usize,
     concurrency: usize,
+    max_sends: u32,
 }
+
+/// How many times an item may be sent by default when its chunk is refused for another item
+/// ([`BatchOptions::resend_valid_rest`]).
+pub const DEFAULT_MAX_SENDS: u32 = 3;
 
 impl Default for BatchOptions {
     fn default() -> Self {
         Self {
             chunk_size: MAX_CHUNK_SIZE,
             concurrency: 1,
+            max_sends: DEFAULT_MAX_SENDS,
         }
     }
 }
@@ -100,6 +109,32 @@ impl BatchOptions {
     /// call path, so its rate limiting applies to each of them.
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency;
+        self
+    }
+
+    /// Whether the valid rest of a refused chunk is sent again (the default: yes).
+    ///
+    /// Kommo refuses a whole request when one item is invalid (a `400` with `validation-errors`
+    /// naming it), so the chunk's other items were not applied. By default the batch sends them
+    /// again at once, without the rejected items, up to [`max_sends`](Self::max_sends) times in
+    /// all for each item; their outcomes stay at their input indices. Only items that the answer
+    /// proves unapplied are sent again: never an [`ItemOutcome::Unknown`]. `false` leaves them
+    /// [`ItemOutcome::NotApplied`] for you to resend.
+    ///
+    /// ```
+    /// use lead_intake::batch::BatchOptions;
+    /// assert_ne!(BatchOptions::new().resend_valid_rest(false), BatchOptions::new());
+    /// ```
+    pub fn resend_valid_rest(mut self, resend: bool) -> Self {
+        self.max_sends = if resend { DEFAULT_MAX_SENDS } else { 1 };
+        self
+    }
+
+    /// How many times in all an item may be sent, the first included, when its chunk keeps
+    /// being refused for other items (at least 1, which means never resent; default
+    /// [`DEFAULT_MAX_SENDS`]). Each round takes out the items the last answer rejected.
+    pub fn max_sends(mut self, sends: u32) -> Self {
+        self.max_sends = sends.max(1);
         self
     }
 
@@ -196,7 +231,8 @@ pub enum BatchError {
     /// The request carrying the input items `items` failed, and stopped the batch.
     #[error("the request for items {}..{} failed: {source}", items.start, items.end)]
     Request {
-        /// The input indices the failed request carried.
+        /// The input indices the failed request carried: from the first to the last (a resent
+        /// rest of a refused chunk leaves out the items rejected between them).
         items: Range<usize>,
         /// The error (boxed: a Kommo error is a few hundred bytes, the other variants a few
         /// words).
@@ -621,6 +657,8 @@ impl kommo::Client {
 struct Chunk<T> {
     /// The input index of its first item.
     start: usize,
+    /// One past the input index of its last item (a resent rest may leave gaps between).
+    end: usize,
     items: Vec<T>,
     /// What validation errors name each item by.
     request_keys: Vec<String>,
@@ -654,8 +692,9 @@ where
     };
     let stop = AtomicBool::new(false);
     let stop = &stop;
+    let max_sends = options.max_sends;
     let results: Vec<ChunkResult<O::Output>> = stream::iter(chunks)
-        .map(|chunk| send_chunk::<O>(client, chunk, stop))
+        .map(|chunk| send_chunk::<O>(client, chunk, stop, max_sends))
         .buffered(options.concurrency)
         .collect()
         .await;
@@ -681,6 +720,7 @@ fn plan<O: Operation>(
     while let Some(&(start, _)) = items.peek() {
         let mut chunk = Chunk {
             start,
+            end: start,
             items: Vec::with_capacity(chunk_size),
             request_keys: Vec::with_capacity(chunk_size),
             answer_keys: Vec::with_capacity(chunk_size),
@@ -705,13 +745,75 @@ fn plan<O: Operation>(
             chunk.answer_keys.push(O::answer_key(&item, &key));
             chunk.request_keys.push(key);
             chunk.items.push(item);
+            chunk.end = index + 1;
         }
         chunks.push(chunk);
     }
     Ok(chunks)
 }
 
+/// Sends a chunk, then, while its answer rejects some items and proves the others unapplied,
+/// the rest again without the rejected ones (at most `max_sends` sends of an item in all).
 async fn send_chunk<O: Operation>(
+    client: &kommo::Client,
+    chunk: Chunk<O::Item>,
+    stop: &AtomicBool,
+    max_sends: u32,
+) -> ChunkResult<O::Output> {
+    if max_sends <= 1 {
+        return send_once::<O>(client, chunk, stop).await;
+    }
+    let start = chunk.start;
+    let items = chunk.items.clone();
+    let mut result = send_once::<O>(client, chunk, stop).await;
+    // Positions in the chunk of the items the last request carried.
+    let mut sent: Vec<usize> = (0..items.len()).collect();
+    for _ in 1..max_sends {
+        let refused_for_others = result.error.is_none()
+            && sent
+                .iter()
+                .any(|&p| matches!(result.outcomes[p], ItemOutcome::Rejected(_)));
+        let rest: Vec<usize> = sent
+            .iter()
+            .copied()
+            .filter(|&p| matches!(result.outcomes[p], ItemOutcome::NotApplied))
+            .collect();
+        if !refused_for_others || rest.is_empty() {
+            break;
+        }
+        let mut again = Chunk {
+            start: start + rest[0],
+            end: start + rest[rest.len() - 1] + 1,
+            items: Vec::with_capacity(rest.len()),
+            request_keys: Vec::with_capacity(rest.len()),
+            answer_keys: Vec::with_capacity(rest.len()),
+        };
+        for (position, &p) in rest.iter().enumerate() {
+            let item = items[p].clone();
+            // The same keys `plan` gives: the item's own `request_id`, or its new position.
+            let key = O::own_request_id(&item)
+                .map(str::to_string)
+                .unwrap_or_else(|| position.to_string());
+            again.answer_keys.push(O::answer_key(&item, &key));
+            again.request_keys.push(key);
+            again.items.push(item);
+        }
+        tracing::debug!(
+            resent = rest.len(),
+            first = start + rest[0],
+            "batch chunk refused for other items; sending the valid rest again"
+        );
+        let answer = send_once::<O>(client, again, stop).await;
+        for (outcome, &p) in answer.outcomes.into_iter().zip(&rest) {
+            result.outcomes[p] = outcome;
+        }
+        result.error = answer.error;
+        sent = rest;
+    }
+    result
+}
+
+async fn send_once<O: Operation>(
     client: &kommo::Client,
     chunk: Chunk<O::Item>,
     stop: &AtomicBool,
@@ -720,7 +822,7 @@ async fn send_chunk<O: Operation>(
     let uniform = |outcome: fn() -> ItemOutcome<O::Output>| -> Vec<ItemOutcome<O::Output>> {
         std::iter::repeat_with(outcome).take(len).collect()
     };
-    let items = chunk.start..chunk.start + len;
+    let items = chunk.start..chunk.end;
     // Checked when the chunk starts: after a stopping failure, no new request is sent.
     if stop.load(Ordering::SeqCst) {
         tracing::debug!(
@@ -792,7 +894,7 @@ async fn send_chunk<O: Operation>(
                 ChunkResult {
                     outcomes,
                     error: Some(BatchError::Request {
-                        items: chunk.start..chunk.start + len,
+                        items: chunk.start..chunk.end,
                         source: Box::new(error),
                     }),
                 }

@@ -186,7 +186,7 @@ async fn no_items_send_no_request_and_make_a_complete_empty_report() {
 
     strays.assert_calls_async(0).await;
     assert!(report.is_empty());
-    assert!(report.is_complete());
+    assert!(report.errors().is_empty());
     assert!(report.error().is_none());
     assert_eq!(report.to_string(), "0 items");
 }
@@ -253,7 +253,10 @@ async fn a_rejected_item_in_the_middle_chunk_is_rejected_the_rest_of_it_not_appl
     let strays = strays(&server).await;
 
     let report = client
-        .add_sources_batched(&sources(101), &BatchOptions::default())
+        .add_sources_batched(
+            &sources(101),
+            &BatchOptions::default().resend_valid_rest(false),
+        )
         .await;
 
     first.assert_calls_async(1).await;
@@ -603,7 +606,10 @@ async fn update_sources_are_matched_by_id() {
     let strays = strays(&server).await;
 
     let report = client
-        .update_sources_batched(&items, &BatchOptions::new().chunk_size(3))
+        .update_sources_batched(
+            &items,
+            &BatchOptions::new().chunk_size(3).resend_valid_rest(false),
+        )
         .await;
 
     first.assert_calls_async(1).await;
@@ -772,7 +778,10 @@ async fn incoming_call_validation_errors_are_matched_by_the_own_request_id() {
         .await;
 
     let report = client
-        .add_incoming_calls_batched(&items, &BatchOptions::new().chunk_size(2))
+        .add_incoming_calls_batched(
+            &items,
+            &BatchOptions::new().chunk_size(2).resend_valid_rest(false),
+        )
         .await;
 
     first.assert_calls_async(1).await;
@@ -1102,4 +1111,72 @@ fn batched_calls_are_send_futures_and_errors_are_send_and_sync() {
     send(&client.add_incoming_calls_batched(Vec::<types::AddIncomingCall>::new(), &options));
     send(&client.add_incoming_forms_batched(Vec::<types::AddIncomingForm>::new(), &options));
     send_sync::<BatchError>();
+}
+
+/// A server that names one invalid item per answer: sources 0 and 1 are invalid. The first
+/// request (0, 1, 2) is refused naming 0; the rest (1, 2, renumbered "0", "1") is refused naming
+/// its "0"; the rest of that (2 alone) is created. With `max_sends(2)` the third request is
+/// never sent and source 2 is left not applied.
+async fn one_rejection_per_answer(server: &MockServer) -> [Mock<'_>; 3] {
+    let reject_first =
+        validation_400(json!([{"request_id": "0", "errors": [not_a_choice("pipeline_id")]}]));
+    let first = server
+        .mock_async(|when, then| {
+            kommo_request(when, POST, SOURCES).json_body(sources_body(0..3));
+            problem_json(then, 400, &reject_first);
+        })
+        .await;
+    let second = server
+        .mock_async(|when, then| {
+            kommo_request(when, POST, SOURCES).json_body(sources_body(1..3));
+            problem_json(then, 400, &reject_first);
+        })
+        .await;
+    let third = add_chunk(server, 2..3).await;
+    [first, second, third]
+}
+
+#[tokio::test]
+async fn the_valid_rest_is_resent_round_after_round_with_new_request_ids() {
+    let (server, client) = kommo().await;
+    let [first, second, third] = one_rejection_per_answer(&server).await;
+    let strays = strays(&server).await;
+
+    let report = client
+        .add_sources_batched(&sources(3), &BatchOptions::new())
+        .await;
+
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    third.assert_calls_async(1).await;
+    strays.assert_calls_async(0).await;
+    assert_eq!(
+        source_labels(&report),
+        vec![
+            "rejected:NotSupportedChoice".to_string(),
+            "rejected:NotSupportedChoice".into(),
+            format!("ok:{}", source_id(2)),
+        ]
+    );
+    assert!(report.errors().is_empty());
+}
+
+#[tokio::test]
+async fn an_item_is_sent_at_most_max_sends_times() {
+    let (server, client) = kommo().await;
+    let [first, second, third] = one_rejection_per_answer(&server).await;
+    let strays = strays(&server).await;
+
+    let report = client
+        .add_sources_batched(&sources(3), &BatchOptions::new().max_sends(2))
+        .await;
+
+    first.assert_calls_async(1).await;
+    second.assert_calls_async(1).await;
+    third.assert_calls_async(0).await;
+    strays.assert_calls_async(0).await;
+    assert_eq!(
+        source_labels(&report)[1..],
+        ["rejected:NotSupportedChoice", "not-applied"]
+    );
 }
