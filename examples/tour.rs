@@ -55,10 +55,8 @@ async fn fake() -> Result<()> {
         .base_url(&fake.base_url())
         .token(fake.kommo_token())
         .build()?; // Kommo's limit: 7 requests per second, shared by clones
-    let closebot = lead_intake::closebot::Client::from_api_key_with_base_url(
-        fake.closebot_key(),
-        &fake.base_url(),
-    )?;
+    let closebot =
+        lead_intake::closebot::Client::from_base_url(&fake.base_url(), fake.closebot_key())?;
 
     step("1. Create lead sources (one batch call, chunks of at most 50)");
     let sources: Vec<AddSource> = serde_json::from_value(json!([

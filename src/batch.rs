@@ -36,7 +36,7 @@
 //!         ItemOutcome::Succeeded(source) => println!("{index}: created {}", source.id),
 //!         ItemOutcome::Rejected(errors) => println!("{index}: rejected: {errors:?}"),
 //!         ItemOutcome::Unknown => println!("{index}: check whether it was created"),
-//!         ItemOutcome::NotApplied | ItemOutcome::NotAttempted => {}
+//!         _ => {} // NotApplied, NotAttempted: in `to_resend()` below
 //!     }
 //! }
 //! let resend: Vec<&AddSource> = report.to_resend().into_iter().map(|i| &sources[i]).collect();
@@ -164,6 +164,7 @@ impl BatchOptions {
 
 /// What happened to one input item of a batch.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ItemOutcome<R> {
     /// The server applied the item and answered it: the created or updated entity (for
     /// deletions, the deleted ID).

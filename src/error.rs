@@ -484,10 +484,42 @@ where
             content_type: None,
             body: String::new(),
         }),
-        Err(Raw::InvalidRequest(message) | Raw::Custom(message)) => {
-            Err(ApiError::InvalidRequest(message))
-        }
+        Err(Raw::InvalidRequest(message)) => Err(ApiError::InvalidRequest(in_user_terms(message))),
+        Err(Raw::Custom(message)) => Err(ApiError::InvalidRequest(message)),
     }
+}
+
+/// progenitor's builder errors in the caller's terms: `conversion to `:: std :: num ::
+/// NonZeroU32` for limit failed` says which Rust type the value did not fit, and `uid was not
+/// initialized` names a setter the caller never called.
+pub(crate) fn in_user_terms(message: String) -> String {
+    if let Some(name) = message.strip_suffix(" was not initialized") {
+        return if name == "body" {
+            "the request body was not given: call `.body(..)` before `.send()`".to_string()
+        } else {
+            format!(
+                "the required parameter `{name}` was not given: call `.{name}(..)` before `.send()`"
+            )
+        };
+    }
+    if let Some(rest) = message.strip_prefix("conversion to `")
+        && let Some((ty, tail)) = rest.split_once("` for ")
+        && let Some(name) = tail.strip_suffix(" failed")
+    {
+        let ty: String = ty.chars().filter(|c| !c.is_whitespace()).collect();
+        let takes = match ty.rsplit("::").next().unwrap_or(&ty) {
+            "NonZeroU32" | "NonZeroU64" | "NonZeroUsize" => "a whole number from 1",
+            "u32" | "u64" | "usize" => "a whole number from 0",
+            "i32" | "i64" => "a whole number",
+            _ => "",
+        };
+        return if takes.is_empty() {
+            format!("`{name}` has a value that is not a valid `{ty}`")
+        } else {
+            format!("`{name}` is out of range: it takes {takes}")
+        };
+    }
+    message
 }
 
 /// A transport error with its URL's query and fragment removed. reqwest puts the whole URL into
@@ -725,5 +757,31 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .finish(),
             Self::LimitExceeded(limit) => f.debug_tuple("LimitExceeded").field(limit).finish(),
         }
+    }
+}
+
+#[cfg(test)]
+mod user_terms_tests {
+    use super::in_user_terms;
+
+    #[test]
+    fn builder_errors_are_said_in_the_callers_terms() {
+        assert_eq!(
+            in_user_terms("conversion to `:: std :: num :: NonZeroU32` for limit failed".into()),
+            "`limit` is out of range: it takes a whole number from 1"
+        );
+        assert_eq!(
+            in_user_terms("uid was not initialized".into()),
+            "the required parameter `uid` was not given: call `.uid(..)` before `.send()`"
+        );
+        assert_eq!(
+            in_user_terms("body was not initialized".into()),
+            "the request body was not given: call `.body(..)` before `.send()`"
+        );
+        assert_eq!(
+            in_user_terms("conversion to `types :: Foo` for x failed".into()),
+            "`x` has a value that is not a valid `types::Foo`"
+        );
+        assert_eq!(in_user_terms("anything else".into()), "anything else");
     }
 }

@@ -126,6 +126,7 @@ fn labels<R>(report: &BatchReport<R>, id: impl Fn(&R) -> String) -> Vec<String> 
             ItemOutcome::NotApplied => "not-applied".into(),
             ItemOutcome::NotAttempted => "not-attempted".into(),
             ItemOutcome::Unknown => "unknown".into(),
+            _ => "another outcome".into(),
         })
         .collect()
 }

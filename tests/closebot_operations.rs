@@ -79,8 +79,8 @@ async fn list_sources_sends_all_six_query_parameters_and_the_x_cb_key_and_decode
 async fn the_key_can_be_sent_as_authorization_key_instead() {
     let server = httpmock::MockServer::start_async().await;
     let client = Client::with_options(
-        API_KEY,
         &server.base_url(),
+        API_KEY,
         KeyHeader::AuthorizationKey,
         reqwest::Client::new(),
     )
@@ -208,8 +208,8 @@ async fn the_api_key_never_appears_in_the_client_or_its_errors() {
         "{decode:?}"
     );
     let with_authorization = Client::with_options(
-        API_KEY,
         "https://api.closebot.com",
+        API_KEY,
         KeyHeader::AuthorizationKey,
         reqwest::Client::new(),
     )
@@ -266,8 +266,8 @@ fn an_empty_api_key_is_refused_in_either_header_form() {
     for form in [KeyHeader::XCbKey, KeyHeader::AuthorizationKey] {
         for blank in ["", "  "] {
             let built = Client::with_options(
-                blank,
                 "https://api.closebot.com",
+                blank,
                 form,
                 reqwest::Client::new(),
             );

@@ -894,3 +894,38 @@ fn a_call_duration_is_an_integer_or_a_string_of_digits() {
         json!({ "duration": 54 })
     );
 }
+
+#[tokio::test]
+async fn builder_mistakes_are_reported_in_the_callers_terms_with_nothing_sent() {
+    let (server, client) = kommo().await;
+    let any = server
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(500);
+        })
+        .await;
+    let err = client
+        .list_widgets()
+        .limit(0)
+        .send()
+        .or_empty()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::InvalidRequest(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "invalid request: `limit` is out of range: it takes a whole number from 1"
+    );
+    let err = client
+        .accept_incoming_lead()
+        .send()
+        .body()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid request: the required parameter `uid` was not given: call `.uid(..)` before `.send()`"
+    );
+    assert!(err.certainly_not_applied());
+    any.assert_calls_async(0).await;
+}

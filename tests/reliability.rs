@@ -318,6 +318,7 @@ async fn import_under_faults(seed: u64, options: BatchOptions) {
             ItemOutcome::NotApplied | ItemOutcome::NotAttempted => {
                 panic!("input {i} left {outcome:?}: the user would have resent it")
             }
+            other => panic!("input {i}: an outcome this test does not know: {other:?}"),
         }
     }
     let rejected = counts.get("rejected").copied().unwrap_or(0);

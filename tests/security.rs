@@ -994,7 +994,7 @@ async fn plain_http_is_refused_except_on_loopback_unless_allowed() {
             Err(ConfigError::InsecureBaseUrl { value }) => assert_eq!(value, url),
             other => panic!("kommo {url}: {other:?}"),
         }
-        match closebot::Client::from_api_key_with_base_url(API_KEY, url) {
+        match closebot::Client::from_base_url(url, API_KEY) {
             Err(ConfigError::InsecureBaseUrl { .. }) => {}
             other => panic!("closebot {url}: {other:?}"),
         }
@@ -1028,7 +1028,7 @@ async fn plain_http_is_refused_except_on_loopback_unless_allowed() {
         "https://acct.kommo.com/",
     ] {
         kommo::Client::from_base_url(url, TOKEN).unwrap_or_else(|e| panic!("kommo {url}: {e}"));
-        closebot::Client::from_api_key_with_base_url(API_KEY, url)
+        closebot::Client::from_base_url(url, API_KEY)
             .unwrap_or_else(|e| panic!("closebot {url}: {e}"));
     }
     // Not a base URL at all, whatever is allowed.

@@ -212,18 +212,24 @@ impl Client {
         Self::builder().api_key(api_key).build()
     }
 
-    /// A client for another base URL (plain `http://` only on loopback hosts).
-    pub fn from_api_key_with_base_url(
-        api_key: impl Into<Secret>,
-        base_url: &str,
-    ) -> Result<Self, ConfigError> {
+    /// A client for another base URL (plain `http://` only on loopback hosts). The arguments
+    /// come in the order of [`kommo::Client::from_base_url`](crate::kommo::Client::from_base_url):
+    /// where, then who.
+    ///
+    /// ```
+    /// let client = lead_intake::closebot::Client::from_base_url("http://127.0.0.1:8080", "cb-key")?;
+    /// # let _ = client;
+    /// # Ok::<(), lead_intake::ConfigError>(())
+    /// ```
+    pub fn from_base_url(base_url: &str, api_key: impl Into<Secret>) -> Result<Self, ConfigError> {
         Self::builder().api_key(api_key).base_url(base_url).build()
     }
 
-    /// The key header form and your own `reqwest::Client`.
+    /// The key header form and your own `reqwest::Client` (base URL first, as in
+    /// [`from_base_url`](Self::from_base_url)).
     pub fn with_options(
-        api_key: impl Into<Secret>,
         base_url: &str,
+        api_key: impl Into<Secret>,
         key_header: KeyHeader,
         http: reqwest::Client,
     ) -> Result<Self, ConfigError> {
