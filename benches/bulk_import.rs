@@ -89,8 +89,8 @@ fn import(
     .build()
     .expect("a loopback client");
     let options = BatchOptions::new()
-        .chunk_size(CHUNK)
-        .concurrency(concurrency);
+        .with_chunk_size(CHUNK)
+        .with_concurrency(concurrency);
     let started = Instant::now();
     let report = rt.block_on(client.add_incoming_forms_batched(forms, &options));
     let elapsed = started.elapsed();

@@ -113,7 +113,7 @@ async fn fake() -> Result<()> {
     // One batch call per 100 forms, so the bar moves; each call sends two chunks at once.
     for group in forms.chunks(100) {
         let report = kommo
-            .add_incoming_forms_batched(group, &BatchOptions::new().concurrency(2))
+            .add_incoming_forms_batched(group, &BatchOptions::new().with_concurrency(2))
             .await;
         for outcome in report.outcomes() {
             match outcome {

@@ -9,14 +9,14 @@
 //! |---|---|---|
 //! | [`Succeeded`](ItemOutcome::Succeeded) | the server answered the item (the created/updated entity) | no |
 //! | [`Rejected`](ItemOutcome::Rejected) | a 400 named the item in `validation-errors` | after fixing it |
-//! | [`NotApplied`](ItemOutcome::NotApplied) | the server refused the whole request it was in (for another item, after [`BatchOptions::max_sends`] sends, or with resending off) | yes, as is |
+//! | [`NotApplied`](ItemOutcome::NotApplied) | the server refused the whole request it was in (for another item, after [`BatchOptions::with_max_sends`] sends, or with resending off) | yes, as is |
 //! | [`NotAttempted`](ItemOutcome::NotAttempted) | never sent: an earlier failure stopped the batch | yes, as is |
 //! | [`Unknown`](ItemOutcome::Unknown) | sent, and the failure leaves open whether it was applied | check first |
 //!
 //! A 400 with `validation-errors` rejects the items it names; Kommo did not apply the rest of
 //! that request, so by default the batch sends that rest again at once, without the rejected
-//! items (each item at most [`BatchOptions::max_sends`] times in all, 3 by default; outcomes
-//! stay at their input indices; [`BatchOptions::resend_valid_rest`]`(false)` leaves them
+//! items (each item at most [`BatchOptions::with_max_sends`] times in all, 3 by default; outcomes
+//! stay at their input indices; [`BatchOptions::with_resend_valid_rest`]`(false)` leaves them
 //! `NotApplied`), and the later chunks are still sent. Any other failure stops the batch: chunks
 //! not yet started are not attempted, requests already in flight are awaited, and
 //! [`BatchReport::error`] keeps the error. Nothing else is sent twice by this layer, and never an
@@ -28,7 +28,7 @@
 //! use lead_intake::kommo::types::AddSource;
 //! # async fn f(client: lead_intake::kommo::Client, sources: Vec<AddSource>) {
 //! let report = client
-//!     .add_sources_batched(&sources, &BatchOptions::new().concurrency(2))
+//!     .add_sources_batched(&sources, &BatchOptions::new().with_concurrency(2))
 //!     .await;
 //! println!("{report}"); // e.g. "120 items: 119 succeeded, 1 rejected"
 //! for (index, outcome) in report.outcomes().iter().enumerate() {
@@ -66,9 +66,9 @@ pub const MAX_CHUNK_SIZE: usize = 50;
 ///
 /// ```
 /// use lead_intake::batch::BatchOptions;
-/// let options = BatchOptions::new().chunk_size(25).concurrency(2);
-/// assert_eq!((options.get_chunk_size(), options.get_concurrency()), (25, 2));
-/// assert_eq!(BatchOptions::default(), BatchOptions::new().chunk_size(50).concurrency(1));
+/// let options = BatchOptions::new().with_chunk_size(25).with_concurrency(2);
+/// assert_eq!((options.chunk_size(), options.concurrency()), (25, 2));
+/// assert_eq!(BatchOptions::default(), BatchOptions::new().with_chunk_size(50).with_concurrency(1));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchOptions {
@@ -78,7 +78,7 @@ pub struct BatchOptions {
 }
 
 /// How many times an item may be sent by default when its chunk is refused for another item
-/// ([`BatchOptions::resend_valid_rest`]).
+/// ([`BatchOptions::with_resend_valid_rest`]).
 pub const DEFAULT_MAX_SENDS: u32 = 3;
 
 impl Default for BatchOptions {
@@ -99,7 +99,7 @@ impl BatchOptions {
 
     /// Items per request, `1..=50`. A value out of range is refused when the batch is called:
     /// nothing is sent and the report's error is [`BatchError::ChunkSize`].
-    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+    pub fn with_chunk_size(mut self, chunk_size: usize) -> Self {
         self.chunk_size = chunk_size;
         self
     }
@@ -107,7 +107,7 @@ impl BatchOptions {
     /// How many requests may be in flight at once (at least 1; 0 is refused like a bad chunk
     /// size). The outcomes stay in input order. Every request goes through the client's usual
     /// call path, so its rate limiting applies to each of them.
-    pub fn concurrency(mut self, concurrency: usize) -> Self {
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency;
         self
     }
@@ -116,16 +116,16 @@ impl BatchOptions {
     ///
     /// Kommo refuses a whole request when one item is invalid (a `400` with `validation-errors`
     /// naming it), so the chunk's other items were not applied. By default the batch sends them
-    /// again at once, without the rejected items, up to [`max_sends`](Self::max_sends) times in
+    /// again at once, without the rejected items, up to [`with_max_sends`](Self::with_max_sends) times in
     /// all for each item; their outcomes stay at their input indices. Only items that the answer
     /// proves unapplied are sent again: never an [`ItemOutcome::Unknown`]. `false` leaves them
     /// [`ItemOutcome::NotApplied`] for you to resend.
     ///
     /// ```
     /// use lead_intake::batch::BatchOptions;
-    /// assert_ne!(BatchOptions::new().resend_valid_rest(false), BatchOptions::new());
+    /// assert_ne!(BatchOptions::new().with_resend_valid_rest(false), BatchOptions::new());
     /// ```
-    pub fn resend_valid_rest(mut self, resend: bool) -> Self {
+    pub fn with_resend_valid_rest(mut self, resend: bool) -> Self {
         self.max_sends = if resend { DEFAULT_MAX_SENDS } else { 1 };
         self
     }
@@ -133,18 +133,23 @@ impl BatchOptions {
     /// How many times in all an item may be sent, the first included, when its chunk keeps
     /// being refused for other items (at least 1, which means never resent; default
     /// [`DEFAULT_MAX_SENDS`]). Each round takes out the items the last answer rejected.
-    pub fn max_sends(mut self, sends: u32) -> Self {
+    pub fn with_max_sends(mut self, sends: u32) -> Self {
         self.max_sends = sends.max(1);
         self
     }
 
+    /// How many times in all an item may be sent ([`with_max_sends`](Self::with_max_sends)).
+    pub fn max_sends(&self) -> u32 {
+        self.max_sends
+    }
+
     /// The chunk size set.
-    pub fn get_chunk_size(&self) -> usize {
+    pub fn chunk_size(&self) -> usize {
         self.chunk_size
     }
 
     /// The concurrency set.
-    pub fn get_concurrency(&self) -> usize {
+    pub fn concurrency(&self) -> usize {
         self.concurrency
     }
 

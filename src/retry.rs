@@ -20,9 +20,9 @@
 //! use lead_intake::retry::RetryPolicy;
 //!
 //! let patient = RetryPolicy::default()
-//!     .max_attempts(6)
-//!     .base_delay(Duration::from_secs(1))
-//!     .max_delay(Duration::from_secs(60));
+//!     .with_max_attempts(6)
+//!     .with_base_delay(Duration::from_secs(1))
+//!     .with_max_delay(Duration::from_secs(60));
 //! let client = lead_intake::kommo::Client::builder()
 //!     .subdomain("mycompany")
 //!     .token("token")
@@ -72,35 +72,35 @@ impl RetryPolicy {
 
     /// How many times a request may be sent in all, the first included (at least 1; 0 is
     /// taken as 1).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
         self
     }
 
     /// The backoff before the first retry; it doubles with each retry.
-    pub fn base_delay(mut self, delay: Duration) -> Self {
+    pub fn with_base_delay(mut self, delay: Duration) -> Self {
         self.base_delay = delay;
         self
     }
 
     /// The longest backoff, and the longest `Retry-After` that is waited for.
-    pub fn max_delay(mut self, delay: Duration) -> Self {
+    pub fn with_max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
         self
     }
 
     /// The configured number of attempts.
-    pub fn attempts(&self) -> u32 {
+    pub fn max_attempts(&self) -> u32 {
         self.max_attempts
     }
 
     /// The configured base delay.
-    pub fn get_base_delay(&self) -> Duration {
+    pub fn base_delay(&self) -> Duration {
         self.base_delay
     }
 
     /// The configured maximum delay.
-    pub fn get_max_delay(&self) -> Duration {
+    pub fn max_delay(&self) -> Duration {
         self.max_delay
     }
 
@@ -339,8 +339,8 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
         let p = RetryPolicy::default()
-            .base_delay(Duration::from_millis(100))
-            .max_delay(Duration::from_millis(1000));
+            .with_base_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_millis(1000));
         assert_eq!(p.backoff_cap(1), Duration::from_millis(100));
         assert_eq!(p.backoff_cap(2), Duration::from_millis(200));
         assert_eq!(p.backoff_cap(4), Duration::from_millis(800));

@@ -317,7 +317,7 @@ pub(crate) async fn send(
                         reason = outcome.reason(),
                         "not retried: the body is a stream and cannot be sent again"
                     ),
-                    Next::GiveUp(GiveUp::Exhausted) if policy.attempts() > 1 => tracing::warn!(
+                    Next::GiveUp(GiveUp::Exhausted) if policy.max_attempts() > 1 => tracing::warn!(
                         target: "lead_intake::retry",
                         %method,
                         path,
@@ -333,7 +333,7 @@ pub(crate) async fn send(
                         attempts = attempt,
                         reason = outcome.reason(),
                         retry_after_s = wait.as_secs(),
-                        max_delay_s = policy.get_max_delay().as_secs(),
+                        max_delay_s = policy.max_delay().as_secs(),
                         "giving up: the server's Retry-After is longer than the retry policy's max delay"
                     ),
                     Next::GiveUp(GiveUp::NotIdempotent) => tracing::debug!(

@@ -217,7 +217,7 @@ async fn a_hundred_and_one_items_are_fifty_fifty_and_one_in_input_order() {
 
 #[tokio::test]
 async fn a_smaller_chunk_size_makes_smaller_requests() {
-    let options = BatchOptions::new().chunk_size(10);
+    let options = BatchOptions::new().with_chunk_size(10);
     add_all_and_check(25, &[10, 10, 5], &options).await;
 }
 
@@ -256,7 +256,7 @@ async fn a_rejected_item_in_the_middle_chunk_is_rejected_the_rest_of_it_not_appl
     let report = client
         .add_sources_batched(
             &sources(101),
-            &BatchOptions::default().resend_valid_rest(false),
+            &BatchOptions::default().with_resend_valid_rest(false),
         )
         .await;
 
@@ -393,7 +393,7 @@ async fn a_400_naming_a_request_id_the_chunk_did_not_carry_stops_the_batch() {
     let second = add_chunk(&server, 2..3).await;
 
     let report = client
-        .add_sources_batched(&sources(3), &BatchOptions::new().chunk_size(2))
+        .add_sources_batched(&sources(3), &BatchOptions::new().with_chunk_size(2))
         .await;
 
     first.assert_calls_async(1).await;
@@ -425,7 +425,7 @@ async fn a_success_answer_that_does_not_mention_an_item_leaves_it_unknown() {
     let next = add_chunk(&server, 3..4).await;
 
     let report = client
-        .add_sources_batched(&sources(4), &BatchOptions::new().chunk_size(3))
+        .add_sources_batched(&sources(4), &BatchOptions::new().with_chunk_size(3))
         .await;
 
     mock.assert_calls_async(1).await;
@@ -451,7 +451,7 @@ async fn a_success_answer_that_does_not_decode_makes_the_chunk_unknown_and_stops
     let second = add_chunk(&server, 2..3).await;
 
     let report = client
-        .add_sources_batched(&sources(3), &BatchOptions::new().chunk_size(2))
+        .add_sources_batched(&sources(3), &BatchOptions::new().with_chunk_size(2))
         .await;
 
     first.assert_calls_async(1).await;
@@ -484,7 +484,7 @@ async fn a_created_item_that_does_not_decode_is_unknown_and_the_batch_goes_on() 
     let second = add_chunk(&server, 2..3).await;
 
     let report = client
-        .add_sources_batched(&sources(3), &BatchOptions::new().chunk_size(2))
+        .add_sources_batched(&sources(3), &BatchOptions::new().with_chunk_size(2))
         .await;
 
     first.assert_calls_async(1).await;
@@ -512,7 +512,7 @@ async fn a_refused_connection_is_not_applied() {
             .unwrap();
 
     let report = client
-        .add_sources_batched(&sources(3), &BatchOptions::new().chunk_size(2))
+        .add_sources_batched(&sources(3), &BatchOptions::new().with_chunk_size(2))
         .await;
 
     assert_eq!(
@@ -546,7 +546,7 @@ async fn a_timeout_is_unknown_and_stops_the_batch() {
     let second = add_chunk(&server, 2..3).await;
 
     let report = client
-        .add_sources_batched(&sources(3), &BatchOptions::new().chunk_size(2))
+        .add_sources_batched(&sources(3), &BatchOptions::new().with_chunk_size(2))
         .await;
 
     first.assert_calls_async(1).await;
@@ -609,7 +609,9 @@ async fn update_sources_are_matched_by_id() {
     let report = client
         .update_sources_batched(
             &items,
-            &BatchOptions::new().chunk_size(3).resend_valid_rest(false),
+            &BatchOptions::new()
+                .with_chunk_size(3)
+                .with_resend_valid_rest(false),
         )
         .await;
 
@@ -781,7 +783,9 @@ async fn incoming_call_validation_errors_are_matched_by_the_own_request_id() {
     let report = client
         .add_incoming_calls_batched(
             &items,
-            &BatchOptions::new().chunk_size(2).resend_valid_rest(false),
+            &BatchOptions::new()
+                .with_chunk_size(2)
+                .with_resend_valid_rest(false),
         )
         .await;
 
@@ -833,7 +837,7 @@ async fn incoming_forms_post_to_forms_in_chunks_matched_by_index() {
     let strays = strays(&server).await;
 
     let report = client
-        .add_incoming_forms_batched(&items, &BatchOptions::new().chunk_size(2))
+        .add_incoming_forms_batched(&items, &BatchOptions::new().with_chunk_size(2))
         .await;
 
     first.assert_calls_async(1).await;
@@ -911,7 +915,7 @@ async fn the_same_request_id_in_different_requests_is_allowed() {
     }
 
     let report = client
-        .add_incoming_calls_batched(&items, &BatchOptions::new().chunk_size(1))
+        .add_incoming_calls_batched(&items, &BatchOptions::new().with_chunk_size(1))
         .await;
 
     for mock in &mocks {
@@ -928,7 +932,7 @@ async fn a_chunk_size_out_of_range_or_zero_concurrency_is_refused_before_sending
 
     for chunk_size in [0, 51, 1000] {
         let report = client
-            .add_sources_batched(&items, &BatchOptions::new().chunk_size(chunk_size))
+            .add_sources_batched(&items, &BatchOptions::new().with_chunk_size(chunk_size))
             .await;
         assert_eq!(source_labels(&report), repeat("not-attempted", 3));
         match report.error() {
@@ -948,14 +952,14 @@ async fn a_chunk_size_out_of_range_or_zero_concurrency_is_refused_before_sending
     let report = client
         .delete_sources_batched(
             Vec::<types::DeleteSourcesItem>::new(),
-            &BatchOptions::new().chunk_size(51),
+            &BatchOptions::new().with_chunk_size(51),
         )
         .await;
     assert!(matches!(report.error(), Some(BatchError::ChunkSize { .. })));
     assert!(!report.is_complete());
 
     let report = client
-        .add_sources_batched(&items, &BatchOptions::new().concurrency(0))
+        .add_sources_batched(&items, &BatchOptions::new().with_concurrency(0))
         .await;
     assert_eq!(source_labels(&report), repeat("not-attempted", 3));
     assert!(matches!(report.error(), Some(BatchError::Concurrency)));
@@ -992,7 +996,7 @@ async fn concurrency_two_sends_two_at_a_time_and_keeps_input_order() {
     let report = client
         .add_sources_batched(
             &sources(8),
-            &BatchOptions::new().chunk_size(2).concurrency(2),
+            &BatchOptions::new().with_chunk_size(2).with_concurrency(2),
         )
         .await;
 
@@ -1039,7 +1043,7 @@ async fn concurrency_one_sends_one_at_a_time() {
     let started = tokio::time::Instant::now();
 
     let report = client
-        .add_sources_batched(&sources(4), &BatchOptions::new().chunk_size(2))
+        .add_sources_batched(&sources(4), &BatchOptions::new().with_chunk_size(2))
         .await;
 
     assert_eq!(source_labels(&report), created(0..4));
@@ -1072,7 +1076,7 @@ async fn with_concurrency_a_stopping_failure_lets_the_request_in_flight_finish_a
     let report = client
         .add_sources_batched(
             &sources(6),
-            &BatchOptions::new().chunk_size(2).concurrency(2),
+            &BatchOptions::new().with_chunk_size(2).with_concurrency(2),
         )
         .await;
 
@@ -1169,7 +1173,7 @@ async fn an_item_is_sent_at_most_max_sends_times() {
     let strays = strays(&server).await;
 
     let report = client
-        .add_sources_batched(&sources(3), &BatchOptions::new().max_sends(2))
+        .add_sources_batched(&sources(3), &BatchOptions::new().with_max_sends(2))
         .await;
 
     first.assert_calls_async(1).await;

@@ -84,7 +84,7 @@ async fn with_resending_off_the_rest_is_left_not_applied() {
     let kommo = fake.kommo();
     let inputs = forms(20);
     let report = kommo
-        .add_incoming_forms_batched(&inputs, &BatchOptions::new().resend_valid_rest(false))
+        .add_incoming_forms_batched(&inputs, &BatchOptions::new().with_resend_valid_rest(false))
         .await;
     let counts = report.counts();
     assert_eq!(

@@ -412,9 +412,9 @@ async fn a_retrying_client_gets_through_429_and_5xx_but_never_resends_a_post_aft
         .no_rate_limit()
         .retry(
             RetryPolicy::default()
-                .max_attempts(4)
-                .base_delay(Duration::from_millis(1))
-                .max_delay(Duration::from_millis(5)),
+                .with_max_attempts(4)
+                .with_base_delay(Duration::from_millis(1))
+                .with_max_delay(Duration::from_millis(5)),
         )
         .build()
         .unwrap();

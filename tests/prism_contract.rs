@@ -488,7 +488,7 @@ async fn every_kommo_call_is_a_request_the_exported_spec_allows() {
         .try_collect()
         .await;
     f.check("list_incoming_leads_pager", r);
-    let options = lead_intake::batch::BatchOptions::new().chunk_size(1);
+    let options = lead_intake::batch::BatchOptions::new().with_chunk_size(1);
     let batches = [
         (
             "add_sources_batched",

@@ -591,7 +591,7 @@ proptest! {
             .chain(script.iter().map(|&(reverse, ms)| (reverse, Duration::from_millis(ms))))
             .collect();
 
-        let options = BatchOptions::new().chunk_size(chunk_size).concurrency(concurrency);
+        let options = BatchOptions::new().with_chunk_size(chunk_size).with_concurrency(concurrency);
         let report = runtime().block_on(batch.client.add_sources_batched(&items, &options));
 
         // What was sent: chunks of at most `chunk_size`, in input order (arrival order, with
@@ -634,7 +634,7 @@ proptest! {
         let items: Vec<types::AddSource> = (0..len).map(source).collect();
         let before = batch.server.requests().len();
         let report = runtime().block_on(
-            batch.client.add_sources_batched(&items, &BatchOptions::new().chunk_size(chunk_size)),
+            batch.client.add_sources_batched(&items, &BatchOptions::new().with_chunk_size(chunk_size)),
         );
         prop_assert_eq!(batch.server.requests().len(), before, "a request was sent");
         prop_assert_eq!(report.len(), len);

@@ -78,9 +78,9 @@ fn client(fake: &FakeServer, attempts: u32) -> kommo::Client {
         .no_rate_limit()
         .retry(
             RetryPolicy::default()
-                .max_attempts(attempts)
-                .base_delay(Duration::from_millis(1))
-                .max_delay(Duration::from_millis(4)),
+                .with_max_attempts(attempts)
+                .with_base_delay(Duration::from_millis(1))
+                .with_max_delay(Duration::from_millis(4)),
         )
         .build()
         .expect("a loopback base URL is accepted")
@@ -377,7 +377,11 @@ async fn importing_10000_leads_four_requests_at_a_time_under_faults_loses_and_du
     // Four in flight: the order in which the fake sees them may vary, and which request fails
     // with it. Small chunks make over a thousand requests, so every kind of fault is all but
     // certain whatever the order.
-    import_under_faults(12, BatchOptions::new().chunk_size(10).concurrency(4)).await;
+    import_under_faults(
+        12,
+        BatchOptions::new().with_chunk_size(10).with_concurrency(4),
+    )
+    .await;
 }
 
 // ------------------------------------------------------------------------------------- stream

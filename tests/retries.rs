@@ -21,9 +21,9 @@ fn sources() -> Reply {
 
 fn policy() -> RetryPolicy {
     RetryPolicy::default()
-        .max_attempts(4)
-        .base_delay(Duration::from_secs(1))
-        .max_delay(Duration::from_secs(20))
+        .with_max_attempts(4)
+        .with_base_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(20))
 }
 
 fn client(server: &ScriptServer, retry: RetryPolicy) -> Client {
@@ -190,7 +190,7 @@ async fn a_body_retry_after_beyond_max_delay_is_not_waited_for() {
 #[tokio::test(start_paused = true)]
 async fn the_final_rate_limited_error_reports_the_body_retry_after() {
     let server = ScriptServer::sequence(vec![json_429("2".into())]).await;
-    let client = client(&server, policy().max_attempts(3));
+    let client = client(&server, policy().with_max_attempts(3));
 
     let err = client.list_sources().send().or_empty().await.unwrap_err();
 
@@ -418,7 +418,7 @@ async fn a_refused_connection_is_retried_even_for_a_post() {
         .base_url(&url)
         .token(TOKEN)
         .no_rate_limit()
-        .retry(policy().max_attempts(3))
+        .retry(policy().with_max_attempts(3))
         .http_client(http_without_timeouts())
         .build()
         .unwrap();

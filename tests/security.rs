@@ -306,8 +306,8 @@ async fn kommo_static(s: &mut Session) {
         .rate_limiter(RateLimiter::per_second(2).unwrap())
         .retry(
             RetryPolicy::default()
-                .max_attempts(3)
-                .base_delay(Duration::from_millis(10)),
+                .with_max_attempts(3)
+                .with_base_delay(Duration::from_millis(10)),
         )
         .http_client(http_without_timeouts())
         .build()
@@ -390,7 +390,7 @@ async fn kommo_static(s: &mut Session) {
     let unreachable = kommo::Client::builder()
         .base_url(&format!("http://{closed}"))
         .token(TOKEN)
-        .retry(RetryPolicy::default().max_attempts(2))
+        .retry(RetryPolicy::default().with_max_attempts(2))
         .http_client(http_without_timeouts())
         .build()
         .unwrap();

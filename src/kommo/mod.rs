@@ -80,7 +80,7 @@ const ACCEPT_VALUE: &str = "application/hal+json, application/problem+json, appl
 ///     .subdomain("mycompany")
 ///     .token("long-lived-token")
 ///     .rate_limiter(RateLimiter::per_second(5)?)
-///     .retry(RetryPolicy::default().max_attempts(3))
+///     .retry(RetryPolicy::default().with_max_attempts(3))
 ///     .build()?;
 /// assert_eq!(lead_intake::prelude::ClientInfo::baseurl(&client), "https://mycompany.kommo.com");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
