@@ -24,6 +24,17 @@ const CLOSEBOT_PAGE: &str =
 /// CloseBot source has a null `wallet` and null `tagFilterConfig`s; a source's service without
 /// settings is answered with `params: []`, and a summary with no leads with `categories: []`.
 ///
+/// What [`Fixtures::documented`] holds, in full:
+///
+/// | what | values |
+/// |---|---|
+/// | pipelines | `6950551` (the main one: sources and leads without `pipeline_id` go there), `5867030`, `5884544` |
+/// | widgets | `amo_dropbox` (id 742; setting `conf`, custom, optional), `amo_mailchimp` (id 796; `api`, custom, optional), `amo_asterisk` (id 972, version `116`, no rating; required `login` text, `password` pass, `phones` users, `script_path` text); none installed |
+/// | incoming leads | a form (`5af9dedb…`), a chat (`9ca09781…`) and a call (`400c5eb6…`), all waiting in pipeline `6950551` (the uids of the list example in `openapi/examples/kommo/listIncomingLeads.response.200.json`) |
+/// | widget blocks waiting for `continue` | `salesbot` bot `4131` continue `7a1c2e`; `marketingbot` bot `4131` continue `7a1c2e` |
+/// | Kommo sources | none |
+/// | CloseBot sources | 25: `sourceId` `src-001` … `src-025` of agency `agency-0001`, named `Globex 01`, `Initech 02`, `Umbrella 03`, `Hooli 04`, `Acme 05`, … (five names in turn), categories `HubSpot`, `WebHook`, `GHL`, … in turn, connected unless the number is a multiple of 4, a null `wallet` when it is a multiple of 5 |
+///
 /// ```
 /// use lead_intake::fake::{Config, Fixtures};
 /// let fixtures = Fixtures::empty()
