@@ -81,6 +81,44 @@ const LISTS: &[(&str, &str, &str)] = &[
     ("closebot", "SourcePage", "results"),
 ];
 
+/// Maps whose keys are a known type, which OpenAPI 3.0 cannot say (no `propertyNames`):
+/// (api, the map's value type, the key type). `HashMap<String, V>` becomes `HashMap<K, V>`
+/// wherever the generated code names it (the struct, its builder and the builder's setter).
+/// - kommo `CategorySummary`: the summary's counts per category, keyed by
+///   `IncomingLeadCategory` (an open enum: a category Kommo adds is `Other`).
+const MAP_KEYS: &[(&str, &str, &str)] = &[(
+    "kommo",
+    "CategorySummary",
+    "crate :: kommo :: types :: IncomingLeadCategory",
+)];
+
+/// Applies `MAP_KEYS` to the generated tokens.
+fn map_keys(
+    api: &str,
+    tokens: proc_macro2::TokenStream,
+) -> Result<proc_macro2::TokenStream, String> {
+    let mut text = tokens.to_string();
+    for (in_api, value, key) in MAP_KEYS {
+        if *in_api != api {
+            continue;
+        }
+        // In the types module, and as `super::V` in its builder module.
+        let mut found = false;
+        for v in [value.to_string(), format!("super :: {value}")] {
+            let from = format!("HashMap < :: std :: string :: String , {v} >");
+            found |= text.contains(&from);
+            text = text.replace(&from, &format!("HashMap < {key} , {v} >"));
+        }
+        if !found {
+            return Err(format!(
+                "build.rs MAP_KEYS: no `HashMap<String, {value}>` in the code"
+            ));
+        }
+    }
+    text.parse()
+        .map_err(|e| format!("build.rs MAP_KEYS made code that does not parse: {e}"))
+}
+
 /// The schema that stands for PHP's `[]` beside an object (`oneOf: [<object>, PhpEmptyArray]`):
 /// PHP's `json_encode` sends an empty map as an empty array.
 const PHP_EMPTY_ARRAY: &str = "PhpEmptyArray";
@@ -166,6 +204,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
             return Err(format!("progenitor panicked: {why}"));
         }
     };
+    let tokens = map_keys(api, tokens)?;
     let mut file: syn::File = syn::parse2(tokens)
         .map_err(|e| format!("progenitor produced code that does not parse: {e}"))?;
     let mut attributes: Vec<(String, String, FieldAttr)> = php_empty

@@ -1583,7 +1583,10 @@ async fn the_summary_counts_what_happened() {
         (Some(3), Some(0), Some(0))
     );
     assert_eq!(summary.average_sort_time, Some(0));
-    assert_eq!(summary.categories["forms"].total, Some(1));
+    assert_eq!(
+        summary.categories[&IncomingLeadCategory::Forms].total,
+        Some(1)
+    );
 
     kommo
         .add_incoming_calls()
@@ -1619,8 +1622,14 @@ async fn the_summary_counts_what_happened() {
         (summary.total, summary.accepted, summary.declined),
         (Some(4), Some(1), Some(1))
     );
-    assert_eq!(summary.categories["sip"].total, Some(2));
-    assert_eq!(summary.categories["chats"].total, Some(1));
+    assert_eq!(
+        summary.categories[&IncomingLeadCategory::Sip].total,
+        Some(2)
+    );
+    assert_eq!(
+        summary.categories[&IncomingLeadCategory::Chats].total,
+        Some(1)
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -1055,9 +1055,26 @@ async fn get_incoming_leads_summary_sends_the_range_and_pipeline_filters_and_dec
     assert_eq!(summary.declined, Some(3));
     assert_eq!(summary.average_sort_time, Some(44153027));
     assert_eq!(summary.categories.len(), 3);
-    assert_eq!(summary.categories["sip"].total, Some(2));
-    assert_eq!(summary.categories["forms"].total, Some(3));
-    assert_eq!(summary.categories["chats"].total, Some(1));
+    assert_eq!(
+        summary.categories[&IncomingLeadCategory::Sip].total,
+        Some(2)
+    );
+    assert_eq!(
+        summary.categories[&IncomingLeadCategory::Forms].total,
+        Some(3)
+    );
+    assert_eq!(
+        summary.categories[&IncomingLeadCategory::Chats].total,
+        Some(1)
+    );
+    // Keyed by the open enum: a category Kommo adds later is `Other`, not an error.
+    let later: types::IncomingLeadsSummary =
+        serde_json::from_value(serde_json::json!({"categories": {"whatsapp_lead": {"total": 4}}}))
+            .unwrap();
+    assert_eq!(
+        later.categories[&IncomingLeadCategory::Other("whatsapp_lead".into())].total,
+        Some(4)
+    );
 }
 
 /// A source service's `type` is an open enum: `""` (which the documents allow) is kept.
