@@ -139,11 +139,13 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
             }
         }
     }
+    plain_strings(&mut doc);
     php_empty_aliases(&mut doc);
     component_nullability_to_fields(&mut doc);
     let php_empty = collapse_php_empty(&mut doc);
     let lists = list_items(api, &mut doc)?;
     let success_types = success_types(&doc);
+    let request_schemas = request_schemas(&doc);
     let spec: openapiv3::OpenAPI = serde_json::from_value(doc)
         .map_err(|e| format!("not a valid OpenAPI 3.0 document: {e}"))?;
 
@@ -207,6 +209,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     let tokens = map_keys(api, tokens)?;
     let mut file: syn::File = syn::parse2(tokens)
         .map_err(|e| format!("progenitor produced code that does not parse: {e}"))?;
+    request_constructors(&mut file, &request_schemas)?;
     let mut attributes: Vec<(String, String, FieldAttr)> = php_empty
         .into_iter()
         .map(|(s, p)| (s, p, FieldAttr::PhpEmpty))
@@ -903,4 +906,256 @@ fn field_attributes(
 
 fn quote_tokens(t: &impl quote::ToTokens) -> String {
     t.to_token_stream().to_string()
+}
+
+/// The component schemas a request body uses, directly or through other schemas: the types a
+/// caller builds. Called on progenitor's copy, after the adaptations.
+fn request_schemas(doc: &Value) -> BTreeMap<String, Vec<String>> {
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(name) = map
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                {
+                    out.push(name.to_string());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut pending = Vec::new();
+    for item in doc
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|p| p.values())
+        .filter_map(Value::as_object)
+    {
+        for (method, op) in item {
+            if is_method(method)
+                && let Some(body) = op.get("requestBody")
+            {
+                refs(body, &mut pending);
+            }
+        }
+    }
+    let schemas = doc.pointer("/components/schemas");
+    // Each schema's `required` names, in the spec's order (the constructor's argument order).
+    let mut out = BTreeMap::new();
+    while let Some(name) = pending.pop() {
+        if out.contains_key(&name) {
+            continue;
+        }
+        let schema = schemas.and_then(|s| s.get(&name));
+        let required = schema
+            .and_then(|s| s.get("required"))
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(name.clone(), required);
+        if let Some(schema) = schema {
+            refs(schema, &mut pending);
+        }
+    }
+    out
+}
+
+/// For every generated struct a caller builds (`request_schemas`): `new(required fields...)`,
+/// with each required field an argument that takes `impl Into<T>` (so a forgotten one is a
+/// compile error), and a `with_<field>(impl Into<T>)` setter for each optional one. No filler
+/// fields, no `json!`.
+fn request_constructors(
+    file: &mut syn::File,
+    schemas: &BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    use quote::{ToTokens, format_ident, quote};
+
+    let types = file
+        .items
+        .iter_mut()
+        .find_map(|item| match item {
+            syn::Item::Mod(m) if m.ident == "types" => m.content.as_mut(),
+            _ => None,
+        })
+        .ok_or("progenitor produced no `types` module")?;
+    let mut impls = Vec::new();
+    for item in types.1.iter() {
+        let syn::Item::Struct(s) = item else {
+            continue;
+        };
+        let Some(order) = schemas.get(&s.ident.to_string()) else {
+            continue;
+        };
+        let syn::Fields::Named(fields) = &s.fields else {
+            continue;
+        };
+        let name = &s.ident;
+        let (mut args, mut inits, mut setters) = (Vec::new(), Vec::new(), Vec::new());
+        let mut required_names = Vec::new();
+        // Required fields in the spec's `required` order, then the others.
+        let wire_name = |field: &syn::Field| -> String {
+            field
+                .attrs
+                .iter()
+                .filter(|a| a.path().is_ident("serde"))
+                .find_map(|a| {
+                    let text = a.meta.to_token_stream().to_string();
+                    text.split("rename = \"")
+                        .nth(1)?
+                        .split('"')
+                        .next()
+                        .map(String::from)
+                })
+                .unwrap_or_else(|| {
+                    field
+                        .ident
+                        .as_ref()
+                        .map(|i| i.to_string().trim_start_matches("r#").to_string())
+                        .unwrap_or_default()
+                })
+        };
+        let mut ordered: Vec<&syn::Field> = fields.named.iter().collect();
+        ordered.sort_by_key(|f| {
+            order
+                .iter()
+                .position(|r| *r == wire_name(f))
+                .unwrap_or(usize::MAX)
+        });
+        for field in ordered {
+            let Some(ident) = &field.ident else {
+                continue;
+            };
+            let has_default = field.attrs.iter().any(|a| {
+                a.path().is_ident("serde")
+                    && a.meta.to_token_stream().to_string().contains("default")
+            });
+            let option_inner = option_inner(&field.ty);
+            let ty = &field.ty;
+            let plain = ident.to_string();
+            let plain = plain.trim_start_matches("r#").trim_end_matches('_');
+            let flattened = field.attrs.iter().any(|a| {
+                a.path().is_ident("serde")
+                    && a.meta.to_token_stream().to_string().contains("flatten")
+            });
+            if flattened {
+                // `additionalProperties`: fields of the model the spec does not list.
+                inits.push(quote!(#ident: ::std::default::Default::default()));
+                setters.push(quote! {
+                    /// Sets a field the spec does not list (this model takes any other field of
+                    /// Kommo's full model); it is sent as is.
+                    #[must_use]
+                    pub fn with_other_field(
+                        mut self,
+                        key: impl ::std::convert::Into<::std::string::String>,
+                        value: impl ::std::convert::Into<::serde_json::Value>,
+                    ) -> Self {
+                        self.#ident.insert(key.into(), value.into());
+                        self
+                    }
+                });
+                continue;
+            }
+            if option_inner.is_none() && !has_default {
+                let arg = format_ident!("{}", plain);
+                args.push(quote!(#arg: impl ::std::convert::Into<#ty>));
+                inits.push(quote!(#ident: #arg.into()));
+                required_names.push(format!("`{plain}`"));
+                continue;
+            }
+            inits.push(quote!(#ident: ::std::default::Default::default()));
+            let setter = format_ident!("with_{}", plain);
+            let doc = format!("Sets `{plain}`.");
+            setters.push(match option_inner {
+                Some(inner) => quote! {
+                    #[doc = #doc]
+                    #[must_use]
+                    pub fn #setter(mut self, value: impl ::std::convert::Into<#inner>) -> Self {
+                        self.#ident = ::std::option::Option::Some(value.into());
+                        self
+                    }
+                },
+                None => quote! {
+                    #[doc = #doc]
+                    #[must_use]
+                    pub fn #setter(mut self, value: impl ::std::convert::Into<#ty>) -> Self {
+                        self.#ident = value.into();
+                        self
+                    }
+                },
+            });
+        }
+        let doc = if required_names.is_empty() {
+            format!("A `{name}` with nothing set; set fields with the `with_*` methods.")
+        } else {
+            format!(
+                "A `{name}` from its required {} ({}); set the others with the `with_*` methods.",
+                if required_names.len() == 1 {
+                    "field"
+                } else {
+                    "fields"
+                },
+                required_names.join(", ")
+            )
+        };
+        impls.push(quote! {
+            impl #name {
+                #[doc = #doc]
+                #[must_use]
+                pub fn new(#(#args),*) -> Self {
+                    Self { #(#inits),* }
+                }
+                #(#setters)*
+            }
+        });
+    }
+    for tokens in impls {
+        let item: syn::Item = syn::parse2(tokens)
+            .map_err(|e| format!("a generated request constructor does not parse: {e}"))?;
+        types.1.push(item);
+    }
+    Ok(())
+}
+
+/// `T` of a field typed `::std::option::Option<T>`.
+fn option_inner(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(inner) => Some(inner),
+        _ => None,
+    }
+}
+
+/// typify makes a string with `maxLength` a newtype that only `TryFrom` builds, so a caller
+/// could not write `.with_value("Pick one")`. The limits stay in the spec for other languages;
+/// the hand-written checks enforce them before sending (`ContinueBotRequest::check_limits`).
+fn plain_strings(doc: &mut Value) {
+    match doc {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("string") {
+                map.remove("maxLength");
+                map.remove("minLength");
+            }
+            map.values_mut().for_each(plain_strings);
+        }
+        Value::Array(items) => items.iter_mut().for_each(plain_strings),
+        _ => {}
+    }
 }

@@ -15,11 +15,11 @@ use std::time::Instant;
 use lead_intake::batch::{BatchOptions, ItemOutcome};
 use lead_intake::fake::{Config, FakeServer};
 use lead_intake::kommo::types::{
-    AcceptIncomingLeadRequest, AddIncomingForm, AddSource, DeclineIncomingLeadRequest,
-    IncomingLeadCategory, WidgetInstallSettings,
+    AcceptIncomingLeadRequest, AddIncomingForm, AddSource, ContactInput,
+    DeclineIncomingLeadRequest, FormsMetadata, IncomingLeadCategory, IncomingLeadEmbeddedInput,
+    LeadInput, WidgetInstallSettings,
 };
 use lead_intake::prelude::*;
-use serde_json::json;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -59,11 +59,11 @@ async fn fake() -> Result<()> {
         lead_intake::closebot::Client::from_base_url(&fake.base_url(), fake.closebot_key())?;
 
     step("1. Create lead sources (one batch call, chunks of at most 50)");
-    let sources: Vec<AddSource> = serde_json::from_value(json!([
-        {"name": "Website chat", "external_id": "tour-chat", "pipeline_id": 6950551},
-        {"name": "Phone line", "external_id": "tour-phone"},
-        {"name": "Landing page form", "external_id": "tour-form"},
-    ]))?;
+    let sources = vec![
+        AddSource::new("Website chat", "tour-chat").with_pipeline_id(6950551),
+        AddSource::new("Phone line", "tour-phone"),
+        AddSource::new("Landing page form", "tour-form"),
+    ];
     let report = kommo
         .add_sources_batched(&sources, &BatchOptions::new())
         .await;
@@ -74,7 +74,7 @@ async fn fake() -> Result<()> {
 
     step("2. List them (204 would be an empty list, not an error)");
     let list = kommo.list_sources().send().or_empty().await?;
-    for source in list.embedded.map(|e| e.sources).unwrap_or_default() {
+    for source in list.into_sources() {
         println!(
             "   #{} {} (external_id {}, pipeline {})",
             source.id,
@@ -88,10 +88,11 @@ async fn fake() -> Result<()> {
     }
 
     step("3. Install a widget (its required settings are checked)");
-    let settings: WidgetInstallSettings = serde_json::from_value(json!({
-        "login": "tour", "password": "tour-password", "phones": {"504141": "1039"},
-        "script_path": "https://example.com/"
-    }))?;
+    let settings = WidgetInstallSettings::new()
+        .with_text("login", "tour")
+        .with_text("password", "tour-password")
+        .with_users("phones", [("504141", "1039")])
+        .with_text("script_path", "https://example.com/");
     let widget = kommo
         .install_widget()
         .widget_code("amo_asterisk")
@@ -107,7 +108,7 @@ async fn fake() -> Result<()> {
     step(&format!(
         "4. Push {LEADS} incoming leads from web forms (chunks of 50, two in flight, under the rate limit)"
     ));
-    let forms = (0..LEADS).map(form).collect::<Result<Vec<_>>>()?;
+    let forms: Vec<AddIncomingForm> = (0..LEADS).map(form).collect();
     let push_started = Instant::now();
     let mut created = Vec::new();
     // One batch call per 100 forms, so the bar moves; each call sends two chunks at once.
@@ -151,9 +152,10 @@ async fn fake() -> Result<()> {
     ));
 
     step("6. Accept 5 of them, decline 3");
-    let accept: AcceptIncomingLeadRequest =
-        serde_json::from_value(json!({"user_id": 8375357, "status_id": 58141807}))?;
-    let decline: DeclineIncomingLeadRequest = serde_json::from_value(json!({"user_id": 8375357}))?;
+    let accept = AcceptIncomingLeadRequest::new()
+        .with_user_id(8375357)
+        .with_status_id(58141807);
+    let decline = DeclineIncomingLeadRequest::new().with_user_id(8375357);
     for uid in &from_tour[..5] {
         kommo
             .accept_incoming_lead()
@@ -273,25 +275,28 @@ async fn closebot_sources(closebot: &lead_intake::closebot::Client, page_size: u
 }
 
 /// A web form submission, different for each `i` (identical ones are refused as duplicates).
-fn form(i: usize) -> Result<AddIncomingForm> {
-    Ok(serde_json::from_value(json!({
-        "source_name": "Landing page form",
-        "source_uid": "tour-form",
-        "pipeline_id": 6950551,
-        "created_at": 1_700_000_000 + i as i64,
-        "_embedded": {
-            "leads": [{"name": format!("Request #{i}"), "price": 100 * (i as i64 % 7 + 1)}],
-            "contacts": [{"name": format!("Visitor {i}")}]
-        },
-        "metadata": {
-            "ip": "203.0.113.7",
-            "form_id": "tour-form",
-            "form_sent_at": 1_700_000_000 + i as i64,
-            "form_name": "Contact us",
-            "form_page": "https://example.com/contact",
-            "referer": "https://www.example.org"
-        }
-    }))?)
+fn form(i: usize) -> AddIncomingForm {
+    let at = 1_700_000_000 + i as i64;
+    AddIncomingForm::new(
+        "tour-form",
+        "Landing page form",
+        FormsMetadata::new()
+            .with_ip("203.0.113.7")
+            .with_form_id("tour-form")
+            .with_form_sent_at(at)
+            .with_form_name("Contact us")
+            .with_form_page("https://example.com/contact")
+            .with_referer("https://www.example.org"),
+        IncomingLeadEmbeddedInput::new()
+            .with_leads(vec![
+                LeadInput::new()
+                    .with_name(format!("Request #{i}"))
+                    .with_price(100 * (i as i64 % 7 + 1)),
+            ])
+            .with_contacts(vec![ContactInput::new().with_name(format!("Visitor {i}"))]),
+    )
+    .with_pipeline_id(6950551)
+    .with_created_at(at)
 }
 
 fn step(title: &str) {

@@ -658,20 +658,26 @@ async fn continue_bot_checked_refuses_each_limit_before_sending_anything() {
         );
         assert!(err.certainly_not_applied());
     }
-    // An 81-character `show` text cannot even be built: the generated type refuses it when it
-    // is decoded (with the path) or made from a string.
+    // An 81-character `show` text (counted in characters, not bytes) is refused before
+    // sending, with where and by how much; 80 is accepted by the check.
     let long = continue_request(vec![show(1, 0), show(81, 0)]);
-    let long = long.to_string();
-    let mut de = serde_json::Deserializer::from_str(&long);
-    let err =
-        serde_path_to_error::deserialize::<_, types::ContinueBotRequest>(&mut de).unwrap_err();
-    assert_eq!(err.path().to_string(), "execute_handlers[1].params.value");
-    assert!(
-        err.to_string().contains("longer than 80 characters"),
-        "{err}"
+    let request: types::ContinueBotRequest = serde_json::from_value(long).unwrap();
+    let err = client
+        .continue_bot_checked(BotKind::Salesbot, "4131", "7a1c2e", request)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid request, not sent: `execute_handlers[1].params.value` (handler 1) has 81 characters; at most 80 are allowed"
     );
-    assert!(types::BotHandlerParamsValue::try_from("é".repeat(81)).is_err());
-    assert!(types::BotHandlerParamsValue::try_from("é".repeat(80)).is_ok());
+    let typed =
+        types::ContinueBotRequest::new().with_execute_handlers(vec![types::BotHandler::new(
+            types::BotHandlerName::Show,
+            types::BotHandlerParams::new()
+                .with_type("text")
+                .with_value("é".repeat(80)),
+        )]);
+    assert_eq!(typed.check_limits(), Ok(()));
 
     any.assert_calls_async(0).await;
 }

@@ -201,14 +201,14 @@ impl Faults {
     ///     .token(fake.kommo_token())
     ///     .retry(RetryPolicy::none())
     ///     .build()?;
-    /// let form: lead_intake::kommo::types::AddIncomingFormsRequest =
-    ///     serde_json::from_value(serde_json::json!([{
-    ///         "source_uid": "site-form",
-    ///         "source_name": "Site form",
-    ///         "metadata": {"form_id": "contact"},
-    ///         "_embedded": {}
-    ///     }]))?;
-    /// let err = kommo.add_incoming_forms().body(form).send().body().await.unwrap_err();
+    /// use lead_intake::kommo::types::{AddIncomingForm, FormsMetadata, IncomingLeadEmbeddedInput};
+    /// let form = AddIncomingForm::new(
+    ///     "site-form",
+    ///     "Site form",
+    ///     FormsMetadata::new().with_form_id("contact"),
+    ///     IncomingLeadEmbeddedInput::new(),
+    /// );
+    /// let err = kommo.add_incoming_forms().body(vec![form]).send().body().await.unwrap_err();
     /// assert!(err.status().is_some_and(|s| s.is_server_error()));
     /// assert!(!err.certainly_not_applied());
     /// assert_eq!(fake.incoming_leads().len(), 1, "applied all the same");

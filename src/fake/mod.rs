@@ -53,8 +53,7 @@
 //! let none = kommo.list_sources().send().or_empty().await?;
 //! assert!(none.embedded.is_none());
 //!
-//! let new: types::AddSourcesRequest =
-//!     serde_json::from_value(serde_json::json!([{"name": "Site chat", "external_id": "chat-1"}]))?;
+//! let new = vec![types::AddSource::new("Site chat", "chat-1")];
 //! kommo.add_sources().body(new.clone()).send().body().await?;
 //! // The same external_id again is refused, the way Kommo refuses it.
 //! let err = kommo.add_sources().body(new).send().body().await.unwrap_err();
@@ -562,14 +561,15 @@ impl FakeServer {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let fake = FakeServer::start(Config::default().fixtures(Fixtures::empty()))?;
     /// let kommo = lead_intake::kommo::Client::from_base_url(&fake.base_url(), fake.kommo_token())?;
-    /// let form: types::AddIncomingFormsRequest = serde_json::from_value(serde_json::json!([{
-    ///     "request_id": "order-17",
-    ///     "source_uid": "site-form",
-    ///     "source_name": "Site form",
-    ///     "metadata": {"form_id": "contact", "form_name": "Contact us"},
-    ///     "_embedded": {"contacts": [{"name": "Ann"}]}
-    /// }]))?;
-    /// let created = kommo.add_incoming_forms().body(form).send().body().await?;
+    /// let form = types::AddIncomingForm::new(
+    ///     "site-form",
+    ///     "Site form",
+    ///     types::FormsMetadata::new().with_form_id("contact").with_form_name("Contact us"),
+    ///     types::IncomingLeadEmbeddedInput::new()
+    ///         .with_contacts(vec![types::ContactInput::new().with_name("Ann")]),
+    /// )
+    /// .with_request_id("order-17");
+    /// let created = kommo.add_incoming_forms().body(vec![form]).send().body().await?;
     ///
     /// let stored = fake.incoming_leads();
     /// assert_eq!(stored.len(), 1);

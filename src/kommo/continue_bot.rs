@@ -32,7 +32,7 @@ impl ContinueBotRequest {
         }
         for (index, handler) in handlers.iter().enumerate() {
             let params = &handler.params;
-            // Kommo states the text limit for `show`; a longer `value` cannot be built anyway.
+            // Kommo states the text limit for `show`.
             if handler.handler == BotHandlerName::Show
                 && let Some(value) = &params.value
                 && value.chars().count() > MAX_SHOW_TEXT
@@ -64,14 +64,24 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-    /// use lead_intake::kommo::types::{BotKind, ContinueBotRequest};
-    /// let request: ContinueBotRequest = serde_json::from_value(serde_json::json!({
-    ///     "data": {"status": "success"},
-    ///     "execute_handlers": [
-    ///         {"handler": "show", "params": {"type": "buttons", "value": "Pick one", "buttons": ["Yes", "No"]}},
-    ///         {"handler": "goto", "params": {"type": "question", "step": 5}}
-    ///     ]
-    /// })).expect("a valid request");
+    /// use lead_intake::kommo::types::{
+    ///     BotHandler, BotHandlerName, BotHandlerParams, BotKind, ContinueBotData, ContinueBotRequest,
+    /// };
+    /// let request = ContinueBotRequest::new()
+    ///     .with_data(ContinueBotData::from_iter([("status", "success")]))
+    ///     .with_execute_handlers(vec![
+    ///         BotHandler::new(
+    ///             BotHandlerName::Show,
+    ///             BotHandlerParams::new()
+    ///                 .with_type("buttons")
+    ///                 .with_value("Pick one")
+    ///                 .with_buttons(vec!["Yes".to_string(), "No".to_string()]),
+    ///         ),
+    ///         BotHandler::new(
+    ///             BotHandlerName::Goto,
+    ///             BotHandlerParams::new().with_type("question").with_step(5),
+    ///         ),
+    ///     ]);
     /// kommo.continue_bot_checked(BotKind::Salesbot, "4131", "7a1c2e", request).await?;
     /// # Ok(()) }
     /// ```

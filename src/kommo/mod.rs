@@ -38,6 +38,7 @@ pub use continue_bot::{MAX_BUTTONS, MAX_HANDLERS, MAX_SHOW_TEXT};
 mod leads;
 mod lists;
 mod problem;
+mod requests;
 mod widget_settings;
 
 use std::sync::Arc;
