@@ -21,6 +21,7 @@ pub mod pagination;
 pub mod ratelimit;
 pub mod retry;
 mod secret;
+pub mod sync;
 mod transport;
 mod wire;
 

@@ -1,0 +1,399 @@
+//! An integration's lead sources as desired state: [`kommo::Client::sync_sources`].
+//!
+//! Setting up sources idempotently means listing them, matching by `external_id`, adding the
+//! missing, updating the changed and, when asked, deleting the integration's sources that are no
+//! longer wanted, within Kommo's limit of 50 sources per integration. A second run with the same
+//! desired sources sends no request but the list.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::batch::{BatchOptions, ItemOutcome};
+use crate::error::ResponseExt;
+use crate::kommo::{
+    self,
+    types::{AddSource, DeleteSourcesItem, Source, SourceService, UpdateSourcesItem},
+};
+
+/// The most sources one integration may own (Kommo's sources page; a newer reference page says
+/// 100, so [`SyncOptions::with_max_sources`] can raise it).
+pub const MAX_SOURCES: usize = 50;
+
+/// How [`kommo::Client::sync_sources`] runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOptions {
+    delete_undesired: bool,
+    max_sources: usize,
+    batch: BatchOptions,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            delete_undesired: false,
+            max_sources: MAX_SOURCES,
+            batch: BatchOptions::default(),
+        }
+    }
+}
+
+impl SyncOptions {
+    /// The defaults: sources that are not desired are left alone; at most [`MAX_SOURCES`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delete the integration's sources whose `external_id` is not among the desired ones
+    /// (default: leave them).
+    #[must_use]
+    pub fn with_delete_undesired(mut self, delete: bool) -> Self {
+        self.delete_undesired = delete;
+        self
+    }
+
+    /// The most sources the integration may own after the sync (default [`MAX_SOURCES`]).
+    #[must_use]
+    pub fn with_max_sources(mut self, max: usize) -> Self {
+        self.max_sources = max;
+        self
+    }
+
+    /// How the add, update and delete batches are sent.
+    #[must_use]
+    pub fn with_batch(mut self, batch: BatchOptions) -> Self {
+        self.batch = batch;
+        self
+    }
+}
+
+/// What a sync did with one source.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SourceSync {
+    /// It was missing and was created.
+    Created(Source),
+    /// It existed with other values and was updated.
+    Updated(Source),
+    /// It existed as desired: nothing was sent for it.
+    Unchanged(Source),
+    /// It was the integration's, not desired, and was deleted (its ID).
+    Deleted(i64),
+    /// Its add, update or delete did not succeed: the batch's outcome for it.
+    Failed(ItemOutcome<Source>),
+    /// Its deletion did not succeed: the batch's outcome for it.
+    DeleteFailed(ItemOutcome<i64>),
+}
+
+/// One source of a sync and what happened to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncedSource {
+    external_id: String,
+    outcome: SourceSync,
+}
+
+impl SyncedSource {
+    /// The source's `external_id`.
+    pub fn external_id(&self) -> &str {
+        &self.external_id
+    }
+
+    /// What happened to it.
+    pub fn outcome(&self) -> &SourceSync {
+        &self.outcome
+    }
+}
+
+/// What [`kommo::Client::sync_sources`] did: one entry per desired source, in their order,
+/// then one per deleted (or not deleted) undesired source.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SyncReport {
+    sources: Vec<SyncedSource>,
+}
+
+impl SyncReport {
+    /// Every source's outcome.
+    pub fn sources(&self) -> &[SyncedSource] {
+        &self.sources
+    }
+
+    /// Whether every source is as desired now.
+    pub fn is_complete(&self) -> bool {
+        self.sources.iter().all(|s| {
+            !matches!(
+                s.outcome,
+                SourceSync::Failed(_) | SourceSync::DeleteFailed(_)
+            )
+        })
+    }
+}
+
+impl fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count =
+            |p: fn(&SourceSync) -> bool| self.sources.iter().filter(|s| p(&s.outcome)).count();
+        write!(
+            f,
+            "{} created, {} updated, {} unchanged, {} deleted, {} failed",
+            count(|o| matches!(o, SourceSync::Created(_))),
+            count(|o| matches!(o, SourceSync::Updated(_))),
+            count(|o| matches!(o, SourceSync::Unchanged(_))),
+            count(|o| matches!(o, SourceSync::Deleted(_))),
+            count(|o| matches!(o, SourceSync::Failed(_) | SourceSync::DeleteFailed(_))),
+        )
+    }
+}
+
+/// Why a sync sent nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// Two desired sources share an `external_id`.
+    #[error("desired sources {first} and {second} share the external_id {external_id:?}")]
+    DuplicateExternalId {
+        /// The shared `external_id`.
+        external_id: String,
+        /// The index of the first.
+        first: usize,
+        /// The index of the second.
+        second: usize,
+    },
+    /// The integration would own more sources than it may.
+    #[error(
+        "the sync would leave the integration {count} sources, over the limit of {max}; nothing was sent"
+    )]
+    OverLimit {
+        /// How many it would own.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The sources could not be listed.
+    #[error("cannot list the sources: {0}")]
+    List(#[source] Box<kommo::Error>),
+}
+
+/// The services as compared: a service's empty settings (`params` absent, null or PHP's `[]`)
+/// are no settings.
+fn services_key(services: &[SourceService]) -> Value {
+    let mut value = serde_json::to_value(services).unwrap_or(Value::Null);
+    if let Value::Array(list) = &mut value {
+        for service in list.iter_mut().filter_map(Value::as_object_mut) {
+            let empty = match service.get("params") {
+                None | Some(Value::Null) => true,
+                Some(Value::Object(p)) => p.values().all(Value::is_null),
+                _ => false,
+            };
+            if empty {
+                service.remove("params");
+            }
+            if service
+                .get("pages")
+                .is_some_and(|p| p.as_array().is_some_and(Vec::is_empty))
+            {
+                service.remove("pages");
+            }
+        }
+    }
+    value
+}
+
+/// The update that makes `existing` as `desired`, if anything differs. Fields the desired
+/// source leaves unset are not compared.
+fn update_for(desired: &AddSource, existing: &Source) -> Option<UpdateSourcesItem> {
+    let mut update = UpdateSourcesItem::new(existing.id);
+    let mut changed = false;
+    if existing.name.as_deref() != Some(desired.name.as_str()) {
+        update = update.with_name(desired.name.clone());
+        changed = true;
+    }
+    if let Some(p) = desired.pipeline_id
+        && existing.pipeline_id != Some(p)
+    {
+        update = update.with_pipeline_id(p);
+        changed = true;
+    }
+    if let Some(d) = desired.default
+        && existing.default != Some(d)
+    {
+        update = update.with_default(d);
+        changed = true;
+    }
+    if let Some(code) = &desired.origin_code
+        && existing.origin_code.as_ref() != Some(code)
+    {
+        update = update.with_origin_code(code.clone());
+        changed = true;
+    }
+    if !desired.services.is_empty()
+        && services_key(&desired.services)
+            != services_key(existing.services.as_deref().unwrap_or_default())
+    {
+        update = update.with_services(desired.services.clone());
+        changed = true;
+    }
+    changed.then_some(update)
+}
+
+impl kommo::Client {
+    /// Makes the integration's sources what `desired` says, matched by `external_id`: creates
+    /// the missing ones, updates the changed ones (name, pipeline, default, origin code,
+    /// services; fields a desired source leaves unset are not compared), leaves the rest, and
+    /// deletes the integration's sources that are not desired only with
+    /// [`SyncOptions::with_delete_undesired`]. Going over the limit of sources is reported before
+    /// anything is sent. The adds, updates and deletes go through the batch calls, so a rejected
+    /// source does not stop the others.
+    ///
+    /// ```no_run
+    /// use lead_intake::kommo::types::AddSource;
+    /// use lead_intake::sync::SyncOptions;
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::sync::SyncError> {
+    /// let desired = [
+    ///     AddSource::new("Website chat", "site-chat"),
+    ///     AddSource::new("Phone line", "phone").with_pipeline_id(6950551),
+    /// ];
+    /// let report = kommo.sync_sources(&desired, &SyncOptions::new()).await?;
+    /// println!("{report}"); // "2 created, 0 updated, 0 unchanged, 0 deleted, 0 failed"
+    /// # Ok(()) }
+    /// ```
+    pub async fn sync_sources(
+        &self,
+        desired: &[AddSource],
+        options: &SyncOptions,
+    ) -> Result<SyncReport, SyncError> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, source) in desired.iter().enumerate() {
+            if let Some(&first) = seen.get(source.external_id.as_str()) {
+                return Err(SyncError::DuplicateExternalId {
+                    external_id: source.external_id.clone(),
+                    first,
+                    second: i,
+                });
+            }
+            seen.insert(&source.external_id, i);
+        }
+        let existing = self
+            .list_sources()
+            .send()
+            .or_empty()
+            .await
+            .map_err(|e| SyncError::List(Box::new(e)))?
+            .into_sources()
+            .into_vec();
+        let by_external: HashMap<String, &Source> = existing
+            .iter()
+            .filter_map(|s| s.external_id.as_ref().map(|e| (e.to_string(), s)))
+            .collect();
+
+        let mut to_add = Vec::new();
+        let mut to_update = Vec::new();
+        let mut plan: Vec<(String, Plan)> = Vec::with_capacity(desired.len());
+        for source in desired {
+            match by_external.get(&source.external_id) {
+                None => {
+                    plan.push((source.external_id.clone(), Plan::Add(to_add.len())));
+                    to_add.push(source.clone());
+                }
+                Some(found) => match update_for(source, found) {
+                    Some(update) => {
+                        plan.push((source.external_id.clone(), Plan::Update(to_update.len())));
+                        to_update.push(update);
+                    }
+                    None => plan.push((
+                        source.external_id.clone(),
+                        Plan::Unchanged(Box::new((*found).clone())),
+                    )),
+                },
+            }
+        }
+        let undesired: Vec<&Source> = existing
+            .iter()
+            .filter(|s| {
+                s.external_id
+                    .as_ref()
+                    .is_none_or(|e| !seen.contains_key(e.as_str()))
+            })
+            .collect();
+        let kept = existing.len()
+            - if options.delete_undesired {
+                undesired.len()
+            } else {
+                0
+            };
+        let count = kept + to_add.len();
+        if count > options.max_sources {
+            return Err(SyncError::OverLimit {
+                count,
+                max: options.max_sources,
+            });
+        }
+
+        let added = if to_add.is_empty() {
+            Vec::new()
+        } else {
+            self.add_sources_batched(&to_add, &options.batch)
+                .await
+                .into_outcomes()
+        };
+        let updated = if to_update.is_empty() {
+            Vec::new()
+        } else {
+            self.update_sources_batched(&to_update, &options.batch)
+                .await
+                .into_outcomes()
+        };
+        let mut sources: Vec<SyncedSource> = plan
+            .into_iter()
+            .map(|(external_id, step)| {
+                let outcome = match step {
+                    Plan::Unchanged(source) => SourceSync::Unchanged(*source),
+                    Plan::Add(i) => match added.get(i) {
+                        Some(ItemOutcome::Succeeded(s)) => SourceSync::Created(s.clone()),
+                        Some(other) => SourceSync::Failed(other.clone()),
+                        None => SourceSync::Failed(ItemOutcome::NotAttempted),
+                    },
+                    Plan::Update(i) => match updated.get(i) {
+                        Some(ItemOutcome::Succeeded(s)) => SourceSync::Updated(s.clone()),
+                        Some(other) => SourceSync::Failed(other.clone()),
+                        None => SourceSync::Failed(ItemOutcome::NotAttempted),
+                    },
+                };
+                SyncedSource {
+                    external_id,
+                    outcome,
+                }
+            })
+            .collect();
+        if options.delete_undesired && !undesired.is_empty() {
+            let items: Vec<DeleteSourcesItem> = undesired
+                .iter()
+                .map(|s| DeleteSourcesItem::new(s.id))
+                .collect();
+            let deleted = self
+                .delete_sources_batched(&items, &options.batch)
+                .await
+                .into_outcomes();
+            for (source, outcome) in undesired.iter().zip(deleted) {
+                sources.push(SyncedSource {
+                    external_id: source
+                        .external_id
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                    outcome: match outcome {
+                        ItemOutcome::Succeeded(id) => SourceSync::Deleted(id),
+                        other => SourceSync::DeleteFailed(other),
+                    },
+                });
+            }
+        }
+        Ok(SyncReport { sources })
+    }
+}
+
+enum Plan {
+    Add(usize),
+    Update(usize),
+    Unchanged(Box<Source>),
+}
