@@ -115,8 +115,43 @@ fn map_keys(
             ));
         }
     }
+    text = name_operations_in_builder_errors(&text);
     text.parse()
         .map_err(|e| format!("build.rs MAP_KEYS made code that does not parse: {e}"))
+}
+
+/// progenitor's operation builders start each required parameter as
+/// `Err("uid was not initialized")`, which names no operation. Each becomes
+/// `"uid was not initialized in accept_incoming_lead"` (the client method), which
+/// `error::in_user_terms` turns into a sentence naming both.
+fn name_operations_in_builder_errors(text: &str) -> String {
+    const IMPL: &str = "impl < 'a > ";
+    let mut out = String::with_capacity(text.len() + 1024);
+    let mut parts = text.split(IMPL);
+    out.push_str(parts.next().unwrap_or_default());
+    for part in parts {
+        out.push_str(IMPL);
+        let builder: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let mut method = String::new();
+        for (i, c) in builder.chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    method.push('_');
+                }
+                method.push(c.to_ascii_lowercase());
+            } else {
+                method.push(c);
+            }
+        }
+        out.push_str(&part.replace(
+            " was not initialized\"",
+            &format!(" was not initialized in {method}\""),
+        ));
+    }
+    out
 }
 
 /// The schema that stands for PHP's `[]` beside an object (`oneOf: [<object>, PhpEmptyArray]`):

@@ -924,7 +924,7 @@ async fn builder_mistakes_are_reported_in_the_callers_terms_with_nothing_sent() 
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid request: the required parameter `uid` was not given: call `.uid(..)` before `.send()`"
+        "invalid request: `accept_incoming_lead()`: the required parameter `uid` was not given: call `.uid(..)` before `.send()`"
     );
     assert!(err.certainly_not_applied());
     any.assert_calls_async(0).await;
