@@ -493,12 +493,21 @@ where
 /// NonZeroU32` for limit failed` says which Rust type the value did not fit, and `uid was not
 /// initialized` names a setter the caller never called.
 pub(crate) fn in_user_terms(message: String) -> String {
-    if let Some(name) = message.strip_suffix(" was not initialized") {
+    // "uid was not initialized in accept_incoming_lead" (build.rs names the operation).
+    if let Some((name, operation)) = message
+        .split_once(" was not initialized")
+        .map(|(name, rest)| (name, rest.strip_prefix(" in ").unwrap_or_default()))
+    {
+        let prefix = if operation.is_empty() {
+            String::new()
+        } else {
+            format!("`{operation}()`: ")
+        };
         return if name == "body" {
-            "the request body was not given: call `.body(..)` before `.send()`".to_string()
+            format!("{prefix}the request body was not given: call `.body(..)` before `.send()`")
         } else {
             format!(
-                "the required parameter `{name}` was not given: call `.{name}(..)` before `.send()`"
+                "{prefix}the required parameter `{name}` was not given: call `.{name}(..)` before `.send()`"
             )
         };
     }
@@ -773,6 +782,10 @@ mod user_terms_tests {
         assert_eq!(
             in_user_terms("uid was not initialized".into()),
             "the required parameter `uid` was not given: call `.uid(..)` before `.send()`"
+        );
+        assert_eq!(
+            in_user_terms("uid was not initialized in accept_incoming_lead".into()),
+            "`accept_incoming_lead()`: the required parameter `uid` was not given: call `.uid(..)` before `.send()`"
         );
         assert_eq!(
             in_user_terms("body was not initialized".into()),
