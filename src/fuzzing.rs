@@ -1,11 +1,11 @@
 //! The body of the `responses` fuzz target (`fuzz/`, FUZZING.md), and of the test that replays
 //! its seeds and regressions (tests/fuzz_responses.rs). Feature `fuzzing`; not a public API.
 //!
-//! [`responses`] reads an answer (status, headers, body) from arbitrary bytes and hands it,
+//! [`responses`](crate::fuzzing::responses) reads an answer (status, headers, body) from arbitrary bytes and hands it,
 //! without a network, to everything that reads server data: for every success type of every
 //! operation of both APIs, progenitor's decoder (`ResponseValue::from_response`, or
-//! `ResponseValue::empty` for body-less successes) followed by [`ResponseExt::body`] and
-//! [`ResponseExt::or_empty`], and the error classifier (`error::from_response`, reached through
+//! `ResponseValue::empty` for body-less successes) followed by [`ResponseExt::body`](crate::error::ResponseExt::body) and
+//! [`ResponseExt::or_empty`](crate::error::ResponseExt::or_empty), and the error classifier (`error::from_response`, reached through
 //! the same calls with the answer as progenitor's `UnexpectedResponse`). Whatever comes out is
 //! then used: errors are displayed and classified, decoded values are printed and serialized
 //! again, their HAL hrefs resolved the way `follow` resolves them, and pages read the way the
