@@ -693,7 +693,6 @@ fn component_nullability_to_fields(doc: &mut Value) {
 /// and its object X, e.g. `AcceptIncomingLeadRequest` and `AcceptIncomingLeadDetails`, so that
 /// other languages' generators see a named body; Rust keeps the body's name.)
 fn php_empty_aliases(doc: &mut Value) {
-    let marker = format!("#/components/schemas/{PHP_EMPTY_ARRAY}");
     let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
@@ -702,17 +701,12 @@ fn php_empty_aliases(doc: &mut Value) {
     };
     let mut aliases = BTreeMap::new();
     for (name, schema) in schemas.iter() {
-        let Some(branches) = schema.get("oneOf").and_then(Value::as_array) else {
-            continue;
-        };
-        let refs: Vec<&str> = branches
-            .iter()
-            .filter_map(|b| b.get("$ref").and_then(Value::as_str))
-            .collect();
-        if branches.len() == 2
-            && refs.len() == 2
-            && let Some(target) = refs.iter().find(|r| **r != marker)
-            && refs.contains(&marker.as_str())
+        if let Some(target) = schema
+            .get("oneOf")
+            .and_then(Value::as_array)
+            .and_then(|branches| php_empty_other(branches))
+            .and_then(|other| other.get("$ref"))
+            .and_then(Value::as_str)
         {
             aliases.insert(format!("#/components/schemas/{name}"), target.to_string());
         }
@@ -751,9 +745,8 @@ fn php_empty_aliases(doc: &mut Value) {
 
 /// Replaces every property `oneOf: [<schema>, PhpEmptyArray]` (either order) by `<schema>` in
 /// progenitor's copy, and returns (schema, property) of each: their fields get a reader that
-/// takes `[]` as the empty object (`read_php_empty_arrays`).
+/// takes `[]` as the empty object (`field_attributes`).
 fn collapse_php_empty(doc: &mut Value) -> Vec<(String, String)> {
-    let marker = format!("#/components/schemas/{PHP_EMPTY_ARRAY}");
     let mut found = Vec::new();
     let Some(schemas) = doc
         .pointer_mut("/components/schemas")
@@ -767,17 +760,14 @@ fn collapse_php_empty(doc: &mut Value) -> Vec<(String, String)> {
             continue;
         };
         for (prop, value) in props.iter_mut() {
-            let Some(branches) = value.get("oneOf").and_then(Value::as_array) else {
+            let Some(mut replaced) = value
+                .get("oneOf")
+                .and_then(Value::as_array)
+                .and_then(|branches| php_empty_other(branches))
+                .cloned()
+            else {
                 continue;
             };
-            let is_marker = |b: &Value| b.get("$ref").and_then(Value::as_str) == Some(&marker);
-            if branches.len() != 2 || !branches.iter().any(is_marker) {
-                continue;
-            }
-            let Some(other) = branches.iter().find(|b| !is_marker(b)).cloned() else {
-                continue;
-            };
-            let mut replaced = other;
             // The reader takes null too (as `None`, or as the empty map).
             if let Some(map) = replaced.as_object_mut() {
                 map.remove("nullable");
@@ -863,44 +853,23 @@ fn field_attributes(
     if fields.is_empty() {
         return Ok(());
     }
-    let types = file
-        .items
-        .iter_mut()
-        .find_map(|item| match item {
-            syn::Item::Mod(m) if m.ident == "types" => m.content.as_mut(),
-            _ => None,
-        })
-        .ok_or("progenitor produced no `types` module")?;
+    let types = types_module(file)?;
     let mut found = Vec::new();
-    for item in types.1.iter_mut() {
+    for item in types.iter_mut() {
         let syn::Item::Struct(s) = item else {
             continue;
         };
         let name = s.ident.to_string();
         for field in s.fields.iter_mut() {
-            let Some(ident) = &field.ident else {
+            if field.ident.is_none() {
                 continue;
-            };
-            let serde_attrs: Vec<String> = field
-                .attrs
-                .iter()
-                .filter(|a| a.path().is_ident("serde"))
-                .map(|a| quote_tokens(&a.meta))
-                .collect();
-            let wire = serde_attrs
-                .iter()
-                .find_map(|a| {
-                    a.split("rename = \"")
-                        .nth(1)
-                        .and_then(|r| r.split('"').next())
-                })
-                .map(str::to_string)
-                .unwrap_or_else(|| ident.to_string().trim_start_matches("r#").to_string());
+            }
+            let wire = wire_name(field);
             let Some((_, _, what)) = fields.iter().find(|(s, p, _)| *s == name && *p == wire)
             else {
                 continue;
             };
-            let has_default = serde_attrs.iter().any(|a| a.contains("default"));
+            let has_default = has_serde(field, "default");
             let attr: syn::Attribute = match what {
                 FieldAttr::PhpEmpty => {
                     let ty = quote_tokens(&field.ty);
@@ -941,6 +910,59 @@ fn field_attributes(
 
 fn quote_tokens(t: &impl quote::ToTokens) -> String {
     t.to_token_stream().to_string()
+}
+
+/// The items of the generated `types` module.
+fn types_module(file: &mut syn::File) -> Result<&mut Vec<syn::Item>, String> {
+    file.items
+        .iter_mut()
+        .find_map(|item| match item {
+            syn::Item::Mod(m) if m.ident == "types" => m.content.as_mut().map(|c| &mut c.1),
+            _ => None,
+        })
+        .ok_or_else(|| "progenitor produced no `types` module".to_string())
+}
+
+/// Whether a generated field's `#[serde(..)]` attributes say `word` (`default`, `flatten`).
+fn has_serde(field: &syn::Field, word: &str) -> bool {
+    field
+        .attrs
+        .iter()
+        .any(|a| a.path().is_ident("serde") && quote_tokens(&a.meta).contains(word))
+}
+
+/// A generated field's name on the wire: its `#[serde(rename = "..")]`, else its identifier.
+fn wire_name(field: &syn::Field) -> String {
+    field
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .find_map(|a| {
+            let text = quote_tokens(&a.meta);
+            text.split("rename = \"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(String::from)
+        })
+        .unwrap_or_else(|| {
+            field
+                .ident
+                .as_ref()
+                .map(|i| i.to_string().trim_start_matches("r#").to_string())
+                .unwrap_or_default()
+        })
+}
+
+/// For `oneOf: [<schema>, PhpEmptyArray]` (either order, exactly two branches): `<schema>`.
+fn php_empty_other(branches: &[Value]) -> Option<&Value> {
+    let marker = format!("#/components/schemas/{PHP_EMPTY_ARRAY}");
+    let is_marker = |b: &Value| b.get("$ref").and_then(Value::as_str) == Some(marker.as_str());
+    match branches {
+        [a, b] if is_marker(b) && !is_marker(a) => Some(a),
+        [a, b] if is_marker(a) && !is_marker(b) => Some(b),
+        _ => None,
+    }
 }
 
 /// The component schemas a request body uses, directly or through other schemas: the types a
@@ -1012,18 +1034,11 @@ fn request_constructors(
     file: &mut syn::File,
     schemas: &BTreeMap<String, Vec<String>>,
 ) -> Result<(), String> {
-    use quote::{ToTokens, format_ident, quote};
+    use quote::{format_ident, quote};
 
-    let types = file
-        .items
-        .iter_mut()
-        .find_map(|item| match item {
-            syn::Item::Mod(m) if m.ident == "types" => m.content.as_mut(),
-            _ => None,
-        })
-        .ok_or("progenitor produced no `types` module")?;
+    let types = types_module(file)?;
     let mut impls = Vec::new();
-    for item in types.1.iter() {
+    for item in types.iter() {
         let syn::Item::Struct(s) = item else {
             continue;
         };
@@ -1037,27 +1052,6 @@ fn request_constructors(
         let (mut args, mut inits, mut setters) = (Vec::new(), Vec::new(), Vec::new());
         let mut required_names = Vec::new();
         // Required fields in the spec's `required` order, then the others.
-        let wire_name = |field: &syn::Field| -> String {
-            field
-                .attrs
-                .iter()
-                .filter(|a| a.path().is_ident("serde"))
-                .find_map(|a| {
-                    let text = a.meta.to_token_stream().to_string();
-                    text.split("rename = \"")
-                        .nth(1)?
-                        .split('"')
-                        .next()
-                        .map(String::from)
-                })
-                .unwrap_or_else(|| {
-                    field
-                        .ident
-                        .as_ref()
-                        .map(|i| i.to_string().trim_start_matches("r#").to_string())
-                        .unwrap_or_default()
-                })
-        };
         let mut ordered: Vec<&syn::Field> = fields.named.iter().collect();
         ordered.sort_by_key(|f| {
             order
@@ -1069,19 +1063,12 @@ fn request_constructors(
             let Some(ident) = &field.ident else {
                 continue;
             };
-            let has_default = field.attrs.iter().any(|a| {
-                a.path().is_ident("serde")
-                    && a.meta.to_token_stream().to_string().contains("default")
-            });
+            let has_default = has_serde(field, "default");
             let option_inner = option_inner(&field.ty);
             let ty = &field.ty;
             let plain = ident.to_string();
             let plain = plain.trim_start_matches("r#").trim_end_matches('_');
-            let flattened = field.attrs.iter().any(|a| {
-                a.path().is_ident("serde")
-                    && a.meta.to_token_stream().to_string().contains("flatten")
-            });
-            if flattened {
+            if has_serde(field, "flatten") {
                 // `additionalProperties`: fields of the model the spec does not list.
                 inits.push(quote!(#ident: ::std::default::Default::default()));
                 setters.push(quote! {
@@ -1155,7 +1142,7 @@ fn request_constructors(
     for tokens in impls {
         let item: syn::Item = syn::parse2(tokens)
             .map_err(|e| format!("a generated request constructor does not parse: {e}"))?;
-        types.1.push(item);
+        types.push(item);
     }
     Ok(())
 }

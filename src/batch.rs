@@ -565,15 +565,11 @@ impl Operation for AddIncomingForms {
 }
 
 fn sources(list: types::SourceList) -> Vec<types::Source> {
-    list.embedded
-        .map(|e| e.sources.into_vec())
-        .unwrap_or_default()
+    list.into_sources().into_vec()
 }
 
 fn incoming(list: types::CreatedIncomingLeadList) -> Vec<types::CreatedIncomingLead> {
-    list.embedded
-        .map(|e| e.unsorted.into_vec())
-        .unwrap_or_default()
+    list.into_incoming_leads().into_vec()
 }
 
 /// Pairs each answered item with its key; an item without one matches nothing.

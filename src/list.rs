@@ -314,12 +314,7 @@ pub struct UnrecognizedItem {
 
 impl UnrecognizedItem {
     fn new<T: DeserializeOwned>(index: usize, raw: &RawValue) -> Self {
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        let (path, reason) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-            Err(e) => (e.path().to_string(), scrub(e.inner())),
-            // Cannot happen: the same text failed a moment ago.
-            Ok(_) => (".".to_string(), "did not decode".to_string()),
-        };
+        let (path, reason) = locate_failure::<T>(raw.get());
         Self {
             index,
             path,
@@ -354,9 +349,20 @@ impl UnrecognizedItem {
     }
 }
 
+/// Where and why `text` does not decode as `T` (it just failed to): the JSON path (`.` for the
+/// root) and [`scrub`]bed message, from a second, path-tracking decode.
+pub(crate) fn locate_failure<T: DeserializeOwned>(text: &str) -> (String, String) {
+    let mut de = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Err(e) => (e.path().to_string(), scrub(e.inner())),
+        // Only when `text` decodes after all, which the callers ruled out.
+        Ok(_) => (".".to_string(), "did not decode".to_string()),
+    }
+}
+
 /// serde_json's message without its position (it is the item's, not the answer's) and without
 /// any string value it quotes.
-pub(crate) fn scrub(e: &serde_json::Error) -> String {
+fn scrub(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let text = match text.rfind(" at line ") {
         Some(at) => &text[..at],

@@ -214,17 +214,15 @@ impl KommoPage for WidgetList {
     type Item = kommo::types::Widget;
 
     fn items(&self) -> &[Self::Item] {
-        self.embedded.as_ref().map_or(&[], |e| &e.widgets)
+        self.widgets()
     }
 
     fn unrecognized(&self) -> &[UnrecognizedItem] {
-        self.embedded
-            .as_ref()
-            .map_or(&[], |e| e.widgets.unrecognized())
+        self.widgets().unrecognized()
     }
 
     fn into_items(self) -> Items<Self::Item> {
-        self.embedded.map(|e| e.widgets).unwrap_or_default()
+        self.into_widgets()
     }
 
     fn links(&self) -> Option<&Links> {
@@ -236,17 +234,15 @@ impl KommoPage for IncomingLeadList {
     type Item = kommo::types::IncomingLead;
 
     fn items(&self) -> &[Self::Item] {
-        self.embedded.as_ref().map_or(&[], |e| &e.unsorted)
+        self.incoming_leads()
     }
 
     fn unrecognized(&self) -> &[UnrecognizedItem] {
-        self.embedded
-            .as_ref()
-            .map_or(&[], |e| e.unsorted.unrecognized())
+        self.incoming_leads().unrecognized()
     }
 
     fn into_items(self) -> Items<Self::Item> {
-        self.embedded.map(|e| e.unsorted).unwrap_or_default()
+        self.into_incoming_leads()
     }
 
     fn links(&self) -> Option<&Links> {
@@ -254,18 +250,18 @@ impl KommoPage for IncomingLeadList {
     }
 }
 
-/// A non-empty href of one of the page's links.
-fn href(link: Option<&kommo::types::Link>) -> Option<&str> {
-    link.and_then(|l| l.href.as_deref())
+/// A page's `next` href, unless blank.
+fn next_href<P: KommoPage>(page: &P) -> Option<&str> {
+    page.links()
+        .and_then(Links::next_href)
         .filter(|h| !h.trim().is_empty())
 }
 
-fn next_href<P: KommoPage>(page: &P) -> Option<&str> {
-    href(page.links().and_then(|l| l.next.as_ref()))
-}
-
+/// A page's `self` href, unless blank.
 fn self_href<P: KommoPage>(page: &P) -> Option<&str> {
-    href(page.links().and_then(|l| l.self_.as_ref()))
+    page.links()
+        .and_then(Links::self_href)
+        .filter(|h| !h.trim().is_empty())
 }
 
 /// A 128-bit digest of [`link_key`]: what the loop guard keeps, 16 bytes a page however long
@@ -698,17 +694,19 @@ impl Drain {
                 if !self.seen.insert(drain_key(&item)) {
                     continue;
                 }
-                match (&item, self.on_unrecognized) {
-                    (ListItem::Unrecognized(odd), OnUnrecognized::Fail) => {
-                        self.done = true;
-                        let error = ApiError::UnrecognizedItem {
-                            item: Box::new(odd.clone()),
-                            count: 1,
-                        };
-                        return Some((Err(error), self));
+                match &item {
+                    ListItem::Unrecognized(odd) => {
+                        if let Err(e) =
+                            refuse_unrecognized(self.on_unrecognized, std::slice::from_ref(odd))
+                        {
+                            self.done = true;
+                            return Some((Err(e), self));
+                        }
+                        if self.on_unrecognized == OnUnrecognized::Yield {
+                            self.buffered.push_back(item);
+                        }
                     }
-                    (ListItem::Unrecognized(_), OnUnrecognized::Skip) => {}
-                    _ => self.buffered.push_back(item),
+                    ListItem::Typed(_) => self.buffered.push_back(item),
                 }
             }
             if self.buffered.is_empty() {

@@ -180,11 +180,7 @@ impl IncomingLeadMetadata {
             match serde_json::from_str::<T>(text) {
                 Ok(m) => wrap(m),
                 Err(_) => {
-                    let mut de = serde_json::Deserializer::from_str(text);
-                    let (path, message) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                        Err(e) => (e.path().to_string(), crate::list::scrub(e.inner())),
-                        Ok(_) => (".".into(), "did not decode".into()),
-                    };
+                    let (path, message) = crate::list::locate_failure::<T>(text);
                     IncomingLeadMetadata::Unrecognized(UnrecognizedMetadata {
                         raw: serde_json::from_str(text).unwrap_or(Value::Null),
                         reason: UnrecognizedMetadataReason::DoesNotFit { path, message },
