@@ -1,7 +1,6 @@
 //! Shapes the APIs send that the vendor documents do not show (`openapi/EVIDENCE.md`):
 //! numbers sent as strings, and PHP's `[]` for an empty object.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -101,12 +100,6 @@ impl From<String> for IntOrString {
             text,
             number: false,
         }
-    }
-}
-
-impl<'a> From<&'a IntOrString> for Cow<'a, str> {
-    fn from(v: &'a IntOrString) -> Self {
-        Cow::Borrowed(&v.text)
     }
 }
 

@@ -173,11 +173,11 @@ impl IncomingLeadMetadata {
             wrap: fn(T) -> IncomingLeadMetadata,
         ) -> IncomingLeadMetadata {
             let text = raw.get();
-            // PHP's empty array: no metadata fields.
-            if text.starts_with('[') && text[1..].trim_start().starts_with(']') {
-                return wrap(T::default());
-            }
-            match serde_json::from_str::<T>(text) {
+            // An object, or PHP's empty array for no metadata fields.
+            let mut de = serde_json::Deserializer::from_str(text);
+            let read =
+                crate::wire::php_empty::map::<_, T>(&mut de).and_then(|m| de.end().map(|()| m));
+            match read {
                 Ok(m) => wrap(m),
                 Err(_) => {
                     let (path, message) = crate::list::locate_failure::<T>(text);
