@@ -1,3 +1,8 @@
+// docs.rs cannot follow the README's links to the files beside it. Rustdoc joins these
+// attributes into one text before reading it, and the first definition of a link name wins, so
+// here `[BENCHMARKS.md]` and `[FUZZING.md]` lead to the same texts as pages of this crate.
+#![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
+#![doc = "[FUZZING.md]: crate::_texts::fuzzing"]
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,6 +29,15 @@ mod secret;
 pub mod sync;
 mod transport;
 mod wire;
+
+/// The texts that ship beside the code, as pages of the documentation: measured speed and memory
+/// with the commands that reproduce them, and how the response decoders are fuzzed.
+pub mod _texts {
+    #[doc = include_str!("../BENCHMARKS.md")]
+    pub mod benchmarks {}
+    #[doc = include_str!("../FUZZING.md")]
+    pub mod fuzzing {}
+}
 
 pub use config::ConfigError;
 pub use secret::Secret;
