@@ -2,7 +2,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
 pub mod batch;
+mod builder;
+mod clock;
 pub mod closebot;
 mod config;
 pub mod error;
@@ -22,6 +25,7 @@ pub mod ratelimit;
 pub mod retry;
 mod secret;
 pub mod sync;
+mod text;
 mod transport;
 mod wire;
 
