@@ -421,15 +421,21 @@ pub(crate) enum Answer<T> {
 }
 
 /// Awaits a raw call (a generated one, or one made like it) and classifies its outcome.
-pub(crate) async fn answer<T, P>(
+///
+/// Not an `async fn`: [`crate::transport::scope`] boxes the call now, so the future returned
+/// here does not hold the call's kilobytes inline (see `scope`).
+pub(crate) fn answer<T, P>(
     call: impl Future<Output = RawCall<T>>,
-) -> Result<Answer<T>, ApiError<P>>
+) -> impl Future<Output = Result<Answer<T>, ApiError<P>>>
 where
     T: DeserializeOwned,
     P: fmt::Debug + ProblemSummary + DeserializeOwned,
 {
-    let (result, context) = crate::transport::scope(call).await;
-    classify(result, context.unwrap_or_default()).await
+    let scoped = crate::transport::scope(call);
+    async move {
+        let (result, context) = scoped.await;
+        classify(result, context.unwrap_or_default()).await
+    }
 }
 
 /// How a call's outcome becomes a value or an [`ApiError`]: every rule in one place.
