@@ -5,6 +5,10 @@
 //! raw call reports every non-2xx answer, and a 204 where a body was expected, as
 //! `progenitor_client::Error::UnexpectedResponse`. [`ResponseExt`] turns that into [`ApiError`]:
 //! the API's problem document when the body is one, the status and text otherwise.
+//!
+//! Every rule of that is in one function, `classify`: it reads the call's outcome and the
+//! context the transport left for it (the path, the secrets to scrub, the attempts, a failure
+//! of the credentials), and nothing else makes an `ApiError` from an answer.
 
 use std::fmt;
 use std::future::Future;
@@ -13,10 +17,8 @@ use progenitor_client::ResponseValue;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-/// How much of a non-JSON body an error keeps (the HTML pages are small; this bounds memory).
-const BODY_LIMIT: usize = 64 * 1024;
-/// How much of a body an error message shows.
-const EXCERPT: usize = 200;
+use crate::text::{excerpt, is_json_media_type};
+use crate::transport::CallContext;
 
 /// One line describing a problem document, for error messages.
 pub trait ProblemSummary {
@@ -120,7 +122,7 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         endpoint: String,
         /// What went wrong.
         #[source]
-        error: crate::oauth::AuthError,
+        error: crate::auth::AuthError,
     },
     /// A success response whose body does not match the specification.
     #[error("cannot decode the answer{} at `{path}`: {message}", of_endpoint(.endpoint))]
@@ -151,7 +153,8 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// A list item that does not decode into its type, from a pager told to stop on one
-    /// ([`crate::pagination::OnUnrecognized::Fail`]). By default such items are yielded instead.
+    /// (`OnUnrecognized::Fail` in `lead_intake::pagination`). By default such items are yielded
+    /// instead.
     #[error("{item} ({count} such item(s) on the page)")]
     UnrecognizedItem {
         /// The first such item of the page.
@@ -221,18 +224,6 @@ fn content_type_note(content_type: &Option<String>) -> String {
     match content_type {
         Some(ct) => format!(" with a {ct} body:"),
         None => " with no Content-Type:".to_string(),
-    }
-}
-
-/// The body as one line, cut to its first 200 characters, for error messages.
-pub(crate) fn excerpt(body: &str) -> String {
-    let text: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.is_empty() {
-        return "(empty body)".to_string();
-    }
-    match text.char_indices().nth(EXCERPT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
     }
 }
 
@@ -335,9 +326,9 @@ pub trait ResponseExt<T>:
     where
         T: DeserializeOwned + ApiResponse,
     {
-        let call = called(self);
+        let call = answer(self);
         async move {
-            match classify(call.await).await? {
+            match call.await? {
                 Answer::Body(value) => Ok(value),
                 Answer::NoContent { endpoint } => Err(ApiError::UnexpectedResponse {
                     endpoint,
@@ -368,9 +359,9 @@ pub trait ResponseExt<T>:
     where
         T: DeserializeOwned + ApiResponse,
     {
-        let call = called(self);
+        let call = answer(self);
         async move {
-            match classify(call.await).await {
+            match call.await {
                 Ok(Answer::Body(value)) => Ok(Some(value)),
                 Ok(Answer::NoContent { .. }) => Ok(None),
                 Err(e) if is_gone(&e) => Ok(None),
@@ -385,9 +376,9 @@ pub trait ResponseExt<T>:
     where
         T: DeserializeOwned + Default + ApiResponse,
     {
-        let call = called(self);
+        let call = answer(self);
         async move {
-            match classify(call.await).await? {
+            match call.await? {
                 Answer::Body(value) => Ok(value),
                 Answer::NoContent { .. } => Ok(T::default()),
             }
@@ -411,35 +402,6 @@ impl<F, T> ResponseExt<T> for F where
 {
 }
 
-tokio::task_local! {
-    /// The path of the request that the call being awaited in [`called`] sent last (set by
-    /// [`note_endpoint`] in the clients' exec hook). progenitor's decode error carries no
-    /// response, so this is how `ApiError::Decode` learns which endpoint answered.
-    static CALLED: std::cell::RefCell<String>;
-}
-
-/// Records the path of a request about to be sent, for [`called`]; nothing outside it.
-pub(crate) fn note_endpoint(path: &str) {
-    let _ = CALLED.try_with(|called| {
-        let mut called = called.borrow_mut();
-        called.clear();
-        called.push_str(path);
-    });
-}
-
-/// Awaits a generated call, and says which path it called.
-///
-/// The call is boxed here, before anything holds it: its future is kilobytes, and held inline
-/// it made the future of every `body()`/`or_empty()`, and of every caller's `async fn`, as large
-/// again (a test awaiting each operation in turn overflowed its stack in a debug build).
-fn called<F: Future>(call: F) -> impl Future<Output = (F::Output, String)> {
-    let call = Box::pin(call);
-    CALLED.scope(std::cell::RefCell::new(String::new()), async move {
-        let output = call.await;
-        (output, CALLED.with(|called| called.take()))
-    })
-}
-
 /// ` of {endpoint}`, or nothing when it is not known.
 fn of_endpoint(endpoint: &str) -> String {
     if endpoint.is_empty() {
@@ -449,44 +411,143 @@ fn of_endpoint(endpoint: &str) -> String {
     }
 }
 
-enum Answer<T> {
+/// A raw generated call's outcome.
+pub(crate) type RawCall<T> = Result<ResponseValue<T>, progenitor_client::Error<()>>;
+
+/// A call's answer that is not an error: its body, or `204 No Content`.
+pub(crate) enum Answer<T> {
     Body(T),
     NoContent { endpoint: String },
 }
 
-async fn classify<T, P>(
-    (result, endpoint): (
-        Result<ResponseValue<T>, progenitor_client::Error<()>>,
-        String,
-    ),
-) -> Result<Answer<T>, ApiError<P>>
+/// Awaits a raw call (a generated one, or one made like it) and classifies its outcome.
+///
+/// Not an `async fn`: [`crate::transport::scope`] boxes the call now, so the future returned
+/// here does not hold the call's kilobytes inline (see `scope`).
+pub(crate) fn answer<T, P>(
+    call: impl Future<Output = RawCall<T>>,
+) -> impl Future<Output = Result<Answer<T>, ApiError<P>>>
+where
+    T: DeserializeOwned,
+    P: fmt::Debug + ProblemSummary + DeserializeOwned,
+{
+    let scoped = crate::transport::scope(call);
+    async move {
+        let (result, context) = scoped.await;
+        classify(result, context.unwrap_or_default()).await
+    }
+}
+
+/// How a call's outcome becomes a value or an [`ApiError`]: every rule in one place.
+async fn classify<T, P>(result: RawCall<T>, context: CallContext) -> Result<Answer<T>, ApiError<P>>
 where
     T: DeserializeOwned,
     P: fmt::Debug + ProblemSummary + DeserializeOwned,
 {
     use progenitor_client::Error as Raw;
-    match result {
-        Ok(value) => Ok(Answer::Body(value.into_inner())),
-        Err(Raw::UnexpectedResponse(response)) if response.status() == StatusCode::NO_CONTENT => {
-            Ok(Answer::NoContent {
-                endpoint: response.url().path().to_string(),
-            })
-        }
-        Err(Raw::UnexpectedResponse(response)) => Err(from_response(response).await),
-        Err(Raw::InvalidResponsePayload(body, _)) => Err(decode_error::<T, P>(endpoint, body)),
-        Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
-            Err(ApiError::transport(e))
-        }
-        Err(Raw::ErrorResponse(value)) => Err(ApiError::UnexpectedResponse {
-            endpoint: String::new(),
-            status: value.status(),
-            retry_after: None,
-            content_type: None,
-            body: String::new(),
-        }),
-        Err(Raw::InvalidRequest(message)) => Err(ApiError::InvalidRequest(in_user_terms(message))),
-        Err(Raw::Custom(message)) => Err(ApiError::InvalidRequest(message)),
+    let CallContext {
+        endpoint,
+        redactions,
+        attempts,
+        auth_failure,
+    } = context;
+    // The stand-in answer of a request whose credentials failed (crate::transport's doc).
+    if let Some(error) = auth_failure {
+        return Err(ApiError::Auth { endpoint, error });
     }
+    let response = match result {
+        Ok(value) => return Ok(Answer::Body(value.into_inner())),
+        Err(Raw::UnexpectedResponse(response)) => response,
+        Err(Raw::InvalidResponsePayload(body, _)) => {
+            return Err(decode_error::<T, P>(endpoint, body));
+        }
+        Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
+            return Err(ApiError::transport(e));
+        }
+        Err(Raw::ErrorResponse(value)) => {
+            return Err(ApiError::UnexpectedResponse {
+                endpoint,
+                status: value.status(),
+                retry_after: None,
+                content_type: None,
+                body: String::new(),
+            });
+        }
+        Err(Raw::InvalidRequest(message)) => {
+            return Err(ApiError::InvalidRequest(in_user_terms(message)));
+        }
+        Err(Raw::Custom(message)) => return Err(ApiError::InvalidRequest(message)),
+    };
+    // An answer made without a client's pipeline has no context: its own URL says where.
+    let endpoint = if endpoint.is_empty() {
+        response.url().path().to_string()
+    } else {
+        endpoint
+    };
+    let status = response.status();
+    if status == StatusCode::NO_CONTENT {
+        return Ok(Answer::NoContent { endpoint });
+    }
+    let headers = response.headers();
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let header_wait = crate::retry::retry_after(headers);
+    // UnexpectedResponse keeps whole seconds (an HTTP date is turned into seconds from now).
+    let retry_after = header_wait.map(|d| d.as_secs());
+    let url = response.url().clone();
+    let bytes = match crate::transport::read_limited(response).await {
+        Ok(bytes) => bytes,
+        // A body error carries no URL of its own: say which answer it was.
+        Err(e) => return Err(ApiError::transport(e.with_url(url))),
+    };
+    // A server that echoes the request's credentials must not put them into the error.
+    // (`apply` borrows when no secret is found: the body is then kept as it came.)
+    let bytes = match redactions.apply(&String::from_utf8_lossy(&bytes)) {
+        std::borrow::Cow::Owned(text) => text.into_bytes(),
+        std::borrow::Cow::Borrowed(_) => bytes,
+    };
+    let text = || String::from_utf8_lossy(&bytes).into_owned();
+    let is_json = content_type.as_deref().is_some_and(is_json_media_type);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        // The header wins; without it, a JSON body's `retry_after` (as the retry layer reads it).
+        let body_wait = || {
+            is_json
+                .then(|| crate::retry::retry_after_in_body(&bytes))
+                .flatten()
+        };
+        return Err(ApiError::RateLimited {
+            endpoint,
+            retry_after: header_wait.or_else(body_wait),
+            attempts: attempts.max(1),
+            body: text(),
+        });
+    }
+    if (is_json || content_type.is_none())
+        && let Ok(problem) = serde_json::from_slice::<P>(&bytes)
+        && problem.is_problem_document()
+    {
+        return Err(ApiError::Problem {
+            endpoint,
+            status,
+            problem,
+        });
+    }
+    if status == StatusCode::FORBIDDEN && P::forbidden_page_means_blocked() {
+        return Err(ApiError::AccountBlocked {
+            endpoint,
+            content_type,
+            body: text(),
+        });
+    }
+    Err(ApiError::UnexpectedResponse {
+        endpoint,
+        status,
+        retry_after,
+        content_type,
+        body: text(),
+    })
 }
 
 /// progenitor's builder errors in the caller's terms: `conversion to `:: std :: num ::
@@ -543,7 +604,7 @@ pub(crate) fn without_query(mut e: reqwest::Error) -> reqwest::Error {
 }
 
 /// Decodes again, tracking the path, to say where the body disagrees with the type.
-pub(crate) fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
+fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
     endpoint: String,
     body: bytes::Bytes,
 ) -> ApiError<P> {
@@ -559,129 +620,6 @@ pub(crate) fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
         message,
         body,
     }
-}
-
-/// Classifies an error answer: the problem document when the body is one, else status and text.
-pub(crate) async fn from_response<P>(response: reqwest::Response) -> ApiError<P>
-where
-    P: fmt::Debug + ProblemSummary + DeserializeOwned,
-{
-    use crate::transport::{Attempts, AuthFailure, Endpoint};
-    let redactions = response
-        .extensions()
-        .get::<crate::secret::Redactions>()
-        .cloned();
-    let status = response.status();
-    let endpoint = match response.extensions().get::<Endpoint>() {
-        Some(Endpoint(path)) => path.clone(),
-        None => response.url().path().to_string(),
-    };
-    if let Some(AuthFailure(error)) = response.extensions().get::<AuthFailure>() {
-        return ApiError::Auth {
-            endpoint,
-            error: error.clone(),
-        };
-    }
-    let attempts = response
-        .extensions()
-        .get::<Attempts>()
-        .map_or(1, |Attempts(n)| *n);
-    let headers = response.headers();
-    let content_type = headers
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let header_wait = crate::retry::retry_after(headers);
-    // UnexpectedResponse keeps whole seconds (an HTTP date is turned into seconds from now).
-    let retry_after = header_wait.map(|d| d.as_secs());
-    let url = response.url().clone();
-    let bytes = match read_limited(response).await {
-        Ok(bytes) => bytes,
-        // A body error carries no URL of its own: say which answer it was.
-        Err(e) => return ApiError::transport(e.with_url(url)),
-    };
-    // A server that echoes the request's credentials must not put them into the error.
-    // (`apply` borrows when no secret is found: the body is then kept as it came.)
-    let scrubbed = redactions.and_then(|r| match r.apply(&String::from_utf8_lossy(&bytes)) {
-        std::borrow::Cow::Owned(text) => Some(text.into_bytes()),
-        std::borrow::Cow::Borrowed(_) => None,
-    });
-    let bytes = scrubbed.unwrap_or(bytes);
-    let is_json = content_type.as_deref().is_some_and(is_json_media_type);
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        // The header wins; without it, a JSON body's `retry_after` (as the retry layer reads it).
-        let body_wait = || {
-            is_json
-                .then(|| crate::retry::retry_after_in_body(&bytes))
-                .flatten()
-        };
-        return ApiError::RateLimited {
-            endpoint,
-            retry_after: header_wait.or_else(body_wait),
-            attempts,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        };
-    }
-    if (is_json || content_type.is_none())
-        && let Ok(problem) = serde_json::from_slice::<P>(&bytes)
-        && problem.is_problem_document()
-    {
-        return ApiError::Problem {
-            endpoint,
-            status,
-            problem,
-        };
-    }
-    if status == StatusCode::FORBIDDEN && P::forbidden_page_means_blocked() {
-        return ApiError::AccountBlocked {
-            endpoint,
-            content_type,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        };
-    }
-    ApiError::UnexpectedResponse {
-        endpoint,
-        status,
-        retry_after,
-        content_type,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
-
-/// Whether a Content-Type is JSON: `application/json` or any `+json` (`application/problem+json`).
-pub(crate) fn is_json_media_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
-}
-
-/// The body, at most 64 KiB of it, and as far as it came when it breaks off.
-pub(crate) async fn read_limited_lossy(mut response: reqwest::Response) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = BODY_LIMIT.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= BODY_LIMIT {
-            break;
-        }
-    }
-    out
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = BODY_LIMIT.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= BODY_LIMIT {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {

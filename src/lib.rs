@@ -7,7 +7,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
 pub mod batch;
+mod builder;
+mod clock;
 pub mod closebot;
 mod config;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod ratelimit;
 pub mod retry;
 mod secret;
 pub mod sync;
+mod text;
 mod transport;
 mod wire;
 

@@ -1,6 +1,6 @@
 //! HAL link-following: `_links.next`, `_links.self`, ... fetched as the type the caller expects
-//! with [`crate::kommo::Client::follow`], through the same credentials, rate limiter and retries
-//! as the generated calls.
+//! with `kommo::Client::follow`, through the same credentials, rate limiter and retries as the
+//! generated calls, and read by the same rules.
 //!
 //! A relative href resolves against the client's base URL. An absolute href must have the base
 //! URL's origin: a link to another host is refused with [`ApiError::InvalidLink`] and nothing is
@@ -26,11 +26,11 @@
 //! # Ok(()) }
 //! ```
 
-use progenitor_client::{ClientHooks, ClientInfo, OperationInfo};
+use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ApiResponse, decode_error, from_response};
+use crate::error::{Answer, ApiError, ApiResponse, answer};
 
 /// Resolves `href` against `base`. A relative href is joined to the base URL; an absolute href
 /// must have the base URL's origin, since following it sends the account's credentials there.
@@ -80,35 +80,24 @@ where
             reason,
         }
     })?;
-    let endpoint = url.path().to_string();
-    let mut request = client
-        .client()
-        .get(url)
-        .build()
-        .map_err(ApiError::transport)?;
-    let info = OperationInfo {
-        operation_id: "follow_link",
-    };
-    client
-        .pre::<()>(&mut request, &info)
-        .await
-        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let response = client
-        .exec(request, &info)
-        .await
-        .map_err(ApiError::transport)?;
-    match response.status() {
-        StatusCode::NO_CONTENT => Ok(None),
-        s if s.is_success() => {
-            let url = response.url().clone();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| ApiError::transport(e.with_url(url)))?;
-            serde_json::from_slice::<T>(&body)
-                .map(Some)
-                .map_err(|_| decode_error::<T, T::Problem>(endpoint, body))
+    // Sent and read as a generated GET is: `pre`, `exec`, then the body of a success answer
+    // other than 204; any other answer is the error layer's to classify.
+    let call = async {
+        let mut request = client.client().get(url).build()?;
+        let info = OperationInfo {
+            operation_id: "follow_link",
+        };
+        client.pre::<()>(&mut request, &info).await?;
+        let response = client.exec(request, &info).await?;
+        match response.status() {
+            s if s.is_success() && s != StatusCode::NO_CONTENT => {
+                ResponseValue::<T>::from_response(response).await
+            }
+            _ => Err(progenitor_client::Error::UnexpectedResponse(response)),
         }
-        _ => Err(from_response(response).await),
+    };
+    match answer(call).await? {
+        Answer::Body(value) => Ok(Some(value)),
+        Answer::NoContent { .. } => Ok(None),
     }
 }

@@ -6,7 +6,7 @@
 //! index in the list, and where and why it did not fit. They are counted, and each list that
 //! has any logs one WARN event (`lead_intake::list`, with the count and the first one's index
 //! and path; never a value). An answer that is not JSON, or not a list, is still an
-//! [`ApiError::Decode`](crate::error::ApiError::Decode).
+//! `ApiError::Decode` (`lead_intake::error`).
 //!
 //! ```
 //! use lead_intake::kommo::types::SourceList;
@@ -449,11 +449,6 @@ pub enum Entry<'a, T> {
     /// An item that does not fit its type.
     Unrecognized(&'a UnrecognizedItem),
 }
-
-impl ListItemType for crate::kommo::types::Source {}
-impl ListItemType for crate::kommo::types::Widget {}
-impl ListItemType for crate::kommo::types::CreatedIncomingLead {}
-impl ListItemType for crate::closebot::types::Source {}
 
 #[cfg(test)]
 mod tests {

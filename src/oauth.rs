@@ -55,14 +55,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
-use reqwest::header::HeaderValue;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+pub use crate::auth::{AuthError, Grant};
+use crate::auth::{AuthFuture, Authorizer, Issued};
+use crate::clock::now_utc;
+use crate::config::ConfigError;
 use crate::ratelimit::RateLimiter;
 use crate::retry::RetryPolicy;
-use crate::secret::Redactions;
-use crate::{ConfigError, Secret};
+use crate::secret::{Redactions, Secret};
 
 /// How long a refresh that failed for a passing reason (a 5xx, a timeout) is not tried again
 /// while the current access token is still valid.
@@ -108,109 +111,12 @@ pub struct TokenPair {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Which grant a token request used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Grant {
-    /// `authorization_code`: the code from the installation redirect.
-    AuthorizationCode,
-    /// `refresh_token`.
-    RefreshToken,
-}
-
-impl fmt::Display for Grant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Grant::AuthorizationCode => "authorization code",
-            Grant::RefreshToken => "refresh token",
-        })
-    }
-}
-
-/// An OAuth failure. Never contains a token or the client secret.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthError {
-    /// The token endpoint refused the grant: the refresh token is revoked, expired or already
-    /// used (or the code is). The user must authorize the integration again; until then every
-    /// request fails with this error without contacting Kommo.
-    #[error(
-        "Kommo refused the {grant} ({status}{}): the integration must be authorized again",
-        describe(title, detail, hint)
-    )]
-    Rejected {
-        /// The grant that was refused.
-        grant: Grant,
-        /// The token endpoint's status (400 or 401).
-        status: StatusCode,
-        /// The problem's title, e.g. `Unauthorized`.
-        title: Option<String>,
-        /// The problem's detail.
-        detail: Option<String>,
-        /// Kommo's hint, e.g. `Token has been revoked`.
-        hint: Option<String>,
-    },
-    /// Your callback failed to store the new token pair, so it was not used. The pair is kept in
-    /// memory and offered to the callback again on the next request.
-    ///
-    /// This is your callback's error, unless its text (or its sources') contains a token or the
-    /// client secret: then it is replaced by a plain error with that text, the secrets removed.
-    #[error(
-        "the refreshed tokens could not be stored ({0}); they were not used and will be offered to the callback again"
-    )]
-    Callback(#[source] Arc<dyn StdError + Send + Sync>),
-    /// The token endpoint answered something else (a 5xx, HTML, a 429 after every retry).
-    #[error("the token endpoint answered {status}: {body}")]
-    TokenEndpoint {
-        /// The status.
-        status: StatusCode,
-        /// The start of the body, without the refresh token, code or client secret if the server
-        /// echoed them.
-        body: String,
-    },
-    /// A 2xx from the token endpoint that is not a usable token pair.
-    #[error("the token endpoint's answer is not a usable token pair: {0}")]
-    InvalidTokenResponse(String),
-    /// The token request could not be sent or its answer not received.
-    #[error("the token request failed: {0}")]
-    Transport(#[source] Arc<reqwest::Error>),
-    /// The base URL or credentials given to [`exchange_code`] are not usable.
-    #[error(transparent)]
-    Config(Arc<ConfigError>),
-}
-
-impl AuthError {
-    /// True when the failure may pass (a 5xx, a timeout): the same refresh token may work later.
-    fn is_transient(&self) -> bool {
-        match self {
-            AuthError::TokenEndpoint { status, .. } => {
-                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
-            }
-            AuthError::Transport(_) => true,
-            _ => false,
-        }
-    }
-}
-
-fn describe(title: &Option<String>, detail: &Option<String>, hint: &Option<String>) -> String {
-    let parts: Vec<&str> = [title, detail, hint]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", parts.join(": "))
-    }
-}
-
 type BoxError = Box<dyn StdError + Send + Sync>;
 type CallbackFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 type Callback = Arc<dyn Fn(TokenPair) -> CallbackFuture + Send + Sync>;
 
 /// OAuth settings for a Kommo client: the integration, the current tokens, and the callback
-/// that stores each new pair. Give it to [`crate::kommo::ClientBuilder::oauth`].
+/// that stores each new pair. Give it to `kommo::ClientBuilder::oauth`.
 pub struct OAuth {
     pub(crate) app: OAuthApp,
     pub(crate) tokens: TokenPair,
@@ -356,9 +262,8 @@ async fn token_request(
         .json(body)
         .build()
         .map_err(|e| AuthError::Transport(Arc::new(e)))?;
-    let response = crate::transport::send(http, request, limiter, retry)
-        .await
-        .map_err(|e| AuthError::Transport(Arc::new(e)))?;
+    let (response, _attempts) = crate::transport::send(http, request, limiter, retry).await;
+    let response = response.map_err(|e| AuthError::Transport(Arc::new(e)))?;
     let status = response.status();
     let bytes = response
         .bytes()
@@ -421,7 +326,7 @@ pub(crate) fn read_token_answer(
     }
     Err(AuthError::TokenEndpoint {
         status,
-        body: crate::error::excerpt(&text),
+        body: crate::text::excerpt(&text),
     })
 }
 
@@ -747,7 +652,32 @@ impl fmt::Display for RedactedError {
 
 impl StdError for RedactedError {}
 
-/// The wall clock as a chrono time (chrono's own `Utc::now` needs its `clock` feature).
-pub(crate) fn now_utc() -> DateTime<Utc> {
-    std::time::SystemTime::now().into()
+/// The session as the transport uses it: the bearer header, refreshed when it is about to
+/// expire or after a 401.
+impl Authorizer for Session {
+    fn authorize<'a>(&'a self, request: &'a mut reqwest::Request) -> AuthFuture<'a, Issued> {
+        Box::pin(async move {
+            let (value, generation) = self.authorization().await?;
+            request.headers_mut().insert(AUTHORIZATION, value);
+            Ok(Issued(generation))
+        })
+    }
+
+    fn on_unauthorized(&self, issued: Issued) -> AuthFuture<'_, bool> {
+        Box::pin(async move {
+            tracing::debug!(
+                client_id = self.app.client_id,
+                "401 to the access token: refreshing it (unless another request already did) and sending again"
+            );
+            self.unauthorized(issued.0).await.map(|()| true)
+        })
+    }
+
+    fn redactions(&self) -> Redactions {
+        Session::redactions(self)
+    }
+
+    fn describe(&self) -> String {
+        "OAuth [redacted]".to_string()
+    }
 }

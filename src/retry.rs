@@ -1,15 +1,15 @@
 //! Retries: which failures are tried again, and how long to wait.
 //!
-//! Every call of both clients (generated operations, [`follow`](crate::kommo::Client::follow),
-//! pagination, batches) goes through the same policy:
+//! Every call of both clients (generated operations, `kommo::Client::follow`, pagination,
+//! batches) goes through the same policy:
 //!
 //! | Answer | Retried? |
 //! |---|---|
 //! | 429 Too Many Requests (JSON, HTML or empty, with or without `Retry-After`) | yes, any method: the server did not process it. `Retry-After` is honoured (seconds or an HTTP date), and so is a JSON body's `retry_after` (Kommo's problem document) when there is no header; without either, exponential backoff. A wait (header or body) longer than [`RetryPolicy::max_delay`] is not waited for: the error is returned with its `retry_after`. |
 //! | connection refused, DNS failure, connect timeout | yes, any method: nothing was sent |
 //! | 5xx, other transport errors (reset, timeout) | only for idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE): a POST or PATCH may have been applied |
-//! | 401 with OAuth | the token is refreshed once and the request sent once more (see [`crate::oauth`]) |
-//! | 403 | never: Kommo answers it to a blocked account, and more requests keep it blocked ([`crate::error::ApiError::AccountBlocked`]) |
+//! | 401 with OAuth | the token is refreshed once and the request sent once more (see `lead_intake::oauth`) |
+//! | 403 | never: Kommo answers it to a blocked account, and more requests keep it blocked (`ApiError::AccountBlocked`) |
 //! | anything else | no |
 //!
 //! Backoff before retry *n* (1-based) is `min(max_delay, base_delay × 2ⁿ⁻¹)`, of which a random
@@ -250,7 +250,7 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = date.with_timezone(&chrono::Utc) - crate::oauth::now_utc();
+    let wait = date.with_timezone(&chrono::Utc) - crate::clock::now_utc();
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -382,7 +382,7 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
             Some(Duration::ZERO)
         );
-        let future = (crate::oauth::now_utc() + chrono::Duration::seconds(120))
+        let future = (crate::clock::now_utc() + chrono::Duration::seconds(120))
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
         let wait = parse_retry_after(&future).unwrap();

@@ -61,8 +61,8 @@ pub(crate) const REDACTED: &str = "[redacted]";
 const MIN_REDACTED_LEN: usize = 6;
 
 /// The secrets a request was sent with, which an answer must not carry into an error: the
-/// transport attaches them to every response (as an extension) and [`crate::error`] removes
-/// them from error bodies.
+/// credentials give them, the transport puts them in the call's context, and the error layer
+/// removes them from error bodies.
 #[derive(Clone, Default)]
 pub(crate) struct Redactions(pub(crate) std::sync::Arc<Vec<Secret>>);
 

@@ -1,50 +1,87 @@
-//! The path every request takes, from progenitor's `exec` hook: credentials, the rate limiter,
-//! retries, and the OAuth refresh after a 401.
+//! The path every request takes, from progenitor's `exec` hook: credentials (the client's
+//! [`Authorizer`]), the rate limiter, retries, and one more round after a 401 when the
+//! credentials could be renewed.
 //!
-//! `exec` can only return a `reqwest::Response` or a `reqwest::Error`, so a failure of our own
-//! (an OAuth refresh that failed) travels as a synthetic 401 response carrying the typed error in
-//! its extensions; [`crate::error`] takes it out again. Every response also carries the
-//! secrets its request was sent with ([`Redactions`]), so an error built from it can remove
-//! them when a server echoes them back.
+//! What an error made from a call's answer must know and the answer does not carry (the path
+//! called, the secrets the request was sent with, how many times it was sent, credentials that
+//! could not be had) is the call's [`CallContext`]: one value, made by [`Pipeline::execute`]
+//! when the call ends and read by the error layer through [`scope`].
+//!
+//! ## Around progenitor's `exec` hook
+//!
+//! `exec` can return only a `reqwest::Response` or a `reqwest::Error`, and no code outside
+//! reqwest can make a `reqwest::Error`. So when the credentials fail (an OAuth refresh that was
+//! refused), the request is not sent and `exec` returns a stand-in answer: a `401` whose body is
+//! the error's text, which is what a raw generated call shows; the typed error is in the call's
+//! context. For the same reason the context travels beside the answer (a task-local that
+//! [`scope`] opens around the call), not inside it: progenitor's decode error keeps only the
+//! body. This module is the only one that works around the hook.
 //!
 //! Events (README "Logging"): `lead_intake::transport` for each attempt and its answer,
 //! `lead_intake::retry` for retry decisions. They name the method, host and path, never the
 //! query string (it may carry values the caller would not log), headers or bodies.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::sync::Arc;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Request, Response, StatusCode};
 use tokio::time::Instant;
 
-use crate::oauth::{AuthError, Session, TokenPair};
+use crate::auth::{AuthError, Authorizer};
 use crate::ratelimit::RateLimiter;
 use crate::retry::{self, Attempt, GiveUp, Next, RetryPolicy};
 use crate::secret::Redactions;
 
-/// How a client authenticates.
-pub(crate) enum Auth {
-    /// A fixed header (a long-lived bearer token, CloseBot's key), and the secret in it.
-    Header(HeaderName, HeaderValue, Redactions),
-    /// Kommo OAuth with refresh.
-    OAuth(Box<Session>),
+/// How much of a body an error keeps (the HTML pages are small; this bounds memory).
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the error layer needs to know about a call besides its answer (see the module doc).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CallContext {
+    /// The path of the request, e.g. `/api/v4/sources` (never its query).
+    pub(crate) endpoint: String,
+    /// The secrets of the client's credentials (as they were when the call ended), to remove
+    /// from error texts.
+    pub(crate) redactions: Redactions,
+    /// How many times the request was sent in its last round (0 when it never was).
+    pub(crate) attempts: u32,
+    /// The credentials could not be had: the request was not sent and the answer is the
+    /// stand-in 401.
+    pub(crate) auth_failure: Option<AuthError>,
 }
 
-/// Everything a client shares with its clones: auth, limiter, retry policy.
+tokio::task_local! {
+    /// The context the pipeline leaves for the call that [`scope`] awaits.
+    static CONTEXT: RefCell<Option<CallContext>>;
+}
+
+/// Awaits a call and returns its output with the context its pipeline left (none when the call
+/// never reached a client's pipeline: a builder error, an answer made by hand).
+///
+/// The call is boxed here, before anything holds it: its future is kilobytes, and held inline
+/// it made the future of every `body()`/`or_empty()`, and of every caller's `async fn`, as large
+/// again (a test awaiting each operation in turn overflowed its stack in a debug build).
+pub(crate) fn scope<F: Future>(call: F) -> impl Future<Output = (F::Output, Option<CallContext>)> {
+    let call = Box::pin(call);
+    CONTEXT.scope(RefCell::new(None), async move {
+        let output = call.await;
+        (output, CONTEXT.with(RefCell::take))
+    })
+}
+
+/// Everything a client shares with its clones: credentials, limiter, retry policy.
 pub(crate) struct Pipeline {
-    pub(crate) auth: Auth,
+    authorizer: Arc<dyn Authorizer>,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let auth = match &self.auth {
-            Auth::Header(name, ..) => format!("{name}: [redacted]"),
-            Auth::OAuth(_) => "OAuth [redacted]".to_string(),
-        };
         f.debug_struct("Pipeline")
-            .field("auth", &auth)
+            .field("auth", &self.authorizer.describe())
             .field("limiter", &self.limiter)
             .field("retry", &self.retry)
             .finish()
@@ -52,53 +89,77 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn new(auth: Auth, limiter: Option<RateLimiter>, retry: RetryPolicy) -> Arc<Self> {
+    pub(crate) fn new(
+        authorizer: Arc<dyn Authorizer>,
+        limiter: Option<RateLimiter>,
+        retry: RetryPolicy,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            auth,
+            authorizer,
             limiter,
             retry,
         })
     }
 
-    /// Sends a request of a client.
+    /// Sends a request of a client (its `exec` hook), and leaves the call's context for
+    /// [`scope`].
     pub(crate) async fn execute(
         &self,
         http: &reqwest::Client,
         request: Request,
     ) -> reqwest::Result<Response> {
-        crate::error::note_endpoint(request.url().path());
-        execute(
-            http,
-            request,
-            self.limiter.as_ref(),
-            &self.retry,
-            Some(&self.auth),
-        )
-        .await
+        let mut context = CallContext {
+            endpoint: request.url().path().to_string(),
+            ..CallContext::default()
+        };
+        let result = self.run(http, request, &mut context).await;
+        // Taken after the call: a refresh during it added the new tokens.
+        context.redactions = self.authorizer.redactions();
+        // Outside a scope (a raw generated call) nobody reads it.
+        let _ = CONTEXT.try_with(|slot| *slot.borrow_mut() = Some(context));
+        result
     }
 
-    /// The OAuth tokens in use, for clients built with OAuth.
-    pub(crate) async fn tokens(&self) -> Option<TokenPair> {
-        match &self.auth {
-            Auth::OAuth(session) => Some(session.tokens().await),
-            Auth::Header(..) => None,
+    /// With credentials, through the limiter, retrying per the policy; after a 401, once more
+    /// if the authorizer renewed the credentials (or another request did).
+    async fn run(
+        &self,
+        http: &reqwest::Client,
+        mut request: Request,
+        context: &mut CallContext,
+    ) -> reqwest::Result<Response> {
+        let limiter = self.limiter.as_ref();
+        // A body that cannot be cloned (a stream) is sent once.
+        let spare = request.try_clone();
+        let issued = match self.authorizer.authorize(&mut request).await {
+            Ok(issued) => issued,
+            Err(e) => return Ok(not_sent(&request, e, context)),
+        };
+        let (result, attempts) = send(http, request, limiter, &self.retry).await;
+        context.attempts = attempts;
+        let (Ok(response), Some(mut again)) = (&result, spare) else {
+            return result;
+        };
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return result;
         }
+        match self.authorizer.on_unauthorized(issued).await {
+            Ok(true) => drop(result),
+            Ok(false) => return result,
+            Err(e) => return Ok(not_sent(&again, e, context)),
+        }
+        if let Err(e) = self.authorizer.authorize(&mut again).await {
+            return Ok(not_sent(&again, e, context));
+        }
+        let (result, attempts) = send(http, again, limiter, &self.retry).await;
+        context.attempts = attempts;
+        result
     }
 }
 
-/// The error of our own that made a synthetic response (see the module doc).
-#[derive(Clone, Debug)]
-pub(crate) struct AuthFailure(pub(crate) AuthError);
-
-/// The path of the request a synthetic response answers (reqwest cannot set its URL).
-#[derive(Clone, Debug)]
-pub(crate) struct Endpoint(pub(crate) String);
-
-/// How many times the request was sent before this answer.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Attempts(pub(crate) u32);
-
-fn auth_failure(request: &Request, error: AuthError) -> Response {
+/// The stand-in answer to a request whose credentials failed (see the module doc); the typed
+/// error goes into the context.
+fn not_sent(request: &Request, error: AuthError, context: &mut CallContext) -> Response {
     tracing::debug!(
         method = %request.method(),
         path = request.url().path(),
@@ -111,76 +172,8 @@ fn auth_failure(request: &Request, error: AuthError) -> Response {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    response
-        .extensions_mut()
-        .insert(Endpoint(request.url().path().to_string()));
-    response.extensions_mut().insert(AuthFailure(error));
+    context.auth_failure = Some(error);
     Response::from(response)
-}
-
-/// Marks `result`'s response with the secrets its request carried.
-fn mark(result: reqwest::Result<Response>, redactions: Redactions) -> reqwest::Result<Response> {
-    result.map(|mut response| {
-        response.extensions_mut().insert(redactions);
-        response
-    })
-}
-
-/// Sends `request` with credentials (when `auth` is given), through the limiter, retrying per
-/// `policy`. With OAuth, a 401 makes one refresh (or picks up another request's) and one more
-/// round of attempts.
-pub(crate) async fn execute(
-    http: &reqwest::Client,
-    mut request: Request,
-    limiter: Option<&RateLimiter>,
-    policy: &RetryPolicy,
-    auth: Option<&Auth>,
-) -> reqwest::Result<Response> {
-    let session = match auth {
-        None => return send(http, request, limiter, policy).await,
-        Some(Auth::Header(name, value, redactions)) => {
-            request.headers_mut().insert(name.clone(), value.clone());
-            return mark(
-                send(http, request, limiter, policy).await,
-                redactions.clone(),
-            );
-        }
-        Some(Auth::OAuth(session)) => session,
-    };
-    let spare = request.try_clone();
-    let generation = match session.authorization().await {
-        Ok((value, generation)) => {
-            request.headers_mut().insert(AUTHORIZATION, value);
-            generation
-        }
-        Err(e) => return Ok(auth_failure(&request, e)),
-    };
-    let result = send(http, request, limiter, policy).await;
-    let (Ok(response), Some(mut again)) = (&result, spare) else {
-        return mark(result, session.redactions());
-    };
-    if response.status() != StatusCode::UNAUTHORIZED {
-        return mark(result, session.redactions());
-    }
-    tracing::debug!(
-        target: "lead_intake::oauth",
-        method = %again.method(),
-        path = again.url().path(),
-        "401 to the access token: refreshing it (unless another request already did) and sending again"
-    );
-    if let Err(e) = session.unauthorized(generation).await {
-        return Ok(auth_failure(&again, e));
-    }
-    match session.authorization().await {
-        Ok((value, _)) => {
-            again.headers_mut().insert(AUTHORIZATION, value);
-            mark(
-                send(http, again, limiter, policy).await,
-                session.redactions(),
-            )
-        }
-        Err(e) => Ok(auth_failure(&again, e)),
-    }
 }
 
 /// A transport error in words, without its URL (whose query string is not logged).
@@ -208,13 +201,14 @@ fn describe(error: &reqwest::Error) -> String {
     text
 }
 
-/// Sends `request` as it is, through the limiter, retrying per `policy`.
+/// Sends `request` as it is, through the limiter, retrying per `policy`; returns the last
+/// result and how many times the request was sent.
 pub(crate) async fn send(
     http: &reqwest::Client,
     mut request: Request,
     limiter: Option<&RateLimiter>,
     policy: &RetryPolicy,
-) -> reqwest::Result<Response> {
+) -> (reqwest::Result<Response>, u32) {
     let method = request.method().clone();
     // The path only: a query string may carry values (search terms, a user's data) that do
     // not belong in logs.
@@ -346,10 +340,7 @@ pub(crate) async fn send(
                     ),
                     Next::Return => {}
                 }
-                return result.map(|mut response| {
-                    response.extensions_mut().insert(Attempts(attempt));
-                    response
-                });
+                return (result, attempt);
             }
         }
     }
@@ -360,7 +351,7 @@ fn is_json(headers: &reqwest::header::HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(crate::error::is_json_media_type)
+        .is_some_and(crate::text::is_json_media_type)
 }
 
 /// A placeholder while a response is taken apart.
@@ -378,7 +369,7 @@ async fn read_retry_after_in_body(response: Response) -> (Response, Option<std::
     let version = response.version();
     let headers = response.headers().clone();
     let extensions = response.extensions().clone();
-    let bytes = crate::error::read_limited_lossy(response).await;
+    let bytes = read_limited_lossy(response).await;
     let wait = retry::retry_after_in_body(&bytes);
     let mut rebuilt = http::Response::builder()
         .status(status)
@@ -389,4 +380,30 @@ async fn read_retry_after_in_body(response: Response) -> (Response, Option<std::
     *rebuilt.headers_mut() = headers;
     rebuilt.extensions_mut().extend(extensions);
     (Response::from(rebuilt), wait)
+}
+
+/// The body, at most 64 KiB of it, and as far as it came when it breaks off.
+async fn read_limited_lossy(mut response: Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = BODY_LIMIT.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= BODY_LIMIT {
+            break;
+        }
+    }
+    out
+}
+
+/// The body of an error answer, at most 64 KiB of it (all an error keeps).
+pub(crate) async fn read_limited(mut response: Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = BODY_LIMIT.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= BODY_LIMIT {
+            break;
+        }
+    }
+    Ok(out)
 }

@@ -26,6 +26,8 @@ pub mod types {
 
 use std::sync::Arc;
 
+impl crate::list::ListItemType for types::Source {}
+
 impl types::SourcePage {
     /// The sources of the page (`results`): those that decoded, derefs to a slice;
     /// [`Items::unrecognized`](crate::list::Items::unrecognized) has the others.
@@ -41,12 +43,12 @@ impl types::SourcePage {
 
 use reqwest::header::{AUTHORIZATION, HeaderName};
 
-use crate::Secret;
-use crate::config::{self, ConfigError};
+use crate::auth::FixedHeader;
+use crate::builder::Common;
+use crate::config::ConfigError;
 use crate::error::ProblemSummary;
-use crate::ratelimit::RateLimiter;
-use crate::retry::RetryPolicy;
-use crate::transport::{Auth, Pipeline};
+use crate::secret::Secret;
+use crate::transport::Pipeline;
 
 /// CloseBot's API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.closebot.com";
@@ -75,7 +77,7 @@ pub struct ClientState {
 /// Builds a CloseBot [`Client`].
 ///
 /// Defaults: `https://api.closebot.com`, the key in `X-CB-KEY`, no rate limit (CloseBot
-/// documents none), [`RetryPolicy::default`].
+/// documents none), [`RetryPolicy::default`](crate::retry::RetryPolicy::default).
 ///
 /// ```
 /// use lead_intake::closebot::{Client, KeyHeader};
@@ -92,11 +94,8 @@ pub struct ClientState {
 pub struct ClientBuilder {
     api_key: Option<Secret>,
     base_url: String,
-    allow_insecure: bool,
     key_header: KeyHeader,
-    limiter: Option<RateLimiter>,
-    retry: RetryPolicy,
-    http: Option<reqwest::Client>,
+    common: Common,
 }
 
 impl Default for ClientBuilder {
@@ -104,11 +103,8 @@ impl Default for ClientBuilder {
         Self {
             api_key: None,
             base_url: DEFAULT_BASE_URL.to_string(),
-            allow_insecure: false,
             key_header: KeyHeader::default(),
-            limiter: None,
-            retry: RetryPolicy::default(),
-            http: None,
+            common: Common::new(None),
         }
     }
 }
@@ -127,38 +123,16 @@ impl ClientBuilder {
         self
     }
 
-    /// Accept plain `http://` on any host (the API key then travels unencrypted).
-    pub fn allow_insecure_http(mut self) -> Self {
-        self.allow_insecure = true;
-        self
-    }
-
     /// How the key is sent (default `X-CB-KEY`).
     pub fn key_header(mut self, key_header: KeyHeader) -> Self {
         self.key_header = key_header;
         self
     }
 
-    /// A client-side rate limiter (none by default).
-    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
-        self.limiter = Some(limiter);
-        self
-    }
-
-    /// The retry policy; see [`crate::retry`].
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Your own `reqwest::Client`.
-    ///
-    /// Its redirect policy is yours: the default client follows redirects only within the base
-    /// URL's origin, while reqwest's own default follows them to any host and sends the
-    /// `X-CB-KEY` header there (it drops only the standard `Authorization` header).
-    pub fn http_client(mut self, http: reqwest::Client) -> Self {
-        self.http = Some(http);
-        self
+    crate::builder::builder_setters! {
+        credential: "API key",
+        default_limiter: "none, as CloseBot documents no limit",
+        redirects: "and sends the `X-CB-KEY` header there (it drops only the standard `Authorization` header)",
     }
 
     /// Checks the settings and builds the client.
@@ -166,30 +140,16 @@ impl ClientBuilder {
         let api_key = self.api_key.ok_or(ConfigError::Missing {
             what: "the API key",
         })?;
-        let base_url = config::base_url(&self.base_url, self.allow_insecure)?;
-        let header = match self.key_header {
-            KeyHeader::XCbKey => (
-                HeaderName::from_static("x-cb-key"),
-                config::secret_header("", &api_key, "API key")?,
-            ),
-            KeyHeader::AuthorizationKey => (
-                AUTHORIZATION,
-                config::secret_header("Key ", &api_key, "API key")?,
-            ),
+        let (name, prefix) = match self.key_header {
+            KeyHeader::XCbKey => (HeaderName::from_static("x-cb-key"), ""),
+            KeyHeader::AuthorizationKey => (AUTHORIZATION, "Key "),
         };
-        let http = match self.http {
-            Some(http) => http,
-            None => config::http_client()?,
-        };
-        let redactions = crate::secret::Redactions::new(vec![api_key]);
-        let pipeline = Pipeline::new(
-            Auth::Header(header.0, header.1, redactions),
-            self.limiter,
-            self.retry,
-        );
+        let connection = self.common.connect(&self.base_url)?;
+        let key = FixedHeader::new(name, prefix, api_key, "API key")?;
+        let pipeline = connection.pipeline(Arc::new(key));
         Ok(Client::new_with_client(
-            &base_url,
-            http,
+            &connection.base_url,
+            connection.http,
             ClientState { pipeline },
         ))
     }

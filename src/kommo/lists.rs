@@ -21,7 +21,13 @@ use super::types::{
     CreatedIncomingLead, CreatedIncomingLeadList, IncomingLead, IncomingLeadList, Link, Links,
     Source, SourceList, Widget, WidgetList,
 };
-use crate::list::Items;
+use crate::list::{Items, ListItemType};
+
+// The items of Kommo's lists, each decoded on its own when the list does not fit in one pass
+// (the incoming lead's own decoder is in `leads.rs`).
+impl ListItemType for Source {}
+impl ListItemType for Widget {}
+impl ListItemType for CreatedIncomingLead {}
 
 static NO_SOURCES: Items<Source> = Items::new();
 static NO_WIDGETS: Items<Widget> = Items::new();

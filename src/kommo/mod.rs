@@ -2,7 +2,7 @@
 //!
 //! [`Client`] and the request/response [`types`] are generated from `openapi/kommo.yaml`. Build a
 //! client with [`Client::from_subdomain`] (or [`Client::from_base_url`]), call an operation, and
-//! finish it with [`crate::prelude::ResponseExt`]:
+//! finish it with [`ResponseExt`](crate::error::ResponseExt) (in `lead_intake::prelude`):
 //!
 //! ```no_run
 //! use lead_intake::prelude::*;
@@ -43,14 +43,15 @@ mod widget_settings;
 
 use std::sync::Arc;
 
-use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 
-use crate::Secret;
+use crate::auth::{Authorizer, FixedHeader};
+use crate::builder::Common;
 use crate::config::{self, ConfigError};
-use crate::oauth::{OAuth, TokenPair};
+use crate::oauth::{OAuth, Session, TokenPair};
 use crate::ratelimit::RateLimiter;
-use crate::retry::RetryPolicy;
-use crate::transport::{Auth, Pipeline};
+use crate::secret::Secret;
+use crate::transport::Pipeline;
 
 /// An error from a Kommo call: its problem document, an unexpected answer, a decoding failure
 /// or a transport failure.
@@ -58,9 +59,11 @@ pub type Error = crate::error::ApiError<types::Problem>;
 
 /// What the Kommo client carries besides its base URL: credentials, rate limiter and retry
 /// policy, shared by every clone of the client. `Debug` redacts the credentials.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientState {
     pipeline: Arc<Pipeline>,
+    /// The OAuth session, also the pipeline's authorizer, for [`Client::oauth_tokens`].
+    oauth: Option<Arc<Session>>,
 }
 
 /// Kommo answers hal+json and problem+json; say so (a strict server refuses bare JSON).
@@ -70,7 +73,7 @@ const ACCEPT_VALUE: &str = "application/hal+json, application/problem+json, appl
 /// retried.
 ///
 /// Defaults: Kommo's rate limit of 7 requests per second ([`RateLimiter::kommo_default`],
-/// shared by the client's clones), [`RetryPolicy::default`], and an HTTP client with a 15 s
+/// shared by the client's clones), [`RetryPolicy::default`](crate::retry::RetryPolicy::default), and an HTTP client with a 15 s
 /// connect timeout and a 60 s request timeout.
 ///
 /// ```
@@ -90,11 +93,8 @@ const ACCEPT_VALUE: &str = "application/hal+json, application/problem+json, appl
 #[derive(Debug)]
 pub struct ClientBuilder {
     base_url: Result<Option<String>, ConfigError>,
-    allow_insecure: bool,
     credentials: Option<Credentials>,
-    limiter: Option<RateLimiter>,
-    retry: RetryPolicy,
-    http: Option<reqwest::Client>,
+    common: Common,
 }
 
 #[derive(Debug)]
@@ -103,15 +103,21 @@ enum Credentials {
     OAuth(OAuth),
 }
 
+impl std::fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The session is the pipeline's authorizer, which shows it redacted.
+        f.debug_struct("ClientState")
+            .field("pipeline", &self.pipeline)
+            .finish()
+    }
+}
+
 impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
             base_url: Ok(None),
-            allow_insecure: false,
             credentials: None,
-            limiter: Some(RateLimiter::kommo_default()),
-            retry: RetryPolicy::default(),
-            http: None,
+            common: Common::new(Some(RateLimiter::kommo_default())),
         }
     }
 }
@@ -139,12 +145,6 @@ impl ClientBuilder {
         self
     }
 
-    /// Accept plain `http://` on any host (the token then travels unencrypted).
-    pub fn allow_insecure_http(mut self) -> Self {
-        self.allow_insecure = true;
-        self
-    }
-
     /// A long-lived token (a private integration's) or an access token you refresh yourself.
     pub fn token(mut self, token: impl Into<Secret>) -> Self {
         self.credentials = Some(Credentials::Token(token.into()));
@@ -157,33 +157,17 @@ impl ClientBuilder {
         self
     }
 
-    /// The rate limiter; pass a clone of one limiter to several clients to share its budget.
-    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
-        self.limiter = Some(limiter);
-        self
-    }
-
     /// No client-side rate limiting (Kommo blocks accounts that keep exceeding 7 requests per
     /// second: only do this when something else throttles).
     pub fn no_rate_limit(mut self) -> Self {
-        self.limiter = None;
+        self.common.limiter = None;
         self
     }
 
-    /// The retry policy; see [`crate::retry`].
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Your own `reqwest::Client` (proxies, timeouts, TLS).
-    ///
-    /// Its redirect policy is yours: the default client follows redirects only within the base
-    /// URL's origin, while reqwest's own default follows them to any host (dropping the
-    /// `Authorization` header there, but not the body of a 307 or 308).
-    pub fn http_client(mut self, http: reqwest::Client) -> Self {
-        self.http = Some(http);
-        self
+    crate::builder::builder_setters! {
+        credential: "token",
+        default_limiter: "Kommo's 7 requests per second",
+        redirects: "(dropping the `Authorization` header there, but not the body of a 307 or 308)",
     }
 
     /// Checks the settings and builds the client.
@@ -191,35 +175,33 @@ impl ClientBuilder {
         let base_url = self.base_url?.ok_or(ConfigError::Missing {
             what: "the account (subdomain or base_url)",
         })?;
-        let base_url = config::base_url(&base_url, self.allow_insecure)?;
-        let http = match self.http {
-            Some(http) => http,
-            None => config::http_client()?,
-        };
-        let auth = match self.credentials {
+        let connection = self.common.connect(&base_url)?;
+        let (authorizer, oauth): (Arc<dyn Authorizer>, _) = match self.credentials {
             None => {
                 return Err(ConfigError::Missing {
                     what: "the credentials (token or oauth)",
                 });
             }
-            Some(Credentials::Token(token)) => Auth::Header(
-                reqwest::header::AUTHORIZATION,
-                config::secret_header("Bearer ", &token, "token")?,
-                crate::secret::Redactions::new(vec![token]),
+            Some(Credentials::Token(token)) => (
+                Arc::new(FixedHeader::new(AUTHORIZATION, "Bearer ", token, "token")?),
+                None,
             ),
-            Some(Credentials::OAuth(oauth)) => Auth::OAuth(Box::new(crate::oauth::Session::new(
-                oauth,
-                &base_url,
-                http.clone(),
-                self.limiter.clone(),
-                self.retry,
-            )?)),
+            Some(Credentials::OAuth(oauth)) => {
+                let session = Arc::new(Session::new(
+                    oauth,
+                    &connection.base_url,
+                    connection.http.clone(),
+                    connection.limiter.clone(),
+                    connection.retry,
+                )?);
+                (session.clone(), Some(session))
+            }
         };
-        let pipeline = Pipeline::new(auth, self.limiter, self.retry);
+        let pipeline = connection.pipeline(authorizer);
         Ok(Client::new_with_client(
-            &base_url,
-            http,
-            ClientState { pipeline },
+            &connection.base_url,
+            connection.http,
+            ClientState { pipeline, oauth },
         ))
     }
 }
@@ -298,7 +280,10 @@ impl Client {
 
     /// The OAuth tokens in use (after any refresh), for a client built with OAuth.
     pub async fn oauth_tokens(&self) -> Option<TokenPair> {
-        self.inner().pipeline.tokens().await
+        match &self.inner().oauth {
+            Some(session) => Some(session.tokens().await),
+            None => None,
+        }
     }
 
     /// The rate limiter the client uses, if any (shared by its clones).

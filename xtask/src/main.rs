@@ -3,6 +3,7 @@
 
 mod conformance;
 mod export;
+mod layers;
 // The converter lives with the fake server; one file for both keeps the rules in step.
 #[path = "../../src/fake/oas.rs"]
 mod oas;
@@ -27,6 +28,8 @@ commands:
                           conformance-tools.sh), then check the exported documents with
                           linters, other languages' generators and a Prism contract
                           test of the Rust client; prints tool | version | result
+  layers [--root DIR]     check that the modules of src/ use each other without a
+                          cycle; prints them in layer order
   help                    show this message";
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     match command.as_str() {
         "validate" => validate::main(rest),
         "export" => export::main(rest),
+        "layers" => layers::main(rest),
         "conformance" => conformance::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

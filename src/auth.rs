@@ -1,0 +1,187 @@
+//! How a request gets its credentials: the [`Authorizer`] interface the transport calls, the
+//! fixed header that a long-lived token or an API key is, and the error of credentials that
+//! could not be had ([`AuthError`], re-exported as `lead_intake::oauth::AuthError`).
+//!
+//! The transport knows only this interface. The OAuth session implements it in a module above
+//! the transport (it sends its own token requests through the transport).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Request, StatusCode};
+
+use crate::config::ConfigError;
+use crate::secret::{Redactions, Secret};
+
+/// Which grant a token request used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Grant {
+    /// `authorization_code`: the code from the installation redirect.
+    AuthorizationCode,
+    /// `refresh_token`.
+    RefreshToken,
+}
+
+impl fmt::Display for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Grant::AuthorizationCode => "authorization code",
+            Grant::RefreshToken => "refresh token",
+        })
+    }
+}
+
+/// An OAuth failure. Never contains a token or the client secret.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The token endpoint refused the grant: the refresh token is revoked, expired or already
+    /// used (or the code is). The user must authorize the integration again; until then every
+    /// request fails with this error without contacting Kommo.
+    #[error(
+        "Kommo refused the {grant} ({status}{}): the integration must be authorized again",
+        describe(title, detail, hint)
+    )]
+    Rejected {
+        /// The grant that was refused.
+        grant: Grant,
+        /// The token endpoint's status (400 or 401).
+        status: StatusCode,
+        /// The problem's title, e.g. `Unauthorized`.
+        title: Option<String>,
+        /// The problem's detail.
+        detail: Option<String>,
+        /// Kommo's hint, e.g. `Token has been revoked`.
+        hint: Option<String>,
+    },
+    /// Your callback failed to store the new token pair, so it was not used. The pair is kept in
+    /// memory and offered to the callback again on the next request.
+    ///
+    /// This is your callback's error, unless its text (or its sources') contains a token or the
+    /// client secret: then it is replaced by a plain error with that text, the secrets removed.
+    #[error(
+        "the refreshed tokens could not be stored ({0}); they were not used and will be offered to the callback again"
+    )]
+    Callback(#[source] Arc<dyn StdError + Send + Sync>),
+    /// The token endpoint answered something else (a 5xx, HTML, a 429 after every retry).
+    #[error("the token endpoint answered {status}: {body}")]
+    TokenEndpoint {
+        /// The status.
+        status: StatusCode,
+        /// The start of the body, without the refresh token, code or client secret if the server
+        /// echoed them.
+        body: String,
+    },
+    /// A 2xx from the token endpoint that is not a usable token pair.
+    #[error("the token endpoint's answer is not a usable token pair: {0}")]
+    InvalidTokenResponse(String),
+    /// The token request could not be sent or its answer not received.
+    #[error("the token request failed: {0}")]
+    Transport(#[source] Arc<reqwest::Error>),
+    /// The base URL or credentials given to `oauth::exchange_code` are not usable.
+    #[error(transparent)]
+    Config(Arc<ConfigError>),
+}
+
+impl AuthError {
+    /// True when the failure may pass (a 5xx, a timeout): the same refresh token may work later.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            AuthError::TokenEndpoint { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            AuthError::Transport(_) => true,
+            _ => false,
+        }
+    }
+}
+
+fn describe(title: &Option<String>, detail: &Option<String>, hint: &Option<String>) -> String {
+    let parts: Vec<&str> = [title, detail, hint]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", parts.join(": "))
+    }
+}
+
+/// Which credentials a request was sent with (for OAuth, the access token's generation), so
+/// that a 401 to it can tell whether they were renewed since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Issued(pub(crate) u64);
+
+/// A boxed future of an [`Authorizer`] (the pipeline holds authorizers of different types).
+pub(crate) type AuthFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AuthError>> + Send + 'a>>;
+
+/// The credentials of a client, as the transport uses them.
+pub(crate) trait Authorizer: Send + Sync {
+    /// Puts the credentials on `request` (renewing them first if they are about to expire).
+    fn authorize<'a>(&'a self, request: &'a mut Request) -> AuthFuture<'a, Issued>;
+
+    /// After a 401 to a request sent with `issued`: `Ok(true)` when the request should be sent
+    /// once more with [`Authorizer::authorize`]'s new credentials, `Ok(false)` when the 401 is
+    /// the answer.
+    fn on_unauthorized(&self, issued: Issued) -> AuthFuture<'_, bool>;
+
+    /// Every secret the credentials have put or may put on a request, to remove from error
+    /// texts when a server echoes one back.
+    fn redactions(&self) -> Redactions;
+
+    /// The credentials for `Debug`, without their secrets, e.g. `authorization: [redacted]`.
+    fn describe(&self) -> String;
+}
+
+/// A header that never changes: a long-lived token, CloseBot's API key.
+pub(crate) struct FixedHeader {
+    name: HeaderName,
+    value: HeaderValue,
+    redactions: Redactions,
+}
+
+impl FixedHeader {
+    /// `name: {prefix}{secret}`; `what` names the credential in the error of a blank or
+    /// unsendable secret.
+    pub(crate) fn new(
+        name: HeaderName,
+        prefix: &str,
+        secret: Secret,
+        what: &'static str,
+    ) -> Result<Self, ConfigError> {
+        let value = crate::config::secret_header(prefix, &secret, what)?;
+        Ok(Self {
+            name,
+            value,
+            redactions: Redactions::new(vec![secret]),
+        })
+    }
+}
+
+impl Authorizer for FixedHeader {
+    fn authorize<'a>(&'a self, request: &'a mut Request) -> AuthFuture<'a, Issued> {
+        request
+            .headers_mut()
+            .insert(self.name.clone(), self.value.clone());
+        Box::pin(std::future::ready(Ok(Issued(0))))
+    }
+
+    fn on_unauthorized(&self, _issued: Issued) -> AuthFuture<'_, bool> {
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
+    fn redactions(&self) -> Redactions {
+        self.redactions.clone()
+    }
+
+    fn describe(&self) -> String {
+        format!("{}: [redacted]", self.name)
+    }
+}
