@@ -5,7 +5,7 @@
 //! without a network, to everything that reads server data: for every success type of every
 //! operation of both APIs, progenitor's decoder (`ResponseValue::from_response`, or
 //! `ResponseValue::empty` for body-less successes) followed by [`ResponseExt::body`](crate::error::ResponseExt::body) and
-//! [`ResponseExt::or_empty`](crate::error::ResponseExt::or_empty), and the error classifier (`error::from_response`, reached through
+//! [`ResponseExt::or_empty`](crate::error::ResponseExt::or_empty), and the error classifier (`error::classify`, reached through
 //! the same calls with the answer as progenitor's `UnexpectedResponse`). Whatever comes out is
 //! then used: errors are displayed and classified, decoded values are printed and serialized
 //! again, their HAL hrefs resolved the way `follow` resolves them, and pages read the way the

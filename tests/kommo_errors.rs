@@ -429,7 +429,7 @@ async fn a_403_problem_document_is_insufficient_rights_not_a_blocked_account() {
     assert!(!err.is_account_blocked(), "{err:?}");
 }
 
-/// BUG (src/error.rs `from_response`): every field of `Problem` is optional, so any JSON object
+/// BUG (src/error.rs, then `from_response`, now `classify`): every field of `Problem` is optional, so any JSON object
 /// decodes as one: a JSON error that is not a problem document becomes `ApiError::Problem` with
 /// every field empty, and its body (the only explanation there is) is thrown away.
 #[tokio::test]

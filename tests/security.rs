@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | logs | `transport::send` also logs `authorization = request.headers()[AUTHORIZATION].to_str()` at TRACE | `logs_never_carry_a_secret` (the token, both OAuth access tokens and CloseBot's `Key` form found) |
 //! | logs | the `sending request` event removed | `logs_never_carry_a_secret` (an expected event is missing: the check cannot pass on silence) |
-//! | error text | `error::from_response` no longer applies the response's `Redactions` | `errors_never_carry_a_secret_even_when_the_server_echoes_it` (token and API key in `Problem`, `RateLimited`, `UnexpectedResponse`, `AccountBlocked`) |
+//! | error text | `error::classify` no longer applies the response's `Redactions` | `errors_never_carry_a_secret_even_when_the_server_echoes_it` (token and API key in `Problem`, `RateLimited`, `UnexpectedResponse`, `AccountBlocked`) |
 //! | error text | `oauth::token_request` no longer redacts the token endpoint's answer | same test (refresh token and client secret in `Rejected` and `TokenEndpoint`) |
 //! | error text | `InvalidTokenResponse` from serde's message again | same test (serde quotes the new access token it refused) |
 //! | error text | `oauth::without_secrets` returns the callback's error as it is | same test (`Callback` quotes the new access token) |
@@ -18,7 +18,7 @@
 //! | Debug | a `WidgetInstallSettings` string back to a plain `String` (spec) | `debug_output_of_every_secret_holder_hides_the_secret` |
 //! | Debug | `WidgetSettings` (a widget's settings as read back) with a derived `Debug` | same test (`Widget (settings)`) |
 //! | query | `error::without_query` keeps the query | `transport_errors_name_the_path_not_the_query` (the filter value in a dropped request's error) |
-//! | query | `from_response` no longer names the URL of an error answer whose body was cut short | same test (the error named no path) |
+//! | query | `error::classify` no longer names the URL of an error answer whose body was cut short | same test (the error named no path) |
 //! | base URL | `config::base_url` accepts `http` on any host | `plain_http_is_refused_except_on_loopback_unless_allowed` |
 //! | base URL | `is_loopback` takes any host starting with `localhost` | same test (`localhost.evil.com`) |
 //! | subdomain | `config::subdomain` no longer checks hyphens at the ends | `a_subdomain_is_one_dns_label` |
