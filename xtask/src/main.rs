@@ -7,6 +7,7 @@ mod export;
 #[path = "../../src/fake/oas.rs"]
 mod oas;
 mod ordered;
+mod surface;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ commands:
                           write openapi/export/<api>.{json,yaml}: each spec with its
                           examples inlined, for other languages' generators;
                           --check fails if the checked-in files are stale
+  surface [--check]       write openapi/surface/<api>.md: the generated Rust API
+                          (types, fields, operations); --check fails if stale
   conformance [--skip-install]
                           install the pinned third-party tools (scripts/install-
                           conformance-tools.sh), then check the exported documents with
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         "validate" => validate::main(rest),
         "export" => export::main(rest),
         "conformance" => conformance::main(rest),
+        "surface" => surface::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
