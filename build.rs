@@ -13,6 +13,11 @@ use quote::{format_ident, quote};
 use serde_json::{Map, Value};
 use syn::visit_mut::{self, VisitMut};
 
+// Shared with `cargo xtask surface`.
+#[path = "build/serde_words.rs"]
+mod serde_words;
+use serde_words::serde_words;
+
 /// (spec file stem, the Rust module the generated code is included in).
 const APIS: &[&str] = &["kommo", "closebot"];
 
@@ -985,46 +990,14 @@ fn types_module(file: &mut syn::File) -> Result<&mut Vec<syn::Item>, String> {
         .ok_or_else(|| "progenitor produced no `types` module".to_string())
 }
 
-/// The words of a generated field's `#[serde(..)]` attributes, each with its string value
-/// (`rename = ".."`) if it has one.
-fn serde_words(field: &syn::Field) -> Vec<(String, Option<String>)> {
-    type Words = syn::punctuated::Punctuated<syn::Meta, syn::Token![,]>;
-    field
-        .attrs
-        .iter()
-        .filter(|a| a.path().is_ident("serde"))
-        .filter_map(|a| a.parse_args_with(Words::parse_terminated).ok())
-        .flatten()
-        .map(|meta| {
-            let word = meta
-                .path()
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let value = match meta {
-                syn::Meta::NameValue(syn::MetaNameValue {
-                    value:
-                        syn::Expr::Lit(syn::ExprLit {
-                            lit: syn::Lit::Str(s),
-                            ..
-                        }),
-                    ..
-                }) => Some(s.value()),
-                _ => None,
-            };
-            (word, value)
-        })
-        .collect()
-}
-
 /// Whether a generated field's `#[serde(..)]` attributes say `word` (`default`, `flatten`).
 fn has_serde(field: &syn::Field, word: &str) -> bool {
-    serde_words(field).iter().any(|(w, _)| w == word)
+    serde_words(&field.attrs).iter().any(|(w, _)| w == word)
 }
 
 /// A generated field's name on the wire: its `#[serde(rename = "..")]`, else its identifier.
 fn wire_name(field: &syn::Field) -> String {
-    serde_words(field)
+    serde_words(&field.attrs)
         .into_iter()
         .find_map(|(word, value)| value.filter(|_| word == "rename"))
         .unwrap_or_else(|| {

@@ -14,6 +14,11 @@ use std::process::{Command, ExitCode, Stdio};
 
 use quote::ToTokens;
 
+// Read as build.rs reads them.
+#[path = "../../build/serde_words.rs"]
+mod serde_words;
+use serde_words::serde_words;
+
 /// Where the surface files live, relative to the workspace root.
 pub const SURFACE_DIR: &str = "openapi/surface";
 
@@ -642,36 +647,6 @@ fn serde_notes(attrs: &[syn::Attribute], name: &str) -> String {
     } else {
         format!(" ({})", notes.join(", "))
     }
-}
-
-/// The words of `#[serde(..)]` attributes, each with its string value if it has one.
-fn serde_words(attrs: &[syn::Attribute]) -> Vec<(String, Option<String>)> {
-    type Words = syn::punctuated::Punctuated<syn::Meta, syn::Token![,]>;
-    attrs
-        .iter()
-        .filter(|a| a.path().is_ident("serde"))
-        .filter_map(|a| a.parse_args_with(Words::parse_terminated).ok())
-        .flatten()
-        .map(|meta| {
-            let word = meta
-                .path()
-                .get_ident()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let value = match meta {
-                syn::Meta::NameValue(syn::MetaNameValue {
-                    value:
-                        syn::Expr::Lit(syn::ExprLit {
-                            lit: syn::Lit::Str(s),
-                            ..
-                        }),
-                    ..
-                }) => Some(s.value()),
-                _ => None,
-            };
-            (word, value)
-        })
-        .collect()
 }
 
 /// `new(name: impl Into<String>) -> Self`.
