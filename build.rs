@@ -6,10 +6,17 @@
 //! A spec progenitor cannot handle stops the build with a message naming the file and the problem.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
 use serde_json::{Map, Value};
+use syn::visit_mut::{self, VisitMut};
+
+// Shared with `cargo xtask surface`.
+#[path = "build/serde_words.rs"]
+mod serde_words;
+use serde_words::serde_words;
 
 /// (spec file stem, the Rust module the generated code is included in).
 const APIS: &[&str] = &["kommo", "closebot"];
@@ -89,67 +96,127 @@ const LISTS: &[(&str, &str, &str)] = &[
 const MAP_KEYS: &[(&str, &str, &str)] = &[(
     "kommo",
     "CategorySummary",
-    "crate :: kommo :: types :: IncomingLeadCategory",
+    "crate::kommo::types::IncomingLeadCategory",
 )];
 
-/// Applies `MAP_KEYS` to the generated tokens.
-fn map_keys(
-    api: &str,
-    tokens: proc_macro2::TokenStream,
-) -> Result<proc_macro2::TokenStream, String> {
-    let mut text = tokens.to_string();
-    for (in_api, value, key) in MAP_KEYS {
-        if *in_api != api {
-            continue;
-        }
-        // In the types module, and as `super::V` in its builder module.
-        let mut found = false;
-        for v in [value.to_string(), format!("super :: {value}")] {
-            let from = format!("HashMap < :: std :: string :: String , {v} >");
-            found |= text.contains(&from);
-            text = text.replace(&from, &format!("HashMap < {key} , {v} >"));
-        }
-        if !found {
+/// Applies `MAP_KEYS` to the generated syntax tree.
+fn map_keys(api: &str, file: &mut syn::File) -> Result<(), String> {
+    for (_, value, key) in MAP_KEYS.iter().filter(|(in_api, ..)| *in_api == api) {
+        let key: syn::Type = syn::parse_str(key)
+            .map_err(|e| format!("build.rs MAP_KEYS: bad key type {key}: {e}"))?;
+        let mut keys = MapKey {
+            value,
+            key,
+            found: false,
+        };
+        keys.visit_file_mut(file);
+        if !keys.found {
             return Err(format!(
                 "build.rs MAP_KEYS: no `HashMap<String, {value}>` in the code"
             ));
         }
     }
-    text = name_operations_in_builder_errors(&text);
-    text.parse()
-        .map_err(|e| format!("build.rs MAP_KEYS made code that does not parse: {e}"))
+    Ok(())
+}
+
+/// Re-keys every `HashMap<::std::string::String, V>` whose `V` is `value`, named plainly in
+/// the types module or as `super::V` in its builder module.
+struct MapKey<'a> {
+    value: &'a str,
+    key: syn::Type,
+    found: bool,
+}
+
+impl VisitMut for MapKey<'_> {
+    fn visit_path_segment_mut(&mut self, segment: &mut syn::PathSegment) {
+        if segment.ident == "HashMap"
+            && let syn::PathArguments::AngleBracketed(args) = &mut segment.arguments
+            && let mut args = args.args.iter_mut()
+            && let (
+                Some(syn::GenericArgument::Type(key)),
+                Some(syn::GenericArgument::Type(value)),
+                None,
+            ) = (args.next(), args.next(), args.next())
+            && is_path(key, &["", "std", "string", "String"])
+            && (is_path(value, &[self.value]) || is_path(value, &["super", self.value]))
+        {
+            *key = self.key.clone();
+            self.found = true;
+        }
+        visit_mut::visit_path_segment_mut(self, segment);
+    }
+}
+
+/// Whether `ty` is exactly this path (`""` first: a leading `::`), without generic arguments.
+fn is_path(ty: &syn::Type, segments: &[&str]) -> bool {
+    let syn::Type::Path(syn::TypePath {
+        qself: None, path, ..
+    }) = ty
+    else {
+        return false;
+    };
+    let (global, segments) = match segments.split_first() {
+        Some((&"", rest)) => (true, rest),
+        _ => (false, segments),
+    };
+    path.leading_colon.is_some() == global
+        && path.segments.len() == segments.len()
+        && path
+            .segments
+            .iter()
+            .zip(segments)
+            .all(|(s, name)| s.ident == name && s.arguments.is_none())
 }
 
 /// progenitor's operation builders start each required parameter as
 /// `Err("uid was not initialized")`, which names no operation. Each becomes
 /// `"uid was not initialized in accept_incoming_lead"` (the client method), which
 /// `error::in_user_terms` turns into a sentence naming both.
-fn name_operations_in_builder_errors(text: &str) -> String {
-    const IMPL: &str = "impl < 'a > ";
-    let mut out = String::with_capacity(text.len() + 1024);
-    let mut parts = text.split(IMPL);
-    out.push_str(parts.next().unwrap_or_default());
-    for part in parts {
-        out.push_str(IMPL);
-        let builder: String = part
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        let mut method = String::new();
-        for (i, c) in builder.chars().enumerate() {
-            if c.is_ascii_uppercase() {
-                if i > 0 {
-                    method.push('_');
-                }
-                method.push(c.to_ascii_lowercase());
+fn name_operations_in_builder_errors(file: &mut syn::File) {
+    struct Builders;
+    impl VisitMut for Builders {
+        fn visit_item_impl_mut(&mut self, item: &mut syn::ItemImpl) {
+            // The builders' `impl<'a> ListWidgets<'a>`.
+            let one_lifetime = matches!(
+                item.generics.params.iter().collect::<Vec<_>>()[..],
+                [syn::GenericParam::Lifetime(l)] if l.lifetime.ident == "a"
+            );
+            let builder = match (&item.trait_, &*item.self_ty) {
+                (None, syn::Type::Path(ty)) => ty.path.segments.first().map(|s| &s.ident),
+                _ => None,
+            };
+            if let (true, Some(builder)) = (one_lifetime, builder) {
+                let mut names = NameOperation(snake(&builder.to_string()));
+                names.visit_item_impl_mut(item);
             } else {
-                method.push(c);
+                visit_mut::visit_item_impl_mut(self, item);
             }
         }
-        out.push_str(&part.replace(
-            " was not initialized\"",
-            &format!(" was not initialized in {method}\""),
-        ));
+    }
+    struct NameOperation(String);
+    impl VisitMut for NameOperation {
+        fn visit_lit_str_mut(&mut self, lit: &mut syn::LitStr) {
+            let value = lit.value();
+            if value.ends_with(" was not initialized") {
+                *lit = syn::LitStr::new(&format!("{value} in {}", self.0), lit.span());
+            }
+        }
+    }
+    Builders.visit_file_mut(file);
+}
+
+/// `AcceptIncomingLead` as `accept_incoming_lead`.
+fn snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -163,6 +230,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     let mut doc: Value =
         serde_norway::from_str(&text).map_err(|e| format!("not valid YAML: {e}"))?;
     let module = format!("crate::{api}");
+    let module_ident = format_ident!("{api}");
     let extensible = adapt(&mut doc)?;
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
@@ -188,7 +256,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     settings
         .with_interface(progenitor::InterfaceStyle::Builder)
         .with_tag(progenitor::TagStyle::Merged)
-        .with_inner_type(quote_path(&format!("{module}::ClientState"))?)
+        .with_inner_type(quote!(crate::#module_ident::ClientState))
         .with_derive("schemars::JsonSchema")
         .with_derive("PartialEq");
     for name in extensible.keys() {
@@ -241,9 +309,10 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
             return Err(format!("progenitor panicked: {why}"));
         }
     };
-    let tokens = map_keys(api, tokens)?;
     let mut file: syn::File = syn::parse2(tokens)
         .map_err(|e| format!("progenitor produced code that does not parse: {e}"))?;
+    map_keys(api, &mut file)?;
+    name_operations_in_builder_errors(&mut file);
     request_constructors(&mut file, &request_schemas)?;
     let mut attributes: Vec<(String, String, FieldAttr)> = php_empty
         .into_iter()
@@ -255,11 +324,22 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
         }
     }
     field_attributes(&mut file, &attributes)?;
-    let mut code = format!("// Generated by build.rs from {shown}. Do not edit.\n\n");
-    code.push_str(&prettyplease::unparse(&file));
-    code.push_str(&extensible_enums(&extensible));
-    code.push_str(&api_response_impls(&module, &success_types));
-    Ok(code)
+    file.items.push(
+        syn::parse2(extensible_enums(&extensible))
+            .map_err(|e| format!("build.rs made open enums that do not parse: {e}"))?,
+    );
+    for tokens in api_response_impls(&module_ident, &success_types) {
+        file.items.push(
+            syn::parse2(tokens).map_err(|e| {
+                format!("build.rs made an ApiResponse impl that does not parse: {e}")
+            })?,
+        );
+    }
+    // The one piece of text: a comment has no place in a syntax tree.
+    Ok(format!(
+        "// Generated by build.rs from {shown}. Do not edit.\n\n{}",
+        prettyplease::unparse(&file)
+    ))
 }
 
 /// The success body types of every operation: component schema names, and `()` for body-less
@@ -303,24 +383,24 @@ fn success_types(doc: &Value) -> Vec<String> {
 
 /// `ApiResponse` impls: they tell `ResponseExt` which problem document the API's errors carry.
 /// Named through the API's public `types` module, which also holds the hand-written types.
-fn api_response_impls(module: &str, types: &[String]) -> String {
-    let mut out = String::new();
-    for ty in types {
-        let ty = match ty.strip_prefix("types::") {
-            Some(name) => format!("{module}::types::{name}"),
-            None => ty.clone(),
-        };
-        let _ = writeln!(
-            out,
-            "impl crate::error::ApiResponse for {ty} {{\n    type Problem = types::Problem;\n}}"
-        );
-    }
-    out
-}
-
-fn quote_path(path: &str) -> Result<proc_macro2::TokenStream, String> {
-    path.parse()
-        .map_err(|e| format!("bad Rust path {path}: {e}"))
+fn api_response_impls(module: &syn::Ident, types: &[String]) -> Vec<TokenStream> {
+    types
+        .iter()
+        .map(|ty| {
+            let ty = match ty.strip_prefix("types::") {
+                Some(name) => {
+                    let name = format_ident!("{name}");
+                    quote!(crate::#module::types::#name)
+                }
+                None => quote!(()),
+            };
+            quote! {
+                impl crate::error::ApiResponse for #ty {
+                    type Problem = types::Problem;
+                }
+            }
+        })
+        .collect()
 }
 
 /// Names of component schemas that hold secrets (`format: password`): they become
@@ -550,98 +630,90 @@ fn strip_not(schema: &mut Value) {
 }
 
 /// Open enums for `x-extensible-enum` schemas: the known values as variants, anything else kept
-/// in `Other(String)` so a value the server adds later never fails decoding.
-fn extensible_enums(enums: &BTreeMap<String, Vec<String>>) -> String {
-    // In a module of their own; the API module re-exports them inside `types`.
-    let mut out = String::from("\npub mod extensible {\n");
-    for (name, values) in enums {
-        let variants: Vec<(String, &String)> = values.iter().map(|v| (camel(v), v)).collect();
-        let _ = writeln!(
-            out,
-            "\n/// One of the values the API documents for `{name}`, or any other string it may add."
+/// in `Other(String)` so a value the server adds later never fails decoding. In a module of
+/// their own; the API module re-exports them inside `types`.
+fn extensible_enums(enums: &BTreeMap<String, Vec<String>>) -> TokenStream {
+    let enums = enums.iter().map(|(name, values)| {
+        let doc = format!(
+            " One of the values the API documents for `{name}`, or any other string it may add."
         );
-        let _ = writeln!(
-            out,
-            "///\n/// Serializes as the plain string; unknown values are kept in [`{name}::Other`]."
-        );
-        let _ = writeln!(
-            out,
-            "#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]"
-        );
-        let _ = writeln!(out, "pub enum {name} {{");
-        for (variant, value) in &variants {
-            let _ = writeln!(out, "    /// `{value}`\n    {variant},");
+        let doc_other =
+            format!(" Serializes as the plain string; unknown values are kept in [`{name}::Other`].");
+        let schema_name = name;
+        let name = format_ident!("{name}");
+        let variants: Vec<syn::Ident> = values.iter().map(|v| format_ident!("{}", camel(v))).collect();
+        let docs = values.iter().map(|v| format!(" `{v}`"));
+        quote! {
+            #[doc = #doc]
+            #[doc = ""]
+            #[doc = #doc_other]
+            #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+            pub enum #name {
+                #(#[doc = #docs] #variants,)*
+                /// A value this version of the crate does not know.
+                Other(String),
+            }
+            impl #name {
+                /// The value as sent on the wire.
+                pub fn as_str(&self) -> &str {
+                    match self {
+                        #(Self::#variants => #values,)*
+                        Self::Other(s) => s.as_str(),
+                    }
+                }
+            }
+            impl From<&str> for #name {
+                fn from(value: &str) -> Self {
+                    match value {
+                        #(#values => Self::#variants,)*
+                        other => Self::Other(other.to_string()),
+                    }
+                }
+            }
+            impl From<String> for #name {
+                fn from(value: String) -> Self {
+                    match Self::from(value.as_str()) {
+                        Self::Other(_) => Self::Other(value),
+                        known => known,
+                    }
+                }
+            }
+            impl std::str::FromStr for #name {
+                type Err = std::convert::Infallible;
+                fn from_str(s: &str) -> Result<Self, Self::Err> {
+                    Ok(Self::from(s))
+                }
+            }
+            impl std::fmt::Display for #name {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str(self.as_str())
+                }
+            }
+            impl serde::Serialize for #name {
+                fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                    serializer.serialize_str(self.as_str())
+                }
+            }
+            impl<'de> serde::Deserialize<'de> for #name {
+                fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                    String::deserialize(deserializer).map(Self::from)
+                }
+            }
+            impl schemars::JsonSchema for #name {
+                fn schema_name() -> String {
+                    #schema_name.to_string()
+                }
+                fn json_schema(generator: &mut schemars::r#gen::SchemaGenerator) -> schemars::schema::Schema {
+                    String::json_schema(generator)
+                }
+            }
         }
-        let _ = writeln!(
-            out,
-            "    /// A value this version of the crate does not know.\n    Other(String),\n}}"
-        );
-        let _ = writeln!(out, "impl {name} {{");
-        let _ = writeln!(
-            out,
-            "    /// The value as sent on the wire.\n    pub fn as_str(&self) -> &str {{\n        match self {{"
-        );
-        for (variant, value) in &variants {
-            let _ = writeln!(out, "            Self::{variant} => {value:?},");
+    });
+    quote! {
+        pub mod extensible {
+            #(#enums)*
         }
-        let _ = writeln!(
-            out,
-            "            Self::Other(s) => s.as_str(),\n        }}\n    }}\n}}"
-        );
-        let _ = writeln!(
-            out,
-            "impl From<&str> for {name} {{\n    fn from(value: &str) -> Self {{\n        match value {{"
-        );
-        for (variant, value) in &variants {
-            let _ = writeln!(out, "            {value:?} => Self::{variant},");
-        }
-        let _ = writeln!(
-            out,
-            "            other => Self::Other(other.to_string()),\n        }}\n    }}\n}}"
-        );
-        let _ = writeln!(
-            out,
-            r#"impl From<String> for {name} {{
-    fn from(value: String) -> Self {{
-        match Self::from(value.as_str()) {{
-            Self::Other(_) => Self::Other(value),
-            known => known,
-        }}
-    }}
-}}
-impl std::str::FromStr for {name} {{
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {{
-        Ok(Self::from(s))
-    }}
-}}
-impl std::fmt::Display for {name} {{
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {{
-        f.write_str(self.as_str())
-    }}
-}}
-impl serde::Serialize for {name} {{
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {{
-        serializer.serialize_str(self.as_str())
-    }}
-}}
-impl<'de> serde::Deserialize<'de> for {name} {{
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {{
-        String::deserialize(deserializer).map(Self::from)
-    }}
-}}
-impl schemars::JsonSchema for {name} {{
-    fn schema_name() -> String {{
-        "{name}".to_string()
-    }}
-    fn json_schema(generator: &mut schemars::r#gen::SchemaGenerator) -> schemars::schema::Schema {{
-        String::json_schema(generator)
-    }}
-}}"#
-        );
     }
-    out.push_str("}\n");
-    out
 }
 
 fn camel(value: &str) -> String {
@@ -872,8 +944,7 @@ fn field_attributes(
             let has_default = has_serde(field, "default");
             let attr: syn::Attribute = match what {
                 FieldAttr::PhpEmpty => {
-                    let ty = quote_tokens(&field.ty);
-                    let reader = if ty.contains("Option") {
+                    let reader = if option_inner(&field.ty).is_some() {
                         "option"
                     } else {
                         "map"
@@ -908,10 +979,6 @@ fn field_attributes(
     Ok(())
 }
 
-fn quote_tokens(t: &impl quote::ToTokens) -> String {
-    t.to_token_stream().to_string()
-}
-
 /// The items of the generated `types` module.
 fn types_module(file: &mut syn::File) -> Result<&mut Vec<syn::Item>, String> {
     file.items
@@ -925,26 +992,14 @@ fn types_module(file: &mut syn::File) -> Result<&mut Vec<syn::Item>, String> {
 
 /// Whether a generated field's `#[serde(..)]` attributes say `word` (`default`, `flatten`).
 fn has_serde(field: &syn::Field, word: &str) -> bool {
-    field
-        .attrs
-        .iter()
-        .any(|a| a.path().is_ident("serde") && quote_tokens(&a.meta).contains(word))
+    serde_words(&field.attrs).iter().any(|(w, _)| w == word)
 }
 
 /// A generated field's name on the wire: its `#[serde(rename = "..")]`, else its identifier.
 fn wire_name(field: &syn::Field) -> String {
-    field
-        .attrs
-        .iter()
-        .filter(|a| a.path().is_ident("serde"))
-        .find_map(|a| {
-            let text = quote_tokens(&a.meta);
-            text.split("rename = \"")
-                .nth(1)?
-                .split('"')
-                .next()
-                .map(String::from)
-        })
+    serde_words(&field.attrs)
+        .into_iter()
+        .find_map(|(word, value)| value.filter(|_| word == "rename"))
         .unwrap_or_else(|| {
             field
                 .ident
@@ -1034,8 +1089,6 @@ fn request_constructors(
     file: &mut syn::File,
     schemas: &BTreeMap<String, Vec<String>>,
 ) -> Result<(), String> {
-    use quote::{format_ident, quote};
-
     let types = types_module(file)?;
     let mut impls = Vec::new();
     for item in types.iter() {

@@ -435,141 +435,61 @@ impl<R> fmt::Display for BatchReport<R> {
 
 // ------------------------------------------------------------------------------- operations
 
-/// One of the batch calls: how to send a chunk and match the answer to its items.
+/// An item of a batch call: what the server names it by.
+trait BatchItem: Clone {
+    /// The item's own `request_id`, which the server uses instead of the index when present.
+    fn own_request_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// The key a success answer names the item by; `request_key` is the key validation errors
+    /// name it by (its own `request_id`, or its index in the request), and by default the same.
+    fn answer_key(&self, request_key: &str) -> String {
+        request_key.to_string()
+    }
+}
+
+/// Each created source carries the index of its item as `request_id`.
+impl BatchItem for types::AddSource {}
+
+/// Updated sources carry no `request_id`: they are matched by `id`.
+impl BatchItem for types::UpdateSourcesItem {
+    fn answer_key(&self, _request_key: &str) -> String {
+        self.id.to_string()
+    }
+}
+
+/// Deleted sources are answered with a 204: matched by `id`.
+impl BatchItem for types::DeleteSourcesItem {
+    fn answer_key(&self, _request_key: &str) -> String {
+        self.id.to_string()
+    }
+}
+
+/// The created incoming leads carry the `request_id` of their item (its own, or its index).
+impl BatchItem for types::AddIncomingCall {
+    fn own_request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+}
+
+impl BatchItem for types::AddIncomingForm {
+    fn own_request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+}
+
+/// One of the batch calls: how to send a chunk and key the answer by its items.
 trait Operation {
-    type Item: Clone;
+    type Item: BatchItem;
     type Output: Clone;
     /// The most items one request takes.
     const LIMIT: usize;
-    /// The item's own `request_id`, which the server uses instead of the index when present.
-    fn own_request_id(_item: &Self::Item) -> Option<&str> {
-        None
-    }
-    /// The key a success answer names the item by; `request_key` is the key validation errors
-    /// name it by (its own `request_id`, or its index in the request).
-    fn answer_key(item: &Self::Item, request_key: &str) -> String;
     /// Sends one chunk and returns the answered items with their keys.
     fn send(
         client: &kommo::Client,
         items: Vec<Self::Item>,
     ) -> impl Future<Output = Result<Vec<(String, Self::Output)>, kommo::Error>> + Send;
-}
-
-struct AddSources;
-impl Operation for AddSources {
-    type Item = types::AddSource;
-    type Output = types::Source;
-    const LIMIT: usize = MAX_CHUNK_SIZE;
-    fn answer_key(_item: &Self::Item, request_key: &str) -> String {
-        request_key.to_string()
-    }
-    async fn send(
-        client: &kommo::Client,
-        items: Vec<Self::Item>,
-    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
-        let list = client.add_sources().body(items).send().body().await?;
-        // Each created source carries the index of its item as `request_id`.
-        Ok(keyed(sources(list), |s| s.request_id.clone()))
-    }
-}
-
-struct UpdateSources;
-impl Operation for UpdateSources {
-    type Item = types::UpdateSourcesItem;
-    type Output = types::Source;
-    const LIMIT: usize = MAX_CHUNK_SIZE;
-    fn answer_key(item: &Self::Item, _request_key: &str) -> String {
-        item.id.to_string()
-    }
-    async fn send(
-        client: &kommo::Client,
-        items: Vec<Self::Item>,
-    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
-        let list = client.update_sources().body(items).send().body().await?;
-        // The updated sources carry no `request_id`: they are matched by `id`.
-        Ok(keyed(sources(list), |s| Some(s.id.to_string())))
-    }
-}
-
-struct DeleteSources;
-impl Operation for DeleteSources {
-    type Item = types::DeleteSourcesItem;
-    type Output = i64;
-    const LIMIT: usize = MAX_CHUNK_SIZE;
-    fn answer_key(item: &Self::Item, _request_key: &str) -> String {
-        item.id.to_string()
-    }
-    async fn send(
-        client: &kommo::Client,
-        items: Vec<Self::Item>,
-    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
-        let ids: Vec<i64> = items.iter().map(|item| item.id).collect();
-        // 204 with no body: every item of the request was deleted.
-        client.delete_sources().body(items).send().body().await?;
-        Ok(ids.into_iter().map(|id| (id.to_string(), id)).collect())
-    }
-}
-
-/// Kommo's documents give no limit for the incoming-lead calls; its SDK documentation advises at
-/// most 50 entities per call for every create call, so they take the same conservative limit.
-const INCOMING_LEADS_LIMIT: usize = MAX_CHUNK_SIZE;
-
-struct AddIncomingCalls;
-impl Operation for AddIncomingCalls {
-    type Item = types::AddIncomingCall;
-    type Output = types::CreatedIncomingLead;
-    const LIMIT: usize = INCOMING_LEADS_LIMIT;
-    fn own_request_id(item: &Self::Item) -> Option<&str> {
-        item.request_id.as_deref()
-    }
-    fn answer_key(_item: &Self::Item, request_key: &str) -> String {
-        request_key.to_string()
-    }
-    async fn send(
-        client: &kommo::Client,
-        items: Vec<Self::Item>,
-    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
-        let list = client
-            .add_incoming_calls()
-            .body(items)
-            .send()
-            .body()
-            .await?;
-        Ok(keyed(incoming(list), |l| l.request_id.clone()))
-    }
-}
-
-struct AddIncomingForms;
-impl Operation for AddIncomingForms {
-    type Item = types::AddIncomingForm;
-    type Output = types::CreatedIncomingLead;
-    const LIMIT: usize = INCOMING_LEADS_LIMIT;
-    fn own_request_id(item: &Self::Item) -> Option<&str> {
-        item.request_id.as_deref()
-    }
-    fn answer_key(_item: &Self::Item, request_key: &str) -> String {
-        request_key.to_string()
-    }
-    async fn send(
-        client: &kommo::Client,
-        items: Vec<Self::Item>,
-    ) -> Result<Vec<(String, Self::Output)>, kommo::Error> {
-        let list = client
-            .add_incoming_forms()
-            .body(items)
-            .send()
-            .body()
-            .await?;
-        Ok(keyed(incoming(list), |l| l.request_id.clone()))
-    }
-}
-
-fn sources(list: types::SourceList) -> Vec<types::Source> {
-    list.into_sources().into_vec()
-}
-
-fn incoming(list: types::CreatedIncomingLeadList) -> Vec<types::CreatedIncomingLead> {
-    list.into_incoming_leads().into_vec()
 }
 
 /// Pairs each answered item with its key; an item without one matches nothing.
@@ -580,77 +500,96 @@ fn keyed<R>(items: Vec<R>, key: impl Fn(&R) -> Option<String>) -> Vec<(String, R
         .collect()
 }
 
-impl kommo::Client {
+/// Kommo's documents give no limit for the incoming-lead calls; its SDK documentation advises at
+/// most 50 entities per call for every create call, so they take the same conservative limit.
+const INCOMING_LEADS_LIMIT: usize = MAX_CHUNK_SIZE;
+
+/// The batch calls, one row each: the method's docs and name, its [`Operation`] (item and
+/// answer types, request limit, how one chunk is sent and its answer keyed). The rest, the
+/// same for every call, is the engine's ([`run`]).
+macro_rules! batch_calls {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident => $op:ident($item:ty) -> $output:ty, limit $limit:expr,
+            send |$client:ident, $items:ident| $send:block
+    )*) => {
+        $(
+            struct $op;
+
+            impl Operation for $op {
+                type Item = $item;
+                type Output = $output;
+                const LIMIT: usize = $limit;
+
+                async fn send(
+                    $client: &kommo::Client,
+                    $items: Vec<$item>,
+                ) -> Result<Vec<(String, $output)>, kommo::Error> $send
+            }
+        )*
+
+        impl kommo::Client {
+            $(
+                $(#[$doc])*
+                pub async fn $name<I>(&self, items: I, options: &BatchOptions) -> BatchReport<$output>
+                where
+                    I: IntoIterator,
+                    I::Item: Borrow<$item>,
+                {
+                    run::<$op, _>(self, items, options).await
+                }
+            )*
+        }
+    };
+}
+
+batch_calls! {
     /// Creates any number of sources (`addSources`), at most 50 per request, in input order.
     /// Succeeded items carry the created [`types::Source`]. See [the module](crate::batch).
-    pub async fn add_sources_batched<I>(
-        &self,
-        items: I,
-        options: &BatchOptions,
-    ) -> BatchReport<types::Source>
-    where
-        I: IntoIterator,
-        I::Item: Borrow<types::AddSource>,
-    {
-        run::<AddSources, _>(self, items, options).await
-    }
+    add_sources_batched => AddSources(types::AddSource) -> types::Source, limit MAX_CHUNK_SIZE,
+        send |client, items| {
+            let list = client.add_sources().body(items).send().body().await?;
+            Ok(keyed(list.into_sources().into_vec(), |s| s.request_id.clone()))
+        }
 
     /// Edits any number of sources (`updateSources`), at most 50 per request, in input order.
     /// Succeeded items carry the updated [`types::Source`], matched by `id`.
-    pub async fn update_sources_batched<I>(
-        &self,
-        items: I,
-        options: &BatchOptions,
-    ) -> BatchReport<types::Source>
-    where
-        I: IntoIterator,
-        I::Item: Borrow<types::UpdateSourcesItem>,
-    {
-        run::<UpdateSources, _>(self, items, options).await
-    }
+    update_sources_batched => UpdateSources(types::UpdateSourcesItem) -> types::Source,
+        limit MAX_CHUNK_SIZE,
+        send |client, items| {
+            let list = client.update_sources().body(items).send().body().await?;
+            Ok(keyed(list.into_sources().into_vec(), |s| Some(s.id.to_string())))
+        }
 
     /// Deletes any number of sources (`deleteSources`), at most 50 per request, in input order.
     /// Succeeded items carry the deleted source's ID.
-    pub async fn delete_sources_batched<I>(
-        &self,
-        items: I,
-        options: &BatchOptions,
-    ) -> BatchReport<i64>
-    where
-        I: IntoIterator,
-        I::Item: Borrow<types::DeleteSourcesItem>,
-    {
-        run::<DeleteSources, _>(self, items, options).await
-    }
+    delete_sources_batched => DeleteSources(types::DeleteSourcesItem) -> i64,
+        limit MAX_CHUNK_SIZE,
+        send |client, items| {
+            let ids: Vec<i64> = items.iter().map(|item| item.id).collect();
+            // 204 with no body: every item of the request was deleted.
+            client.delete_sources().body(items).send().body().await?;
+            Ok(ids.into_iter().map(|id| (id.to_string(), id)).collect())
+        }
 
     /// Adds any number of incoming calls (`addIncomingCalls`), at most 50 per request, in input
     /// order. Items are matched by their own `request_id` when they have one (which must then
     /// be unique within a request), else by their index in the request.
-    pub async fn add_incoming_calls_batched<I>(
-        &self,
-        items: I,
-        options: &BatchOptions,
-    ) -> BatchReport<types::CreatedIncomingLead>
-    where
-        I: IntoIterator,
-        I::Item: Borrow<types::AddIncomingCall>,
-    {
-        run::<AddIncomingCalls, _>(self, items, options).await
-    }
+    add_incoming_calls_batched => AddIncomingCalls(types::AddIncomingCall)
+        -> types::CreatedIncomingLead, limit INCOMING_LEADS_LIMIT,
+        send |client, items| {
+            let list = client.add_incoming_calls().body(items).send().body().await?;
+            Ok(keyed(list.into_incoming_leads().into_vec(), |l| l.request_id.clone()))
+        }
 
     /// Adds any number of form submissions (`addIncomingForms`), at most 50 per request, in
     /// input order. Matched like [`kommo::Client::add_incoming_calls_batched`].
-    pub async fn add_incoming_forms_batched<I>(
-        &self,
-        items: I,
-        options: &BatchOptions,
-    ) -> BatchReport<types::CreatedIncomingLead>
-    where
-        I: IntoIterator,
-        I::Item: Borrow<types::AddIncomingForm>,
-    {
-        run::<AddIncomingForms, _>(self, items, options).await
-    }
+    add_incoming_forms_batched => AddIncomingForms(types::AddIncomingForm)
+        -> types::CreatedIncomingLead, limit INCOMING_LEADS_LIMIT,
+        send |client, items| {
+            let list = client.add_incoming_forms().body(items).send().body().await?;
+            Ok(keyed(list.into_incoming_leads().into_vec(), |l| l.request_id.clone()))
+        }
 }
 
 // ------------------------------------------------------------------------------------ engine
@@ -666,6 +605,31 @@ struct Chunk<T> {
     request_keys: Vec<String>,
     /// What a success answer names each item by.
     answer_keys: Vec<String>,
+}
+
+impl<T: BatchItem> Chunk<T> {
+    fn new(start: usize, capacity: usize) -> Self {
+        Self {
+            start,
+            end: start,
+            items: Vec::with_capacity(capacity),
+            request_keys: Vec::with_capacity(capacity),
+            answer_keys: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Adds the item of input index `index`, named by its own `request_id` or else by its
+    /// position in the request; returns that name.
+    fn push(&mut self, index: usize, item: T) -> &str {
+        let key = item
+            .own_request_id()
+            .map_or_else(|| self.items.len().to_string(), str::to_string);
+        self.answer_keys.push(item.answer_key(&key));
+        self.items.push(item);
+        self.end = index + 1;
+        self.request_keys.push(key);
+        self.request_keys.last().map_or("", String::as_str)
+    }
 }
 
 struct ChunkResult<R> {
@@ -688,7 +652,7 @@ where
     if let Err(error) = options.check(O::LIMIT) {
         return BatchReport::refused(len, *error);
     }
-    let chunks = match plan::<O>(items, options.chunk_size) {
+    let chunks = match plan(items, options.chunk_size) {
         Ok(chunks) => chunks,
         Err(error) => return BatchReport::refused(len, *error),
     };
@@ -713,29 +677,17 @@ where
 
 /// Splits the items into chunks and computes their keys; refuses two items of one chunk with
 /// the same `request_id`.
-fn plan<O: Operation>(
-    items: Vec<O::Item>,
-    chunk_size: usize,
-) -> Result<Vec<Chunk<O::Item>>, Box<BatchError>> {
+fn plan<T: BatchItem>(items: Vec<T>, chunk_size: usize) -> Result<Vec<Chunk<T>>, Box<BatchError>> {
     let mut chunks = Vec::with_capacity(items.len().div_ceil(chunk_size));
     let mut items = items.into_iter().enumerate().peekable();
     while let Some(&(start, _)) = items.peek() {
-        let mut chunk = Chunk {
-            start,
-            end: start,
-            items: Vec::with_capacity(chunk_size),
-            request_keys: Vec::with_capacity(chunk_size),
-            answer_keys: Vec::with_capacity(chunk_size),
-        };
+        let mut chunk = Chunk::new(start, chunk_size);
         let mut seen: HashMap<String, usize> = HashMap::new();
-        for (position, (index, item)) in items.by_ref().take(chunk_size).enumerate() {
-            let key = O::own_request_id(&item)
-                .map(str::to_string)
-                .unwrap_or_else(|| position.to_string());
-            match seen.entry(key.clone()) {
+        for (index, item) in items.by_ref().take(chunk_size) {
+            match seen.entry(chunk.push(index, item).to_string()) {
                 Entry::Occupied(first) => {
                     return Err(Box::new(BatchError::DuplicateRequestId {
-                        request_id: key,
+                        request_id: first.key().clone(),
                         first: *first.get(),
                         second: index,
                     }));
@@ -744,10 +696,6 @@ fn plan<O: Operation>(
                     slot.insert(index);
                 }
             }
-            chunk.answer_keys.push(O::answer_key(&item, &key));
-            chunk.request_keys.push(key);
-            chunk.items.push(item);
-            chunk.end = index + 1;
         }
         chunks.push(chunk);
     }
@@ -783,22 +731,10 @@ async fn send_chunk<O: Operation>(
         if !refused_for_others || rest.is_empty() {
             break;
         }
-        let mut again = Chunk {
-            start: start + rest[0],
-            end: start + rest[rest.len() - 1] + 1,
-            items: Vec::with_capacity(rest.len()),
-            request_keys: Vec::with_capacity(rest.len()),
-            answer_keys: Vec::with_capacity(rest.len()),
-        };
-        for (position, &p) in rest.iter().enumerate() {
-            let item = items[p].clone();
-            // The same keys `plan` gives: the item's own `request_id`, or its new position.
-            let key = O::own_request_id(&item)
-                .map(str::to_string)
-                .unwrap_or_else(|| position.to_string());
-            again.answer_keys.push(O::answer_key(&item, &key));
-            again.request_keys.push(key);
-            again.items.push(item);
+        // The same keys `plan` gives: the item's own `request_id`, or its new position.
+        let mut again = Chunk::new(start + rest[0], rest.len());
+        for &p in &rest {
+            again.push(start + p, items[p].clone());
         }
         tracing::debug!(
             resent = rest.len(),

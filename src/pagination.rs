@@ -1,15 +1,15 @@
 //! Streams over paged lists: every page, or every item, fetched one page at a time as the
 //! stream is polled.
 //!
-//! | Call | Pager | [`pages`](KommoPager::pages) yields | [`typed_items`](KommoPager::typed_items) yields |
+//! | Call | Pager | [`pages`](Pager::pages) yields | [`typed_items`](Pager::typed_items) yields |
 //! |---|---|---|---|
 //! | [`kommo::Client::list_widgets_pager`] | [`KommoPager<WidgetList>`] | [`WidgetList`] | [`kommo::types::Widget`] |
 //! | [`kommo::Client::list_incoming_leads_pager`] | [`KommoPager<IncomingLeadList>`] | [`IncomingLeadList`] | [`kommo::types::IncomingLead`] |
 //! | [`closebot::Client::list_sources_pager`] | [`CloseBotPager`] | [`SourcePage`] | [`closebot::types::Source`] |
 //!
-//! [`items`](KommoPager::items) yields each item as a [`ListItem`]: [`ListItem::Typed`], or
+//! [`items`](Pager::items) yields each item as a [`ListItem`]: [`ListItem::Typed`], or
 //! [`ListItem::Unrecognized`] in its place for an item that does not decode into its type
-//! ([`crate::list`]). [`KommoPager::on_unrecognized`] skips those or stops on the first one
+//! ([`crate::list`]). [`Pager::on_unrecognized`] skips those or stops on the first one
 //! instead ([`OnUnrecognized`]); `typed_items` yields the decoded ones only, and stops with
 //! [`ApiError::UnrecognizedItem`] on an odd one unless told to skip it, so no item is ever
 //! dropped without the caller asking. A page's length (for the short-page rule) counts every
@@ -18,8 +18,11 @@
 //! Each call takes a closure that configures the generated request builder: the filters and
 //! sort order of the single-page call. The pager then sets the page number and page size
 //! itself, *after* your closure, so a `page`/`limit`/`page_size` set there is overridden: use
-//! [`KommoPager::page_size`], [`KommoPager::start_at`] and [`KommoPager::resume_after`]
-//! instead (and their [`CloseBotPager`] counterparts).
+//! [`Pager::page_size`], [`Pager::start_at`] and `resume_after` instead.
+//!
+//! One [`Pager`] serves both APIs: what differs between them (how the next page is asked for,
+//! when a page is the last, where a stream may start) is said once per page type, behind the
+//! sealed [`Page`] trait; [`KommoPager`] and [`CloseBotPager`] are its names for each API.
 //!
 //! The streams are lazy (nothing is sent until the first poll), `Send + Unpin + 'static` (they
 //! own a clone of the client, so they can be moved into `tokio::spawn`), and fused by their
@@ -32,7 +35,7 @@
 //! [`kommo::Client::follow`] (through the same authentication as every call; a link to another
 //! origin is yielded as [`ApiError::InvalidLink`]). The stream ends after a page with no `next`
 //! link, a `204 No Content`, an empty page, a page shorter than the `limit` it was requested
-//! with, a `next` link already fetched (loop guard), or [`KommoPager::max_pages`] requests.
+//! with, a `next` link already fetched (loop guard), or [`Pager::max_pages`] requests.
 //!
 //! ```no_run
 //! use futures_util::TryStreamExt;
@@ -60,12 +63,12 @@
 //! shrinks under the stream skips items: accepting or declining the leads of page 1 moves the
 //! next ones onto page 1, and page 2 then starts past them (120 leads, pages of 50, each accepted
 //! as it came: 70 seen, 50 left waiting). To accept, decline or link every incoming lead of a
-//! filter, use [`KommoPager::drain`], which keeps reading the first page that still has a lead it
+//! filter, use [`drain`](Pager::drain), which keeps reading the first page that still has a lead it
 //! has not yielded and yields each one once.
 //!
 //! **CloseBot** sources are 0-based (`page`, `pageSize` at most 100). The stream ends after an
 //! empty page, a page with fewer results than `pageSize`, the page that reaches `total`
-//! (`(page + 1) * pageSize >= total`), or [`CloseBotPager::max_pages`] requests.
+//! (`(page + 1) * pageSize >= total`), or [`Pager::max_pages`] requests.
 //!
 //! ```no_run
 //! use futures_util::TryStreamExt;
@@ -105,37 +108,37 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::future::ready;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt, TryFutureExt};
 use futures_util::stream::BoxStream;
 use futures_util::stream::{self, Stream, StreamExt, TryStreamExt};
 use progenitor_client::ClientInfo;
 use serde::de::DeserializeOwned;
 
 use crate::closebot::{self, types::SourcePage};
-use crate::error::{ApiError, ApiResponse, ResponseExt};
+use crate::error::{ApiError, ApiResponse, ProblemSummary, ResponseExt};
 use crate::kommo::{
     self,
     types::{IncomingLeadList, Links, WidgetList},
 };
 use crate::list::{Items, ListItem, UnrecognizedItem};
+use walk::{Fetch, KommoRequest, Walk};
 
 /// The largest `limit` Kommo's lists accept, and the default page size of a [`KommoPager`].
 pub const KOMMO_MAX_PAGE_SIZE: u32 = 250;
 /// The largest `pageSize` CloseBot accepts, and the default page size of a [`CloseBotPager`].
 pub const CLOSEBOT_MAX_PAGE_SIZE: u32 = 100;
 
-/// The most pages a pager fetches ahead ([`KommoPager::prefetch`]).
+/// The most pages a pager fetches ahead ([`Pager::prefetch`]).
 pub const MAX_PREFETCH: usize = 16;
 
 /// What a pager does with an item that does not decode into its type
-/// ([`crate::list::UnrecognizedItem`]): [`KommoPager::on_unrecognized`],
-/// [`CloseBotPager::on_unrecognized`].
+/// ([`crate::list::UnrecognizedItem`]): [`Pager::on_unrecognized`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OnUnrecognized {
@@ -150,7 +153,7 @@ pub enum OnUnrecognized {
 }
 
 /// The first unrecognized item of a page as an error, under [`OnUnrecognized::Fail`].
-fn refuse_unrecognized<P: fmt::Debug + crate::error::ProblemSummary>(
+fn refuse_unrecognized<P: fmt::Debug + ProblemSummary>(
     policy: OnUnrecognized,
     unrecognized: &[UnrecognizedItem],
 ) -> Result<(), ApiError<P>> {
@@ -171,10 +174,345 @@ fn yielded<T>(items: Items<T>, policy: OnUnrecognized) -> Vec<ListItem<T>> {
     }
 }
 
+fn page_size_error(api: &str, given: u32, max: u32) -> String {
+    format!("page size {given} is out of range: {api} accepts 1 to {max}")
+}
+
+// --------------------------------------------------------------------------- the one pager
+
+/// What a [`Pager`] needs to know about a list: how its API asks for a page and for the next
+/// one, and what a page holds. Everything else (page size, `max_pages`, the unrecognized-item
+/// policy, prefetching, the streams) is the pager's, once for both APIs.
+mod walk {
+    use super::*;
+
+    /// The caller's configured request builder for one page: (client, page number, page size).
+    pub type Fetch<P> = Arc<
+        dyn for<'a> Fn(
+                &'a <P as Walk>::Client,
+                <P as Walk>::Number,
+                NonZeroU32,
+            ) -> BoxFuture<'a, Result<P, ApiError<<P as Walk>::Problem>>>
+            + Send
+            + Sync,
+    >;
+
+    /// The next request of a Kommo stream.
+    #[derive(Clone, Debug)]
+    pub enum KommoRequest {
+        /// This page (1-based) through the caller's builder.
+        Page(NonZeroU32),
+        /// This `next` href of the last page, through [`kommo::Client::follow`].
+        Follow(String),
+    }
+
+    /// Implemented by each page type; sealed (this module is private).
+    pub trait Walk: Sized + Send + 'static {
+        /// The client that fetches the pages.
+        type Client: Clone + Send + Sync + 'static;
+        /// The API's problem document (its errors are `ApiError<Problem>`).
+        type Problem: fmt::Debug + ProblemSummary + Send + Sync + 'static;
+        /// What the page lists.
+        type Item: Send + 'static;
+        /// The page number the request builder takes.
+        type Number: Send + 'static;
+        /// The request a stream sends next.
+        type Request: Clone + fmt::Debug + Send + Sync + 'static;
+        /// What a stream remembers across pages besides the next request (Kommo: its loop
+        /// guard).
+        type Memory: Clone + Default + Send + Sync + 'static;
+
+        /// The API's name in error messages.
+        const API: &'static str;
+        /// The largest page size the API takes; also the default.
+        const MAX_PAGE_SIZE: u32;
+        /// The number of the first page (Kommo counts from 1, CloseBot from 0).
+        const FIRST_PAGE: u32;
+
+        /// The request for page `page`, or why the API cannot take that number.
+        fn page_request(page: u32) -> Result<Self::Request, String>;
+
+        /// Sends `request`. `Ok(None)`: the API answered that there is nothing there.
+        fn send<'a>(
+            client: &'a Self::Client,
+            fetch: &'a Fetch<Self>,
+            request: &'a Self::Request,
+            page_size: NonZeroU32,
+        ) -> BoxFuture<'a, Result<Option<Self>, ApiError<Self::Problem>>>;
+
+        /// The request after this page (which is not empty), sent as `request`; `None` when
+        /// it was the last.
+        fn next_request(
+            &self,
+            client: &Self::Client,
+            memory: &mut Self::Memory,
+            request: &Self::Request,
+            page_size: NonZeroU32,
+        ) -> Option<Self::Request>;
+
+        /// How many items the server sent on the page, decoded or not.
+        fn sent(&self) -> usize;
+
+        /// The page's items that did not decode into their type.
+        fn odd_items(&self) -> &[UnrecognizedItem];
+
+        /// The page's items, owned.
+        fn entries(self) -> Items<Self::Item>;
+    }
+}
+
+/// A page of a list that a [`Pager`] walks: [`WidgetList`] and [`IncomingLeadList`] (Kommo,
+/// see [`KommoPage`]) and [`SourcePage`] (CloseBot). It says how its API asks for the next
+/// page and what the page holds. Sealed: implemented by this crate only.
+pub trait Page: Walk {}
+
+impl<P: Walk> Page for P {}
+
+/// The pages of a list, to configure and then turn into a stream with [`pages`](Self::pages),
+/// [`items`](Self::items) or [`typed_items`](Self::typed_items). Made by
+/// [`kommo::Client::list_widgets_pager`], [`kommo::Client::list_incoming_leads_pager`]
+/// ([`KommoPager`]) and [`closebot::Client::list_sources_pager`] ([`CloseBotPager`]).
+#[must_use = "a pager does nothing until turned into a stream and polled"]
+pub struct Pager<P: Page> {
+    client: P::Client,
+    fetch: Fetch<P>,
+    page_size: u32,
+    max_pages: Option<u32>,
+    start: Start<P>,
+    prefetch: usize,
+    on_unrecognized: OnUnrecognized,
+}
+
+/// The pager of a Kommo list: [`Pager<WidgetList>`] or [`Pager<IncomingLeadList>`].
+pub type KommoPager<P> = Pager<P>;
+
+/// The pager of CloseBot's sources: [`Pager<SourcePage>`].
+pub type CloseBotPager = Pager<SourcePage>;
+
+/// Where a stream starts.
+enum Start<P: Walk> {
+    /// Send this request first, remembering this (the hrefs of a held page, for Kommo).
+    At(P::Request, P::Memory),
+    /// The held page was the last: nothing to fetch.
+    Done,
+    /// The stream yields [`ApiError::InvalidRequest`] with this message.
+    Invalid(String),
+}
+
+impl<P: Walk> Start<P> {
+    fn page(page: u32) -> Self {
+        match P::page_request(page) {
+            Ok(request) => Self::At(request, P::Memory::default()),
+            Err(message) => Self::Invalid(message),
+        }
+    }
+}
+
+impl<P: Walk> Clone for Start<P> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::At(request, memory) => Self::At(request.clone(), memory.clone()),
+            Self::Done => Self::Done,
+            Self::Invalid(message) => Self::Invalid(message.clone()),
+        }
+    }
+}
+
+impl<P: Walk> fmt::Debug for Start<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::At(request, _) => request.fmt(f),
+            Self::Done => f.write_str("Done"),
+            Self::Invalid(message) => f.debug_tuple("Invalid").field(message).finish(),
+        }
+    }
+}
+
+impl<P: Page> Clone for Pager<P> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            fetch: Arc::clone(&self.fetch),
+            page_size: self.page_size,
+            max_pages: self.max_pages,
+            start: self.start.clone(),
+            prefetch: self.prefetch,
+            on_unrecognized: self.on_unrecognized,
+        }
+    }
+}
+
+impl<P: Page> fmt::Debug for Pager<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pager")
+            .field("api", &P::API)
+            .field("page_size", &self.page_size)
+            .field("max_pages", &self.max_pages)
+            .field("start", &self.start)
+            .field("prefetch", &self.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Page> Pager<P> {
+    fn new(client: P::Client, fetch: Fetch<P>) -> Self {
+        Self {
+            client,
+            fetch,
+            page_size: P::MAX_PAGE_SIZE,
+            max_pages: None,
+            start: Start::page(P::FIRST_PAGE),
+            prefetch: 0,
+            on_unrecognized: OnUnrecognized::Yield,
+        }
+    }
+
+    /// What to do with an item that does not decode into its type: yield it as
+    /// [`ListItem::Unrecognized`] (the default), skip it, or end the stream with
+    /// [`ApiError::UnrecognizedItem`] ([`OnUnrecognized`]).
+    pub fn on_unrecognized(mut self, policy: OnUnrecognized) -> Self {
+        self.on_unrecognized = policy;
+        self
+    }
+
+    /// Fetches up to `pages` pages ahead of the consumer, on a task of its own, so the next
+    /// page is on its way while you work on the current one (`0`, the default: each page is
+    /// requested when the stream is polled for it). At most [`MAX_PREFETCH`] pages; a larger
+    /// value means [`MAX_PREFETCH`]. See [Prefetching](crate::pagination#prefetching).
+    pub fn prefetch(mut self, pages: usize) -> Self {
+        self.prefetch = pages.min(MAX_PREFETCH);
+        self
+    }
+
+    /// The page size: Kommo's `limit`, 1 to 250 ([`KOMMO_MAX_PAGE_SIZE`], the default);
+    /// CloseBot's `pageSize`, 1 to 100 ([`CLOSEBOT_MAX_PAGE_SIZE`], the default). Another value
+    /// makes the stream yield [`ApiError::InvalidRequest`] and send nothing.
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size;
+        self
+    }
+
+    /// Sends at most `max_pages` requests (`0`: none). Unlimited by default.
+    pub fn max_pages(mut self, max_pages: u32) -> Self {
+        self.max_pages = Some(max_pages);
+        self
+    }
+
+    /// Starts at this page: Kommo counts from 1 (the default; `0` makes the stream yield
+    /// [`ApiError::InvalidRequest`]), CloseBot from 0 (the default). Replaces a
+    /// `resume_after`.
+    pub fn start_at(mut self, page: u32) -> Self {
+        self.start = Start::page(page);
+        self
+    }
+
+    /// The page size, checked against the API's range.
+    fn checked_page_size(&self) -> Result<NonZeroU32, String> {
+        NonZeroU32::new(self.page_size)
+            .filter(|n| n.get() <= P::MAX_PAGE_SIZE)
+            .ok_or_else(|| page_size_error(P::API, self.page_size, P::MAX_PAGE_SIZE))
+    }
+
+    /// The pages, in order; none of them empty.
+    pub fn pages(
+        self,
+    ) -> impl Stream<Item = Result<P, ApiError<P::Problem>>> + Send + Unpin + 'static {
+        let checked = self.checked_page_size().and_then(|page_size| {
+            let (next, memory) = match self.start {
+                Start::At(request, memory) => (Some(request), memory),
+                Start::Done => (None, P::Memory::default()),
+                Start::Invalid(message) => return Err(message),
+            };
+            Ok(State {
+                client: self.client,
+                fetch: self.fetch,
+                page_size,
+                next,
+                memory,
+                remaining: self.max_pages,
+                on_unrecognized: self.on_unrecognized,
+            })
+        });
+        match checked {
+            Ok(state) => prefetched(
+                stream::unfold(state, State::step).fuse().boxed(),
+                self.prefetch,
+            ),
+            Err(message) => stream::once(ready(Err(ApiError::InvalidRequest(message)))).boxed(),
+        }
+    }
+
+    /// The items of every page, in order: each decoded one as [`ListItem::Typed`], and any
+    /// that does not fit its type as set by [`on_unrecognized`](Self::on_unrecognized).
+    pub fn items(
+        self,
+    ) -> impl Stream<Item = Result<ListItem<P::Item>, ApiError<P::Problem>>> + Send + Unpin + 'static
+    {
+        let policy = self.on_unrecognized;
+        self.pages()
+            .map_ok(move |page| stream::iter(yielded(page.entries(), policy).into_iter().map(Ok)))
+            .try_flatten()
+            .fuse()
+            .boxed()
+    }
+
+    /// The decoded items of every page, in order. An item that does not fit its type ends the
+    /// stream with [`ApiError::UnrecognizedItem`], unless
+    /// [`on_unrecognized(OnUnrecognized::Skip)`](Self::on_unrecognized) leaves it out: never
+    /// dropped silently.
+    pub fn typed_items(
+        mut self,
+    ) -> impl Stream<Item = Result<P::Item, ApiError<P::Problem>>> + Send + Unpin + 'static {
+        if self.on_unrecognized != OnUnrecognized::Skip {
+            self.on_unrecognized = OnUnrecognized::Fail;
+        }
+        self.items()
+            .try_filter_map(|item| ready(Ok(item.into_typed().ok())))
+            .boxed()
+    }
+}
+
+/// A stream between two pages.
+struct State<P: Walk> {
+    client: P::Client,
+    fetch: Fetch<P>,
+    page_size: NonZeroU32,
+    /// The request of the next poll; `None` once the stream is over.
+    next: Option<P::Request>,
+    memory: P::Memory,
+    remaining: Option<u32>,
+    on_unrecognized: OnUnrecognized,
+}
+
+impl<P: Walk> State<P> {
+    async fn step(mut self) -> Option<(Result<P, ApiError<P::Problem>>, Self)> {
+        if self.remaining == Some(0) {
+            return None;
+        }
+        // Whatever happens below, nothing more is fetched unless a next request is set again.
+        let request = self.next.take()?;
+        let result = P::send(&self.client, &self.fetch, &request, self.page_size).await;
+        self.remaining = self.remaining.map(|n| n.saturating_sub(1));
+        let page = match result {
+            Err(e) => return Some((Err(e), self)),
+            Ok(None) => return None,
+            Ok(Some(page)) => page,
+        };
+        if page.sent() == 0 {
+            return None;
+        }
+        if let Err(e) = refuse_unrecognized(self.on_unrecognized, page.odd_items()) {
+            return Some((Err(e), self));
+        }
+        self.next = page.next_request(&self.client, &mut self.memory, &request, self.page_size);
+        Some((Ok(page), self))
+    }
+}
+
+// ------------------------------------------------------------------------------------- Kommo
+
 mod sealed {
     pub trait Sealed {}
-    impl Sealed for super::WidgetList {}
-    impl Sealed for super::IncomingLeadList {}
 }
 
 /// A page of a Kommo list that a [`KommoPager`] walks: [`WidgetList`] or [`IncomingLeadList`].
@@ -210,43 +548,106 @@ pub trait KommoPage:
     fn links(&self) -> Option<&Links>;
 }
 
-impl KommoPage for WidgetList {
-    type Item = kommo::types::Widget;
+/// Makes a Kommo list type a [`KommoPage`]: (list, item, its items' accessor, owned).
+macro_rules! kommo_page {
+    ($page:ty, $item:ty, $items:ident, $into_items:ident) => {
+        impl sealed::Sealed for $page {}
 
-    fn items(&self) -> &[Self::Item] {
-        self.widgets()
-    }
+        impl KommoPage for $page {
+            type Item = $item;
 
-    fn unrecognized(&self) -> &[UnrecognizedItem] {
-        self.widgets().unrecognized()
-    }
+            fn items(&self) -> &[Self::Item] {
+                self.$items()
+            }
 
-    fn into_items(self) -> Items<Self::Item> {
-        self.into_widgets()
-    }
+            fn unrecognized(&self) -> &[UnrecognizedItem] {
+                self.$items().unrecognized()
+            }
 
-    fn links(&self) -> Option<&Links> {
-        self.links.as_ref()
-    }
+            fn into_items(self) -> Items<Self::Item> {
+                self.$into_items()
+            }
+
+            fn links(&self) -> Option<&Links> {
+                self.links.as_ref()
+            }
+        }
+    };
 }
 
-impl KommoPage for IncomingLeadList {
-    type Item = kommo::types::IncomingLead;
+kommo_page!(WidgetList, kommo::types::Widget, widgets, into_widgets);
+kommo_page!(
+    IncomingLeadList,
+    kommo::types::IncomingLead,
+    incoming_leads,
+    into_incoming_leads
+);
 
-    fn items(&self) -> &[Self::Item] {
-        self.incoming_leads()
+/// Kommo lists: the first page through the builder, then each page's `_links.next`, guarded
+/// against loops by the digests ([`link_id`]) of every href fetched and every page's `self`.
+impl<P: KommoPage> Walk for P {
+    type Client = kommo::Client;
+    type Problem = kommo::types::Problem;
+    type Item = <P as KommoPage>::Item;
+    type Number = NonZeroU32;
+    type Request = KommoRequest;
+    type Memory = HashSet<u128>;
+
+    const API: &'static str = "Kommo";
+    const MAX_PAGE_SIZE: u32 = KOMMO_MAX_PAGE_SIZE;
+    const FIRST_PAGE: u32 = 1;
+
+    fn page_request(page: u32) -> Result<KommoRequest, String> {
+        NonZeroU32::new(page)
+            .map(KommoRequest::Page)
+            .ok_or_else(|| "page 0 does not exist: Kommo counts pages from 1".to_string())
     }
 
-    fn unrecognized(&self) -> &[UnrecognizedItem] {
-        self.incoming_leads().unrecognized()
+    fn send<'a>(
+        client: &'a kommo::Client,
+        fetch: &'a Fetch<Self>,
+        request: &'a KommoRequest,
+        page_size: NonZeroU32,
+    ) -> BoxFuture<'a, Result<Option<Self>, kommo::Error>> {
+        match request {
+            KommoRequest::Page(page) => fetch(client, *page, page_size).map_ok(Some).boxed(),
+            KommoRequest::Follow(href) => client.follow::<P>(href).boxed(),
+        }
     }
 
-    fn into_items(self) -> Items<Self::Item> {
-        self.into_incoming_leads()
+    fn next_request(
+        &self,
+        client: &kommo::Client,
+        seen: &mut HashSet<u128>,
+        request: &KommoRequest,
+        page_size: NonZeroU32,
+    ) -> Option<KommoRequest> {
+        let base = client.baseurl();
+        let requested_limit = match request {
+            KommoRequest::Page(_) => Some(page_size.get()),
+            KommoRequest::Follow(href) => {
+                seen.insert(link_id(base, href));
+                link_limit(base, href)
+            }
+        };
+        if let Some(own) = self_href(self) {
+            seen.insert(link_id(base, own));
+        }
+        let short = requested_limit.is_some_and(|limit| self.item_count() < limit as usize);
+        let next = next_href(self).filter(|next| !short && !seen.contains(&link_id(base, next)))?;
+        Some(KommoRequest::Follow(next.to_string()))
     }
 
-    fn links(&self) -> Option<&Links> {
-        self.links.as_ref()
+    fn sent(&self) -> usize {
+        self.item_count()
+    }
+
+    fn odd_items(&self) -> &[UnrecognizedItem] {
+        self.unrecognized()
+    }
+
+    fn entries(self) -> Items<Self::Item> {
+        self.into_items()
     }
 }
 
@@ -307,46 +708,20 @@ fn link_limit(base: &str, href: &str) -> Option<u32> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-fn page_size_error(api: &str, given: u32, max: u32) -> String {
-    format!("page size {given} is out of range: {api} accepts 1 to {max}")
-}
-
-// ------------------------------------------------------------------------------------- Kommo
-
-/// Sends the first request: the user's builder with `page` and `limit` set.
-type KommoFetch<P> = Arc<
-    dyn for<'a> Fn(
-            &'a kommo::Client,
-            NonZeroU32,
-            NonZeroU32,
-        ) -> BoxFuture<'a, Result<P, kommo::Error>>
-        + Send
-        + Sync,
->;
-
-fn kommo_fetch<P, F>(fetch: F) -> KommoFetch<P>
+/// Boxes the caller's configured builder as the pager's [`Fetch`].
+fn fetch<P, F>(fetch: F) -> Fetch<P>
 where
+    P: Page,
     F: for<'a> Fn(
-            &'a kommo::Client,
+            &'a P::Client,
+            P::Number,
             NonZeroU32,
-            NonZeroU32,
-        ) -> BoxFuture<'a, Result<P, kommo::Error>>
+        ) -> BoxFuture<'a, Result<P, ApiError<P::Problem>>>
         + Send
         + Sync
         + 'static,
 {
     Arc::new(fetch)
-}
-
-/// Where a Kommo stream starts.
-#[derive(Clone, Debug)]
-enum KommoStart {
-    /// Request this page (1-based) with the builder.
-    Page(u32),
-    /// Follow this `next` href of a page the caller holds; `seen` are that page's own hrefs.
-    Follow { next: String, seen: Vec<String> },
-    /// The held page was the last: nothing to fetch.
-    Done,
 }
 
 impl kommo::Client {
@@ -369,11 +744,11 @@ impl kommo::Client {
             + Sync
             + 'static,
     {
-        let fetch = kommo_fetch(move |client, page, limit| {
+        let fetch = fetch(move |client: &kommo::Client, page, limit| {
             let request = configure(client.list_widgets()).page(page).limit(limit);
             Box::pin(request.send().or_empty())
         });
-        KommoPager::new(self.clone(), fetch)
+        Pager::new(self.clone(), fetch)
     }
 
     /// A pager over `GET /api/v4/leads/unsorted`: the incoming leads matching the filters set
@@ -404,177 +779,35 @@ impl kommo::Client {
             + Sync
             + 'static,
     {
-        let fetch = kommo_fetch(move |client, page, limit| {
+        let fetch = fetch(move |client: &kommo::Client, page, limit| {
             let request = configure(client.list_incoming_leads())
                 .page(page)
                 .limit(limit);
             Box::pin(request.send().or_empty())
         });
-        KommoPager::new(self.clone(), fetch)
+        Pager::new(self.clone(), fetch)
     }
 }
 
-/// The pages of a Kommo list, to configure and then turn into a stream with
-/// [`pages`](Self::pages) or [`items`](Self::items). Made by
-/// [`kommo::Client::list_widgets_pager`] and [`kommo::Client::list_incoming_leads_pager`].
-#[derive(Clone)]
-#[must_use = "a pager does nothing until turned into a stream and polled"]
-pub struct KommoPager<P: KommoPage> {
-    client: kommo::Client,
-    fetch: KommoFetch<P>,
-    page_size: u32,
-    max_pages: Option<u32>,
-    start: KommoStart,
-    prefetch: usize,
-    on_unrecognized: OnUnrecognized,
-}
-
-impl<P: KommoPage> fmt::Debug for KommoPager<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KommoPager")
-            .field("page_size", &self.page_size)
-            .field("max_pages", &self.max_pages)
-            .field("start", &self.start)
-            .field("prefetch", &self.prefetch)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<P: KommoPage> KommoPager<P> {
-    fn new(client: kommo::Client, fetch: KommoFetch<P>) -> Self {
-        Self {
-            client,
-            fetch,
-            page_size: KOMMO_MAX_PAGE_SIZE,
-            max_pages: None,
-            start: KommoStart::Page(1),
-            prefetch: 0,
-            on_unrecognized: OnUnrecognized::Yield,
-        }
-    }
-
-    /// What to do with an item that does not decode into its type: yield it as
-    /// [`ListItem::Unrecognized`] (the default), skip it, or end the stream with
-    /// [`ApiError::UnrecognizedItem`] ([`OnUnrecognized`]).
-    pub fn on_unrecognized(mut self, policy: OnUnrecognized) -> Self {
-        self.on_unrecognized = policy;
-        self
-    }
-
-    /// Fetches up to `pages` pages ahead of the consumer, on a task of its own, so the next
-    /// page is on its way while you work on the current one (`0`, the default: each page is
-    /// requested when the stream is polled for it). At most [`MAX_PREFETCH`] pages; a larger
-    /// value means [`MAX_PREFETCH`]. See [Prefetching](crate::pagination#prefetching).
-    pub fn prefetch(mut self, pages: usize) -> Self {
-        self.prefetch = pages.min(MAX_PREFETCH);
-        self
-    }
-
-    /// The `limit` of each page, 1 to 250 ([`KOMMO_MAX_PAGE_SIZE`], the default). Another
-    /// value makes the stream yield [`ApiError::InvalidRequest`] and send nothing.
-    pub fn page_size(mut self, page_size: u32) -> Self {
-        self.page_size = page_size;
-        self
-    }
-
-    /// Sends at most `max_pages` requests (`0`: none). Unlimited by default.
-    pub fn max_pages(mut self, max_pages: u32) -> Self {
-        self.max_pages = Some(max_pages);
-        self
-    }
-
-    /// Starts at this page, counting from 1 (the default). `0` makes the stream yield
-    /// [`ApiError::InvalidRequest`]. Replaces a [`resume_after`](Self::resume_after).
-    pub fn start_at(mut self, page: u32) -> Self {
-        self.start = KommoStart::Page(page);
-        self
-    }
-
+impl<P: KommoPage> Pager<P> {
     /// Continues after a page you already hold (from a stream or a single call): the stream
     /// starts by following that page's `_links.next`, and is empty when the page has no such
     /// link or no items. The held page is not yielded again. The filters come from that link,
     /// not from the pager's closure. Replaces a [`start_at`](Self::start_at).
     pub fn resume_after(mut self, held: &P) -> Self {
         self.start = match next_href(held) {
-            Some(next) if held.item_count() != 0 => KommoStart::Follow {
-                next: next.to_string(),
-                seen: self_href(held).map(str::to_string).into_iter().collect(),
-            },
-            _ => KommoStart::Done,
+            Some(next) if held.item_count() != 0 => {
+                let base = self.client.baseurl();
+                let seen = self_href(held).map(|own| link_id(base, own)).into_iter();
+                Start::At(KommoRequest::Follow(next.to_string()), seen.collect())
+            }
+            _ => Start::Done,
         };
         self
     }
-
-    /// The pages, in order; none of them empty.
-    pub fn pages(self) -> impl Stream<Item = Result<P, kommo::Error>> + Send + Unpin + 'static {
-        let checked = NonZeroU32::new(self.page_size)
-            .filter(|n| n.get() <= KOMMO_MAX_PAGE_SIZE)
-            .ok_or_else(|| page_size_error("Kommo", self.page_size, KOMMO_MAX_PAGE_SIZE))
-            .and_then(|limit| {
-                let base = self.client.baseurl().to_string();
-                let (next, seen) = match self.start {
-                    KommoStart::Page(0) => {
-                        return Err("page 0 does not exist: Kommo counts pages from 1".to_string());
-                    }
-                    KommoStart::Page(page) => (KommoNext::Page(page), HashSet::new()),
-                    KommoStart::Follow { next, seen } => (
-                        KommoNext::Follow(next),
-                        seen.iter().map(|h| link_id(&base, h)).collect(),
-                    ),
-                    KommoStart::Done => (KommoNext::Done, HashSet::new()),
-                };
-                Ok(KommoState {
-                    client: self.client,
-                    fetch: self.fetch,
-                    base,
-                    limit,
-                    next,
-                    seen,
-                    remaining: self.max_pages,
-                    on_unrecognized: self.on_unrecognized,
-                })
-            });
-        match checked {
-            Ok(state) => prefetched(
-                stream::unfold(state, KommoState::step).fuse().boxed(),
-                self.prefetch,
-            ),
-            Err(message) => stream::once(ready(Err(ApiError::InvalidRequest(message)))).boxed(),
-        }
-    }
-
-    /// The items of every page, in order: each decoded one as [`ListItem::Typed`], and any
-    /// that does not fit its type as set by [`on_unrecognized`](Self::on_unrecognized).
-    pub fn items(
-        self,
-    ) -> impl Stream<Item = Result<ListItem<P::Item>, kommo::Error>> + Send + Unpin + 'static {
-        let policy = self.on_unrecognized;
-        self.pages()
-            .map_ok(move |page| {
-                stream::iter(yielded(page.into_items(), policy).into_iter().map(Ok))
-            })
-            .try_flatten()
-            .fuse()
-            .boxed()
-    }
-
-    /// The decoded items of every page, in order. An item that does not fit its type ends the
-    /// stream with [`ApiError::UnrecognizedItem`], unless
-    /// [`on_unrecognized(OnUnrecognized::Skip)`](Self::on_unrecognized) leaves it out: never
-    /// dropped silently.
-    pub fn typed_items(
-        mut self,
-    ) -> impl Stream<Item = Result<P::Item, kommo::Error>> + Send + Unpin + 'static {
-        if self.on_unrecognized != OnUnrecognized::Skip {
-            self.on_unrecognized = OnUnrecognized::Fail;
-        }
-        self.items()
-            .try_filter_map(|item| ready(Ok(item.into_typed().ok())))
-            .boxed()
-    }
 }
 
-impl KommoPager<IncomingLeadList> {
+impl Pager<IncomingLeadList> {
     /// Every incoming lead matching the filters exactly once, **while you accept, decline or
     /// link them** as they come.
     ///
@@ -619,11 +852,11 @@ impl KommoPager<IncomingLeadList> {
     + Send
     + Unpin
     + 'static {
-        let Some(limit) =
-            NonZeroU32::new(self.page_size).filter(|n| n.get() <= KOMMO_MAX_PAGE_SIZE)
-        else {
-            let message = page_size_error("Kommo", self.page_size, KOMMO_MAX_PAGE_SIZE);
-            return stream::once(ready(Err(ApiError::InvalidRequest(message)))).boxed();
+        let limit = match self.checked_page_size() {
+            Ok(limit) => limit,
+            Err(message) => {
+                return stream::once(ready(Err(ApiError::InvalidRequest(message)))).boxed();
+            }
         };
         let state = Drain {
             client: self.client,
@@ -631,7 +864,7 @@ impl KommoPager<IncomingLeadList> {
             limit,
             page: 1,
             seen: HashSet::new(),
-            buffered: std::collections::VecDeque::new(),
+            buffered: VecDeque::new(),
             done: false,
             remaining: self.max_pages,
             on_unrecognized: self.on_unrecognized,
@@ -640,16 +873,16 @@ impl KommoPager<IncomingLeadList> {
     }
 }
 
-/// The state of [`KommoPager::drain`].
+/// The state of [`Pager::drain`].
 struct Drain {
     client: kommo::Client,
-    fetch: KommoFetch<IncomingLeadList>,
+    fetch: Fetch<IncomingLeadList>,
     limit: NonZeroU32,
     /// The first page that may still hold a lead not yielded yet.
     page: u32,
     /// The keys ([`drain_key`]) of every item yielded (or skipped) so far.
     seen: HashSet<String>,
-    buffered: std::collections::VecDeque<ListItem<kommo::types::IncomingLead>>,
+    buffered: VecDeque<ListItem<kommo::types::IncomingLead>>,
     done: bool,
     remaining: Option<u32>,
     on_unrecognized: OnUnrecognized,
@@ -723,107 +956,72 @@ impl Drain {
     }
 }
 
-/// What a Kommo stream does on its next poll.
-enum KommoNext {
-    Page(u32),
-    Follow(String),
-    Done,
-}
+// ---------------------------------------------------------------------------------- CloseBot
 
-struct KommoState<P> {
-    client: kommo::Client,
-    fetch: KommoFetch<P>,
-    base: String,
-    limit: NonZeroU32,
-    next: KommoNext,
-    /// Loop guard: the digests ([`link_id`]) of every href fetched and every page's `self`.
-    seen: HashSet<u128>,
-    remaining: Option<u32>,
-    on_unrecognized: OnUnrecognized,
-}
+/// CloseBot's sources: page after page by number, from 0, until a short page or `total`.
+impl Walk for SourcePage {
+    type Client = closebot::Client;
+    type Problem = closebot::types::Problem;
+    type Item = closebot::types::Source;
+    type Number = i32;
+    type Request = i32;
+    type Memory = ();
 
-impl<P: KommoPage> KommoState<P> {
-    async fn step(mut self) -> Option<(Result<P, kommo::Error>, Self)> {
-        if self.remaining == Some(0) {
-            return None;
+    const API: &'static str = "CloseBot";
+    const MAX_PAGE_SIZE: u32 = CLOSEBOT_MAX_PAGE_SIZE;
+    const FIRST_PAGE: u32 = 0;
+
+    fn page_request(page: u32) -> Result<i32, String> {
+        i32::try_from(page).map_err(|_| {
+            format!(
+                "page {page} is out of range: CloseBot takes at most {}",
+                i32::MAX
+            )
+        })
+    }
+
+    fn send<'a>(
+        client: &'a closebot::Client,
+        fetch: &'a Fetch<Self>,
+        page: &'a i32,
+        page_size: NonZeroU32,
+    ) -> BoxFuture<'a, Result<Option<Self>, closebot::Error>> {
+        fetch(client, *page, page_size).map_ok(Some).boxed()
+    }
+
+    fn next_request(
+        &self,
+        _client: &closebot::Client,
+        _memory: &mut (),
+        page: &i32,
+        page_size: NonZeroU32,
+    ) -> Option<i32> {
+        let number = u32::try_from(*page).unwrap_or_default();
+        if is_last_source_page(number, page_size.get(), self.sent(), self.total) {
+            None
+        } else {
+            page.checked_add(1)
         }
-        // Whatever happens below, nothing more is fetched unless a next page is set again.
-        let (result, requested_limit) = match std::mem::replace(&mut self.next, KommoNext::Done) {
-            KommoNext::Done => return None,
-            KommoNext::Page(page) => {
-                let page = NonZeroU32::new(page)?;
-                let result = (self.fetch)(&self.client, page, self.limit).await;
-                (result.map(Some), Some(self.limit.get()))
-            }
-            KommoNext::Follow(href) => {
-                self.seen.insert(link_id(&self.base, &href));
-                let limit = link_limit(&self.base, &href);
-                (self.client.follow::<P>(&href).await, limit)
-            }
-        };
-        self.remaining = self.remaining.map(|n| n.saturating_sub(1));
-        let page = match result {
-            Err(e) => return Some((Err(e), self)),
-            Ok(None) => return None,
-            Ok(Some(page)) => page,
-        };
-        let len = page.item_count();
-        if len == 0 {
-            return None;
-        }
-        if let Err(e) = refuse_unrecognized(self.on_unrecognized, page.unrecognized()) {
-            return Some((Err(e), self));
-        }
-        if let Some(own) = self_href(&page) {
-            self.seen.insert(link_id(&self.base, own));
-        }
-        let short = requested_limit.is_some_and(|limit| len < limit as usize);
-        if !short
-            && let Some(next) = next_href(&page)
-            && !self.seen.contains(&link_id(&self.base, next))
-        {
-            self.next = KommoNext::Follow(next.to_string());
-        }
-        Some((Ok(page), self))
+    }
+
+    fn sent(&self) -> usize {
+        self.results.total()
+    }
+
+    fn odd_items(&self) -> &[UnrecognizedItem] {
+        self.results.unrecognized()
+    }
+
+    fn entries(self) -> Items<Self::Item> {
+        self.results
     }
 }
 
-// ---------------------------------------------------------------------------------- CloseBot
-
-/// Sends one request: the user's builder with `page` and `pageSize` set.
-type CloseBotFetch = Arc<
-    dyn for<'a> Fn(
-            &'a closebot::Client,
-            i32,
-            NonZeroU32,
-        ) -> BoxFuture<'a, Result<SourcePage, closebot::Error>>
-        + Send
-        + Sync,
->;
-
-fn closebot_fetch<F>(fetch: F) -> CloseBotFetch
-where
-    F: for<'a> Fn(
-            &'a closebot::Client,
-            i32,
-            NonZeroU32,
-        ) -> BoxFuture<'a, Result<SourcePage, closebot::Error>>
-        + Send
-        + Sync
-        + 'static,
-{
-    Arc::new(fetch)
-}
-
-/// Where a CloseBot stream starts.
-#[derive(Clone, Debug)]
-enum CloseBotStart {
-    /// This page, from 0.
-    Page(u32),
-    /// The held page was the last.
-    Done,
-    /// The held page cannot be continued from.
-    Invalid(String),
+/// Whether page `page` (from 0) of `size`, holding `len` results, is the last.
+fn is_last_source_page(page: u32, size: u32, len: usize, total: Option<i32>) -> bool {
+    len == 0
+        || len < size as usize
+        || total.is_some_and(|total| (u64::from(page) + 1) * u64::from(size) >= total.max(0) as u64)
 }
 
 impl closebot::Client {
@@ -849,85 +1047,17 @@ impl closebot::Client {
             + Sync
             + 'static,
     {
-        let fetch = closebot_fetch(move |client, page, page_size| {
+        let fetch = fetch(move |client: &closebot::Client, page, page_size| {
             let request = configure(client.list_sources())
                 .page(page)
                 .page_size(page_size);
             Box::pin(request.send().or_empty())
         });
-        CloseBotPager {
-            client: self.clone(),
-            fetch,
-            page_size: CLOSEBOT_MAX_PAGE_SIZE,
-            max_pages: None,
-            start: CloseBotStart::Page(0),
-            prefetch: 0,
-            on_unrecognized: OnUnrecognized::Yield,
-        }
+        Pager::new(self.clone(), fetch)
     }
 }
 
-/// The pages of CloseBot's sources, to configure and then turn into a stream with
-/// [`pages`](Self::pages) or [`items`](Self::items). Made by
-/// [`closebot::Client::list_sources_pager`].
-#[derive(Clone)]
-#[must_use = "a pager does nothing until turned into a stream and polled"]
-pub struct CloseBotPager {
-    client: closebot::Client,
-    fetch: CloseBotFetch,
-    page_size: u32,
-    max_pages: Option<u32>,
-    start: CloseBotStart,
-    prefetch: usize,
-    on_unrecognized: OnUnrecognized,
-}
-
-impl fmt::Debug for CloseBotPager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CloseBotPager")
-            .field("page_size", &self.page_size)
-            .field("max_pages", &self.max_pages)
-            .field("start", &self.start)
-            .field("prefetch", &self.prefetch)
-            .finish_non_exhaustive()
-    }
-}
-
-impl CloseBotPager {
-    /// What to do with a source that does not decode into its type; as
-    /// [`KommoPager::on_unrecognized`].
-    pub fn on_unrecognized(mut self, policy: OnUnrecognized) -> Self {
-        self.on_unrecognized = policy;
-        self
-    }
-
-    /// The `pageSize` of each page, 1 to 100 ([`CLOSEBOT_MAX_PAGE_SIZE`], the default).
-    /// Another value makes the stream yield [`ApiError::InvalidRequest`] and send nothing.
-    pub fn page_size(mut self, page_size: u32) -> Self {
-        self.page_size = page_size;
-        self
-    }
-
-    /// Sends at most `max_pages` requests (`0`: none). Unlimited by default.
-    pub fn max_pages(mut self, max_pages: u32) -> Self {
-        self.max_pages = Some(max_pages);
-        self
-    }
-
-    /// Fetches up to `pages` pages ahead of the consumer (`0`, the default: none); as
-    /// [`KommoPager::prefetch`].
-    pub fn prefetch(mut self, pages: usize) -> Self {
-        self.prefetch = pages.min(MAX_PREFETCH);
-        self
-    }
-
-    /// Starts at this page, counting from 0 (the default). Replaces a
-    /// [`resume_after`](Self::resume_after).
-    pub fn start_at(mut self, page: u32) -> Self {
-        self.start = CloseBotStart::Page(page);
-        self
-    }
-
+impl Pager<SourcePage> {
     /// Continues after a page you already hold: the stream starts at its `page` + 1, and is
     /// empty when the held page was the last (no results, fewer than its `pageSize`, or it
     /// reaches `total`). A held page without a `page` number makes the stream yield
@@ -935,131 +1065,22 @@ impl CloseBotPager {
     pub fn resume_after(mut self, held: &SourcePage) -> Self {
         self.start = match held.page.map(u32::try_from) {
             Some(Ok(page)) => {
-                let len = held.results.total();
                 let size = held
                     .page_size
                     .and_then(|s| u32::try_from(s).ok())
                     .unwrap_or(self.page_size);
-                if is_last_source_page(page, size, len, held.total) {
-                    CloseBotStart::Done
+                if is_last_source_page(page, size, held.sent(), held.total) {
+                    Start::Done
                 } else {
-                    CloseBotStart::Page(page.saturating_add(1))
+                    Start::page(page.saturating_add(1))
                 }
             }
-            _ => CloseBotStart::Invalid(format!(
+            _ => Start::Invalid(format!(
                 "cannot resume after a page whose `page` is {:?}: it must be a number from 0",
                 held.page
             )),
         };
         self
-    }
-
-    /// The pages, in order; none of them empty.
-    pub fn pages(
-        self,
-    ) -> impl Stream<Item = Result<SourcePage, closebot::Error>> + Send + Unpin + 'static {
-        let checked = NonZeroU32::new(self.page_size)
-            .filter(|n| n.get() <= CLOSEBOT_MAX_PAGE_SIZE)
-            .ok_or_else(|| page_size_error("CloseBot", self.page_size, CLOSEBOT_MAX_PAGE_SIZE))
-            .and_then(|page_size| {
-                let next = match self.start {
-                    CloseBotStart::Page(page) => Some(i32::try_from(page).map_err(|_| {
-                        format!(
-                            "page {page} is out of range: CloseBot takes at most {}",
-                            i32::MAX
-                        )
-                    })?),
-                    CloseBotStart::Done => None,
-                    CloseBotStart::Invalid(message) => return Err(message),
-                };
-                Ok(CloseBotState {
-                    client: self.client,
-                    fetch: self.fetch,
-                    page_size,
-                    next,
-                    remaining: self.max_pages,
-                    on_unrecognized: self.on_unrecognized,
-                })
-            });
-        match checked {
-            Ok(state) => prefetched(
-                stream::unfold(state, CloseBotState::step).fuse().boxed(),
-                self.prefetch,
-            ),
-            Err(message) => stream::once(ready(Err(ApiError::InvalidRequest(message)))).boxed(),
-        }
-    }
-
-    /// The sources of every page, in order; as [`KommoPager::items`].
-    pub fn items(
-        self,
-    ) -> impl Stream<Item = Result<ListItem<closebot::types::Source>, closebot::Error>>
-    + Send
-    + Unpin
-    + 'static {
-        let policy = self.on_unrecognized;
-        self.pages()
-            .map_ok(move |page| stream::iter(yielded(page.results, policy).into_iter().map(Ok)))
-            .try_flatten()
-            .fuse()
-            .boxed()
-    }
-
-    /// The decoded sources of every page, in order; as [`KommoPager::typed_items`].
-    pub fn typed_items(
-        mut self,
-    ) -> impl Stream<Item = Result<closebot::types::Source, closebot::Error>> + Send + Unpin + 'static
-    {
-        if self.on_unrecognized != OnUnrecognized::Skip {
-            self.on_unrecognized = OnUnrecognized::Fail;
-        }
-        self.items()
-            .try_filter_map(|item| ready(Ok(item.into_typed().ok())))
-            .boxed()
-    }
-}
-
-/// Whether page `page` (from 0) of `size`, holding `len` results, is the last.
-fn is_last_source_page(page: u32, size: u32, len: usize, total: Option<i32>) -> bool {
-    len == 0
-        || len < size as usize
-        || total.is_some_and(|total| (u64::from(page) + 1) * u64::from(size) >= total.max(0) as u64)
-}
-
-struct CloseBotState {
-    client: closebot::Client,
-    fetch: CloseBotFetch,
-    page_size: NonZeroU32,
-    /// The page to fetch on the next poll; `None` once the stream is over.
-    next: Option<i32>,
-    remaining: Option<u32>,
-    on_unrecognized: OnUnrecognized,
-}
-
-impl CloseBotState {
-    async fn step(mut self) -> Option<(Result<SourcePage, closebot::Error>, Self)> {
-        if self.remaining == Some(0) {
-            return None;
-        }
-        let page = self.next.take()?;
-        let result = (self.fetch)(&self.client, page, self.page_size).await;
-        self.remaining = self.remaining.map(|n| n.saturating_sub(1));
-        let body = match result {
-            Err(e) => return Some((Err(e), self)),
-            Ok(body) => body,
-        };
-        let len = body.results.total();
-        if len == 0 {
-            return None;
-        }
-        if let Err(e) = refuse_unrecognized(self.on_unrecognized, body.results.unrecognized()) {
-            return Some((Err(e), self));
-        }
-        let number = u32::try_from(page).unwrap_or_default();
-        if !is_last_source_page(number, self.page_size.get(), len, body.total) {
-            self.next = page.checked_add(1);
-        }
-        Some((Ok(body), self))
     }
 }
 

@@ -8,6 +8,7 @@ mod layers;
 #[path = "../../src/fake/oas.rs"]
 mod oas;
 mod ordered;
+mod surface;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ commands:
                           write openapi/export/<api>.{json,yaml}: each spec with its
                           examples inlined, for other languages' generators;
                           --check fails if the checked-in files are stale
+  surface [--check]       write openapi/surface/<api>.md: the generated Rust API
+                          (types, fields, operations); --check fails if stale
   conformance [--skip-install]
                           install the pinned third-party tools (scripts/install-
                           conformance-tools.sh), then check the exported documents with
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         "export" => export::main(rest),
         "layers" => layers::main(rest),
         "conformance" => conformance::main(rest),
+        "surface" => surface::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
