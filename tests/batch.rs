@@ -503,13 +503,8 @@ async fn a_created_item_that_does_not_decode_is_unknown_and_the_batch_goes_on() 
 
 #[tokio::test]
 async fn a_refused_connection_is_not_applied() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let client =
-        lead_intake::kommo::Client::from_base_url(&format!("http://127.0.0.1:{port}"), TOKEN)
-            .unwrap();
+    let refusing = common::Refusing::bind();
+    let client = lead_intake::kommo::Client::from_base_url(&refusing.base_url(), TOKEN).unwrap();
 
     let report = client
         .add_sources_batched(&sources(3), &BatchOptions::new().with_chunk_size(2))
@@ -525,32 +520,34 @@ async fn a_refused_connection_is_not_applied() {
     }
 }
 
-/// A timeout after the request was sent: it may have been applied.
-#[tokio::test]
+/// A timeout after the request was sent: it may have been applied. On paused time with a
+/// server inside the test's runtime: the clock only moves once the request has arrived, so the
+/// client's 300 ms never run out before it is sent, however busy the machine.
+#[tokio::test(start_paused = true)]
 async fn a_timeout_is_unknown_and_stops_the_batch() {
-    let server = MockServer::start_async().await;
+    use common::script::{Reply, ScriptServer};
+    let server = ScriptServer::start(|r, _| {
+        if r.json() == sources_body(0..2) {
+            Reply::json(200, created_sources(0..2)).after(Duration::from_secs(3))
+        } else {
+            Reply::json(200, created_sources(2..3))
+        }
+    })
+    .await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
     let client =
-        lead_intake::kommo::Client::from_base_url_with_client(&server.base_url(), TOKEN, http)
+        lead_intake::kommo::Client::from_base_url_with_client(&server.base_url, TOKEN, http)
             .unwrap();
-    let answer = created_sources(0..2);
-    let first = server
-        .mock_async(|when, then| {
-            kommo_request(when, POST, SOURCES).json_body(sources_body(0..2));
-            hal_json(then, &answer).delay(Duration::from_secs(3));
-        })
-        .await;
-    let second = add_chunk(&server, 2..3).await;
 
     let report = client
         .add_sources_batched(&sources(3), &BatchOptions::new().with_chunk_size(2))
         .await;
 
-    first.assert_calls_async(1).await;
-    second.assert_calls_async(0).await;
+    let bodies: Vec<Value> = server.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(bodies, [sources_body(0..2)], "the first chunk only, once");
     assert_eq!(
         source_labels(&report),
         vec!["unknown", "unknown", "not-attempted"]
@@ -1052,26 +1049,31 @@ async fn concurrency_one_sends_one_at_a_time() {
     assert_eq!(requests[1].at, started + Duration::from_millis(500));
 }
 
-/// A failure stops new requests; the one already in flight is awaited, not abandoned.
-#[tokio::test]
+/// A failure stops new requests; the one already in flight is awaited, not abandoned. On
+/// paused time, so the slow answer surely comes after the failure, however busy the machine.
+#[tokio::test(start_paused = true)]
 async fn with_concurrency_a_stopping_failure_lets_the_request_in_flight_finish_and_starts_no_more()
 {
-    let (server, client) = kommo().await;
-    let answer = created_sources(0..2);
-    let slow = server
-        .mock_async(|when, then| {
-            kommo_request(when, POST, SOURCES).json_body(sources_body(0..2));
-            hal_json(then, &answer).delay(Duration::from_millis(500));
-        })
-        .await;
-    let failing = server
-        .mock_async(|when, then| {
-            kommo_request(when, POST, SOURCES).json_body(sources_body(2..4));
-            then.status(502).body("<html>Bad Gateway</html>");
-        })
-        .await;
-    let later = add_chunk(&server, 4..6).await;
-    let strays = strays(&server).await;
+    use common::script::{Reply, ScriptServer, http_without_timeouts};
+    let server = ScriptServer::start(|r, _| {
+        let body = r.json();
+        if body == sources_body(0..2) {
+            Reply::json(200, created_sources(0..2)).after(Duration::from_millis(500))
+        } else if body == sources_body(2..4) {
+            Reply::status(502).body("<html>Bad Gateway</html>")
+        } else {
+            Reply::json(200, created_sources(4..6))
+        }
+    })
+    .await;
+    let client = lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url)
+        .token(TOKEN)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .http_client(http_without_timeouts())
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
 
     let report = client
         .add_sources_batched(
@@ -1080,10 +1082,15 @@ async fn with_concurrency_a_stopping_failure_lets_the_request_in_flight_finish_a
         )
         .await;
 
-    slow.assert_calls_async(1).await;
-    failing.assert_calls_async(1).await;
-    later.assert_calls_async(0).await;
-    strays.assert_calls_async(0).await;
+    // Both in flight at once, each sent once, and nothing after the failure.
+    let mut bodies: Vec<Value> = server.requests().iter().map(|r| r.json()).collect();
+    bodies.sort_by_key(|b| b.to_string());
+    assert_eq!(bodies, [sources_body(0..2), sources_body(2..4)]);
+    assert_eq!(
+        tokio::time::Instant::now() - started,
+        Duration::from_millis(500),
+        "the slow answer was awaited"
+    );
     assert_eq!(
         source_labels(&report),
         vec![

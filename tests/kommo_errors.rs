@@ -630,13 +630,10 @@ async fn one_error_of_each_kind(server: &httpmock::MockServer, client: &Client) 
                 .unwrap_err(),
         );
     }
-    // Nothing listens on a port just released: a transport error.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A bound port that never listens: a refused connection, a transport error.
+    let refusing = common::Refusing::bind();
     let unreachable = Client::builder()
-        .base_url(&format!("http://{closed}"))
+        .base_url(&refusing.base_url())
         .token(TOKEN)
         .retry(lead_intake::retry::RetryPolicy::none())
         .build()

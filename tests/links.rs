@@ -1,6 +1,8 @@
 //! HAL link-following: relative and same-origin links are fetched with the client's auth;
 //! a link to another origin is refused before any request is sent.
 
+mod common;
+
 use httpmock::prelude::*;
 use lead_intake::kommo::{Client, types::WidgetList};
 use lead_intake::prelude::*;
@@ -172,13 +174,10 @@ async fn a_followed_answer_that_does_not_decode_names_its_endpoint_and_where() {
 
 #[tokio::test]
 async fn a_followed_link_that_fails_in_transit_names_the_path_not_the_query() {
-    // A port with nothing listening: bound, then closed.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A bound port that never listens: the connection is refused.
+    let refusing = common::Refusing::bind();
     let client = Client::builder()
-        .base_url(&format!("http://{addr}"))
+        .base_url(&refusing.base_url())
         .token(TOKEN)
         .retry(lead_intake::retry::RetryPolicy::none())
         .build()

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::script::{Reply, ScriptServer, http_without_timeouts};
 use common::{closebot, kommo, kommo_request, query_is};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use httpmock::Method::GET;
@@ -22,8 +23,9 @@ const UNSORTED: &str = "/api/v4/leads/unsorted";
 const SOURCES: &str = "/agency/source";
 
 /// Collects a whole stream; a stream that does not end (a broken loop guard) fails the test.
+/// The limit is only reached by such a bug, so it is generous: a busy machine never needs it.
 async fn collect<S: Stream + Unpin>(stream: S) -> Vec<S::Item> {
-    tokio::time::timeout(Duration::from_secs(10), stream.collect())
+    tokio::time::timeout(Duration::from_secs(120), stream.collect())
         .await
         .expect("the stream ends")
 }
@@ -368,6 +370,53 @@ async fn kommo_page_size_and_start_out_of_range_are_errors_and_nothing_is_sent()
     any.assert_calls_async(0).await;
 }
 
+// ------------------------------------------------------------------ waiting, on paused time
+
+// Tests that wait (for a request that must not come, or for a prefetch) run on paused tokio
+// time against a server inside the test's runtime: a wait costs no real time, and the clock
+// only moves once the runtime has nothing left to do, so a busy machine changes nothing.
+
+/// `/api/v4/widgets?limit=2&page={n}`.
+fn widgets_page(n: u32) -> String {
+    format!("{WIDGETS}?limit=2&page={n}")
+}
+
+/// A server answering pages 1 to `full` with full widget pages (limit 2, each linking to the
+/// next) and later pages with a 204.
+async fn scripted_widget_pages(full: u32) -> ScriptServer {
+    ScriptServer::start(move |request, _| {
+        let page = request
+            .target
+            .strip_prefix("/api/v4/widgets?limit=2&page=")
+            .and_then(|n| n.parse::<u32>().ok());
+        match page {
+            Some(n) if (1..=full).contains(&n) => Reply::json(
+                200,
+                widget_page(n, None, Some(&widgets_page(n + 1)), &["a", "b"]),
+            ),
+            Some(_) => Reply::status(204),
+            None => Reply::status(404),
+        }
+    })
+    .await
+}
+
+/// A Kommo client of a scripted server: no retries, no rate limit, no timeouts (see
+/// [`http_without_timeouts`]).
+fn scripted_kommo(server: &ScriptServer) -> lead_intake::kommo::Client {
+    lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url)
+        .token(common::TOKEN)
+        .no_rate_limit()
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .http_client(http_without_timeouts())
+        .build()
+        .expect("a loopback base URL is accepted")
+}
+
+/// Long enough for anything a stream might start on its own to reach the server.
+const QUIET: Duration = Duration::from_secs(5);
+
 // --------------------------------------------------------------- Kommo start, laziness, spawn
 
 #[tokio::test]
@@ -381,25 +430,24 @@ async fn kommo_the_default_page_size_is_250() {
     first.assert_calls_async(1).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn kommo_nothing_is_sent_before_the_stream_is_polled() {
-    let (server, client) = kommo().await;
-    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
-    let second = page_mock(&server, WIDGETS, "limit=2&page=2", |t| t.status(204)).await;
+    let server = scripted_widget_pages(1).await;
+    let client = scripted_kommo(&server);
 
     let mut items = client
         .list_widgets_pager(|req| req)
         .page_size(2)
         .typed_items();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    first.assert_calls_async(0).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(server.targets(), [] as [String; 0]);
 
     assert_eq!(items.next().await.expect("a").expect("ok").code, "a");
-    first.assert_calls_async(1).await;
+    assert_eq!(server.targets(), [widgets_page(1)]);
     assert_eq!(items.next().await.expect("b").expect("ok").code, "b");
-    second.assert_calls_async(0).await;
+    assert_eq!(server.targets(), [widgets_page(1)]);
     assert!(items.next().await.is_none());
-    second.assert_calls_async(1).await;
+    assert_eq!(server.targets(), [widgets_page(1), widgets_page(2)]);
 }
 
 #[tokio::test]
@@ -540,24 +588,10 @@ async fn kommo_a_stream_can_be_spawned() {
 
 // ---------------------------------------------------------------------------- prefetching
 
-/// Waits (up to 5 s) until `mock` has been called `n` times.
-async fn until_called(mock: &Mock<'_>, n: usize) -> bool {
-    for _ in 0..500 {
-        if mock.calls_async().await >= n {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
-
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn kommo_prefetch_fetches_the_next_page_while_the_consumer_holds_the_current_one() {
-    let (server, client) = kommo().await;
-    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
-    let second = full_widget_page(&server, 2, "limit=2&page=2").await;
-    let third = full_widget_page(&server, 3, "limit=2&page=3").await;
-    let fourth = page_mock(&server, WIDGETS, "limit=2&page=4", |t| t.status(204)).await;
+    let server = scripted_widget_pages(3).await;
+    let client = scripted_kommo(&server);
 
     let mut pages = client
         .list_widgets_pager(|req| req)
@@ -567,15 +601,16 @@ async fn kommo_prefetch_fetches_the_next_page_while_the_consumer_holds_the_curre
     let page = pages.next().await.expect("page 1").expect("ok");
     assert_eq!(page.page, Some(1));
     // Not polled again: page 2 is fetched anyway, and no further (one page ahead at most).
-    assert!(until_called(&second, 1).await, "page 2 is prefetched");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    third.assert_calls_async(0).await;
+    server.until_requests(2).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(server.targets(), [widgets_page(1), widgets_page(2)]);
 
     let rest: Vec<_> = pages.map(|p| p.expect("ok").page).collect().await;
     assert_eq!(rest, [Some(2), Some(3)]);
-    for mock in [&first, &second, &third, &fourth] {
-        mock.assert_calls_async(1).await;
-    }
+    assert_eq!(
+        server.targets(),
+        (1..=4).map(widgets_page).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -608,22 +643,21 @@ async fn kommo_prefetch_yields_the_same_items_and_the_error_last() {
     fourth.assert_calls_async(0).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn kommo_dropping_a_prefetching_stream_cancels_the_request_on_its_way() {
-    let server = MockServer::start_async().await;
+    let server = scripted_widget_pages(2).await;
     // One request per 400 ms: page 2's request waits in the limiter on the prefetch task.
     let client = lead_intake::kommo::Client::builder()
-        .base_url(&server.base_url())
+        .base_url(&server.base_url)
         .token(common::TOKEN)
         .retry(lead_intake::retry::RetryPolicy::none())
         .rate_limiter(
             lead_intake::ratelimit::RateLimiter::new(1, Duration::from_millis(400))
                 .expect("a valid limit"),
         )
+        .http_client(http_without_timeouts())
         .build()
         .expect("a loopback base URL is accepted");
-    let first = full_widget_page(&server, 1, "limit=2&page=1").await;
-    let second = full_widget_page(&server, 2, "limit=2&page=2").await;
 
     let mut pages = client
         .list_widgets_pager(|req| req)
@@ -633,9 +667,8 @@ async fn kommo_dropping_a_prefetching_stream_cancels_the_request_on_its_way() {
     pages.next().await.expect("page 1").expect("ok");
     drop(pages);
     // Without the abort, the task would send page 2 once the limiter lets it.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    first.assert_calls_async(1).await;
-    second.assert_calls_async(0).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(server.targets(), [widgets_page(1)]);
 }
 
 #[tokio::test]
@@ -918,29 +951,41 @@ async fn closebot_an_error_is_yielded_once_and_ends_the_stream() {
     p1.assert_calls_async(1).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn closebot_a_stream_can_be_spawned_and_is_lazy() {
-    let (server, client) = closebot().await;
-    let p0 = source_mock(
-        &server,
-        "page=0&pageSize=2",
-        source_page(0, 2, Some(2), &["a", "b"]),
-    )
+    let page = format!("{SOURCES}?page=0&pageSize=2");
+    let answered = page.clone();
+    let server = ScriptServer::start(move |request, _| {
+        if request.target == answered && request.header("x-cb-key") == Some(common::API_KEY) {
+            Reply::status(200)
+                .header("content-type", "application/json")
+                .body(source_page(0, 2, Some(2), &["a", "b"]).to_string())
+        } else {
+            Reply::status(404)
+        }
+    })
     .await;
+    let client = lead_intake::closebot::Client::builder()
+        .api_key(common::API_KEY)
+        .base_url(&server.base_url)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .http_client(http_without_timeouts())
+        .build()
+        .expect("a loopback base URL is accepted");
 
     let items = client
         .list_sources_pager(|req| req)
         .page_size(2)
         .typed_items();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    p0.assert_calls_async(0).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(server.targets(), [] as [String; 0]);
 
     let sources = tokio::spawn(items.try_collect::<Vec<_>>())
         .await
         .expect("the task completes")
         .expect("no error");
     assert_eq!(sources.len(), 2);
-    p0.assert_calls_async(1).await;
+    assert_eq!(server.targets(), [page]);
 }
 
 #[test]

@@ -404,16 +404,11 @@ async fn a_403_is_never_retried_and_says_the_account_may_be_blocked() {
 
 // ------------------------------------------------------------------------------- transport
 
-async fn closed_port_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_refused_connection_is_retried_even_for_a_post() {
-    let url = closed_port_url().await;
+    // A bound port that never listens: every connection is refused.
+    let refusing = common::Refusing::bind();
+    let url = refusing.base_url();
     let client = Client::builder()
         .base_url(&url)
         .token(TOKEN)
@@ -441,7 +436,9 @@ async fn a_refused_connection_is_retried_even_for_a_post() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_connection_is_not_retried_with_retries_off() {
-    let url = closed_port_url().await;
+    // A bound port that never listens: every connection is refused.
+    let refusing = common::Refusing::bind();
+    let url = refusing.base_url();
     let client = Client::builder()
         .base_url(&url)
         .token(TOKEN)

@@ -382,13 +382,10 @@ async fn kommo_static(s: &mut Session) {
         .await
         .unwrap_err();
     s.api_error("limit 0", err);
-    // Nothing listens on a port just released: refused connections, retried, then an error.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A bound port that never listens: refused connections, retried, then an error.
+    let refusing = common::Refusing::bind();
     let unreachable = kommo::Client::builder()
-        .base_url(&format!("http://{closed}"))
+        .base_url(&refusing.base_url())
         .token(TOKEN)
         .retry(RetryPolicy::default().with_max_attempts(2))
         .http_client(http_without_timeouts())

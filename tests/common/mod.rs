@@ -127,6 +127,35 @@ pub fn problem(then: Then, status: u16, name: &str) -> Then {
         .body(kommo_example_text(name))
 }
 
+/// A loopback address that refuses every connection for as long as this value lives.
+///
+/// A socket is bound to the port (without `SO_REUSEADDR`, so nothing else can bind it) and never
+/// listens: a connection attempt is answered with a reset, "connection refused". Unlike a port
+/// bound and released, nothing can start listening there while the test runs.
+pub struct Refusing {
+    _socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl Refusing {
+    pub fn bind() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("a loopback port");
+        let addr = socket.local_addr().expect("the bound address");
+        Self {
+            _socket: socket,
+            addr,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 /// Asserts that `text` does not contain `secret`, naming where it was looked for.
 pub fn assert_not_leaked(what: &str, text: &str, secret: &str) {
     assert!(

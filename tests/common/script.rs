@@ -94,6 +94,8 @@ type Handler = dyn Fn(&Recorded, usize) -> Reply + Send + Sync;
 pub struct ScriptServer {
     pub base_url: String,
     log: Arc<Mutex<Vec<Recorded>>>,
+    /// How many requests have arrived, for waiting on an arrival rather than for a time.
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl ScriptServer {
@@ -105,18 +107,22 @@ impl ScriptServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let log: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let arrived = Arc::new(tokio::sync::watch::Sender::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
         let server_log = log.clone();
+        let server_arrived = arrived.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let log = server_log.clone();
+                let arrived = server_arrived.clone();
                 let handler = handler.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<Incoming>| {
                         let log = log.clone();
+                        let arrived = arrived.clone();
                         let handler = handler.clone();
                         async move {
                             let at = Instant::now();
@@ -139,6 +145,7 @@ impl ScriptServer {
                                 let mut log = log.lock().unwrap();
                                 let reply = handler(&recorded, log.len());
                                 log.push(recorded);
+                                arrived.send_replace(log.len());
                                 reply
                             };
                             if !reply.delay.is_zero() {
@@ -159,7 +166,11 @@ impl ScriptServer {
                 });
             }
         });
-        Self { base_url, log }
+        Self {
+            base_url,
+            log,
+            arrived,
+        }
     }
 
     /// Answers the scripted replies in order; the last one repeats.
@@ -171,6 +182,37 @@ impl ScriptServer {
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests have arrived (at once if they have), for a test to wait on an
+    /// event rather than for a time. Panics after a minute of real time without them: a
+    /// watchdog thread, because on paused time a tokio timeout would fire as soon as the
+    /// runtime waits for a socket.
+    pub async fn until_requests(&self, n: usize) {
+        let mut arrived = self.arrived.subscribe();
+        let (expired_tx, expired) = tokio::sync::oneshot::channel::<()>();
+        let (done, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                done_rx.recv_timeout(Duration::from_secs(60))
+            {
+                let _ = expired_tx.send(());
+            }
+        });
+        tokio::select! {
+            _ = arrived.wait_for(|count| *count >= n) => {}
+            _ = expired => panic!(
+                "{n} requests expected, {} arrived: {:?}",
+                self.requests().len(),
+                self.targets()
+            ),
+        }
+        drop(done);
+    }
+
+    /// The targets (path and query) of every request so far, in arrival order.
+    pub fn targets(&self) -> Vec<String> {
+        self.requests().into_iter().map(|r| r.target).collect()
     }
 
     /// The requests to one path.

@@ -17,7 +17,6 @@
 //! table (tool, version, result) and exits non-zero if any row failed.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -649,53 +648,71 @@ fn openapi_typescript(cx: &Cx) -> Outcome {
 
 // ---- Prism ----------------------------------------------------------------------------------
 
-/// A `prism mock` on a free loopback port, stopped (by its own process id) when dropped.
+/// A `prism mock` on a loopback port of its own choosing, stopped (by its own process id) when
+/// dropped.
 struct Prism {
     child: Child,
     url: String,
 }
 
+/// What Prism prints once it accepts connections, followed by its URL.
+const PRISM_LISTENING: &str = "Prism is listening on ";
+
 impl Prism {
+    /// Starts Prism on port 0, so the system picks a free port as Prism binds it (a port picked
+    /// beforehand could be taken before Prism binds it), and reads the URL from Prism's own
+    /// "listening" line: no polling, and no guessing whose server answers on the port.
     fn start(cx: &Cx, spec: &Path, name: &str) -> Result<Prism, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free loopback port: {e}"))?
-            .port();
         let logs = cx.out.join("logs");
         let _ = fs::create_dir_all(&logs);
         let log_path = logs.join(format!("prism-{name}.log"));
         let log = fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let child = Command::new(cx.node_bin("prism"))
+        let mut child = Command::new(cx.node_bin("prism"))
             .arg("mock")
             .arg(spec)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-h", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
+            .stdout(Stdio::piped())
+            .stderr(log.try_clone().map_err(|e| e.to_string())?)
             .spawn()
             .map_err(|e| format!("cannot start prism: {e}"))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
         let mut prism = Prism {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(prism);
+        // The thread copies Prism's output into the log for as long as Prism runs (a full pipe
+        // would stop it), and sends the URL of the "listening" line; the channel closes when
+        // Prism's output ends.
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut log = log;
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                let _ = std::io::Write::write_all(&mut log, format!("{line}\n").as_bytes());
+                if let Some((_, url)) = line.split_once(PRISM_LISTENING) {
+                    let _ = url_tx.send(url.trim().to_string());
+                }
             }
-            if let Ok(Some(status)) = prism.child.try_wait() {
+        });
+        match url_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) if url.starts_with("http://127.0.0.1:") => {
+                prism.url = url;
+                Ok(prism)
+            }
+            Ok(url) => Err(format!(
+                "prism listens on {url}, not on loopback; log {}",
+                log_path.display()
+            )),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = prism.child.wait().map_err(|e| e.to_string())?;
                 let log = fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(format!("prism exited with {status}:\n{}", tail(&log, 30)));
+                Err(format!("prism exited with {status}:\n{}", tail(&log, 30)))
             }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "prism did not listen on {} within 60 s; log {}",
-                    prism.url,
-                    log_path.display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "prism did not say it listens within 60 s; log {}",
+                log_path.display()
+            )),
         }
     }
 }
