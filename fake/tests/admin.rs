@@ -244,6 +244,14 @@ async fn the_state_goes_out_and_back_in_unchanged_and_the_fake_goes_on_from_it()
             .body(r#"{"data": {"status": "ok"}}"#),
     )
     .await;
+    let form = r#"[{"request_id": "order-17", "source_uid": "site", "source_name": "Site",
+        "metadata": {"form_id": "contact", "form_name": "Contact us"}, "_embedded": {}}]"#;
+    let (status, _, created) = fake_common::answer(
+        fake.raw(Method::POST, "/api/v4/leads/unsorted/forms")
+            .body(form),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
     let refreshed = reqwest::Client::new()
         .get(format!(
             "{}/agency/source?page=0&pageSize=2&forceTokenRefresh=true",
@@ -270,6 +278,9 @@ async fn the_state_goes_out_and_back_in_unchanged_and_the_fake_goes_on_from_it()
         json!({"status": "ok"})
     );
     assert_eq!(saved["closebot"]["token_refreshes"], 1);
+    let created = &kommo_state["incoming_leads"][3];
+    assert_eq!(created["request_id"], "order-17");
+    assert!(created["fingerprint"].is_string());
 
     // Out, empty, back in: the same state.
     admin(&fake, Method::POST, "reset?empty=true", None).await;
@@ -290,8 +301,15 @@ async fn the_state_goes_out_and_back_in_unchanged_and_the_fake_goes_on_from_it()
         .unwrap();
     assert_eq!(again.sources()[0].id, form_id);
     let waiting = kommo.list_incoming_leads().send().or_empty().await.unwrap();
-    assert_eq!(waiting.incoming_leads().len(), 2);
+    assert_eq!(waiting.incoming_leads().len(), 3);
     assert!(waiting.incoming_leads().iter().all(|l| l.uid != lead));
+    let (status, _, refused) = fake_common::answer(
+        fake.raw(Method::POST, "/api/v4/leads/unsorted/forms")
+            .body(form),
+    )
+    .await;
+    assert_eq!(status, 400, "identical data is still waiting: {refused}");
+    assert!(refused.contains("Duplicate"), "{refused}");
     let widget = kommo
         .get_widget()
         .widget_code("amo_dropbox")
