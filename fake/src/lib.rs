@@ -705,8 +705,9 @@ impl FakeServer {
         }
     }
 
-    /// The requests answered so far (the last 10,000), oldest first: method, path, query,
-    /// status, sizes, time, operation and fault. Admin calls are not in it. `GET
+    /// The requests answered so far (the last 10,000), in the order they were answered (each is
+    /// in it before its answer is sent): method, path, query, status, sizes, time, operation and
+    /// fault. Admin calls are not in it. `GET
     /// /__admin/requests` shows the same.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().journal.iter().cloned().collect()
