@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group};
-use lead_intake::fake::{Config, FakeServer, Faults};
 use lead_intake::kommo::types::AddIncomingForm;
 use lead_intake::prelude::*;
 use lead_intake::ratelimit::RateLimiter;
+use lead_intake_fake::{Config, FakeServer, Faults};
 use serde_json::json;
 
 const LEADS: usize = 10_000;

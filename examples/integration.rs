@@ -9,7 +9,6 @@
 use std::error::Error;
 
 use lead_intake::batch::{BatchOptions, ItemOutcome};
-use lead_intake::fake::{Config, FakeServer};
 use lead_intake::kommo::types::{
     AddIncomingForm, AddSource, ContactInput, FormsMetadata, IncomingLeadEmbeddedInput, LeadInput,
     WidgetInstallSettings,
@@ -17,6 +16,7 @@ use lead_intake::kommo::types::{
 use lead_intake::list::ListItem;
 use lead_intake::prelude::*;
 use lead_intake::sync::SyncOptions;
+use lead_intake_fake::{Config, FakeServer};
 
 /// The main pipeline of the fake's fixtures, a second one (where the forms of one campaign go),
 /// and one the account does not have.
@@ -165,7 +165,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
 
     // 7. The rate-limit branch: the fake answers the next request 429, as Kommo's gateway does.
-    fake.inject([lead_intake::fake::Fault::RateLimited]);
+    fake.inject([lead_intake_fake::Fault::RateLimited]);
     let impatient = lead_intake::kommo::Client::builder()
         .base_url(&fake.base_url())
         .token(fake.kommo_token())

@@ -1,7 +1,7 @@
 //! A tour of lead-intake: `cargo run --example tour`.
 //!
 //! With no configuration it starts the embedded fake Kommo and CloseBot server
-//! (`lead_intake::fake`) and walks through the crate against it: sources, a widget, a few hundred
+//! (`lead_intake_fake`) and walks through the crate against it: sources, a widget, a few hundred
 //! incoming leads pushed in chunks and streamed back, accepted and declined, the summary, and
 //! CloseBot's sources.
 //!
@@ -13,13 +13,13 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use lead_intake::batch::{BatchOptions, ItemOutcome};
-use lead_intake::fake::{Config, FakeServer};
 use lead_intake::kommo::types::{
     AcceptIncomingLeadRequest, AddIncomingForm, AddSource, ContactInput,
     DeclineIncomingLeadRequest, FormsMetadata, IncomingLeadCategory, IncomingLeadEmbeddedInput,
     LeadInput, WidgetInstallSettings,
 };
 use lead_intake::prelude::*;
+use lead_intake_fake::{Config, FakeServer};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 

@@ -15,10 +15,10 @@ cd "$root"
 examples="${1:-25}"
 st="$(scripts/install-schemathesis.sh)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-cargo build --quiet --features fake --bin lead-intake-fake
+cargo build --quiet -p lead-intake-fake --bin lead-intake-fake
 
 log="$(mktemp)"
-"$CARGO_TARGET_DIR/debug/lead-intake-fake" --seed 1 >"$log" 2>&1 &
+"$CARGO_TARGET_DIR/debug/lead-intake-fake" --seed 1 --quiet >"$log" 2>&1 &
 fake_pid=$!
 trap 'kill "$fake_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 100); do

@@ -14,9 +14,6 @@ mod clock;
 pub mod closebot;
 mod config;
 pub mod error;
-/// A stateful fake Kommo and CloseBot server for tests (feature `fake`).
-#[cfg(feature = "fake")]
-pub mod fake;
 /// The fuzz target's body (feature `fuzzing`; FUZZING.md). Not a public API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -29,6 +26,7 @@ pub mod pagination;
 pub mod ratelimit;
 pub mod retry;
 mod secret;
+pub mod spec;
 pub mod sync;
 mod text;
 mod transport;

@@ -1,6 +1,8 @@
 //! Batches that finish: the valid rest of a chunk Kommo refused for one invalid item is sent
 //! again by the batch layer, against the fake (which, like Kommo, refuses the whole request).
 
+// The fake crate's test helper (a server whose answers are checked against the spec).
+#[path = "../fake/tests/fake_common/mod.rs"]
 mod fake_common;
 
 use fake_common::Fake;
@@ -35,7 +37,7 @@ fn forms(n: usize) -> Vec<types::AddIncomingForm> {
 
 #[tokio::test]
 async fn one_call_with_101_invalid_of_1001_reports_900_succeeded_and_101_rejected() {
-    let fake = Fake::start(lead_intake::fake::Config::default());
+    let fake = Fake::start(lead_intake_fake::Config::default());
     let kommo = fake.kommo();
     let inputs = forms(1001);
     assert_eq!((0..1001).filter(|&i| is_invalid(i)).count(), 101);
@@ -80,7 +82,7 @@ async fn one_call_with_101_invalid_of_1001_reports_900_succeeded_and_101_rejecte
 
 #[tokio::test]
 async fn with_resending_off_the_rest_is_left_not_applied() {
-    let fake = Fake::start(lead_intake::fake::Config::default());
+    let fake = Fake::start(lead_intake_fake::Config::default());
     let kommo = fake.kommo();
     let inputs = forms(20);
     let report = kommo

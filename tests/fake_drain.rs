@@ -1,15 +1,17 @@
 //! Acting on every incoming lead of a filter exactly once while the list changes
 //! (`KommoPager::drain`), against the fake, whose list shrinks as leads are accepted.
 
+// The fake crate's test helper (a server whose answers are checked against the spec).
+#[path = "../fake/tests/fake_common/mod.rs"]
 mod fake_common;
 
 use std::collections::HashSet;
 
 use fake_common::Fake;
-use lead_intake::fake::{Config, Fixtures};
 use lead_intake::kommo::types::IncomingLead;
 use lead_intake::list::ListItem;
 use lead_intake::prelude::*;
+use lead_intake_fake::{Config, Fixtures};
 use serde_json::json;
 
 /// A fake with `n` waiting web-form leads (and nothing else).

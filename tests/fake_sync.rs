@@ -1,12 +1,14 @@
 //! Sources as desired state (`kommo::Client::sync_sources`), against the fake.
 
+// The fake crate's test helper (a server whose answers are checked against the spec).
+#[path = "../fake/tests/fake_common/mod.rs"]
 mod fake_common;
 
 use fake_common::Fake;
-use lead_intake::fake::{Config, Fixtures};
 use lead_intake::kommo::types::{AddSource, SourceService, SourceServiceType};
 use lead_intake::prelude::*;
 use lead_intake::sync::{SourceSync, SyncError, SyncOptions};
+use lead_intake_fake::{Config, Fixtures};
 
 fn desired() -> Vec<AddSource> {
     vec![

@@ -14,7 +14,7 @@
 //!   per input item, in input order, each the server's answer to that item. A chunk size out of
 //!   `1..=50` sends nothing and reports every item not attempted.
 //!
-//! The fake's PHP reader is checked against PHP in `src/fake/php.rs`; the OAS-to-JSON-Schema
+//! The fake's PHP reader is checked against PHP in `fake/src/php.rs`; the OAS-to-JSON-Schema
 //! conversion in `xtask/tests/oas_properties.rs`. These tests need `php` like tests/php_query.rs
 //! (`scripts/install-php.sh`).
 //!

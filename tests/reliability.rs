@@ -40,7 +40,7 @@
 //!    `start_at` stream test fails: "20 leads never yielded".
 //! 6. `src/pagination.rs`, `KommoPager::resume_after`: follow the held page's own `self` link
 //!    instead of `next`. The `resume_after` stream test fails: "140 leads yielded twice".
-//! 7. `src/fake/faults.rs`: make `Faults::lost_answers` a no-op. All four fault tests fail their
+//! 7. `fake/src/faults.rs`: make `Faults::lost_answers` a no-op. All four fault tests fail their
 //!    "the faults really happened" check ("no lost answers: ...").
 
 use std::collections::{BTreeMap, HashSet};
@@ -48,9 +48,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lead_intake::batch::{BatchError, BatchOptions, ItemOutcome};
-use lead_intake::fake::{Config, FakeServer, Fault, Faults, Fixtures, Stats, StoredIncomingLead};
 use lead_intake::kommo::{self, types};
 use lead_intake::retry::RetryPolicy;
+use lead_intake_fake::{Config, FakeServer, Fault, Faults, Fixtures, Stats, StoredIncomingLead};
 use serde_json::json;
 
 const LEADS: usize = 10_000;

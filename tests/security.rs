@@ -39,12 +39,12 @@ use lead_intake::ConfigError;
 use lead_intake::Secret;
 use lead_intake::batch::BatchOptions;
 use lead_intake::closebot::{self, KeyHeader};
-use lead_intake::fake::{Config, FakeServer, Fault};
 use lead_intake::kommo::{self, types};
 use lead_intake::oauth::{self, AuthError, OAuth, OAuthApp, TokenPair};
 use lead_intake::prelude::*;
 use lead_intake::ratelimit::RateLimiter;
 use lead_intake::retry::RetryPolicy;
+use lead_intake_fake::{Config, FakeServer, Fault};
 use serde_json::json;
 
 /// A client secret with a `/`, so PHP's escaped echo (`\/`) is tried too.

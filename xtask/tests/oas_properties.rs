@@ -1,5 +1,6 @@
-//! Property tests (proptest) of the OAS 3.0 to JSON Schema 2020-12 conversion (`src/fake/oas.rs`,
-//! shared by the fake and `cargo xtask validate`; included here the same way xtask includes it):
+//! Property tests (proptest) of the OAS 3.0 to JSON Schema 2020-12 conversion
+//! (`lead_intake_fake::schema`, `fake/src/schema.rs`, shared by the fake and `cargo xtask
+//! validate`):
 //!
 //! - **null**: for generated OAS schemas (type, format, nullable, enum, properties, required,
 //!   items, oneOf, anyOf, allOf, `$ref` with and without siblings), the converted schema accepts
@@ -11,7 +12,7 @@
 //!   instances generated from the OAS schema (by an independent generator, below) validate
 //!   against the converted schema.
 //!
-//! Mutations of src/fake/oas.rs seen to fail them (then reverted), with the shrunk cases:
+//! Mutations of fake/src/schema.rs seen to fail them (then reverted), with the shrunk cases:
 //!
 //! | mutation | property failing | shrunk case |
 //! |---|---|---|
@@ -23,11 +24,7 @@
 //! | `tighten_integer_format` keeping the looser `minimum` | integer formats | `int32`, `minimum: 0`, `-32768` |
 //! | `exclusiveMinimum: true` turned into an inclusive `minimum` | integer formats | `int8`, `minimum: 127` exclusive, `127` |
 
-#[allow(dead_code)]
-#[path = "../../src/fake/oas.rs"]
-mod oas;
-
-use oas::{Converter, Direction, deref};
+use lead_intake_fake::schema::{self as oas, Converter, Direction, deref};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value, json};

@@ -6,9 +6,9 @@ mod fake_common;
 use fake_common::{Fake, answer, status};
 use lead_intake::closebot::KeyHeader;
 use lead_intake::closebot::types::SourcePage;
-use lead_intake::fake::{Config, Fixtures};
 use lead_intake::prelude::*;
 use lead_intake::retry::RetryPolicy;
+use lead_intake_fake::{Config, Fixtures};
 
 fn ids(page: &SourcePage) -> Vec<String> {
     page.results

@@ -2,25 +2,32 @@
 //! Rust tests (curl, Prism's proxy, schemathesis, another language's client).
 //!
 //! ```text
-//! cargo run --features fake --bin lead-intake-fake -- --port 8080 --seed 1 --rate-limit 7
+//! cargo install --path fake
+//! lead-intake-fake --port 8080 --seed 1 --rate-limit 7
 //! ```
 //!
-//! Prints the base URL and the credentials, then serves until killed.
+//! Prints a banner (the base URL of both APIs and the admin API, and the credentials) on stdout,
+//! then a log line per request on stderr (unless `--quiet`), and serves until killed.
 
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lead_intake::fake::{Config, FakeServer, Faults, Fixtures};
+use lead_intake_fake::{Config, FakeServer, Faults, Fixtures};
 
 const USAGE: &str = "\
-lead-intake-fake: a stateful fake Kommo CRM v4 and CloseBot server on 127.0.0.1
+lead-intake-fake: a stateful fake Kommo CRM v4 and CloseBot server, with an admin API under
+/__admin/ (reset, requests, state, faults, health; README.md)
 
 USAGE:
     lead-intake-fake [OPTIONS]
 
 OPTIONS:
-    --port N               listen on this port (default: any free port)
+    --host ADDR            listen on this address (default: 127.0.0.1; 0.0.0.0 for every
+                           interface, on a network you trust)
+    --port N               listen on this port (default: 0, any free port; the banner says which)
+    --quiet                no log line per request (the banner is still printed)
     --seed N               seed of the faults and generated IDs (default: 0)
     --kommo-token T        the Kommo bearer token to accept (default: fake-kommo-token)
     --closebot-key K       the CloseBot API key to accept (default: fake-closebot-key)
@@ -55,6 +62,7 @@ fn run() -> Result<(), String> {
     let mut faults = Faults::none();
     let mut slow_rate = 0.0;
     let mut slow = Duration::from_millis(500);
+    let mut quiet = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -63,7 +71,15 @@ fn run() -> Result<(), String> {
                 print!("{USAGE}");
                 return Ok(());
             }
+            "--host" => {
+                let text = value(&arg)?;
+                let host: IpAddr = text
+                    .parse()
+                    .map_err(|_| format!("--host takes an IP address, not {text:?}"))?;
+                config = config.host(host);
+            }
             "--port" => config = config.port(number(&arg, &value(&arg)?)?),
+            "--quiet" => quiet = true,
             "--seed" => config = config.seed(number(&arg, &value(&arg)?)?),
             "--kommo-token" => config = config.kommo_token(value(&arg)?),
             "--closebot-key" => config = config.closebot_key(value(&arg)?),
@@ -86,11 +102,23 @@ fn run() -> Result<(), String> {
     if slow_rate > 0.0 {
         faults = faults.slow(slow_rate, slow);
     }
+    if !quiet {
+        // One line per request on stderr; like the banner, a closed stderr must not stop the
+        // server, so write errors are ignored.
+        config = config.on_request(|request| {
+            let _ = writeln!(std::io::stderr().lock(), "{request}");
+        });
+    }
     let server = FakeServer::start(config.faults(faults)).map_err(|e| e.to_string())?;
     // The banner is a courtesy: a closed stdout (a reader that stopped early) must not stop
     // the server, so write errors are ignored rather than panicking as `println!` would.
     let banner = format!(
-        "base URL:      {base}\nKommo token:   {token}\nCloseBot key:  {key}\n\
+        "base URL:      {base}\n\
+         Kommo API:     {base}/api/v4/ (Authorization: Bearer <Kommo token>)\n\
+         CloseBot API:  {base}/agency/ (X-CB-KEY: <CloseBot key>)\n\
+         admin API:     {base}/__admin/ (no token: health, reset, requests, state, faults)\n\
+         Kommo token:   {token}\n\
+         CloseBot key:  {key}\n\
          try:           curl -H 'Authorization: Bearer {token}' {base}/api/v4/widgets\n",
         base = server.base_url(),
         token = server.kommo_token().expose(),

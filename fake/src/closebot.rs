@@ -30,6 +30,57 @@ impl CloseBot {
         })
     }
 
+    /// The whole state as JSON (`GET /__admin/state`'s `closebot`).
+    pub(crate) fn to_state(&self) -> Value {
+        json!({ "sources": self.sources, "token_refreshes": self.refreshes })
+    }
+
+    /// A state read from JSON (`PUT /__admin/state`'s `closebot`; `null` or a missing key is no
+    /// sources). Every source is checked against the spec's `Source`.
+    pub(crate) fn from_state(specs: &Specs, state: &Value) -> Result<Self, String> {
+        let empty = serde_json::Map::new();
+        let state = match state {
+            Value::Null => &empty,
+            Value::Object(map) => map,
+            other => {
+                return Err(format!(
+                    "closebot: must be an object, not {}",
+                    super::kommo::kind_of(other)
+                ));
+            }
+        };
+        if let Some(unknown) = state
+            .keys()
+            .find(|k| !["sources", "token_refreshes"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "closebot: unknown key {unknown:?} (known: sources, token_refreshes)"
+            ));
+        }
+        let sources = match state.get("sources") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items.clone(),
+            Some(other) => {
+                return Err(format!(
+                    "closebot.sources: must be a list, not {}",
+                    super::kommo::kind_of(other)
+                ));
+            }
+        };
+        for (i, source) in sources.iter().enumerate() {
+            specs
+                .check_component(Api::CloseBot, "Source", source)
+                .map_err(|e| format!("closebot.sources[{i}]: {e}"))?;
+        }
+        let refreshes = match state.get("token_refreshes") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                format!("closebot.token_refreshes: must be an unsigned integer, not {v}")
+            })?,
+        };
+        Ok(Self { sources, refreshes })
+    }
+
     pub(crate) fn handle(&mut self, operation: &str, ctx: &Ctx) -> Reply {
         match operation {
             "listSources" => self.list_sources(ctx),

@@ -2,8 +2,8 @@
 //! when the test ends, clients pointed at it, and raw requests for what the clients never send.
 #![allow(dead_code)]
 
-use lead_intake::fake::{Config, FakeServer};
 use lead_intake::retry::RetryPolicy;
+use lead_intake_fake::{Config, FakeServer};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 

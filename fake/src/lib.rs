@@ -1,7 +1,10 @@
-//! A stateful fake Kommo and CloseBot server for tests (feature `fake`).
+//! A stateful fake Kommo CRM v4 and CloseBot server for tests, in Rust or any language.
 //!
-//! [`FakeServer`] serves every operation of `openapi/kommo.yaml` and `openapi/closebot.yaml` over
-//! plain HTTP on loopback, on its own thread, from any test (async or not). It keeps state and
+//! [`FakeServer`] serves every operation of the specs of [`lead_intake`] (`openapi/kommo.yaml`
+//! and `openapi/closebot.yaml`, [`lead_intake::spec`]) over plain HTTP on loopback (or the
+//! [`Config::host`] given), on its own thread, from any test (async or not); the
+//! `lead-intake-fake` program is the same server for other languages (README.md). It is a crate
+//! of its own so the library ships no server code: add it as a dev-dependency. It keeps state and
 //! enforces the vendors' documented rules, so an integration can be tested end to end without a
 //! Kommo account:
 //!
@@ -25,7 +28,7 @@
 //!
 //! Success bodies are `application/hal+json` (CloseBot: `application/json`), errors
 //! `application/problem+json`, empty lists `204` with no body, and `_links` are absolute URLs on
-//! the fake's own origin (so [`crate::kommo::Client::follow`] accepts them). PHP query arrays are
+//! the fake's own origin (so [`lead_intake::kommo::Client::follow`] accepts them). PHP query arrays are
 //! read as PHP reads them: `filter[uid][]=a&filter[uid][]=b` and
 //! `filter[uid][0]=a&filter[uid][1]=b` are the same list, and a repeated plain key keeps only its
 //! last value.
@@ -39,8 +42,15 @@
 //! [`FakeServer::violations`] lists every answer it sent that does not match the spec (it checks
 //! each one; faults are deliberate and not checked).
 //!
+//! An admin API under `/__admin/` (WireMock's convention; no token, and only on the fake) drives
+//! it over HTTP, with a Rust method for each: `POST /__admin/reset` ([`FakeServer::reset`]),
+//! `GET /__admin/requests` ([`FakeServer::requests`]), `GET` and `PUT /__admin/state`
+//! ([`FakeServer::state`], [`FakeServer::load_state`]), `POST /__admin/faults`
+//! ([`FakeServer::set_faults`]) and `GET /__admin/health`. The [`admin`] module documents the
+//! bodies.
+//!
 //! ```
-//! use lead_intake::fake::{Config, FakeServer};
+//! use lead_intake_fake::{Config, FakeServer};
 //! use lead_intake::kommo::types;
 //! use lead_intake::prelude::*;
 //!
@@ -65,48 +75,60 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The same server runs as a program: `cargo run --features fake --bin lead-intake-fake -- --help`.
+//! The same server runs as a program: `cargo run -p lead-intake-fake -- --help`, or
+//! `cargo install --path fake` and `lead-intake-fake --port 8080`.
 //!
-//! [`FakeServer`]: crate::fake::FakeServer
-//! [`Config::source_limit`]: crate::fake::Config::source_limit
-//! [`Fixtures::waiting_bot`]: crate::fake::Fixtures::waiting_bot
-//! [`Faults`]: crate::fake::Faults
-//! [`Config::seed`]: crate::fake::Config::seed
-//! [`FakeServer::inject`]: crate::fake::FakeServer::inject
-//! [`FakeServer::stats`]: crate::fake::FakeServer::stats
-//! [`FakeServer::violations`]: crate::fake::FakeServer::violations
+//! [`FakeServer`]: crate::FakeServer
+//! [`Config::source_limit`]: crate::Config::source_limit
+//! [`Fixtures::waiting_bot`]: crate::Fixtures::waiting_bot
+//! [`Faults`]: crate::Faults
+//! [`Config::seed`]: crate::Config::seed
+//! [`FakeServer::inject`]: crate::FakeServer::inject
+//! [`FakeServer::stats`]: crate::FakeServer::stats
+//! [`FakeServer::violations`]: crate::FakeServer::violations
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
 mod closebot;
 mod faults;
 mod fixtures;
 mod kommo;
-#[allow(dead_code)] // shared with xtask, which uses all of it (Direction::Neutral)
-mod oas;
 mod php;
 mod reply;
+pub mod schema;
 mod server;
 mod spec;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::Secret;
+use lead_intake::Secret;
 
+pub use admin::RecordedRequest;
 pub use faults::{Fault, Faults};
 pub use fixtures::Fixtures;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// How a [`FakeServer`] starts: credentials, rules, seed, faults and the initial data.
 ///
 /// ```
 /// use std::time::Duration;
-/// use lead_intake::fake::{Config, Faults, Fixtures};
+/// use lead_intake_fake::{Config, Faults, Fixtures};
 ///
 /// let config = Config::default()
+///     .host([127, 0, 0, 1])
+///     .port(0)
 ///     .kommo_token("my-test-token")
 ///     .source_limit(3)
 ///     .seed(7)
@@ -126,12 +148,24 @@ pub struct Config {
     fixtures: Fixtures,
     account_id: i64,
     check_responses: bool,
+    host: IpAddr,
     port: u16,
+    on_request: Option<OnRequest>,
+}
+
+/// The callback of [`Config::on_request`].
+#[derive(Clone)]
+struct OnRequest(Arc<dyn Fn(&RecordedRequest) + Send + Sync>);
+
+impl fmt::Debug for OnRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnRequest(..)")
+    }
 }
 
 impl Default for Config {
     /// Token `fake-kommo-token`, key `fake-closebot-key`, 50 sources per integration, seed 0,
-    /// no faults, [`Fixtures::documented`], responses checked, any free port.
+    /// no faults, [`Fixtures::documented`], responses checked, `127.0.0.1`, any free port.
     fn default() -> Self {
         Self {
             kommo_token: Secret::new("fake-kommo-token"),
@@ -143,7 +177,9 @@ impl Default for Config {
             fixtures: Fixtures::documented(),
             account_id: 31361463,
             check_responses: true,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 0,
+            on_request: None,
         }
     }
 }
@@ -207,9 +243,43 @@ impl Config {
         self
     }
 
-    /// The loopback port to listen on; 0 (the default) picks a free one.
+    /// The address to listen on: `127.0.0.1` by default (loopback only); `[0, 0, 0, 0]` for
+    /// every interface (the fake's credentials are no protection: do that only on a network
+    /// you trust).
+    pub fn host(mut self, host: impl Into<IpAddr>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// The port to listen on; 0 (the default) picks a free one ([`FakeServer::addr`] tells
+    /// which).
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
+        self
+    }
+
+    /// Called once per request of either API, when its answer is ready (or the connection is
+    /// dropped), on the server's thread: the `lead-intake-fake` program prints a log line with
+    /// it. Calls of the admin API are not reported. Keep it quick: the connection waits.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use lead_intake_fake::{Config, FakeServer};
+    ///
+    /// let lines = Arc::new(Mutex::new(Vec::new()));
+    /// let log = lines.clone();
+    /// let config = Config::default().on_request(move |request| {
+    ///     log.lock().unwrap().push(request.to_string()); // "GET /api/v4/widgets 401 0 ms"
+    /// });
+    /// let fake = FakeServer::start(config)?;
+    /// # drop(fake);
+    /// # Ok::<(), lead_intake_fake::FakeError>(())
+    /// ```
+    pub fn on_request(
+        mut self,
+        callback: impl Fn(&RecordedRequest) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_request = Some(OnRequest(Arc::new(callback)));
         self
     }
 }
@@ -227,6 +297,10 @@ pub enum FakeError {
     /// A fixture does not match the spec.
     #[error("invalid fixture: {0}")]
     Fixture(String),
+    /// A state given to [`FakeServer::load_state`] (or `PUT /__admin/state`) is not one: the
+    /// message names the place, e.g. ``kommo.sources[2]: needs an integer `id` ``.
+    #[error("invalid state: {0}")]
+    State(String),
 }
 
 /// What a [`FakeServer`] has answered so far.
@@ -322,8 +396,8 @@ pub struct StoredIncomingLead {
     pub lead: Value,
 }
 
-/// A running fake Kommo and CloseBot server on `127.0.0.1`. Stops on [`FakeServer::shutdown`]
-/// or when dropped.
+/// A running fake Kommo and CloseBot server (on `127.0.0.1` unless [`Config::host`] says
+/// otherwise). Stops on [`FakeServer::shutdown`] or when dropped.
 pub struct FakeServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -353,9 +427,39 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     pub(crate) kommo: kommo::Kommo,
     pub(crate) closebot: closebot::CloseBot,
+    /// The faults in force: [`Config::faults`] until [`FakeServer::set_faults`].
+    pub(crate) fault_config: Faults,
     pub(crate) faults: faults::FaultState,
     pub(crate) stats: Stats,
     pub(crate) violations: Vec<Violation>,
+    /// The last [`LOG_LIMIT`] requests, oldest first.
+    pub(crate) journal: VecDeque<RecordedRequest>,
+}
+
+impl State {
+    /// The state a server starts with (`fixtures: false`: with no data at all).
+    pub(crate) fn initial(
+        config: &Config,
+        specs: &spec::Specs,
+        fixtures: bool,
+    ) -> Result<Self, FakeError> {
+        let empty;
+        let data = if fixtures {
+            config
+        } else {
+            empty = config.clone().fixtures(Fixtures::empty());
+            &empty
+        };
+        Ok(State {
+            kommo: kommo::Kommo::new(data, specs)?,
+            closebot: closebot::CloseBot::new(data, specs)?,
+            fault_config: config.faults.clone(),
+            faults: faults::FaultState::new(config.seed, &config.faults),
+            stats: Stats::default(),
+            violations: Vec::new(),
+            journal: VecDeque::new(),
+        })
+    }
 }
 
 impl Shared {
@@ -369,23 +473,15 @@ impl Shared {
 }
 
 impl FakeServer {
-    /// Starts the server on `127.0.0.1` (port [`Config::port`], any free one by default) on a
-    /// thread of its own, and returns once it accepts connections. Works inside or outside an
+    /// Starts the server on [`Config::host`] (`127.0.0.1` by default) and [`Config::port`] (any
+    /// free one by default) on a thread of its own, and returns once it accepts connections. Works inside or outside an
     /// async runtime.
     pub fn start(config: Config) -> Result<FakeServer, FakeError> {
         let specs = spec::specs().map_err(FakeError::Spec)?;
-        let kommo = kommo::Kommo::new(&config, specs)?;
-        let closebot = closebot::CloseBot::new(&config, specs)?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", config.port))?;
+        let state = State::initial(&config, specs, true)?;
+        let listener = std::net::TcpListener::bind((config.host, config.port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let state = State {
-            kommo,
-            closebot,
-            faults: faults::FaultState::new(config.seed, &config.faults),
-            stats: Stats::default(),
-            violations: Vec::new(),
-        };
         let kommo_token = config.kommo_token.clone();
         let closebot_key = config.closebot_key.clone();
         let shared = Arc::new(Shared {
@@ -450,7 +546,9 @@ impl FakeServer {
         })
     }
 
-    /// The base URL of both APIs, e.g. `http://127.0.0.1:40123` (no trailing slash).
+    /// The base URL of both APIs, e.g. `http://127.0.0.1:40123` (no trailing slash): Kommo's
+    /// paths are under `/api/v4/`, CloseBot's under `/agency/`, the admin API's under
+    /// `/__admin/`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -486,10 +584,10 @@ impl FakeServer {
     /// so on; then the configured [`Faults`] apply again.
     ///
     /// ```
-    /// use lead_intake::fake::{Config, FakeServer, Fault};
+    /// use lead_intake_fake::{Config, FakeServer, Fault};
     /// let fake = FakeServer::start(Config::default())?;
     /// fake.inject([Fault::ServerError(503), Fault::RateLimited]);
-    /// # Ok::<(), lead_intake::fake::FakeError>(())
+    /// # Ok::<(), lead_intake_fake::FakeError>(())
     /// ```
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
         self.shared.lock().faults.injected.extend(faults);
@@ -527,7 +625,7 @@ impl FakeServer {
     /// generated when missing. Returns its `uid`.
     ///
     /// ```
-    /// use lead_intake::fake::{Config, FakeServer, Fixtures};
+    /// use lead_intake_fake::{Config, FakeServer, Fixtures};
     /// let fake = FakeServer::start(Config::default().fixtures(Fixtures::empty()))?;
     /// let uid = fake.add_incoming_lead(serde_json::json!({
     ///     "category": "chats",
@@ -536,7 +634,7 @@ impl FakeServer {
     ///     "metadata": {"from": "Ann", "service": "onlinechat", "last_message_text": "hi"}
     /// }))?;
     /// assert_eq!(uid.len(), 60);
-    /// # Ok::<(), lead_intake::fake::FakeError>(())
+    /// # Ok::<(), lead_intake_fake::FakeError>(())
     /// ```
     pub fn add_incoming_lead(&self, lead: Value) -> Result<String, FakeError> {
         let specs = self.shared.specs;
@@ -553,7 +651,7 @@ impl FakeServer {
     /// [`FakeServer::stats`]).
     ///
     /// ```
-    /// use lead_intake::fake::{Config, FakeServer, Fixtures};
+    /// use lead_intake_fake::{Config, FakeServer, Fixtures};
     /// use lead_intake::kommo::types;
     /// use lead_intake::prelude::*;
     ///
@@ -583,6 +681,94 @@ impl FakeServer {
     pub fn incoming_leads(&self) -> Vec<StoredIncomingLead> {
         let origin = self.base_url();
         self.shared.lock().kommo.stored_leads(&origin)
+    }
+
+    /// Puts everything back as it was when the server started: the data ([`Config::fixtures`],
+    /// or nothing at all with `fixtures: false`), the faults ([`Config::faults`], the blocked
+    /// account, no injected faults, the seed's sequence from its start), the stats, the
+    /// violations and the journal. `POST /__admin/reset` does the same.
+    ///
+    /// ```
+    /// use lead_intake_fake::{Config, FakeServer};
+    /// let fake = FakeServer::start(Config::default())?;
+    /// fake.reset(false);
+    /// assert!(fake.incoming_leads().is_empty());
+    /// fake.reset(true);
+    /// assert_eq!(fake.incoming_leads().len(), 3, "the documented ones");
+    /// # Ok::<(), lead_intake_fake::FakeError>(())
+    /// ```
+    pub fn reset(&self, fixtures: bool) {
+        // The config's fixtures were accepted at start and give the same result again, so this
+        // cannot fail; if it somehow did, the state is left as it is.
+        if let Ok(fresh) = State::initial(&self.shared.config, self.shared.specs, fixtures) {
+            *self.shared.lock() = fresh;
+        }
+    }
+
+    /// The requests answered so far (the last 10,000), in the order they were answered (each is
+    /// in it before its answer is sent): method, path, query, status, sizes, time, operation and
+    /// fault. Admin calls are not in it. `GET
+    /// /__admin/requests` shows the same.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().journal.iter().cloned().collect()
+    }
+
+    /// The whole data of both APIs as JSON: Kommo's pipelines, sources (with their
+    /// integration), deleted sources, widgets (and their settings when installed), widget
+    /// blocks waiting or continued, incoming leads (with their state), the next IDs; CloseBot's
+    /// sources. [`FakeServer::load_state`] reads it back into the same state, so a test can
+    /// save and restore it, or write one from scratch ([`admin`] describes the document).
+    /// Faults, stats and the journal are not part of it. `GET /__admin/state` shows the same.
+    pub fn state(&self) -> Value {
+        admin::state_json(&self.shared.lock())
+    }
+
+    /// Replaces the whole data of both APIs with `state` (the shape of [`FakeServer::state`];
+    /// a key left out is empty, so `{}` is no data at all but the documented pipelines). Every
+    /// entity is checked against the spec; on an error nothing changes. Faults, stats and the
+    /// journal are kept. `PUT /__admin/state` does the same.
+    ///
+    /// ```
+    /// use lead_intake_fake::{Config, FakeServer};
+    /// use serde_json::json;
+    ///
+    /// let fake = FakeServer::start(Config::default())?;
+    /// fake.load_state(json!({"kommo": {"sources": [
+    ///     {"id": 17619939, "name": "Site chat", "external_id": "chat-1"}
+    /// ]}}))?;
+    /// assert_eq!(fake.state()["kommo"]["sources"][0]["pipeline_id"], 6950551);
+    ///
+    /// let saved = fake.state();
+    /// fake.load_state(saved.clone())?;
+    /// assert_eq!(fake.state(), saved);
+    ///
+    /// let err = fake.load_state(json!({"kommo": {"sources": [{"name": "no id"}]}})).unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid state: kommo.sources[0]: needs an integer `id`");
+    /// # Ok::<(), lead_intake_fake::FakeError>(())
+    /// ```
+    pub fn load_state(&self, state: Value) -> Result<(), FakeError> {
+        admin::load_state(&self.shared, &state).map_err(FakeError::State)
+    }
+
+    /// The faults in force: [`Config::faults`], or the last [`FakeServer::set_faults`].
+    pub fn faults(&self) -> Faults {
+        self.shared.lock().fault_config.clone()
+    }
+
+    /// Replaces the faults in force (`Faults::none()` clears them) and blocks or unblocks the
+    /// account as [`Faults::blocked`] says; injected faults still come first, and the seed's
+    /// sequence goes on. `POST /__admin/faults` does the same.
+    ///
+    /// ```
+    /// use lead_intake_fake::{Config, FakeServer, Faults};
+    /// let fake = FakeServer::start(Config::default())?;
+    /// fake.set_faults(Faults::none().rate_limit(7).server_errors(0.1));
+    /// assert_eq!(fake.faults(), Faults::none().rate_limit(7).server_errors(0.1));
+    /// fake.set_faults(Faults::none());
+    /// # Ok::<(), lead_intake_fake::FakeError>(())
+    /// ```
+    pub fn set_faults(&self, faults: Faults) {
+        admin::set_faults(&mut self.shared.lock(), faults);
     }
 
     /// Stops the server and waits until it has closed every connection.
@@ -642,7 +828,8 @@ pub(crate) fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// How many faults and violations are kept (a long-running program must not grow without end).
+/// How many faults, violations and journal entries are kept (a long-running program must not
+/// grow without end).
 pub(crate) const LOG_LIMIT: usize = 10_000;
 
 /// A pause the slow fault uses when none is given.

@@ -2,14 +2,11 @@
 
 use serde_json::{Value, json};
 
-const LIST_WIDGETS: &str =
-    include_str!("../../openapi/examples/kommo/listWidgets.response.200.json");
-const INSTALL_WIDGET: &str =
-    include_str!("../../openapi/examples/kommo/installWidget.response.200.json");
-const LIST_INCOMING_LEADS: &str =
-    include_str!("../../openapi/examples/kommo/listIncomingLeads.response.200.json");
-const CLOSEBOT_PAGE: &str =
-    include_str!("../../openapi/examples/closebot/listSources.response.200.json");
+use lead_intake::spec::{
+    CLOSEBOT_LIST_SOURCES_EXAMPLE as CLOSEBOT_PAGE, KOMMO_INSTALL_WIDGET_EXAMPLE as INSTALL_WIDGET,
+    KOMMO_LIST_INCOMING_LEADS_EXAMPLE as LIST_INCOMING_LEADS,
+    KOMMO_LIST_WIDGETS_EXAMPLE as LIST_WIDGETS,
+};
 
 /// The data a [`FakeServer`](super::FakeServer) starts with.
 ///
@@ -36,7 +33,7 @@ const CLOSEBOT_PAGE: &str =
 /// | CloseBot sources | 25: `sourceId` `src-001` … `src-025` of agency `agency-0001`, named `Globex 01`, `Initech 02`, `Umbrella 03`, `Hooli 04`, `Acme 05`, … (five names in turn), categories `HubSpot`, `WebHook`, `GHL`, … in turn, connected unless the number is a multiple of 4, a null `wallet` when it is a multiple of 5 |
 ///
 /// ```
-/// use lead_intake::fake::{Config, Fixtures};
+/// use lead_intake_fake::{Config, Fixtures};
 /// let fixtures = Fixtures::empty()
 ///     .pipelines([1001, 1002])
 ///     .source(serde_json::json!({"name": "Old chat", "external_id": "old-1"}))

@@ -1,8 +1,8 @@
 //! The two specifications, read at run time: the operation table the router serves, and
 //! validators for request bodies, parameters and responses derived from the schemas.
 //!
-//! The YAML is embedded with `include_str!`, so the fake works from any directory and from the
-//! published crate. Everything is parsed once per process; validators compile on first use.
+//! The YAML is the library's (`lead_intake::spec`, embedded there), so the fake works from any
+//! directory and from the published crate. Everything is parsed once per process; validators compile on first use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use jsonschema::Validator;
 use serde_json::{Map, Value};
 
-use super::oas::{Converter, Direction, deref, escape_token};
+use crate::schema::{Converter, Direction, deref, escape_token};
 
-const KOMMO_YAML: &str = include_str!("../../openapi/kommo.yaml");
-const CLOSEBOT_YAML: &str = include_str!("../../openapi/closebot.yaml");
+use lead_intake::spec::{CLOSEBOT_OPENAPI_YAML as CLOSEBOT_YAML, KOMMO_OPENAPI_YAML as KOMMO_YAML};
 
 /// Which API an operation belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -424,7 +423,7 @@ mod tests {
     #[test]
     fn the_documented_answer_conforms() {
         let specs = specs().unwrap();
-        let body = include_bytes!("../../openapi/examples/kommo/listSources.response.200.json");
+        let body = lead_intake::spec::KOMMO_LIST_SOURCES_EXAMPLE.as_bytes();
         specs
             .check_response(op("kommo.listSources"), 200, HAL, body)
             .unwrap();

@@ -14,6 +14,12 @@ use super::{Config, ContinuedBot, Ctx, FakeError, unix_now};
 const DEFAULT_LIMIT: u64 = 50;
 /// The longest `origin_code` Kommo accepts.
 const ORIGIN_CODE_MAX: usize = 20;
+/// The first source id (the documents' example), then every fourth.
+const FIRST_SOURCE_ID: i64 = 17_619_939;
+/// Mixed into the seed for the generated IDs: their own stream, so they never shift the faults.
+const ID_SEED_MIX: u64 = 0x6b6f_6d6d_6f5f_6964;
+/// The first id of a created contact, company or lead.
+const FIRST_ENTITY_ID: i64 = 600_000;
 
 pub(crate) struct Kommo {
     account_id: i64,
@@ -95,16 +101,16 @@ impl Kommo {
             source_limit: config.source_limit,
             sources: BTreeMap::new(),
             deleted: HashMap::new(),
-            next_source_id: 17_619_939,
+            next_source_id: FIRST_SOURCE_ID,
             widgets: Vec::new(),
             waiting_bots: Vec::new(),
             continued: Vec::new(),
             leads: Vec::new(),
             lead_by_uid: HashMap::new(),
             waiting_fingerprints: HashSet::new(),
-            next_entity_id: 600_000,
+            next_entity_id: FIRST_ENTITY_ID,
             // Its own stream, so generated IDs never shift the fault sequence.
-            rng: fastrand::Rng::with_seed(config.seed ^ 0x6b6f_6d6d_6f5f_6964),
+            rng: fastrand::Rng::with_seed(config.seed ^ ID_SEED_MIX),
         };
         if kommo.pipelines.is_empty() {
             return Err(FakeError::Fixture("at least one pipeline is needed".into()));
@@ -118,16 +124,9 @@ impl Kommo {
             kommo.sources.insert(id, Source { owner: 0, fields });
         }
         for widget in &fixtures.widgets {
-            specs
-                .check_component(Api::Kommo, "Widget", widget)
+            kommo
+                .add_widget(specs, widget)
                 .map_err(|e| FakeError::Fixture(format!("widget: {e}")))?;
-            let mut fields = widget.as_object().cloned().unwrap_or_default();
-            fields.remove("_links");
-            let settings = match fields.remove("settings") {
-                Some(Value::Object(s)) if is_true(fields.get("is_active_in_account")) => Some(s),
-                _ => None,
-            };
-            kommo.widgets.push(Widget { fields, settings });
         }
         for lead in &fixtures.incoming_leads {
             kommo
@@ -197,6 +196,339 @@ impl Kommo {
             request_id: None,
         });
         Ok(uid)
+    }
+
+    /// The whole state as JSON (`GET /__admin/state`'s `kommo`): what [`Kommo::from_state`]
+    /// reads back into the same state.
+    pub(crate) fn to_state(&self) -> Value {
+        let sources: Vec<Value> = self
+            .sources
+            .iter()
+            .map(|(id, source)| {
+                let mut out = Map::new();
+                out.insert("id".into(), json!(id));
+                out.insert("integration".into(), json!(source.owner));
+                out.extend(source.fields.clone());
+                Value::Object(out)
+            })
+            .collect();
+        let mut deleted: Vec<(&(usize, String), &i64)> = self.deleted.iter().collect();
+        deleted.sort();
+        let deleted: Vec<Value> = deleted
+            .into_iter()
+            .map(|((integration, external_id), id)| {
+                json!({"integration": integration, "external_id": external_id, "id": id})
+            })
+            .collect();
+        let widgets: Vec<Value> = self
+            .widgets
+            .iter()
+            .map(|widget| {
+                let mut out = widget.fields.clone();
+                out.insert(
+                    "is_active_in_account".into(),
+                    Value::Bool(widget.settings.is_some()),
+                );
+                if let Some(settings) = &widget.settings {
+                    out.insert("settings".into(), Value::Object(settings.clone()));
+                }
+                Value::Object(out)
+            })
+            .collect();
+        let waiting_bots: Vec<Value> = self
+            .waiting_bots
+            .iter()
+            .map(|(kind, bot_id, continue_id)| {
+                json!({"kind": kind, "bot_id": bot_id, "continue_id": continue_id})
+            })
+            .collect();
+        let continued: Vec<Value> = self
+            .continued
+            .iter()
+            .map(|c| {
+                json!({"kind": c.kind, "bot_id": c.bot_id, "continue_id": c.continue_id, "data": c.data})
+            })
+            .collect();
+        let leads: Vec<Value> = self
+            .leads
+            .iter()
+            .map(|lead| {
+                let mut lead_json = self.lead_json(lead, "");
+                if let Value::Object(map) = &mut lead_json {
+                    map.remove("_links");
+                    map.remove("account_id");
+                    map.insert(
+                        "_embedded".into(),
+                        json!({
+                            "contacts": ids_json(&lead.contacts),
+                            "leads": ids_json(&lead.leads),
+                            "companies": ids_json(&lead.companies),
+                        }),
+                    );
+                }
+                let decided_at = match lead.state {
+                    LeadState::Accepted { at } | LeadState::Declined { at } => json!(at),
+                    LeadState::Waiting | LeadState::Linked => Value::Null,
+                };
+                json!({
+                    "state": lead.state.word(),
+                    "decided_at": decided_at,
+                    "request_id": lead.request_id,
+                    "fingerprint": lead.fingerprint,
+                    "lead": lead_json,
+                })
+            })
+            .collect();
+        json!({
+            "pipelines": self.pipelines,
+            "sources": sources,
+            "deleted_sources": deleted,
+            "next_source_id": self.next_source_id,
+            "widgets": widgets,
+            "waiting_bots": waiting_bots,
+            "continued_bots": continued,
+            "incoming_leads": leads,
+            "next_entity_id": self.next_entity_id,
+            "id_seed": self.rng.get_seed(),
+        })
+    }
+
+    /// A state read from JSON (`PUT /__admin/state`'s `kommo`; `null` or a missing key is the
+    /// empty state: the documented pipelines and nothing else). Every entity is checked against
+    /// the spec; an error names the place (`kommo.sources[2]: ...`).
+    pub(crate) fn from_state(
+        config: &Config,
+        specs: &Specs,
+        state: &Value,
+    ) -> Result<Self, String> {
+        let empty = Map::new();
+        let state = match state {
+            Value::Null => &empty,
+            Value::Object(map) => map,
+            other => return Err(format!("kommo: must be an object, not {}", kind_of(other))),
+        };
+        const KEYS: [&str; 10] = [
+            "pipelines",
+            "sources",
+            "deleted_sources",
+            "next_source_id",
+            "widgets",
+            "waiting_bots",
+            "continued_bots",
+            "incoming_leads",
+            "next_entity_id",
+            "id_seed",
+        ];
+        if let Some(unknown) = state.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "kommo: unknown key {unknown:?} (known: {})",
+                KEYS.join(", ")
+            ));
+        }
+        let list = |key: &str| -> Result<&[Value], String> {
+            match state.get(key) {
+                None | Some(Value::Null) => Ok(&[]),
+                Some(Value::Array(items)) => Ok(items),
+                Some(other) => Err(format!(
+                    "kommo.{key}: must be a list, not {}",
+                    kind_of(other)
+                )),
+            }
+        };
+        let int = |key: &str, default: i64| -> Result<i64, String> {
+            match state.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => v
+                    .as_i64()
+                    .ok_or_else(|| format!("kommo.{key}: must be an integer, not {v}")),
+            }
+        };
+        let seed = match state.get("id_seed") {
+            None | Some(Value::Null) => config.seed ^ ID_SEED_MIX,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| format!("kommo.id_seed: must be an unsigned integer, not {v}"))?,
+        };
+        let pipelines = match state.get("pipelines") {
+            None | Some(Value::Null) => super::Fixtures::empty().pipelines,
+            Some(_) => list("pipelines")?
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    p.as_i64()
+                        .ok_or_else(|| format!("kommo.pipelines[{i}]: must be an integer, not {p}"))
+                })
+                .collect::<Result<Vec<i64>, String>>()?,
+        };
+        if pipelines.is_empty() {
+            return Err("kommo.pipelines: at least one pipeline is needed".into());
+        }
+        let mut kommo = Kommo {
+            account_id: config.account_id,
+            pipelines,
+            source_limit: config.source_limit,
+            sources: BTreeMap::new(),
+            deleted: HashMap::new(),
+            next_source_id: int("next_source_id", FIRST_SOURCE_ID)?,
+            widgets: Vec::new(),
+            waiting_bots: Vec::new(),
+            continued: Vec::new(),
+            leads: Vec::new(),
+            lead_by_uid: HashMap::new(),
+            waiting_fingerprints: HashSet::new(),
+            next_entity_id: int("next_entity_id", FIRST_ENTITY_ID)?,
+            rng: fastrand::Rng::with_seed(seed),
+        };
+        let integrations = 1 + config.other_integrations.len();
+        for (i, source) in list("sources")?.iter().enumerate() {
+            let at = format!("kommo.sources[{i}]");
+            let Value::Object(map) = source else {
+                return Err(format!("{at}: must be an object, not {}", kind_of(source)));
+            };
+            let mut map = map.clone();
+            let id = map
+                .remove("id")
+                .and_then(|v| v.as_i64())
+                .ok_or_else(|| format!("{at}: needs an integer `id`"))?;
+            let owner = owner_of(map.remove("integration"), integrations, &at)?;
+            // As `addSources` takes it, where a null is an absent field (the state shows
+            // Kommo's `"origin_code": null`).
+            let given: Map<String, Value> = map
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            specs
+                .check_component(Api::Kommo, "AddSource", &Value::Object(given))
+                .map_err(|e| format!("{at}: {e}"))?;
+            let item = Value::Object(map);
+            if kommo.sources.contains_key(&id) {
+                return Err(format!("{at}: the id {id} is already taken"));
+            }
+            let fields = kommo.new_source_fields(&item);
+            kommo.sources.insert(id, Source { owner, fields });
+        }
+        for (i, deleted) in list("deleted_sources")?.iter().enumerate() {
+            let at = format!("kommo.deleted_sources[{i}]");
+            let owner = owner_of(deleted.get("integration").cloned(), integrations, &at)?;
+            let external_id = str_of(deleted, "external_id")
+                .ok_or_else(|| format!("{at}: needs a string `external_id`"))?;
+            let id = deleted
+                .get("id")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| format!("{at}: needs an integer `id`"))?;
+            kommo.deleted.insert((owner, external_id.to_string()), id);
+        }
+        // A new source never takes an id that is already used.
+        let highest = kommo
+            .sources
+            .keys()
+            .chain(kommo.deleted.values())
+            .max()
+            .copied();
+        if let Some(highest) = highest {
+            kommo.next_source_id = kommo.next_source_id.max(highest.saturating_add(4));
+        }
+        for (i, widget) in list("widgets")?.iter().enumerate() {
+            kommo
+                .add_widget(specs, widget)
+                .map_err(|e| format!("kommo.widgets[{i}]: {e}"))?;
+        }
+        for (i, bot) in list("waiting_bots")?.iter().enumerate() {
+            let (kind, bot_id, continue_id) =
+                bot_key(bot).map_err(|e| format!("kommo.waiting_bots[{i}]: {e}"))?;
+            kommo.add_waiting_bot(&kind, &bot_id, &continue_id);
+        }
+        for (i, bot) in list("continued_bots")?.iter().enumerate() {
+            let (kind, bot_id, continue_id) =
+                bot_key(bot).map_err(|e| format!("kommo.continued_bots[{i}]: {e}"))?;
+            let data = bot.get("data").cloned().filter(|d| !d.is_null());
+            kommo.continued.push(ContinuedBot {
+                kind,
+                bot_id,
+                continue_id,
+                data,
+            });
+        }
+        for (i, stored) in list("incoming_leads")?.iter().enumerate() {
+            kommo
+                .add_stored_lead(specs, stored)
+                .map_err(|e| format!("kommo.incoming_leads[{i}]: {e}"))?;
+        }
+        Ok(kommo)
+    }
+
+    /// Adds a widget given in the spec's `Widget` shape (installed when `is_active_in_account`
+    /// is true and `settings` is an object).
+    fn add_widget(&mut self, specs: &Specs, widget: &Value) -> Result<(), String> {
+        specs.check_component(Api::Kommo, "Widget", widget)?;
+        let mut fields = widget.as_object().cloned().unwrap_or_default();
+        fields.remove("_links");
+        let settings = match fields.remove("settings") {
+            Some(Value::Object(s)) if is_true(fields.get("is_active_in_account")) => Some(s),
+            _ => None,
+        };
+        self.widgets.push(Widget { fields, settings });
+        Ok(())
+    }
+
+    /// Adds a lead as `to_state` shows it: `{"state", "decided_at", "request_id", "fingerprint",
+    /// "lead"}`, where only `lead` (the `IncomingLead` shape) is required.
+    fn add_stored_lead(&mut self, specs: &Specs, stored: &Value) -> Result<(), String> {
+        let Value::Object(map) = stored else {
+            return Err(format!("must be an object, not {}", kind_of(stored)));
+        };
+        const KEYS: [&str; 5] = ["state", "decided_at", "request_id", "fingerprint", "lead"];
+        if let Some(unknown) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "unknown key {unknown:?} (known: {}; the lead itself goes under `lead`)",
+                KEYS.join(", ")
+            ));
+        }
+        let optional_string = |key: &str| match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("`{key}` must be a string or null, not {other}")),
+        };
+        let request_id = optional_string("request_id")?;
+        let fingerprint = optional_string("fingerprint")?;
+        let decided_at = match map.get("decided_at") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| format!("`decided_at` must be a Unix time, not {v}"))?,
+            ),
+        };
+        let state = match optional_string("state")?.as_deref() {
+            None | Some("waiting") => LeadState::Waiting,
+            Some("accepted") => LeadState::Accepted {
+                at: decided_at.unwrap_or_else(unix_now),
+            },
+            Some("declined") => LeadState::Declined {
+                at: decided_at.unwrap_or_else(unix_now),
+            },
+            Some("linked") => LeadState::Linked,
+            Some(other) => {
+                return Err(format!(
+                    "`state` is waiting, accepted, declined or linked, not {other:?}"
+                ));
+            }
+        };
+        let lead = map
+            .get("lead")
+            .cloned()
+            .ok_or("needs the lead itself under `lead` (the spec's IncomingLead shape)")?;
+        let uid = self.add_fixture_lead(specs, lead)?;
+        let index = self.lead_by_uid[&uid];
+        self.leads[index].request_id = request_id;
+        if state == LeadState::Waiting
+            && let Some(fingerprint) = &fingerprint
+        {
+            self.waiting_fingerprints.insert(fingerprint.clone());
+        }
+        self.leads[index].fingerprint = fingerprint;
+        self.leads[index].state = state;
+        Ok(())
     }
 
     pub(crate) fn handle(&mut self, operation: &str, ctx: &Ctx) -> Reply {
@@ -1148,6 +1480,56 @@ impl Kommo {
 }
 
 // ---------------------------------------------------------------------------------- helpers
+
+/// `[{"id": 1}, ...]`: an incoming lead's linked entities in the state document.
+fn ids_json(ids: &[i64]) -> Value {
+    Value::Array(ids.iter().map(|id| json!({ "id": id })).collect())
+}
+
+/// Which integration owns a source in the state document: 0 (the default) is
+/// [`Config::kommo_token`]'s, 1 the first [`Config::other_integration`], and so on.
+fn owner_of(value: Option<Value>, integrations: usize, at: &str) -> Result<usize, String> {
+    match value {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if n < integrations => Ok(n),
+            _ => Err(format!(
+                "{at}: `integration` is 0 (the main token){}, not {v}",
+                if integrations > 1 {
+                    format!(" to {} (the other integrations)", integrations - 1)
+                } else {
+                    String::new()
+                }
+            )),
+        },
+    }
+}
+
+/// `(kind, bot_id, continue_id)` of a widget block in the state document.
+fn bot_key(bot: &Value) -> Result<(String, String, String), String> {
+    let get = |key: &str| {
+        str_of(bot, key)
+            .map(str::to_string)
+            .ok_or_else(|| format!("needs a string `{key}` (kind, bot_id, continue_id)"))
+    };
+    let kind = get("kind")?;
+    if kind != "salesbot" && kind != "marketingbot" {
+        return Err(format!("`kind` is salesbot or marketingbot, not {kind:?}"));
+    }
+    Ok((kind, get("bot_id")?, get("continue_id")?))
+}
+
+/// A JSON value's kind, for messages.
+pub(crate) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
 
 /// Services as Kommo's PHP answers them: a service without settings has `params: []` (the
 /// official SDK sends, and the API answers, PHP's empty array; openapi/EVIDENCE.md).

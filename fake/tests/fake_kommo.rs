@@ -4,11 +4,11 @@
 mod fake_common;
 
 use fake_common::{Fake, answer, body, rejected, status};
-use lead_intake::fake::{Config, Fixtures};
 use lead_intake::kommo::types::{
     self, BotKind, IncomingLeadCategory, IncomingLeadMetadata, IntOrString, SortOrder,
 };
 use lead_intake::prelude::*;
+use lead_intake_fake::{Config, Fixtures};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -1752,7 +1752,7 @@ async fn the_fake_serves_the_wire_shapes_and_the_client_reads_them_typed() {
     );
 
     let empty = Fake::start(
-        lead_intake::fake::Config::default().fixtures(lead_intake::fake::Fixtures::empty()),
+        lead_intake_fake::Config::default().fixtures(lead_intake_fake::Fixtures::empty()),
     );
     let (_, _, text) = answer(empty.raw(Method::GET, "/api/v4/leads/unsorted/summary")).await;
     assert!(text.contains(r#""categories":[]"#), "{text}");

@@ -1,12 +1,39 @@
-//! OpenAPI 3.0 helpers: JSON-pointer `$ref` resolution and conversion of
-//! OAS 3.0 Schema Objects into JSON Schema Draft 2020-12.
+//! OpenAPI 3.0 helpers: JSON-pointer `$ref` resolution and the conversion of OAS 3.0 Schema
+//! Objects into JSON Schema Draft 2020-12.
 //!
-//! One file, two users: the fake server (`lead_intake::fake`) and `cargo xtask validate`, which
-//! includes it with `#[path]` (xtask is a separate crate), so the conversion rules cannot drift.
+//! The one home of the conversion rules: the fake validates requests and answers with them, and
+//! `cargo xtask validate` checks every example of the specs with them, so the two cannot drift.
+//! OAS 3.0's `nullable` becomes a `null` in `type` (or an `anyOf` with `null` around a
+//! composite), `exclusiveMinimum: true` carries its bound, an integer `format` becomes its
+//! bounds, `readOnly` / `writeOnly` properties leave `required` on the side of the wire that does
+//! not carry them ([`Direction`]), and `$ref`s into `components/schemas` point into `$defs`.
+//!
+//! Errors are messages naming the place in the document (`#/components/schemas/...`).
+//!
+//! ```
+//! use lead_intake_fake::schema::{Converter, Direction};
+//! use serde_json::json;
+//!
+//! let doc = json!({"components": {"schemas": {
+//!     "Source": {"type": "object", "required": ["id", "name"], "properties": {
+//!         "id": {"type": "integer", "readOnly": true},
+//!         "name": {"type": "string", "nullable": true}
+//!     }}
+//! }}});
+//! let converter = Converter::new(&doc, Direction::Request);
+//! let defs = converter.defs()?;
+//! let root = converter.root(&defs, &json!({"$ref": "#/components/schemas/Source"}))?;
+//! assert_eq!(root["$ref"], "#/$defs/Source");
+//! // A request does not carry the read-only `id`; `name` may be null.
+//! assert_eq!(defs["Source"]["required"], json!(["name"]));
+//! assert_eq!(defs["Source"]["properties"]["name"]["type"], json!(["string", "null"]));
+//! # Ok::<(), String>(())
+//! ```
 
 use serde_json::{Map, Value, json};
 
-pub(crate) const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+/// The `$schema` of every converted root.
+pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 const COMPONENT_SCHEMAS: &str = "#/components/schemas/";
 const DEFS: &str = "#/$defs/";
 /// Guards against `$ref` chains that loop (a -> b -> a).
@@ -15,7 +42,8 @@ const MAX_REF_HOPS: usize = 32;
 /// Which side of the wire an instance travels on; decides how
 /// `readOnly`/`writeOnly` relax `required`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Direction {
+#[non_exhaustive]
+pub enum Direction {
     /// Request bodies and parameters: `readOnly` properties are not sent.
     Request,
     /// Responses: `writeOnly` properties are not returned.
@@ -36,12 +64,12 @@ impl Direction {
 }
 
 /// Escape one JSON-pointer reference token (RFC 6901).
-pub(crate) fn escape_token(s: &str) -> String {
+pub fn escape_token(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
 /// Resolve an in-document `$ref` (`#/a/b~1c`, optionally percent-encoded).
-pub(crate) fn resolve_ref<'d>(doc: &'d Value, reference: &str) -> Result<&'d Value, String> {
+pub fn resolve_ref<'d>(doc: &'d Value, reference: &str) -> Result<&'d Value, String> {
     let Some(fragment) = reference.strip_prefix('#') else {
         return Err(format!(
             "`{reference}` is not an in-document reference (must start with `#/`)"
@@ -73,7 +101,7 @@ pub(crate) fn resolve_ref<'d>(doc: &'d Value, reference: &str) -> Result<&'d Val
 
 /// Follow `$ref`s until a non-reference object. Returns the final JSON
 /// pointer (for messages and caching) alongside the value.
-pub(crate) fn deref<'d>(
+pub fn deref<'d>(
     doc: &'d Value,
     mut value: &'d Value,
     mut pointer: String,
@@ -108,7 +136,8 @@ fn unescape_token(raw: &str) -> Option<String> {
     Some(out)
 }
 
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
+/// Percent-decodes `s` (`%2F` to `/`); `None` for a broken escape or bytes that are not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -137,7 +166,8 @@ fn is_flagged(schema: &Value, key: &str, doc: &Value) -> bool {
 }
 
 /// Converts OAS 3.0 Schema Objects of one document into Draft 2020-12.
-pub(crate) struct Converter<'d> {
+#[derive(Clone, Copy, Debug)]
+pub struct Converter<'d> {
     doc: &'d Value,
     dir: Direction,
 }
@@ -173,12 +203,13 @@ fn integer_bounds(format: &str) -> Option<(Value, Value)> {
 }
 
 impl<'d> Converter<'d> {
-    pub(crate) fn new(doc: &'d Value, dir: Direction) -> Self {
+    /// A converter of schemas of `doc` (the whole OpenAPI document, for `$ref`s), for `dir`.
+    pub fn new(doc: &'d Value, dir: Direction) -> Self {
         Self { doc, dir }
     }
 
     /// `components.schemas`, converted, for use as `$defs`.
-    pub(crate) fn defs(&self) -> Result<Map<String, Value>, String> {
+    pub fn defs(&self) -> Result<Map<String, Value>, String> {
         let mut defs = Map::new();
         let schemas = self
             .doc
@@ -195,7 +226,7 @@ impl<'d> Converter<'d> {
 
     /// A self-contained 2020-12 root: the converted target with the converted
     /// components beside it as `$defs`, so rewritten refs resolve.
-    pub(crate) fn root(&self, defs: &Map<String, Value>, schema: &Value) -> Result<Value, String> {
+    pub fn root(&self, defs: &Map<String, Value>, schema: &Value) -> Result<Value, String> {
         let mut root = Map::new();
         root.insert("$schema".into(), json!(DRAFT_2020_12));
         root.insert("$defs".into(), Value::Object(defs.clone()));
@@ -209,7 +240,8 @@ impl<'d> Converter<'d> {
         Ok(root.into())
     }
 
-    pub(crate) fn convert(&self, schema: &Value) -> Result<Value, String> {
+    /// One schema, converted; its `$ref`s point into `$defs` (see [`Converter::root`]).
+    pub fn convert(&self, schema: &Value) -> Result<Value, String> {
         let obj = match schema {
             Value::Object(obj) => obj,
             // Not legal in OAS 3.0, but harmless: 2020-12 gives them meaning.

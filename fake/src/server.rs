@@ -6,21 +6,24 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tower_service::Service;
 
-use super::faults::{Fault, nginx_page};
-use super::php::{self, Lookup, Php};
-use super::reply::{self, FieldError, HTML};
-use super::spec::{Api, In, Operation};
-use super::{Ctx, Shared, Violation, unix_now};
+use crate::admin::{self, RecordedRequest};
+use crate::faults::{Fault, nginx_page};
+use crate::php::{self, Lookup, Php};
+use crate::reply::{self, FieldError, HTML};
+use crate::spec::{Api, In, Operation};
+use crate::{Ctx, Shared, Violation, unix_now};
 
 /// Request bodies larger than this are refused.
 const BODY_LIMIT: usize = 1 << 20;
@@ -89,12 +92,102 @@ fn api_of(path: &str) -> Option<Api> {
     }
 }
 
-/// The fault layer around the router, the response check and the counters.
+/// One request: the admin API, or the fault layer around the router, then the journal and
+/// [`Config::on_request`](crate::Config::on_request).
 async fn handle(
     shared: Arc<Shared>,
-    mut router: Router,
+    router: Router,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Dropped> {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    if path == admin::PREFIX || path.starts_with("/__admin/") {
+        return Ok(admin_call(&shared, request, &path, query.as_deref()).await);
+    }
+    let declared_size = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let read = Arc::new(AtomicU64::new(0));
+    let counter = read.clone();
+    let request = request.map(move |body| {
+        Body::new(body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            frame
+        }))
+    });
+    let served = serve(&shared, router, request).await;
+    let record = RecordedRequest {
+        number: served.number,
+        method,
+        path,
+        query,
+        status: served.answer.as_ref().ok().map(|r| r.status().as_u16()),
+        request_bytes: read.load(Ordering::Relaxed).max(declared_size.unwrap_or(0)),
+        response_bytes: served
+            .answer
+            .as_ref()
+            .ok()
+            .and_then(|r| r.body().size_hint().exact())
+            .unwrap_or(0),
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        operation: served
+            .operation
+            .map(|op| shared.specs.operations[op].qualified_id()),
+        fault: served.fault,
+    };
+    if let Some(on_request) = &shared.config.on_request {
+        (on_request.0)(&record);
+    }
+    admin::record(&mut shared.lock(), record);
+    served.answer
+}
+
+/// An admin call: its body read (up to [`admin::BODY_LIMIT`]), then [`admin::handle`].
+async fn admin_call(
+    shared: &Shared,
+    request: Request<Incoming>,
+    path: &str,
+    query: Option<&str>,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(Body::new(body), admin::BODY_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let message = format!(
+                "{{\"error\": \"the body could not be read, or is larger than {} bytes\"}}",
+                admin::BODY_LIMIT
+            );
+            return reply::text(StatusCode::BAD_REQUEST, reply::JSON, message);
+        }
+    };
+    admin::handle(
+        shared,
+        &parts.method,
+        path,
+        query,
+        &bytes,
+        &origin(&parts.headers),
+    )
+}
+
+/// What [`serve`] did with a request.
+struct Served {
+    /// The request's number, from 1.
+    number: u64,
+    fault: Option<Fault>,
+    /// The index of the operation that answered, if one did.
+    operation: Option<usize>,
+    answer: Result<Response<Body>, Dropped>,
+}
+
+/// The fault layer around the router, the response check and the counters.
+async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>) -> Served {
     let api = api_of(request.uri().path());
     let client = request
         .headers()
@@ -102,18 +195,19 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let fault = {
+    let (number, fault) = {
         let mut state = shared.lock();
         state.stats.requests += 1;
         let number = state.stats.requests;
+        let state = &mut *state;
         let fault = state.faults.decide(
-            &shared.config.faults,
+            &state.fault_config,
             api,
             &client,
             tokio::time::Instant::now(),
         );
         if let Some(f) = &fault {
-            if state.stats.faults.len() < super::LOG_LIMIT {
+            if state.stats.faults.len() < crate::LOG_LIMIT {
                 state.stats.faults.push((number, f.clone()));
             }
             match f {
@@ -126,21 +220,27 @@ async fn handle(
                 Fault::Slow(_) => state.stats.slowed += 1,
             }
         }
-        fault
+        (number, fault)
+    };
+    let early = |answer: Result<Response<Body>, Dropped>| Served {
+        number,
+        fault: fault.clone(),
+        operation: None,
+        answer,
     };
     match &fault {
-        Some(Fault::Drop) => return Err(Dropped),
+        Some(Fault::Drop) => return early(Err(Dropped)),
         Some(Fault::Slow(delay)) => tokio::time::sleep(*delay).await,
         Some(Fault::RateLimited) => {
             let page = nginx_page(429, "Too Many Requests");
-            return Ok(count(&shared, text_answer(429, page)));
+            return early(Ok(count(shared, text_answer(429, page))));
         }
         Some(Fault::Blocked) => {
             let page = nginx_page(403, "Forbidden");
-            return Ok(count(&shared, text_answer(403, page)));
+            return early(Ok(count(shared, text_answer(403, page))));
         }
         Some(Fault::ServerError(status)) => {
-            return Ok(count(&shared, server_error(*status, api)));
+            return early(Ok(count(shared, server_error(*status, api))));
         }
         Some(Fault::DropAfterProcessing | Fault::ServerErrorAfterProcessing(_)) | None => {}
     }
@@ -150,7 +250,7 @@ async fn handle(
         .uri()
         .path_and_query()
         .map_or_else(|| request.uri().path().to_string(), |pq| pq.to_string());
-    let response = match router.call(request.map(Body::new)).await {
+    let response = match router.call(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
@@ -181,14 +281,20 @@ async fn handle(
                 message,
             };
             let mut state = shared.lock();
-            if state.violations.len() < super::LOG_LIMIT {
+            if state.violations.len() < crate::LOG_LIMIT {
                 state.violations.push(violation);
             }
         }
     }
+    let operation = tag.map(|OperationTag(op)| op);
     // Processed: the operation's answer is replaced by a server error, or lost.
     if let Some(Fault::ServerErrorAfterProcessing(status)) = fault {
-        return Ok(count(&shared, server_error(status, api)));
+        return Served {
+            number,
+            fault,
+            operation,
+            answer: Ok(count(shared, server_error(status, api))),
+        };
     }
     {
         let mut state = shared.lock();
@@ -206,10 +312,17 @@ async fn handle(
             }
         }
     }
-    if fault == Some(Fault::DropAfterProcessing) {
-        return Err(Dropped);
+    let answer = if fault == Some(Fault::DropAfterProcessing) {
+        Err(Dropped)
+    } else {
+        Ok(Response::from_parts(parts, Body::from(bytes)))
+    };
+    Served {
+        number,
+        fault,
+        operation,
+        answer,
     }
-    Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
 /// A server error fault's answer: `500` as the API's problem document, the others as the
@@ -539,7 +652,7 @@ fn path_values(template: &str, path: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (t, p) in template.split('/').zip(path.split('/')) {
         if let Some(name) = t.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
-            let decoded = super::oas::percent_decode(p).unwrap_or_else(|| p.to_string());
+            let decoded = crate::schema::percent_decode(p).unwrap_or_else(|| p.to_string());
             out.insert(name.to_string(), decoded);
         }
     }

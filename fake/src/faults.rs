@@ -52,7 +52,7 @@ pub enum Fault {
 ///
 /// ```
 /// use std::time::Duration;
-/// use lead_intake::fake::Faults;
+/// use lead_intake_fake::Faults;
 ///
 /// // Kommo's documented limit, blocking the account after 3 violations,
 /// // and 5% of requests answered 5xx.
@@ -131,7 +131,7 @@ impl Faults {
     /// [`block_after`](Self::block_after). The request is not processed.
     ///
     /// ```
-    /// use lead_intake::fake::{Config, FakeServer, Faults};
+    /// use lead_intake_fake::{Config, FakeServer, Faults};
     /// use lead_intake::prelude::*;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -157,7 +157,7 @@ impl Faults {
     /// client cannot tell whether it was applied.
     ///
     /// ```
-    /// use lead_intake::fake::{Config, FakeServer, Faults};
+    /// use lead_intake_fake::{Config, FakeServer, Faults};
     /// use lead_intake::prelude::*;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -186,7 +186,7 @@ impl Faults {
     /// `5xx` therefore never proves that a request was not applied.
     ///
     /// ```
-    /// use lead_intake::fake::{Config, FakeServer, Faults, Fixtures};
+    /// use lead_intake_fake::{Config, FakeServer, Faults, Fixtures};
     /// use lead_intake::prelude::*;
     ///
     /// # #[tokio::main(flavor = "current_thread")]

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fake_common::{Fake, answer, body, status};
-use lead_intake::fake::{Config, Fault, Faults, Stats};
 use lead_intake::prelude::*;
 use lead_intake::retry::RetryPolicy;
+use lead_intake_fake::{Config, Fault, Faults, Stats};
 use reqwest::Method;
 use serde_json::json;
 
@@ -598,7 +598,7 @@ async fn random_429s_spare_closebot_and_never_block_the_account() {
 async fn a_lost_answer_or_a_late_5xx_to_a_post_keeps_its_effect() {
     let fake = Fake::start(
         Config::default()
-            .fixtures(lead_intake::fake::Fixtures::empty())
+            .fixtures(lead_intake_fake::Fixtures::empty())
             .faults(Faults::none().lost_answers(1.0)),
     );
     let form: lead_intake::kommo::types::AddIncomingFormsRequest = body(json!([{
@@ -641,7 +641,7 @@ async fn a_lost_answer_or_a_late_5xx_to_a_post_keeps_its_effect() {
     // A 5xx after processing: the gateway's page, and the POST applied all the same.
     let fake = Fake::start(
         Config::default()
-            .fixtures(lead_intake::fake::Fixtures::empty())
+            .fixtures(lead_intake_fake::Fixtures::empty())
             .seed(1)
             .faults(Faults::none().late_server_errors(1.0)),
     );
