@@ -178,18 +178,21 @@ async fn the_place_of_a_holder_that_never_finishes_expires_after_its_margin() {
 async fn waiters_are_served_in_arrival_order_across_clients() {
     let server = RedisServer::start();
     let mut look = raw(&server).await;
-    let period = Duration::from_millis(150);
-    let limits: Vec<RedisRateLimit> = (0..3)
-        .map(|_| {
-            RedisRateLimit::new(&connection(&server), "fair", 1, period)
-                .unwrap()
-                .with_margin(Duration::ZERO)
-        })
-        .collect();
-    let holder = limits[0].acquire().await.unwrap();
+    let period = Duration::from_millis(100);
+    // A long margin that every request beats (each finishes at once), so a waiter cannot know
+    // when a place frees up and asks again at its poll interval. The first waiters ask slowly,
+    // the later ones fast: by speed alone the later ones would win every place.
+    let limit = |poll: u64| {
+        RedisRateLimit::new(&connection(&server), "fair", 1, period)
+            .unwrap()
+            .with_margin(Duration::from_secs(10))
+            .with_poll_interval(Duration::from_millis(poll))
+    };
+    let (slow, fast) = (limit(120), limit(2));
+    let holder = slow.acquire().await.unwrap();
     let mut waiters = Vec::new();
     for i in 0..6usize {
-        let limit = limits[i % 3].clone();
+        let limit = if i < 3 { slow.clone() } else { fast.clone() };
         waiters.push(tokio::spawn(async move {
             let permit = limit.acquire().await.unwrap();
             let at = granted_us(&permit);
@@ -246,8 +249,11 @@ async fn a_waiter_that_vanishes_does_not_block_the_queue() {
 async fn a_cancelled_wait_gives_its_turn_up_at_once() {
     let server = RedisServer::start();
     let mut look = raw(&server).await;
-    let limit =
-        RedisRateLimit::new(&connection(&server), "cancel", 1, Duration::from_secs(30)).unwrap();
+    // Tickets live 3 poll intervals and a second: longer than the test waits, so only the
+    // cancelled waiter itself can take its ticket out in time.
+    let limit = RedisRateLimit::new(&connection(&server), "cancel", 1, Duration::from_secs(30))
+        .unwrap()
+        .with_poll_interval(Duration::from_secs(30));
     let _holder = limit.acquire().await.unwrap();
     let mut waiting = Box::pin(limit.acquire());
     tokio::select! {

@@ -3,10 +3,12 @@
 -- KEYS[1] places: ZSET, member = place id, score = anchor (µs since the epoch): the latest time
 --                 the server can have counted the request (its grant + margin, lowered to its
 --                 answer by finish.lua). A place leaves the window at anchor + period.
--- KEYS[2] queue:  ZSET of waiting tickets, score = ticket number (so rank = arrival order).
--- KEYS[3] alive:  ZSET of the same tickets, score = the ticket's liveness deadline (µs).
+-- KEYS[2] queue:  ZSET of waiters, member = the waiter's token (chosen by the client, so it can
+--                 leave even if it never saw an answer), score = its ticket: rank = arrival order.
+-- KEYS[3] alive:  ZSET of the same tokens, score = the waiter's liveness deadline (µs).
 -- KEYS[4] seq:    counter for place ids and tickets.
--- ARGV: max, period (µs), margin (µs), ticket (0: none yet), liveness (µs).
+-- ARGV: max, period (µs), margin (µs), the waiter's token, its ticket (0: none yet),
+--       liveness (µs).
 --
 -- Answers {1, place id, now} when granted, or {0, ticket, wait (µs)} to ask again after the
 -- wait (with that ticket, which keeps the caller's turn).
@@ -16,8 +18,9 @@ local places, queue, alive, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local max = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local margin = tonumber(ARGV[3])
-local ticket = tonumber(ARGV[4])
-local liveness = tonumber(ARGV[5])
+local token = ARGV[4]
+local ticket = tonumber(ARGV[5])
+local liveness = tonumber(ARGV[6])
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -50,25 +53,30 @@ local function keep(key, ms)
 end
 
 local rank
-if ticket == 0 and redis.call('ZCARD', queue) == 0 and free > 0 then
+local queued = redis.call('ZSCORE', queue, token)
+if not queued and redis.call('ZCARD', queue) == 0 and free > 0 then
   -- Nobody is waiting: no ticket needed.
   rank = 0
 else
-  if ticket == 0 then
-    ticket = redis.call('INCR', seq)
+  if queued then
+    ticket = tonumber(queued)
+  else
+    if ticket == 0 then
+      ticket = redis.call('INCR', seq)
+    end
+    -- A new waiter, or one purged while it was slow to ask again: it keeps its ticket.
+    redis.call('ZADD', queue, ticket, token)
   end
-  -- Adds the ticket, or re-adds it if it was purged while its holder was slow to ask again.
-  redis.call('ZADD', queue, ticket, ticket)
-  redis.call('ZADD', alive, now + liveness, ticket)
+  redis.call('ZADD', alive, now + liveness, token)
   keep(queue, live_ms)
   keep(alive, live_ms)
-  rank = redis.call('ZRANK', queue, ticket)
+  rank = redis.call('ZRANK', queue, token)
 end
 
 if rank < free then
-  if ticket ~= 0 then
-    redis.call('ZREM', queue, ticket)
-    redis.call('ZREM', alive, ticket)
+  if queued or ticket ~= 0 then
+    redis.call('ZREM', queue, token)
+    redis.call('ZREM', alive, token)
   end
   local id = redis.call('INCR', seq)
   redis.call('ZADD', places, now + margin, id)

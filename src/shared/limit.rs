@@ -33,6 +33,9 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(1);
 /// place whose request never finished leaves the window one period after its grant plus the
 /// margin. Clones share the limit's settings; the state is in Redis.
 ///
+/// Redis's clock is the only one that counts: if it jumps forward (a badly set NTP server), the
+/// places in the window leave early, once; if it jumps back, they stay longer.
+///
 /// When Redis cannot be reached, [`acquire`](Self::acquire) fails with
 /// [`SharedError::Unavailable`] and grants nothing, unless a local fallback is set
 /// ([`with_local_fallback`](Self::with_local_fallback)).
@@ -267,14 +270,18 @@ impl RedisRateLimit {
     /// [`SharedError::Refused`] when Redis refuses the script. A wait that is cancelled takes no
     /// place, and gives up its turn.
     pub async fn acquire(&self) -> Result<SharedPermit, SharedError> {
+        // The waiter's name in the queue, chosen here so that a wait cancelled before its
+        // first answer can still leave the queue.
         let mut turn = Turn {
             limit: self,
+            token: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
             ticket: 0,
+            queued: true,
         };
         loop {
-            match self.step(turn.ticket).await {
+            let error = match self.step(&turn.token, turn.ticket).await {
                 Ok(Step::Granted { id, at_us }) => {
-                    turn.ticket = 0;
+                    turn.queued = false;
                     return Ok(SharedPermit {
                         kind: PermitKind::Redis {
                             limit: self.clone(),
@@ -294,31 +301,31 @@ impl RedisRateLimit {
                         "shared rate limit: waiting for a place"
                     );
                     tokio::time::sleep(wait).await;
+                    continue;
                 }
-                Err(error) if error.is_unavailable() && self.inner.fallback.is_some() => {
-                    let Some(fallback) = &self.inner.fallback else {
-                        return Err(error);
-                    };
-                    tracing::warn!(
-                        target: "lead_intake::shared",
-                        name = self.inner.name,
-                        local_max = fallback.max(),
-                        %error,
-                        "shared rate limit: Redis is unavailable, using the local fallback"
-                    );
-                    // Our ticket, if any, is dead to Redis now; the turn's drop tries to remove it.
-                    let permit = fallback.acquire().await;
-                    return Ok(SharedPermit {
-                        kind: PermitKind::Local(permit),
-                    });
-                }
-                Err(error) => return Err(error),
-            }
+                Err(error) => error,
+            };
+            let fallback = self.inner.fallback.as_ref();
+            let Some(fallback) = fallback.filter(|_| error.is_unavailable()) else {
+                return Err(error);
+            };
+            tracing::warn!(
+                target: "lead_intake::shared",
+                name = self.inner.name,
+                local_max = fallback.max(),
+                %error,
+                "shared rate limit: Redis is unavailable, using the local fallback"
+            );
+            // Our turn in Redis, if any, is lost; the turn's drop tries to take it out.
+            let permit = fallback.acquire().await;
+            return Ok(SharedPermit {
+                kind: PermitKind::Local(permit),
+            });
         }
     }
 
     /// One run of the acquire script.
-    async fn step(&self, ticket: u64) -> Result<Step, SharedError> {
+    async fn step(&self, token: &str, ticket: u64) -> Result<Step, SharedError> {
         let inner = &self.inner;
         let mut invocation = ACQUIRE.prepare_invoke();
         for key in &inner.keys {
@@ -328,6 +335,7 @@ impl RedisRateLimit {
             .arg(inner.max)
             .arg(micros(inner.period))
             .arg(micros(inner.margin))
+            .arg(token)
             .arg(ticket)
             .arg(micros(self.liveness()));
         let key = &inner.keys[0];
@@ -373,30 +381,34 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// A waiter's place in the queue: if the wait ends without a grant (cancelled, or failed), the
-/// ticket is taken out of the queue so the waiters behind it need not wait for its deadline.
+/// waiter leaves the queue so the waiters behind it need not wait for its liveness deadline.
 struct Turn<'a> {
     limit: &'a RedisRateLimit,
+    token: String,
+    /// The ticket Redis gave it (0: none yet).
     ticket: u64,
+    /// It may be in the queue: it asked (or is asking) and was not granted.
+    queued: bool,
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        if self.ticket == 0 {
+        if !self.queued {
             return;
         }
-        // Without a runtime the ticket simply expires at its deadline.
+        // Without a runtime the waiter simply dies at its liveness deadline.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (limit, ticket) = (self.limit.clone(), self.ticket);
+        let (limit, token) = (self.limit.clone(), std::mem::take(&mut self.token));
         runtime.spawn(async move {
             let inner = &limit.inner;
             let mut invocation = LEAVE.prepare_invoke();
             invocation
                 .key(&inner.keys[1])
                 .key(&inner.keys[2])
-                .arg(ticket);
-            // A failure is harmless: the ticket dies at its deadline.
+                .arg(token);
+            // A failure is harmless: the waiter dies at its liveness deadline.
             let _ = inner.redis.run::<i64>(&inner.keys[1], &invocation).await;
         });
     }

@@ -61,7 +61,11 @@ pub enum Saved {
     /// one (another process saved a newer pair), or nothing (the store was emptied).
     Changed(Option<StoredTokens>),
     /// Not stored: the caller's lock expired (and may have been taken by another process), so
-    /// its save could overwrite a newer pair. Take locks for longer than a refresh can take.
+    /// its save could overwrite a newer pair. This holds even if the stored pair is still the
+    /// one refreshed from: another process may be refreshing it right now. Take locks for longer
+    /// than a refresh can take (the token request's timeout, with its retries), so this does not
+    /// happen; if it does, the new pair exists only in the caller's hands, and the caller should
+    /// still hand it to its own storage (e.g. `on_refresh`).
     LockLost,
 }
 
