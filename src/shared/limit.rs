@@ -1,6 +1,7 @@
 //! The shared sliding window: [`RedisRateLimit`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,6 +75,8 @@ struct LimitInner {
     /// The local fallback's share of `max` ([`RedisRateLimit::with_local_fallback`]).
     share: Option<f64>,
     fallback: Option<RateLimiter>,
+    /// The last acquire went to the fallback (so the switch is logged once).
+    on_fallback: AtomicBool,
 }
 
 /// What one step of the script answered.
@@ -125,6 +128,7 @@ impl RedisRateLimit {
             poll: (period / 10).clamp(MIN_POLL, MAX_POLL),
             share: None,
             fallback: None,
+            on_fallback: AtomicBool::new(false),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -156,6 +160,7 @@ impl RedisRateLimit {
             poll: old.poll,
             share: old.share,
             fallback: None,
+            on_fallback: AtomicBool::new(false),
         };
         change(&mut inner);
         // The fallback is a fresh local limiter with the new settings.
@@ -267,8 +272,12 @@ impl RedisRateLimit {
     ///
     /// Fails with [`SharedError::Unavailable`] when Redis cannot be reached (then nothing was
     /// granted; with a local fallback, the local limiter grants instead), and with
-    /// [`SharedError::Refused`] when Redis refuses the script. A wait that is cancelled takes no
-    /// place, and gives up its turn.
+    /// [`SharedError::Refused`] when Redis refuses the script. A wait that is cancelled gives up
+    /// its turn (if it is cancelled while Redis is granting it, the place it was granted goes
+    /// unused and leaves the window by itself).
+    ///
+    /// Switching to the local fallback is logged once at WARN, and switching back at INFO
+    /// (target `lead_intake::shared`).
     pub async fn acquire(&self) -> Result<SharedPermit, SharedError> {
         // The waiter's name in the queue, chosen here so that a wait cancelled before its
         // first answer can still leave the queue.
@@ -282,6 +291,13 @@ impl RedisRateLimit {
             let error = match self.step(&turn.token, turn.ticket).await {
                 Ok(Step::Granted { id, at_us }) => {
                     turn.queued = false;
+                    if self.inner.on_fallback.swap(false, Ordering::Relaxed) {
+                        tracing::info!(
+                            target: "lead_intake::shared",
+                            name = self.inner.name,
+                            "shared rate limit: Redis is back; the local fallback is no longer used"
+                        );
+                    }
                     return Ok(SharedPermit {
                         kind: PermitKind::Redis {
                             limit: self.clone(),
@@ -309,13 +325,15 @@ impl RedisRateLimit {
             let Some(fallback) = fallback.filter(|_| error.is_unavailable()) else {
                 return Err(error);
             };
-            tracing::warn!(
-                target: "lead_intake::shared",
-                name = self.inner.name,
-                local_max = fallback.max(),
-                %error,
-                "shared rate limit: Redis is unavailable, using the local fallback"
-            );
+            if !self.inner.on_fallback.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    target: "lead_intake::shared",
+                    name = self.inner.name,
+                    local_max = fallback.max(),
+                    %error,
+                    "shared rate limit: Redis is unavailable, using the local fallback"
+                );
+            }
             // Our turn in Redis, if any, is lost; the turn's drop tries to take it out.
             let permit = fallback.acquire().await;
             return Ok(SharedPermit {
