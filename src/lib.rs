@@ -26,6 +26,8 @@ pub mod pagination;
 pub mod ratelimit;
 pub mod retry;
 mod secret;
+#[cfg(feature = "redis")]
+pub mod shared;
 pub mod spec;
 pub mod sync;
 mod text;

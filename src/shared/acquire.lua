@@ -1,0 +1,99 @@
+-- One step of RedisRateLimit::acquire, atomic in Redis, on Redis's clock.
+--
+-- KEYS[1] places: ZSET, member = place id, score = anchor (µs since the epoch): the latest time
+--                 the server can have counted the request (its grant + margin, lowered to its
+--                 answer by finish.lua). A place leaves the window at anchor + period.
+-- KEYS[2] queue:  ZSET of waiters, member = the waiter's token (chosen by the client, so it can
+--                 leave even if it never saw an answer), score = its ticket: rank = arrival order.
+-- KEYS[3] alive:  ZSET of the same tokens, score = the waiter's liveness deadline (µs).
+-- KEYS[4] seq:    counter for place ids and tickets.
+-- ARGV: max, period (µs), margin (µs), the waiter's token, its ticket (0: none yet),
+--       liveness (µs).
+--
+-- Answers {1, place id, now} when granted, or {0, ticket, wait (µs)} to ask again after the
+-- wait (with that ticket, which keeps the caller's turn).
+--
+-- Numbers stay numbers: redis.call formats them exactly, tostring() and `..` would not.
+local places, queue, alive, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local max = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local margin = tonumber(ARGV[3])
+local token = ARGV[4]
+local ticket = tonumber(ARGV[5])
+local liveness = tonumber(ARGV[6])
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+
+-- Places that left the window: anchor + period <= now.
+redis.call('ZREMRANGEBYSCORE', places, '-inf', now - period)
+-- Waiters that stopped asking (crashed, or cancelled without saying so).
+local dead = redis.call('ZRANGEBYSCORE', alive, '-inf', now, 'LIMIT', 0, 256)
+if #dead > 0 then
+  redis.call('ZREM', alive, unpack(dead))
+  redis.call('ZREM', queue, unpack(dead))
+end
+
+local used = redis.call('ZCARD', places)
+local free = max - used
+
+-- Keys vanish when idle: places after their last anchor + period, tickets after their deadline,
+-- the counter after both (so ids never repeat while a place or ticket with that id exists).
+local keep_ms = math.ceil((period + margin) / 1000) + 1
+local live_ms = math.ceil(liveness / 1000) + 1
+local seq_ms = math.max(keep_ms, live_ms)
+
+-- Sets a key's time to live to at least `ms` (never shortens it: a process with a longer margin
+-- may have set a longer one).
+local function keep(key, ms)
+  local left = redis.call('PTTL', key)
+  if left < ms then
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+
+local rank
+local queued = redis.call('ZSCORE', queue, token)
+if not queued and redis.call('ZCARD', queue) == 0 and free > 0 then
+  -- Nobody is waiting: no ticket needed.
+  rank = 0
+else
+  if queued then
+    ticket = tonumber(queued)
+  else
+    if ticket == 0 then
+      ticket = redis.call('INCR', seq)
+    end
+    -- A new waiter, or one purged while it was slow to ask again: it keeps its ticket.
+    redis.call('ZADD', queue, ticket, token)
+  end
+  redis.call('ZADD', alive, now + liveness, token)
+  keep(queue, live_ms)
+  keep(alive, live_ms)
+  rank = redis.call('ZRANK', queue, token)
+end
+
+if rank < free then
+  if queued or ticket ~= 0 then
+    redis.call('ZREM', queue, token)
+    redis.call('ZREM', alive, token)
+  end
+  local id = redis.call('INCR', seq)
+  redis.call('ZADD', places, now + margin, id)
+  keep(places, keep_ms)
+  keep(seq, seq_ms)
+  return {1, id, now}
+end
+
+-- Turn `rank` needs rank - free + 1 more places to leave: the (rank - free)-th earliest.
+local wait = period
+local k = rank - free
+if k < used then
+  local place = redis.call('ZRANGE', places, k, k, 'WITHSCORES')
+  wait = tonumber(place[2]) + period - now
+end
+if wait < 1 then
+  wait = 1
+end
+keep(seq, seq_ms)
+return {0, ticket, wait}

@@ -1,0 +1,517 @@
+//! The shared sliding window: [`RedisRateLimit`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+
+use super::{RedisConnection, SharedError, check_name};
+use crate::ratelimit::{Permit, RateLimiter};
+
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("acquire.lua")));
+static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("finish.lua")));
+static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("leave.lua")));
+
+/// The longest period (and margin) a limit takes, as [`RateLimiter`]'s: 365 days.
+const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// The default poll interval's bounds (see [`RedisRateLimit::with_poll_interval`]).
+const MIN_POLL: Duration = Duration::from_millis(5);
+const MAX_POLL: Duration = Duration::from_secs(1);
+/// How long a waiter's ticket stays live beyond its poll interval, so a waiter slowed down by a
+/// busy machine keeps its turn.
+const LIVENESS_SLACK: Duration = Duration::from_secs(1);
+
+/// A sliding-window rate limit shared by every process that uses the same Redis and name: no
+/// window of one `period` holds more than `max` requests, counted as
+/// [`RateLimiter`] counts them (each request holds its place from its grant until its answer,
+/// for at most the margin).
+///
+/// Each step runs as one Lua script in Redis, on Redis's clock (`TIME`), so the workers' clocks do
+/// not matter. Waiters take a ticket and are served in ticket order across all processes; a
+/// waiter that stops asking (its process crashed) loses its ticket after a short deadline, and a
+/// place whose request never finished leaves the window one period after its grant plus the
+/// margin. Clones share the limit's settings; the state is in Redis.
+///
+/// Redis's clock is the only one that counts: if it jumps forward (a badly set NTP server), the
+/// places in the window leave early, once; if it jumps back, they stay longer.
+///
+/// When Redis cannot be reached, [`acquire`](Self::acquire) fails with
+/// [`SharedError::Unavailable`] and grants nothing, unless a local fallback is set
+/// ([`with_local_fallback`](Self::with_local_fallback)).
+///
+/// Keys (all under the `{name}` hash tag, all with a time to live, so an idle limit leaves
+/// nothing behind): `{name}:limit:places`, `:queue`, `:alive`, `:seq`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use lead_intake::shared::{RedisConnection, RedisRateLimit};
+///
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis = RedisConnection::open("redis+unix:///run/redis/redis.sock")?;
+/// let limit = RedisRateLimit::new(&redis, "kommo:acme", 7, Duration::from_secs(1))?
+///     .with_margin(Duration::from_millis(100))
+///     // While Redis is down, each of 4 workers sends at most a quarter of the budget.
+///     .with_local_fallback(0.25)?;
+/// let permit = limit.acquire().await?;
+/// // ... send the request; when its answer arrives:
+/// permit.finish().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisRateLimit {
+    inner: Arc<LimitInner>,
+}
+
+struct LimitInner {
+    redis: RedisConnection,
+    name: String,
+    keys: [String; 4],
+    max: u32,
+    period: Duration,
+    margin: Duration,
+    poll: Duration,
+    /// The local fallback's share of `max` ([`RedisRateLimit::with_local_fallback`]).
+    share: Option<f64>,
+    fallback: Option<RateLimiter>,
+    /// The last acquire went to the fallback (so the switch is logged once).
+    on_fallback: AtomicBool,
+}
+
+/// What one step of the script answered.
+enum Step {
+    Granted { id: u64, at_us: i64 },
+    Wait { ticket: u64, wait: Duration },
+}
+
+impl RedisRateLimit {
+    /// At most `max` requests in any window of `period`, for every process using `name` on this
+    /// Redis; with a margin of a tenth of the period (as [`RateLimiter::new`]). `name` is yours
+    /// to choose (e.g. integration and account) and must not contain `{` or `}`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lead_intake::shared::{RedisConnection, RedisRateLimit};
+    /// let redis = RedisConnection::open("redis://127.0.0.1")?;
+    /// let limit = RedisRateLimit::new(&redis, "kommo:acme", 7, Duration::from_secs(1))?;
+    /// assert_eq!(limit.margin(), Duration::from_millis(100));
+    /// assert!(RedisRateLimit::new(&redis, "kommo:acme", 0, Duration::from_secs(1)).is_err());
+    /// assert!(RedisRateLimit::new(&redis, "{acme}", 7, Duration::from_secs(1)).is_err());
+    /// # Ok::<(), lead_intake::shared::SharedError>(())
+    /// ```
+    pub fn new(
+        redis: &RedisConnection,
+        name: impl Into<String>,
+        max: u32,
+        period: Duration,
+    ) -> Result<Self, SharedError> {
+        let name = name.into();
+        check_name(&name)?;
+        if max == 0 {
+            return Err(SharedError::Invalid("max must be at least 1 request"));
+        }
+        if period.is_zero() {
+            return Err(SharedError::Invalid("the period must be longer than zero"));
+        }
+        if period > MAX_PERIOD {
+            return Err(SharedError::Invalid("the period must be at most 365 days"));
+        }
+        let keys = ["places", "queue", "alive", "seq"].map(|k| format!("{{{name}}}:limit:{k}"));
+        let inner = LimitInner {
+            redis: redis.clone(),
+            name,
+            keys,
+            max,
+            period,
+            margin: period / 10,
+            poll: (period / 10).clamp(MIN_POLL, MAX_POLL),
+            share: None,
+            fallback: None,
+            on_fallback: AtomicBool::new(false),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Kommo's documented limit for `name`: 7 requests per second, margin 100 ms.
+    pub fn kommo_default(
+        redis: &RedisConnection,
+        name: impl Into<String>,
+    ) -> Result<Self, SharedError> {
+        Self::new(
+            redis,
+            name,
+            crate::ratelimit::KOMMO_REQUESTS_PER_SECOND,
+            Duration::from_secs(1),
+        )
+    }
+
+    fn rebuild(&self, change: impl FnOnce(&mut LimitInner)) -> Self {
+        let old = &self.inner;
+        let mut inner = LimitInner {
+            redis: old.redis.clone(),
+            name: old.name.clone(),
+            keys: old.keys.clone(),
+            max: old.max,
+            period: old.period,
+            margin: old.margin,
+            poll: old.poll,
+            share: old.share,
+            fallback: None,
+            on_fallback: AtomicBool::new(false),
+        };
+        change(&mut inner);
+        // The fallback is a fresh local limiter with the new settings.
+        inner.fallback = inner
+            .share
+            .and_then(|share| fallback(inner.max, inner.period, inner.margin, share));
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// How late the server may count a request after its grant, as
+    /// [`RateLimiter::with_margin`]: up to this long, a request holds its place until
+    /// [`SharedPermit::finish`]. Longer than 365 days counts as 365 days. Each process applies
+    /// its own margin to its own requests.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lead_intake::shared::{RedisConnection, RedisRateLimit};
+    /// let redis = RedisConnection::open("redis://127.0.0.1")?;
+    /// let limit = RedisRateLimit::new(&redis, "acme", 7, Duration::from_secs(1))?
+    ///     .with_margin(Duration::from_millis(250));
+    /// assert_eq!(limit.margin(), Duration::from_millis(250));
+    /// # Ok::<(), lead_intake::shared::SharedError>(())
+    /// ```
+    pub fn with_margin(self, margin: Duration) -> Self {
+        self.rebuild(|inner| inner.margin = margin.min(MAX_PERIOD))
+    }
+
+    /// How often a waiting request asks Redis again at most (default: a tenth of the period,
+    /// between 5 ms and 1 s). A waiter asks again when the script says a place frees up, or
+    /// after this long if that is sooner, so a place freed early by
+    /// [`SharedPermit::finish`] in another process is noticed within it. A zero interval counts
+    /// as 1 ms.
+    pub fn with_poll_interval(self, interval: Duration) -> Self {
+        self.rebuild(|inner| inner.poll = interval.clamp(Duration::from_millis(1), MAX_PERIOD))
+    }
+
+    /// While Redis is unavailable, grants through a local [`RateLimiter`] of this process with
+    /// `floor(max * share)` requests per period (at least 1), instead of failing with
+    /// [`SharedError::Unavailable`]. `share` must be in (0, 1].
+    ///
+    /// With N processes that each set a share of at most 1/N, the account's bound holds during an
+    /// outage too. It holds less strictly at its edges: requests granted locally are not known to
+    /// Redis, so in the period after Redis comes back they and Redis's grants may together reach
+    /// up to `max` plus the local budgets, and a process that cannot reach Redis while the others
+    /// can adds its local budget to theirs. Only [`SharedError::Unavailable`] engages the
+    /// fallback; a refusal (wrong password, a key of that name holding something else) does not.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lead_intake::shared::{RedisConnection, RedisRateLimit};
+    /// let redis = RedisConnection::open("redis://127.0.0.1")?;
+    /// let limit = RedisRateLimit::new(&redis, "acme", 7, Duration::from_secs(1))?;
+    /// assert_eq!(limit.clone().with_local_fallback(0.25)?.local_fallback(), Some(1));
+    /// assert_eq!(limit.clone().with_local_fallback(0.5)?.local_fallback(), Some(3));
+    /// assert!(limit.with_local_fallback(1.5).is_err());
+    /// # Ok::<(), lead_intake::shared::SharedError>(())
+    /// ```
+    pub fn with_local_fallback(self, share: f64) -> Result<Self, SharedError> {
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(SharedError::Invalid(
+                "the local fallback's share of the budget must be above 0 and at most 1",
+            ));
+        }
+        Ok(self.rebuild(|inner| inner.share = Some(share)))
+    }
+
+    /// The key name given to [`new`](Self::new).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The most requests allowed in one period.
+    pub fn max(&self) -> u32 {
+        self.inner.max
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.inner.period
+    }
+
+    /// The margin ([`with_margin`](Self::with_margin)).
+    pub fn margin(&self) -> Duration {
+        self.inner.margin
+    }
+
+    /// The longest wait between two tries of a waiting request
+    /// ([`with_poll_interval`](Self::with_poll_interval)).
+    pub fn poll_interval(&self) -> Duration {
+        self.inner.poll
+    }
+
+    /// The local fallback's requests per period, if one is set
+    /// ([`with_local_fallback`](Self::with_local_fallback)).
+    pub fn local_fallback(&self) -> Option<u32> {
+        self.inner.fallback.as_ref().map(RateLimiter::max)
+    }
+
+    /// How long a waiter's ticket stays in the queue without it asking again.
+    fn liveness(&self) -> Duration {
+        self.inner.poll.saturating_mul(3) + LIVENESS_SLACK
+    }
+
+    /// Waits until a request may start, and counts it in Redis. Call
+    /// [`SharedPermit::finish`] when its answer arrives; a permit dropped without it keeps its
+    /// place for the whole margin.
+    ///
+    /// Fails with [`SharedError::Unavailable`] when Redis cannot be reached (then nothing was
+    /// granted; with a local fallback, the local limiter grants instead), and with
+    /// [`SharedError::Refused`] when Redis refuses the script. A wait that is cancelled gives up
+    /// its turn (if it is cancelled while Redis is granting it, the place it was granted goes
+    /// unused and leaves the window by itself).
+    ///
+    /// Switching to the local fallback is logged once at WARN, and switching back at INFO
+    /// (target `lead_intake::shared`).
+    pub async fn acquire(&self) -> Result<SharedPermit, SharedError> {
+        // The waiter's name in the queue, chosen here so that a wait cancelled before its
+        // first answer can still leave the queue.
+        let mut turn = Turn {
+            limit: self,
+            token: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            ticket: 0,
+            queued: true,
+        };
+        loop {
+            let error = match self.step(&turn.token, turn.ticket).await {
+                Ok(Step::Granted { id, at_us }) => {
+                    turn.queued = false;
+                    if self.inner.on_fallback.swap(false, Ordering::Relaxed) {
+                        tracing::info!(
+                            target: "lead_intake::shared",
+                            name = self.inner.name,
+                            "shared rate limit: Redis is back; the local fallback is no longer used"
+                        );
+                    }
+                    return Ok(SharedPermit {
+                        kind: PermitKind::Redis {
+                            limit: self.clone(),
+                            id,
+                            at_us,
+                        },
+                    });
+                }
+                Ok(Step::Wait { ticket, wait }) => {
+                    turn.ticket = ticket;
+                    let wait = wait.min(self.inner.poll);
+                    tracing::debug!(
+                        target: "lead_intake::shared",
+                        name = self.inner.name,
+                        ticket,
+                        wait_ms = wait.as_millis() as u64,
+                        "shared rate limit: waiting for a place"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(error) => error,
+            };
+            let fallback = self.inner.fallback.as_ref();
+            let Some(fallback) = fallback.filter(|_| error.is_unavailable()) else {
+                return Err(error);
+            };
+            if !self.inner.on_fallback.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    target: "lead_intake::shared",
+                    name = self.inner.name,
+                    local_max = fallback.max(),
+                    %error,
+                    "shared rate limit: Redis is unavailable, using the local fallback"
+                );
+            }
+            // Our turn in Redis, if any, is lost; the turn's drop tries to take it out.
+            let permit = fallback.acquire().await;
+            return Ok(SharedPermit {
+                kind: PermitKind::Local(permit),
+            });
+        }
+    }
+
+    /// One run of the acquire script.
+    async fn step(&self, token: &str, ticket: u64) -> Result<Step, SharedError> {
+        let inner = &self.inner;
+        let mut invocation = ACQUIRE.prepare_invoke();
+        for key in &inner.keys {
+            invocation.key(key);
+        }
+        invocation
+            .arg(inner.max)
+            .arg(micros(inner.period))
+            .arg(micros(inner.margin))
+            .arg(token)
+            .arg(ticket)
+            .arg(micros(self.liveness()));
+        let key = &inner.keys[0];
+        let (granted, number, value): (i64, i64, i64) = inner.redis.run(key, &invocation).await?;
+        let number = u64::try_from(number).map_err(|_| {
+            inner
+                .redis
+                .corrupt(&inner.keys[3], "a negative id or ticket")
+        })?;
+        match granted {
+            1 => Ok(Step::Granted {
+                id: number,
+                at_us: value,
+            }),
+            0 => Ok(Step::Wait {
+                ticket: number,
+                wait: Duration::from_micros(value.max(1) as u64),
+            }),
+            _ => Err(inner
+                .redis
+                .corrupt(key, "the acquire script answered something unknown")),
+        }
+    }
+
+    async fn finish(&self, id: u64) -> Result<(), SharedError> {
+        let inner = &self.inner;
+        let mut invocation = FINISH.prepare_invoke();
+        invocation.key(&inner.keys[0]).arg(id);
+        inner.redis.run::<i64>(&inner.keys[0], &invocation).await?;
+        Ok(())
+    }
+}
+
+/// The local fallback for these settings.
+fn fallback(max: u32, period: Duration, margin: Duration, share: f64) -> Option<RateLimiter> {
+    // floor(max * share), at least 1; max * share <= max, so the cast cannot overflow.
+    let local = ((f64::from(max) * share).floor() as u32).max(1);
+    Some(RateLimiter::new(local, period).ok()?.with_margin(margin))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A waiter's place in the queue: if the wait ends without a grant (cancelled, or failed), the
+/// waiter leaves the queue so the waiters behind it need not wait for its liveness deadline.
+struct Turn<'a> {
+    limit: &'a RedisRateLimit,
+    token: String,
+    /// The ticket Redis gave it (0: none yet).
+    ticket: u64,
+    /// It may be in the queue: it asked (or is asking) and was not granted.
+    queued: bool,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.queued {
+            return;
+        }
+        // Without a runtime the waiter simply dies at its liveness deadline.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (limit, token) = (self.limit.clone(), std::mem::take(&mut self.token));
+        runtime.spawn(async move {
+            let inner = &limit.inner;
+            let mut invocation = LEAVE.prepare_invoke();
+            invocation
+                .key(&inner.keys[1])
+                .key(&inner.keys[2])
+                .arg(token);
+            // A failure is harmless: the waiter dies at its liveness deadline.
+            let _ = inner.redis.run::<i64>(&inner.keys[1], &invocation).await;
+        });
+    }
+}
+
+impl fmt::Debug for RedisRateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("RedisRateLimit")
+            .field("redis", &inner.redis)
+            .field("name", &inner.name)
+            .field("max", &inner.max)
+            .field("period", &inner.period)
+            .field("margin", &inner.margin)
+            .field("poll_interval", &inner.poll)
+            .field("local_fallback", &self.local_fallback())
+            .finish()
+    }
+}
+
+/// A request the [`RedisRateLimit`] let through (or its local fallback did).
+/// [`finish`](Self::finish) it when the answer (or an error) arrives.
+#[must_use = "call finish() when the answer arrives, or the request keeps its place for the whole margin"]
+pub struct SharedPermit {
+    kind: PermitKind,
+}
+
+enum PermitKind {
+    Redis {
+        limit: RedisRateLimit,
+        id: u64,
+        at_us: i64,
+    },
+    Local(Permit),
+}
+
+impl SharedPermit {
+    /// When Redis granted it, on Redis's clock; `None` for a grant of the local fallback.
+    pub fn granted_at(&self) -> Option<SystemTime> {
+        match &self.kind {
+            PermitKind::Redis { at_us, .. } => {
+                UNIX_EPOCH.checked_add(Duration::from_micros(u64::try_from(*at_us).ok()?))
+            }
+            PermitKind::Local(_) => None,
+        }
+    }
+
+    /// True when the local fallback granted it, because Redis was unavailable.
+    pub fn is_local(&self) -> bool {
+        matches!(self.kind, PermitKind::Local(_))
+    }
+
+    /// The answer has arrived, so the server has counted the request by now: its place leaves
+    /// the window one period from now (Redis's now) rather than one period after its grant plus
+    /// the margin. If Redis cannot be reached, the place keeps its margin, which only lowers the
+    /// rate (logged at DEBUG).
+    pub async fn finish(self) {
+        match self.kind {
+            PermitKind::Redis { limit, id, .. } => {
+                if let Err(error) = limit.finish(id).await {
+                    tracing::debug!(
+                        target: "lead_intake::shared",
+                        name = limit.inner.name,
+                        %error,
+                        "shared rate limit: could not finish a place; it keeps its margin"
+                    );
+                }
+            }
+            PermitKind::Local(permit) => permit.finish(),
+        }
+    }
+}
+
+impl fmt::Debug for SharedPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            PermitKind::Redis { limit, id, at_us } => f
+                .debug_struct("SharedPermit")
+                .field("name", &limit.inner.name)
+                .field("id", id)
+                .field("granted_at_us", at_us)
+                .finish(),
+            PermitKind::Local(permit) => {
+                f.debug_tuple("SharedPermit::Local").field(permit).finish()
+            }
+        }
+    }
+}
