@@ -243,8 +243,7 @@ struct Refusal {
     hint: Option<String>,
 }
 
-const INVALID_REQUEST: &str =
-    "The request is missing a required parameter, includes an invalid parameter value, or is otherwise malformed";
+const INVALID_REQUEST: &str = "The request is missing a required parameter, includes an invalid parameter value, or is otherwise malformed";
 const INVALID_GRANT: &str = "The provided authorization grant or refresh token is invalid, expired or revoked, does not match the redirection URI, or was issued to another client";
 
 impl Refusal {
@@ -310,9 +309,7 @@ impl OAuthState {
         let mut out = String::with_capacity(prefix.len() + 40);
         out.push_str(prefix);
         for _ in 0..40 {
-            out.push(char::from(
-                b"0123456789abcdef"[self.rng.usize(..16)],
-            ));
+            out.push(char::from(b"0123456789abcdef"[self.rng.usize(..16)]));
         }
         out
     }
@@ -484,7 +481,9 @@ impl OAuthState {
                 ));
             };
             if entry.used {
-                return Err(Refusal::invalid_grant("Authorization code has been revoked"));
+                return Err(Refusal::invalid_grant(
+                    "Authorization code has been revoked",
+                ));
             }
             if now >= entry.expires {
                 return Err(Refusal::invalid_grant("Authorization code has expired"));

@@ -20,10 +20,10 @@ use tower_service::Service;
 
 use crate::admin::{self, RecordedRequest};
 use crate::faults::{Fault, nginx_page};
+use crate::oauth;
 use crate::php::{self, Lookup, Php};
 use crate::reply::{self, FieldError, HTML};
 use crate::spec::{Api, In, Operation};
-use crate::oauth;
 use crate::{Ctx, Shared, Violation, unix_now};
 
 /// Request bodies larger than this are refused.
@@ -337,7 +337,11 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
 /// app's tokens and token requests being the main integration's), or, for credentials the fake
 /// does not know, the `Authorization` header as sent (such requests are refused anyway).
 /// Kommo counts per integration, whatever the connection or token.
-fn rate_key(shared: &Shared, headers: &HeaderMap, token_call: Option<&Option<axum::body::Bytes>>) -> String {
+fn rate_key(
+    shared: &Shared,
+    headers: &HeaderMap,
+    token_call: Option<&Option<axum::body::Bytes>>,
+) -> String {
     let config = &shared.config;
     if let Some(body) = token_call {
         let content_type = headers
@@ -379,7 +383,8 @@ fn rate_key(shared: &Shared, headers: &HeaderMap, token_call: Option<&Option<axu
 fn token_endpoint(shared: &Shared, request: &Request<Body>, body: Option<&[u8]>) -> Response<Body> {
     if request.method() != http::Method::POST {
         let mut response =
-            reply::kommo_problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed").into_response();
+            reply::kommo_problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+                .into_response();
         response
             .headers_mut()
             .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
