@@ -6,7 +6,7 @@
 //! | call | what | Rust |
 //! |---|---|---|
 //! | `GET /__admin/health` | `{"status": "ok", "base_url", "kommo", "closebot", "admin", "requests"}`: where the APIs are, and how many requests it has had | |
-//! | `POST /__admin/reset` | everything back to the start: the fixtures, the faults given at start, no stats, no journal; `?empty=true` (or the body `{"empty": true}`): no data at all | [`FakeServer::reset`] |
+//! | `POST /__admin/reset` | everything back to the start: the fixtures, the faults given at start, no stats, no journal, no OAuth code or token handed out; `?empty=true` (or the body `{"empty": true}`): no data at all | [`FakeServer::reset`] |
 //! | `GET /__admin/requests` | the journal, in the order the requests were answered (`number` is the order they arrived in), each there before its answer is sent: `{"total", "requests": [{"number", "method", "path", "query", "status", "request_bytes", "response_bytes", "elapsed_ms", "operation", "fault"}]}`; `status` is `null` for a connection closed without an answer; the last 10,000 are kept (`total` counts them all) | [`FakeServer::requests`] |
 //! | `GET /__admin/state` | the whole data of both APIs (below) | [`FakeServer::state`] |
 //! | `PUT /__admin/state` | replaces it: a document `GET` gave, or one written by hand; answers the state now held, or `400` naming the place that is wrong (`kommo.incoming_leads[3]: ...`), changing nothing | [`FakeServer::load_state`] |

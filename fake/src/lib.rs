@@ -13,6 +13,15 @@
 //!   item's `request_id`, else its index), or CloseBot's `ProblemDetails`;
 //! - a missing or wrong token (`Authorization: Bearer ...`) or API key (`X-CB-KEY` or
 //!   `Authorization: Key ...`) gets `401`;
+//! - Kommo's OAuth ([`OAuthConfig`]): `POST /oauth2/access_token` (JSON or form-encoded) with the
+//!   `authorization_code` grant ([`FakeServer::authorization_code`]) and the `refresh_token`
+//!   grant answers `{"token_type": "Bearer", "expires_in", "access_token", "refresh_token"}`;
+//!   access tokens expire after [`OAuthConfig::access_token_lifetime`] (24 hours by default) or
+//!   at once ([`FakeServer::expire_access_tokens`]), refresh tokens are single-use (a reused one
+//!   answers `401` with the hint "Token has been revoked"), wrong client credentials, codes and
+//!   grants get Kommo's OAuth problem documents, and [`FakeServer::oauth_stats`] counts refreshes
+//!   and revoked reuses. The tokens are the main integration's; [`Config::kommo_token`] keeps
+//!   working beside them;
 //! - sources: `external_id` unique per integration, at most [`Config::source_limit`] per
 //!   integration (50 by default), `pipeline_id` must exist, `origin_code` rules, deleted
 //!   `external_id`s get their old `id` back, `204` on an empty list;
@@ -34,7 +43,8 @@
 //! last value.
 //!
 //! It can misbehave on purpose ([`Faults`]), deterministically from [`Config::seed`]: Kommo's rate
-//! limit (`429` with an HTML page, from the window or at random), a blocked account (an HTML
+//! limit (`429` with an HTML page, from the window or at random; the window counts per
+//! integration, token requests included, whatever the token or connection), a blocked account (an HTML
 //! `403` on every request), `5xx` answers (before or after the request is processed), dropped
 //! connections, answers lost after the request was processed, and slow answers.
 //! [`FakeServer::inject`] scripts the faults of the next requests exactly. [`FakeServer::stats`]
@@ -46,8 +56,10 @@
 //! it over HTTP, with a Rust method for each: `POST /__admin/reset` ([`FakeServer::reset`]),
 //! `GET /__admin/requests` ([`FakeServer::requests`]), `GET` and `PUT /__admin/state`
 //! ([`FakeServer::state`], [`FakeServer::load_state`]), `POST /__admin/faults`
-//! ([`FakeServer::set_faults`]) and `GET /__admin/health`. The [`admin`] module documents the
-//! bodies.
+//! ([`FakeServer::set_faults`]), `GET /__admin/oauth` ([`FakeServer::oauth_stats`]),
+//! `POST /__admin/oauth/code` ([`FakeServer::authorization_code`]), `POST /__admin/oauth/expire`
+//! ([`FakeServer::expire_access_tokens`]) and `GET /__admin/health`. The [`admin`] module
+//! documents the bodies.
 //!
 //! ```
 //! use lead_intake_fake::{Config, FakeServer};
@@ -86,6 +98,12 @@
 //! [`FakeServer::inject`]: crate::FakeServer::inject
 //! [`FakeServer::stats`]: crate::FakeServer::stats
 //! [`FakeServer::violations`]: crate::FakeServer::violations
+//! [`OAuthConfig`]: crate::OAuthConfig
+//! [`OAuthConfig::access_token_lifetime`]: crate::OAuthConfig::access_token_lifetime
+//! [`FakeServer::authorization_code`]: crate::FakeServer::authorization_code
+//! [`FakeServer::expire_access_tokens`]: crate::FakeServer::expire_access_tokens
+//! [`FakeServer::oauth_stats`]: crate::FakeServer::oauth_stats
+//! [`Config::kommo_token`]: crate::Config::kommo_token
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -764,7 +782,8 @@ impl FakeServer {
     /// Puts everything back as it was when the server started: the data ([`Config::fixtures`],
     /// or nothing at all with `fixtures: false`), the faults ([`Config::faults`], the blocked
     /// account, no injected faults, the seed's sequence from its start), the stats, the
-    /// violations and the journal. `POST /__admin/reset` does the same.
+    /// violations and the journal; no OAuth code or token handed out before works any more, and
+    /// [`FakeServer::oauth_stats`] start again from zero. `POST /__admin/reset` does the same.
     ///
     /// ```
     /// use lead_intake_fake::{Config, FakeServer};
