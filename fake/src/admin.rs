@@ -6,15 +6,18 @@
 //! | call | what | Rust |
 //! |---|---|---|
 //! | `GET /__admin/health` | `{"status": "ok", "base_url", "kommo", "closebot", "admin", "requests"}`: where the APIs are, and how many requests it has had | |
-//! | `POST /__admin/reset` | everything back to the start: the fixtures, the faults given at start, no stats, no journal; `?empty=true` (or the body `{"empty": true}`): no data at all | [`FakeServer::reset`] |
+//! | `POST /__admin/reset` | everything back to the start: the fixtures, the faults given at start, no stats, no journal, no OAuth code or token handed out; `?empty=true` (or the body `{"empty": true}`): no data at all | [`FakeServer::reset`] |
 //! | `GET /__admin/requests` | the journal, in the order the requests were answered (`number` is the order they arrived in), each there before its answer is sent: `{"total", "requests": [{"number", "method", "path", "query", "status", "request_bytes", "response_bytes", "elapsed_ms", "operation", "fault"}]}`; `status` is `null` for a connection closed without an answer; the last 10,000 are kept (`total` counts them all) | [`FakeServer::requests`] |
 //! | `GET /__admin/state` | the whole data of both APIs (below) | [`FakeServer::state`] |
 //! | `PUT /__admin/state` | replaces it: a document `GET` gave, or one written by hand; answers the state now held, or `400` naming the place that is wrong (`kommo.incoming_leads[3]: ...`), changing nothing | [`FakeServer::load_state`] |
 //! | `GET /__admin/faults` | the faults in force (below) | [`FakeServer::faults`] |
 //! | `POST /__admin/faults` | sets them: the body is the whole fault configuration, so `{}` clears every fault; answers the faults now in force | [`FakeServer::set_faults`], [`FakeServer::inject`] |
+//! | `GET /__admin/oauth` | the OAuth integration and what its token endpoint did: `{"client_id", "redirect_uri", "token_url", "access_token_lifetime_ms", "valid_access_tokens", "stats": {"codes_issued", "codes_exchanged", "refreshes", "revoked_reuses", "refused", "expired_tokens_refused", "authorized", "forced_expiries"}}` (no secret) | [`FakeServer::oauth_stats`] |
+//! | `POST /__admin/oauth/code` | a new single-use authorization code, valid 20 minutes: `{"code", "expires_in": 1200}` | [`FakeServer::authorization_code`] |
+//! | `POST /__admin/oauth/expire` | expires every access token now (the next request with one answers `401`; refresh tokens are untouched): `{"expired": N}`, the number that were still valid | [`FakeServer::expire_access_tokens`] |
 //!
 //! The faults document has the program's flag names, with `_` for `-`: `rate_limit` (Kommo
-//! requests per second per token), `block_after` (429s before the account is blocked),
+//! requests per second per integration), `block_after` (429s before the account is blocked),
 //! `blocked` (true: blocked now; false or absent: unblocked), `error_rate`, `drop_rate`,
 //! `lost_answer_rate`, `late_error_rate`, `random_429_rate`, `slow_rate` (shares from 0.0 to
 //! 1.0), `slow_ms` (the delay of a slow answer), and `inject`: faults for the next requests, in
@@ -76,6 +79,9 @@
 //! [`FakeServer::faults`]: crate::FakeServer::faults
 //! [`FakeServer::set_faults`]: crate::FakeServer::set_faults
 //! [`FakeServer::inject`]: crate::FakeServer::inject
+//! [`FakeServer::oauth_stats`]: crate::FakeServer::oauth_stats
+//! [`FakeServer::authorization_code`]: crate::FakeServer::authorization_code
+//! [`FakeServer::expire_access_tokens`]: crate::FakeServer::expire_access_tokens
 //! [`Config::kommo_token`]: crate::Config::kommo_token
 //! [`Config::other_integration`]: crate::Config::other_integration
 
@@ -416,11 +422,14 @@ pub(crate) fn handle(
         "/reset" => "POST",
         "/state" => "GET, PUT",
         "/faults" => "GET, POST",
+        "/oauth" => "GET",
+        "/oauth/code" | "/oauth/expire" => "POST",
         _ => {
             return error(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "no admin call {path}: {PREFIX}/health, /reset, /requests, /state or /faults"
+                    "no admin call {path}: {PREFIX}/health, /reset, /requests, /state, /faults, \
+                     /oauth, /oauth/code or /oauth/expire"
                 ),
             );
         }
@@ -496,6 +505,27 @@ pub(crate) fn handle(
             }
         }
         ("GET", "/faults") => ok(faults_json(&shared.lock())),
+        ("GET", "/oauth") => {
+            let config = &shared.config.oauth;
+            let state = shared.lock();
+            ok(json!({
+                "client_id": config.client_id,
+                "redirect_uri": config.redirect_uri,
+                "token_url": format!("{origin}{}", crate::oauth::TOKEN_PATH),
+                "access_token_lifetime_ms":
+                    u64::try_from(config.access_lifetime.as_millis()).unwrap_or(u64::MAX),
+                "valid_access_tokens": state.oauth.valid_access_tokens(),
+                "stats": state.oauth.stats.to_json(),
+            }))
+        }
+        ("POST", "/oauth/code") => {
+            let code = shared.lock().oauth.issue_code();
+            ok(json!({ "code": code, "expires_in": crate::oauth::CODE_LIFETIME.as_secs() }))
+        }
+        ("POST", "/oauth/expire") => {
+            let expired = shared.lock().oauth.expire_all();
+            ok(json!({ "expired": expired }))
+        }
         ("POST", "/faults") => {
             let (faults, inject) = match parsed().and_then(|body| parse_faults(&body)) {
                 Ok(parsed) => parsed,

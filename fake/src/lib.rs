@@ -13,6 +13,15 @@
 //!   item's `request_id`, else its index), or CloseBot's `ProblemDetails`;
 //! - a missing or wrong token (`Authorization: Bearer ...`) or API key (`X-CB-KEY` or
 //!   `Authorization: Key ...`) gets `401`;
+//! - Kommo's OAuth ([`OAuthConfig`]): `POST /oauth2/access_token` (JSON or form-encoded) with the
+//!   `authorization_code` grant ([`FakeServer::authorization_code`]) and the `refresh_token`
+//!   grant answers `{"token_type": "Bearer", "expires_in", "access_token", "refresh_token"}`;
+//!   access tokens expire after [`OAuthConfig::access_token_lifetime`] (24 hours by default) or
+//!   at once ([`FakeServer::expire_access_tokens`]), refresh tokens are single-use (a reused one
+//!   answers `401` with the hint "Token has been revoked"), wrong client credentials, codes and
+//!   grants get Kommo's OAuth problem documents, and [`FakeServer::oauth_stats`] counts refreshes
+//!   and revoked reuses. The tokens are the main integration's; [`Config::kommo_token`] keeps
+//!   working beside them;
 //! - sources: `external_id` unique per integration, at most [`Config::source_limit`] per
 //!   integration (50 by default), `pipeline_id` must exist, `origin_code` rules, deleted
 //!   `external_id`s get their old `id` back, `204` on an empty list;
@@ -34,7 +43,8 @@
 //! last value.
 //!
 //! It can misbehave on purpose ([`Faults`]), deterministically from [`Config::seed`]: Kommo's rate
-//! limit (`429` with an HTML page, from the window or at random), a blocked account (an HTML
+//! limit (`429` with an HTML page, from the window or at random; the window counts per
+//! integration, token requests included, whatever the token or connection), a blocked account (an HTML
 //! `403` on every request), `5xx` answers (before or after the request is processed), dropped
 //! connections, answers lost after the request was processed, and slow answers.
 //! [`FakeServer::inject`] scripts the faults of the next requests exactly. [`FakeServer::stats`]
@@ -46,8 +56,10 @@
 //! it over HTTP, with a Rust method for each: `POST /__admin/reset` ([`FakeServer::reset`]),
 //! `GET /__admin/requests` ([`FakeServer::requests`]), `GET` and `PUT /__admin/state`
 //! ([`FakeServer::state`], [`FakeServer::load_state`]), `POST /__admin/faults`
-//! ([`FakeServer::set_faults`]) and `GET /__admin/health`. The [`admin`] module documents the
-//! bodies.
+//! ([`FakeServer::set_faults`]), `GET /__admin/oauth` ([`FakeServer::oauth_stats`]),
+//! `POST /__admin/oauth/code` ([`FakeServer::authorization_code`]), `POST /__admin/oauth/expire`
+//! ([`FakeServer::expire_access_tokens`]) and `GET /__admin/health`. The [`admin`] module
+//! documents the bodies.
 //!
 //! ```
 //! use lead_intake_fake::{Config, FakeServer};
@@ -86,6 +98,12 @@
 //! [`FakeServer::inject`]: crate::FakeServer::inject
 //! [`FakeServer::stats`]: crate::FakeServer::stats
 //! [`FakeServer::violations`]: crate::FakeServer::violations
+//! [`OAuthConfig`]: crate::OAuthConfig
+//! [`OAuthConfig::access_token_lifetime`]: crate::OAuthConfig::access_token_lifetime
+//! [`FakeServer::authorization_code`]: crate::FakeServer::authorization_code
+//! [`FakeServer::expire_access_tokens`]: crate::FakeServer::expire_access_tokens
+//! [`FakeServer::oauth_stats`]: crate::FakeServer::oauth_stats
+//! [`Config::kommo_token`]: crate::Config::kommo_token
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -95,6 +113,7 @@ mod closebot;
 mod faults;
 mod fixtures;
 mod kommo;
+mod oauth;
 mod php;
 mod reply;
 pub mod schema;
@@ -114,6 +133,7 @@ use lead_intake::Secret;
 pub use admin::RecordedRequest;
 pub use faults::{Fault, Faults};
 pub use fixtures::Fixtures;
+pub use oauth::{OAuthConfig, OAuthStats};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -141,6 +161,7 @@ pub struct ReadmeDoctests;
 pub struct Config {
     kommo_token: Secret,
     other_integrations: Vec<Secret>,
+    oauth: OAuthConfig,
     closebot_key: Secret,
     source_limit: usize,
     seed: u64,
@@ -164,12 +185,13 @@ impl fmt::Debug for OnRequest {
 }
 
 impl Default for Config {
-    /// Token `fake-kommo-token`, key `fake-closebot-key`, 50 sources per integration, seed 0,
+    /// Token `fake-kommo-token`, [`OAuthConfig::default`], key `fake-closebot-key`, 50 sources per integration, seed 0,
     /// no faults, [`Fixtures::documented`], responses checked, `127.0.0.1`, any free port.
     fn default() -> Self {
         Self {
             kommo_token: Secret::new("fake-kommo-token"),
             other_integrations: Vec::new(),
+            oauth: OAuthConfig::default(),
             closebot_key: Secret::new("fake-closebot-key"),
             source_limit: 50,
             seed: 0,
@@ -196,6 +218,14 @@ impl Config {
     /// leads, but owns its own sources (and its own source limit).
     pub fn other_integration(mut self, token: impl Into<Secret>) -> Self {
         self.other_integrations.push(token.into());
+        self
+    }
+
+    /// The OAuth integration of `POST /oauth2/access_token` ([`OAuthConfig::default`] unless
+    /// given): its access tokens act as the main integration's, beside
+    /// [`Config::kommo_token`].
+    pub fn oauth(mut self, oauth: OAuthConfig) -> Self {
+        self.oauth = oauth;
         self
     }
 
@@ -432,6 +462,8 @@ pub(crate) struct State {
     pub(crate) faults: faults::FaultState,
     pub(crate) stats: Stats,
     pub(crate) violations: Vec<Violation>,
+    /// The token endpoint's codes, tokens and counters.
+    pub(crate) oauth: oauth::OAuthState,
     /// The last [`LOG_LIMIT`] requests, oldest first.
     pub(crate) journal: VecDeque<RecordedRequest>,
 }
@@ -457,6 +489,7 @@ impl State {
             faults: faults::FaultState::new(config.seed, &config.faults),
             stats: Stats::default(),
             violations: Vec::new(),
+            oauth: oauth::OAuthState::new(config.seed),
             journal: VecDeque::new(),
         })
     }
@@ -567,6 +600,69 @@ impl FakeServer {
     /// The CloseBot API key it accepts.
     pub fn closebot_key(&self) -> Secret {
         self.closebot_key.clone()
+    }
+
+    /// The OAuth integration it plays ([`Config::oauth`]).
+    pub fn oauth(&self) -> &OAuthConfig {
+        &self.shared.config.oauth
+    }
+
+    /// The OAuth integration as the library takes it, for
+    /// [`lead_intake::oauth::exchange_code`] and [`lead_intake::oauth::OAuth::new`].
+    pub fn oauth_app(&self) -> lead_intake::oauth::OAuthApp {
+        let oauth = &self.shared.config.oauth;
+        lead_intake::oauth::OAuthApp::new(
+            oauth.client_id.clone(),
+            oauth.client_secret.clone(),
+            oauth.redirect_uri.clone(),
+        )
+    }
+
+    /// The token endpoint: `{base_url}/oauth2/access_token`.
+    pub fn token_url(&self) -> String {
+        format!("{}{}", self.base_url(), oauth::TOKEN_PATH)
+    }
+
+    /// A new authorization code, as the redirect after installing the integration would bring:
+    /// single-use, valid for 20 minutes (as Kommo's). `POST /__admin/oauth/code` does the same.
+    ///
+    /// ```
+    /// use lead_intake::oauth::{self, OAuth, TokenPair};
+    /// use lead_intake::prelude::*;
+    /// use lead_intake_fake::{Config, FakeServer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeServer::start(Config::default())?;
+    /// let app = fake.oauth_app();
+    /// let tokens = oauth::exchange_code(&fake.base_url(), &app, &fake.authorization_code()).await?;
+    ///
+    /// let kommo = lead_intake::kommo::Client::builder()
+    ///     .base_url(&fake.base_url())
+    ///     .oauth(OAuth::new(app, tokens, |_pair: TokenPair| async { Ok::<(), std::io::Error>(()) }))
+    ///     .build()?;
+    /// // Every access token expires now: the client refreshes once, and the call succeeds.
+    /// fake.expire_access_tokens();
+    /// kommo.list_sources().send().or_empty().await?;
+    /// assert_eq!(fake.oauth_stats().refreshes, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn authorization_code(&self) -> String {
+        self.shared.lock().oauth.issue_code()
+    }
+
+    /// What the token endpoint has done so far: codes exchanged, refreshes, revoked refresh
+    /// tokens sent again, expired access tokens refused. `GET /__admin/oauth` shows the same.
+    pub fn oauth_stats(&self) -> OAuthStats {
+        self.shared.lock().oauth.stats.clone()
+    }
+
+    /// Expires every access token handed out so far, at once (no waiting for
+    /// [`OAuthConfig::access_token_lifetime`]): the next request with one answers `401`.
+    /// Returns how many were still valid. Refresh tokens are untouched.
+    /// `POST /__admin/oauth/expire` does the same.
+    pub fn expire_access_tokens(&self) -> usize {
+        self.shared.lock().oauth.expire_all()
     }
 
     /// What it has answered so far.
@@ -686,7 +782,8 @@ impl FakeServer {
     /// Puts everything back as it was when the server started: the data ([`Config::fixtures`],
     /// or nothing at all with `fixtures: false`), the faults ([`Config::faults`], the blocked
     /// account, no injected faults, the seed's sequence from its start), the stats, the
-    /// violations and the journal. `POST /__admin/reset` does the same.
+    /// violations and the journal; no OAuth code or token handed out before works any more, and
+    /// [`FakeServer::oauth_stats`] start again from zero. `POST /__admin/reset` does the same.
     ///
     /// ```
     /// use lead_intake_fake::{Config, FakeServer};

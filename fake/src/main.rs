@@ -6,7 +6,8 @@
 //! lead-intake-fake --port 8080 --seed 1 --rate-limit 7
 //! ```
 //!
-//! Prints a banner (the base URL of both APIs and the admin API, and the credentials) on stdout,
+//! Prints a banner (the base URL of both APIs and the admin API, the credentials, the OAuth
+//! integration and a first authorization code) on stdout,
 //! then a log line per request on stderr (unless `--quiet`), and serves until killed.
 
 use std::io::Write as _;
@@ -14,7 +15,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lead_intake_fake::{Config, FakeServer, Faults, Fixtures};
+use lead_intake_fake::{Config, FakeServer, Faults, Fixtures, OAuthConfig};
 
 const USAGE: &str = "\
 lead-intake-fake: a stateful fake Kommo CRM v4 and CloseBot server, with an admin API under
@@ -31,9 +32,15 @@ OPTIONS:
     --seed N               seed of the faults and generated IDs (default: 0)
     --kommo-token T        the Kommo bearer token to accept (default: fake-kommo-token)
     --closebot-key K       the CloseBot API key to accept (default: fake-closebot-key)
+    --client-id ID         the OAuth integration's ID (default: fake-client-id)
+    --client-secret S      its secret key (default: fake-client-secret)
+    --redirect-uri URI     its redirect URI (default: https://example.com/oauth)
+    --access-token-lifetime SECONDS
+                           how long an OAuth access token works (default: 86400; fractions
+                           allowed, e.g. 0.5)
     --source-limit N       sources per integration (default: 50)
     --empty                start with no widgets, incoming leads, bots or CloseBot sources
-    --rate-limit N         Kommo requests per second per token before 429 (default: none)
+    --rate-limit N         Kommo requests per second per integration before 429 (default: none)
     --block-after N        block the account after N 429s (HTML 403 from then on)
     --blocked              start with the account blocked
     --error-rate F         share of requests answered 5xx (0.0 to 1.0)
@@ -63,6 +70,11 @@ fn run() -> Result<(), String> {
     let mut slow_rate = 0.0;
     let mut slow = Duration::from_millis(500);
     let mut quiet = false;
+    let defaults = OAuthConfig::default();
+    let mut client_id = defaults.client_id().to_string();
+    let mut client_secret = defaults.client_secret().expose().to_string();
+    let mut redirect_uri = defaults.redirect_uri().to_string();
+    let mut access_lifetime = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -83,6 +95,21 @@ fn run() -> Result<(), String> {
             "--seed" => config = config.seed(number(&arg, &value(&arg)?)?),
             "--kommo-token" => config = config.kommo_token(value(&arg)?),
             "--closebot-key" => config = config.closebot_key(value(&arg)?),
+            "--client-id" => client_id = value(&arg)?,
+            "--client-secret" => client_secret = value(&arg)?,
+            "--redirect-uri" => redirect_uri = value(&arg)?,
+            "--access-token-lifetime" => {
+                let text = value(&arg)?;
+                let lifetime = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s > 0.0)
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| {
+                        format!("{arg} takes a positive number of seconds, not {text:?}")
+                    })?;
+                access_lifetime = Some(lifetime);
+            }
             "--source-limit" => config = config.source_limit(number(&arg, &value(&arg)?)?),
             "--empty" => config = config.fixtures(Fixtures::empty()),
             "--rate-limit" => faults = faults.rate_limit(number(&arg, &value(&arg)?)?),
@@ -102,6 +129,11 @@ fn run() -> Result<(), String> {
     if slow_rate > 0.0 {
         faults = faults.slow(slow_rate, slow);
     }
+    let mut oauth = OAuthConfig::new(client_id, client_secret, redirect_uri);
+    if let Some(lifetime) = access_lifetime {
+        oauth = oauth.access_token_lifetime(lifetime);
+    }
+    config = config.oauth(oauth);
     if !quiet {
         // One line per request on stderr; like the banner, a closed stderr must not stop the
         // server, so write errors are ignored.
@@ -116,13 +148,23 @@ fn run() -> Result<(), String> {
         "base URL:      {base}\n\
          Kommo API:     {base}/api/v4/ (Authorization: Bearer <Kommo token>)\n\
          CloseBot API:  {base}/agency/ (X-CB-KEY: <CloseBot key>)\n\
-         admin API:     {base}/__admin/ (no token: health, reset, requests, state, faults)\n\
+         admin API:     {base}/__admin/ (no token: health, reset, requests, state, faults, oauth)\n\
          Kommo token:   {token}\n\
          CloseBot key:  {key}\n\
+         OAuth token:   {base}/oauth2/access_token (authorization_code and refresh_token grants)\n\
+         client ID:     {client_id}\n\
+         client secret: {client_secret}\n\
+         redirect URI:  {redirect_uri}\n\
+         auth code:     {code} (single-use, 20 minutes; POST {base}/__admin/oauth/code for another)\n\
+         try OAuth:     curl -X POST {base}/oauth2/access_token -H 'Content-Type: application/json' -d '{{\"client_id\": \"{client_id}\", \"client_secret\": \"{client_secret}\", \"grant_type\": \"authorization_code\", \"code\": \"{code}\", \"redirect_uri\": \"{redirect_uri}\"}}'\n\
          try:           curl -H 'Authorization: Bearer {token}' {base}/api/v4/widgets\n",
         base = server.base_url(),
         token = server.kommo_token().expose(),
         key = server.closebot_key().expose(),
+        client_id = server.oauth().client_id(),
+        client_secret = server.oauth().client_secret().expose(),
+        redirect_uri = server.oauth().redirect_uri(),
+        code = server.authorization_code(),
     );
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(banner.as_bytes());

@@ -20,6 +20,7 @@ use tower_service::Service;
 
 use crate::admin::{self, RecordedRequest};
 use crate::faults::{Fault, nginx_page};
+use crate::oauth;
 use crate::php::{self, Lookup, Php};
 use crate::reply::{self, FieldError, HTML};
 use crate::spec::{Api, In, Operation};
@@ -189,12 +190,16 @@ struct Served {
 /// The fault layer around the router, the response check and the counters.
 async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>) -> Served {
     let api = api_of(request.uri().path());
-    let client = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    // The token endpoint's body is read first: its `client_id` names the integration whose
+    // rate limit it counts towards.
+    let (request, token_call) = if request.uri().path() == oauth::TOKEN_PATH {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.ok();
+        (Request::from_parts(parts, Body::empty()), Some(bytes))
+    } else {
+        (request, None)
+    };
+    let client = rate_key(shared, request.headers(), token_call.as_ref());
     let (number, fault) = {
         let mut state = shared.lock();
         state.stats.requests += 1;
@@ -250,9 +255,12 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
         .uri()
         .path_and_query()
         .map_or_else(|| request.uri().path().to_string(), |pq| pq.to_string());
-    let response = match router.call(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
+    let response = match token_call {
+        Some(body) => token_endpoint(shared, &request, body.as_deref()),
+        None => match router.call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
     };
     let tag = response.extensions().get::<OperationTag>().copied();
     let (parts, body) = response.into_parts();
@@ -323,6 +331,75 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
         operation,
         answer,
     }
+}
+
+/// What the rate limit counts a request towards: its integration (`integration:N`, the OAuth
+/// app's tokens and token requests being the main integration's), or, for credentials the fake
+/// does not know, the `Authorization` header as sent (such requests are refused anyway).
+/// Kommo counts per integration, whatever the connection or token.
+fn rate_key(
+    shared: &Shared,
+    headers: &HeaderMap,
+    token_call: Option<&Option<axum::body::Bytes>>,
+) -> String {
+    let config = &shared.config;
+    if let Some(body) = token_call {
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        return match body
+            .as_deref()
+            .and_then(|b| oauth::client_id_of(content_type, b))
+        {
+            Some(id) if id == config.oauth.client_id => "integration:0".to_string(),
+            Some(id) => format!("client_id:{id}"),
+            None => "client_id:".to_string(),
+        };
+    }
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Some(token) = strip_scheme(authorization, "Bearer") {
+        if token == config.kommo_token.expose() {
+            return "integration:0".to_string();
+        }
+        if let Some(i) = config
+            .other_integrations
+            .iter()
+            .position(|t| t.expose() == token)
+        {
+            return format!("integration:{}", i + 1);
+        }
+        if shared.lock().oauth.knows_access(token) {
+            return "integration:0".to_string();
+        }
+    }
+    authorization.to_string()
+}
+
+/// `POST /oauth2/access_token` (any other method: `405`). `body` is `None` when it could not be
+/// read or was larger than [`BODY_LIMIT`].
+fn token_endpoint(shared: &Shared, request: &Request<Body>, body: Option<&[u8]>) -> Response<Body> {
+    if request.method() != http::Method::POST {
+        let mut response =
+            reply::kommo_problem(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+                .into_response();
+        response
+            .headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        return response;
+    }
+    let content_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let config = &shared.config.oauth;
+    shared
+        .lock()
+        .oauth
+        .token_request(config, content_type, body.unwrap_or_default())
+        .into_response()
 }
 
 /// A server error fault's answer: `500` as the API's problem document, the others as the
@@ -599,13 +676,19 @@ fn authenticate(shared: &Shared, api: Api, headers: &HeaderMap) -> Result<usize,
             if token == config.kommo_token.expose() {
                 return Ok(0);
             }
-            match config
+            if let Some(i) = config
                 .other_integrations
                 .iter()
                 .position(|t| t.expose() == token)
             {
-                Some(i) => Ok(i + 1),
-                None => Err("The access token is invalid, expired or revoked"),
+                return Ok(i + 1);
+            }
+            // The OAuth app's tokens are the main integration's.
+            match shared.lock().oauth.check_access(token) {
+                oauth::AccessCheck::Valid => Ok(0),
+                oauth::AccessCheck::Expired | oauth::AccessCheck::Unknown => {
+                    Err("The access token is invalid, expired or revoked")
+                }
             }
         }
         Api::CloseBot => {

@@ -401,3 +401,72 @@ async fn shutdown_stops_the_server_and_two_fakes_keep_separate_state() {
     assert_closed_by_the_server(connection);
     two.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_banner_s_oauth_app_and_code_are_exchanged_for_tokens_of_the_lifetime_given() {
+    let (_program, banner) = start(&[
+        "--client-id",
+        "cli-client",
+        "--client-secret",
+        "cli-secret",
+        "--redirect-uri",
+        "https://cli.example/cb",
+        "--access-token-lifetime",
+        "2.5",
+    ]);
+    let base = banner.get("base URL").to_string();
+    assert!(
+        banner
+            .get("OAuth token")
+            .starts_with(&format!("{base}/oauth2/access_token "))
+    );
+    assert_eq!(banner.get("client ID"), "cli-client");
+    assert_eq!(banner.get("client secret"), "cli-secret");
+    assert_eq!(banner.get("redirect URI"), "https://cli.example/cb");
+    let code = banner
+        .get("auth code")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(banner.get("try OAuth").contains(&code));
+    let http = reqwest::Client::new();
+    let pair: serde_json::Value = http
+        .post(format!("{base}/oauth2/access_token"))
+        .json(&serde_json::json!({
+            "client_id": "cli-client", "client_secret": "cli-secret",
+            "grant_type": "authorization_code", "code": code,
+            "redirect_uri": "https://cli.example/cb",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pair["expires_in"], 3, "2.5 s, rounded up: {pair}");
+    let answer = http
+        .get(format!("{base}/api/v4/sources"))
+        .bearer_auth(pair["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let stats: serde_json::Value = http
+        .get(format!("{base}/__admin/oauth"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["access_token_lifetime_ms"], 2500);
+    assert_eq!(stats["stats"]["codes_exchanged"], 1);
+
+    let bad = Command::new(PROGRAM)
+        .args(["--access-token-lifetime", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("positive number of seconds"));
+}
