@@ -83,6 +83,10 @@ pub enum AuthError {
     /// The token request could not be sent or its answer not received.
     #[error("the token request failed: {0}")]
     Transport(#[source] Arc<reqwest::Error>),
+    /// The rate limiter could not grant the token request (a shared limiter whose Redis is
+    /// down), so it was not sent; the refresh token is unspent and may work later.
+    #[error("the token request was not sent: {0}")]
+    RateLimiterUnavailable(#[source] crate::ratelimit::RateLimiterUnavailable),
     /// The base URL or credentials given to `oauth::exchange_code` are not usable.
     #[error(transparent)]
     Config(Arc<ConfigError>),
@@ -95,7 +99,7 @@ impl AuthError {
             AuthError::TokenEndpoint { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
-            AuthError::Transport(_) => true,
+            AuthError::Transport(_) | AuthError::RateLimiterUnavailable(_) => true,
             _ => false,
         }
     }

@@ -74,10 +74,11 @@ macro_rules! builder_setters {
 
         #[doc = concat!(
             "The client-side rate limiter (default: ", $limiter, "); pass a clone of one limiter ",
-            "to several clients to share its budget."
+            "to several clients to share its budget, or a shared one (e.g. a ",
+            "`lead_intake::shared::RedisRateLimit`, feature `redis`) to share it with other processes."
         )]
-        pub fn rate_limiter(mut self, limiter: $crate::ratelimit::RateLimiter) -> Self {
-            self.common.limiter = Some(limiter);
+        pub fn rate_limiter(mut self, limiter: impl Into<$crate::ratelimit::RateLimiter>) -> Self {
+            self.common.limiter = Some(limiter.into());
             self
         }
 

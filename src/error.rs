@@ -124,6 +124,17 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         #[source]
         error: crate::auth::AuthError,
     },
+    /// The rate limiter could not grant the request (a shared limiter whose Redis cannot be
+    /// reached, without a local fallback), so it was not sent: never sent unthrottled. Trying
+    /// again later may work.
+    #[error("{endpoint}: {error}")]
+    RateLimiterUnavailable {
+        /// The path that was called.
+        endpoint: String,
+        /// What failed, and where (Redis's address without credentials, and the key).
+        #[source]
+        error: crate::ratelimit::RateLimiterUnavailable,
+    },
     /// A success response whose body does not match the specification.
     #[error("cannot decode the answer{} at `{path}`: {message}", of_endpoint(.endpoint))]
     Decode {
@@ -291,6 +302,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
             Self::InvalidLink { .. }
             | Self::InvalidRequest(_)
             | Self::LimitExceeded(_)
+            | Self::RateLimiterUnavailable { .. }
             | Self::Auth { .. } => true,
             Self::Transport(e) => e.is_connect() || e.is_builder(),
             Self::Decode { .. } | Self::UnrecognizedItem { .. } => false,
@@ -450,7 +462,16 @@ where
         redactions,
         attempts,
         auth_failure,
+        limiter_failure,
     } = context;
+    // The stand-in answer of a request the rate limiter could not grant, or whose token request
+    // it could not grant (crate::transport's doc).
+    if let Some(error) = limiter_failure {
+        return Err(ApiError::RateLimiterUnavailable { endpoint, error });
+    }
+    if let Some(crate::auth::AuthError::RateLimiterUnavailable(error)) = auth_failure {
+        return Err(ApiError::RateLimiterUnavailable { endpoint, error });
+    }
     // The stand-in answer of a request whose credentials failed (crate::transport's doc).
     if let Some(error) = auth_failure {
         return Err(ApiError::Auth { endpoint, error });
@@ -673,6 +694,11 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .finish(),
             Self::Auth { endpoint, error } => f
                 .debug_struct("Auth")
+                .field("endpoint", endpoint)
+                .field("error", error)
+                .finish(),
+            Self::RateLimiterUnavailable { endpoint, error } => f
+                .debug_struct("RateLimiterUnavailable")
                 .field("endpoint", endpoint)
                 .field("error", error)
                 .finish(),

@@ -263,7 +263,9 @@ async fn token_request(
         .build()
         .map_err(|e| AuthError::Transport(Arc::new(e)))?;
     let (response, _attempts) = crate::transport::send(http, request, limiter, retry).await;
-    let response = response.map_err(|e| AuthError::Transport(Arc::new(e)))?;
+    let response = response
+        .map_err(AuthError::RateLimiterUnavailable)?
+        .map_err(|e| AuthError::Transport(Arc::new(e)))?;
     let status = response.status();
     let bytes = response
         .bytes()

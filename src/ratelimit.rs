@@ -52,6 +52,10 @@
 //! A request that has to wait is logged at DEBUG (target `lead_intake::ratelimit`, with
 //! `wait_ms`).
 
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,9 +70,69 @@ pub const KOMMO_REQUESTS_PER_SECOND: u32 = 7;
 /// A rate limiter: at most `max` requests in any window of `period`, as the server counts them
 /// (see the [module](self) for the margin). Cloning it shares the budget. Waiting requests are
 /// served in the order they arrived.
+///
+/// By default the budget lives in this process. [`RateLimiter::shared`] puts it in a
+/// [`SharedLimit`] backend instead, such as `lead_intake::shared::RedisRateLimit` (feature
+/// `redis`), so that every process using it shares one budget.
 #[derive(Clone)]
 pub struct RateLimiter {
-    inner: Arc<Inner>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Local(Arc<Inner>),
+    Shared(Arc<dyn SharedLimit>),
+}
+
+/// A boxed future, as [`SharedLimit`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A rate limit kept outside this process (feature `redis`: `lead_intake::shared::RedisRateLimit`),
+/// for [`RateLimiter::shared`]. It must keep the same rule as the in-process limiter: no window
+/// of [`period`](Self::period) holds more than [`max`](Self::max) granted requests, each counted
+/// from its grant until [`SharedGrant::finish`], for at most the [`margin`](Self::margin).
+pub trait SharedLimit: Send + Sync + fmt::Debug + 'static {
+    /// Waits until a request may start, and counts it; or fails, and then the request is not
+    /// sent. A wait that is cancelled should take no place.
+    fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn SharedGrant>, RateLimiterUnavailable>>;
+    /// The most requests in one period.
+    fn max(&self) -> u32;
+    /// The period.
+    fn period(&self) -> Duration;
+    /// The margin (see [`RateLimiter::with_margin`]).
+    fn margin(&self) -> Duration;
+}
+
+/// A request a [`SharedLimit`] let through.
+pub trait SharedGrant: Send + fmt::Debug {
+    /// The answer arrived: the place may leave the window one period from now. Failing to
+    /// record it must only lower the rate (the place keeps its margin).
+    fn finish(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// The rate limiter could not grant a request (its shared store, such as Redis, cannot be
+/// reached, or refused), so the request was not sent. Its text says what failed and where,
+/// never a password.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the rate limiter cannot grant a request, so it was not sent: {source}")]
+pub struct RateLimiterUnavailable {
+    source: Arc<dyn StdError + Send + Sync>,
+}
+
+impl RateLimiterUnavailable {
+    /// The failure of a [`SharedLimit`] backend. Its text must carry no secret.
+    pub fn new(source: impl StdError + Send + Sync + 'static) -> Self {
+        Self {
+            source: Arc::new(source),
+        }
+    }
+
+    /// The backend's own error, e.g. a `lead_intake::shared::SharedError` (downcast it with
+    /// [`std::error::Error::downcast_ref`]).
+    pub fn cause(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.source
+    }
 }
 
 struct Inner {
@@ -128,7 +192,7 @@ impl RateLimiter {
 
     fn build(max: usize, period: Duration, margin: Duration) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            backend: Backend::Local(Arc::new(Inner {
                 max,
                 period,
                 margin,
@@ -136,8 +200,23 @@ impl RateLimiter {
                 next_id: AtomicU64::new(0),
                 queue: tokio::sync::Mutex::new(()),
                 finished: Notify::new(),
-            }),
+            })),
         }
+    }
+
+    /// A limiter whose budget is kept by `backend`, e.g. a `lead_intake::shared::RedisRateLimit`
+    /// shared by several processes (which also converts with `.into()`). When the backend
+    /// cannot grant a request, the request is not sent and the call fails with
+    /// `ApiError::RateLimiterUnavailable`.
+    pub fn shared(backend: impl SharedLimit) -> Self {
+        Self {
+            backend: Backend::Shared(Arc::new(backend)),
+        }
+    }
+
+    /// True for a limiter made by [`shared`](Self::shared).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Shared(_))
     }
 
     /// At most `max` requests per second (margin: 100 ms).
@@ -158,7 +237,8 @@ impl RateLimiter {
     /// holds its place in the window until its answer comes (see the [module](self)). Zero
     /// counts every request at its start, which is exact only if every request reaches the
     /// server in the same time. A margin longer than 365 days counts as 365 days. Returns a new,
-    /// unused limiter: set it before sharing.
+    /// unused limiter: set it before sharing. A [`shared`](Self::shared) limiter is returned
+    /// as it is (set the margin on its backend).
     ///
     /// ```
     /// use std::time::Duration;
@@ -168,48 +248,75 @@ impl RateLimiter {
     /// # Ok::<(), lead_intake::ratelimit::InvalidRateLimit>(())
     /// ```
     pub fn with_margin(self, margin: Duration) -> Self {
-        Self::build(self.inner.max, self.inner.period, margin.min(MAX_PERIOD))
+        match &self.backend {
+            Backend::Local(inner) => Self::build(inner.max, inner.period, margin.min(MAX_PERIOD)),
+            Backend::Shared(_) => self,
+        }
     }
 
     /// The most requests allowed in one period.
     pub fn max(&self) -> u32 {
-        self.inner.max as u32
+        match &self.backend {
+            Backend::Local(inner) => inner.max as u32,
+            Backend::Shared(backend) => backend.max(),
+        }
     }
 
     /// The period.
     pub fn period(&self) -> Duration {
-        self.inner.period
+        match &self.backend {
+            Backend::Local(inner) => inner.period,
+            Backend::Shared(backend) => backend.period(),
+        }
     }
 
     /// The margin ([`with_margin`](Self::with_margin)).
     pub fn margin(&self) -> Duration {
-        self.inner.margin
+        match &self.backend {
+            Backend::Local(inner) => inner.margin,
+            Backend::Shared(backend) => backend.margin(),
+        }
     }
 
     /// Waits until a request may start, and counts it. Call [`Permit::finish`] when the
     /// answer arrives; a permit dropped without it keeps its place for the whole margin (the
     /// limiter errs on the side of fewer requests). A wait that is cancelled takes no place.
-    pub async fn acquire(&self) -> Permit {
-        let _turn = self.inner.queue.lock().await;
+    ///
+    /// The in-process limiter never fails; a [`shared`](Self::shared) one fails when its
+    /// backend cannot grant (e.g. Redis is down and no local fallback was set), and then the
+    /// request must not be sent.
+    pub async fn acquire(&self) -> Result<Permit, RateLimiterUnavailable> {
+        let inner = match &self.backend {
+            Backend::Local(inner) => inner,
+            Backend::Shared(backend) => {
+                let grant = backend.acquire().await?;
+                return Ok(Permit {
+                    kind: PermitKind::Shared(grant),
+                });
+            }
+        };
+        let _turn = inner.queue.lock().await;
         loop {
-            let finished = self.inner.finished.notified();
+            let finished = inner.finished.notified();
             let mut finished = std::pin::pin!(finished);
             // Registered before looking, so a finish between the look and the wait wakes us.
             finished.as_mut().enable();
-            match self.try_grant(Instant::now()) {
+            match try_grant(inner, Instant::now()) {
                 Ok(id) => {
-                    return Permit {
-                        limiter: self.clone(),
-                        id,
-                    };
+                    return Ok(Permit {
+                        kind: PermitKind::Local {
+                            limiter: Arc::clone(inner),
+                            id,
+                        },
+                    });
                 }
                 Err(free_at) => {
                     tracing::debug!(
                         wait_ms = free_at
                             .saturating_duration_since(Instant::now())
                             .as_millis() as u64,
-                        max = self.inner.max,
-                        period_ms = self.inner.period.as_millis() as u64,
+                        max = inner.max,
+                        period_ms = inner.period.as_millis() as u64,
                         "rate limiter: waiting for a slot"
                     );
                     let timer = std::pin::pin!(tokio::time::sleep_until(free_at));
@@ -220,53 +327,53 @@ impl RateLimiter {
             }
         }
     }
+}
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
-        // The lock is never held across an await, and nothing inside can panic, but recover
-        // from poisoning anyway rather than panic in library code.
-        self.inner
-            .slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+fn slots(inner: &Inner) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+    // The lock is never held across an await, and nothing inside can panic, but recover
+    // from poisoning anyway rather than panic in library code.
+    inner
+        .slots
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
-    /// Grants a place at `now`, or says when the earliest place frees up.
-    fn try_grant(&self, now: Instant) -> Result<u64, Instant> {
-        let mut slots = self.slots();
-        if slots.len() >= self.inner.max {
-            // One of the last `max` must have left the window: the one the server counted
-            // earliest, a full period after that.
-            let earliest = (0..slots.len()).min_by_key(|&i| slots[i].anchor);
-            if let Some(i) = earliest {
-                let free_at = slots[i].anchor + self.inner.period;
-                if free_at > now {
-                    return Err(free_at);
-                }
-                slots.swap_remove(i);
+/// Grants a place at `now`, or says when the earliest place frees up.
+fn try_grant(inner: &Inner, now: Instant) -> Result<u64, Instant> {
+    let mut slots = slots(inner);
+    if slots.len() >= inner.max {
+        // One of the last `max` must have left the window: the one the server counted
+        // earliest, a full period after that.
+        let earliest = (0..slots.len()).min_by_key(|&i| slots[i].anchor);
+        if let Some(i) = earliest {
+            let free_at = slots[i].anchor + inner.period;
+            if free_at > now {
+                return Err(free_at);
             }
+            slots.swap_remove(i);
         }
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        slots.push(Slot {
-            id,
-            anchor: now + self.inner.margin,
-        });
-        Ok(id)
     }
+    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    slots.push(Slot {
+        id,
+        anchor: now + inner.margin,
+    });
+    Ok(id)
+}
 
-    fn finish(&self, id: u64, now: Instant) {
-        let lowered = {
-            let mut slots = self.slots();
-            match slots.iter_mut().find(|s| s.id == id) {
-                Some(slot) if now < slot.anchor => {
-                    slot.anchor = now;
-                    true
-                }
-                _ => false,
+fn finish(inner: &Inner, id: u64, now: Instant) {
+    let lowered = {
+        let mut slots = slots(inner);
+        match slots.iter_mut().find(|s| s.id == id) {
+            Some(slot) if now < slot.anchor => {
+                slot.anchor = now;
+                true
             }
-        };
-        if lowered {
-            self.inner.finished.notify_waiters();
+            _ => false,
         }
+    };
+    if lowered {
+        inner.finished.notify_waiters();
     }
 }
 
@@ -274,31 +381,61 @@ impl RateLimiter {
 /// an error) arrives.
 #[must_use = "call finish() when the answer arrives, or the request keeps its place for the whole margin"]
 pub struct Permit {
-    limiter: RateLimiter,
-    id: u64,
+    kind: PermitKind,
+}
+
+enum PermitKind {
+    Local { limiter: Arc<Inner>, id: u64 },
+    Shared(Box<dyn SharedGrant>),
 }
 
 impl Permit {
     /// The answer has arrived, so the server has counted the request by now: it leaves the
     /// window one period from now rather than one period from its start plus the margin.
+    ///
+    /// For a [`shared`](RateLimiter::shared) limiter this tells the backend in a task of its
+    /// own (outside a tokio runtime it cannot, and the place keeps its margin); use
+    /// [`finish_shared`](Self::finish_shared) to wait for it.
     pub fn finish(self) {
-        self.limiter.finish(self.id, Instant::now());
+        match self.kind {
+            PermitKind::Local { limiter, id } => finish(&limiter, id, Instant::now()),
+            PermitKind::Shared(grant) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(grant.finish());
+                }
+            }
+        }
+    }
+
+    /// As [`finish`](Self::finish), waiting until a shared backend has recorded it.
+    pub async fn finish_shared(self) {
+        match self.kind {
+            PermitKind::Local { limiter, id } => finish(&limiter, id, Instant::now()),
+            PermitKind::Shared(grant) => grant.finish().await,
+        }
     }
 }
 
-impl std::fmt::Debug for Permit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Permit").field("id", &self.id).finish()
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            PermitKind::Local { id, .. } => f.debug_struct("Permit").field("id", id).finish(),
+            PermitKind::Shared(grant) => f.debug_tuple("Permit").field(grant).finish(),
+        }
     }
 }
 
-impl std::fmt::Debug for RateLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("max", &self.inner.max)
-            .field("period", &self.inner.period)
-            .field("margin", &self.inner.margin)
-            .finish()
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.backend {
+            Backend::Local(inner) => f
+                .debug_struct("RateLimiter")
+                .field("max", &inner.max)
+                .field("period", &inner.period)
+                .field("margin", &inner.margin)
+                .finish(),
+            Backend::Shared(backend) => f.debug_tuple("RateLimiter").field(backend).finish(),
+        }
     }
 }
 
@@ -314,7 +451,7 @@ mod tests {
             .unwrap()
             .with_margin(Duration::MAX);
         assert_eq!(limiter.margin(), MAX_PERIOD);
-        limiter.acquire().await.finish();
+        limiter.acquire().await.unwrap().finish();
         // The window is full for a year (paused time would skip a shorter wait).
         let second = tokio::time::timeout(Duration::from_secs(3600), limiter.acquire()).await;
         assert!(second.is_err(), "a second request within the period");
@@ -342,7 +479,7 @@ mod tests {
         for _ in 0..50 {
             let limiter = limiter.clone();
             tasks.push(tokio::spawn(async move {
-                let _permit = limiter.acquire().await;
+                let _permit = limiter.acquire().await.unwrap();
                 Instant::now()
             }));
         }
@@ -363,7 +500,7 @@ mod tests {
         let limiter = RateLimiter::per_second(2).unwrap();
         for _ in 0..5 {
             let before = Instant::now();
-            limiter.acquire().await.finish();
+            limiter.acquire().await.unwrap().finish();
             assert_eq!(Instant::now(), before, "a request within the budget waited");
             tokio::time::sleep(Duration::from_millis(600)).await;
         }
@@ -377,13 +514,13 @@ mod tests {
             .unwrap()
             .with_margin(Duration::ZERO);
         let begin = Instant::now();
-        limiter.acquire().await.finish();
+        limiter.acquire().await.unwrap().finish();
         tokio::time::sleep(Duration::from_millis(900)).await;
-        limiter.acquire().await.finish();
-        limiter.acquire().await.finish();
-        limiter.acquire().await.finish();
+        limiter.acquire().await.unwrap().finish();
+        limiter.acquire().await.unwrap().finish();
+        limiter.acquire().await.unwrap().finish();
         assert_eq!(Instant::now() - begin, Duration::from_millis(1000));
-        limiter.acquire().await.finish();
+        limiter.acquire().await.unwrap().finish();
         assert_eq!(Instant::now() - begin, Duration::from_millis(1900));
     }
 
@@ -395,7 +532,7 @@ mod tests {
         for i in 0..5 {
             let (limiter, order) = (limiter.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                limiter.acquire().await.finish();
+                limiter.acquire().await.unwrap().finish();
                 order.lock().unwrap().push((i, Instant::now()));
             }));
             // Let task i reach the limiter before task i + 1 is spawned.
@@ -417,8 +554,8 @@ mod tests {
             .unwrap()
             .with_margin(Duration::from_millis(100));
         let begin = Instant::now();
-        drop(limiter.acquire().await);
-        limiter.acquire().await.finish();
+        drop(limiter.acquire().await.unwrap());
+        limiter.acquire().await.unwrap().finish();
         assert_eq!(Instant::now() - begin, Duration::from_millis(1100));
     }
 
@@ -428,16 +565,16 @@ mod tests {
             .unwrap()
             .with_margin(Duration::from_millis(100));
         let begin = Instant::now();
-        let permit = limiter.acquire().await;
+        let permit = limiter.acquire().await.unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
         permit.finish();
-        limiter.acquire().await.finish();
+        limiter.acquire().await.unwrap().finish();
         assert_eq!(Instant::now() - begin, Duration::from_millis(1030));
         // An answer later than the margin: the margin bounds the wait.
-        let permit = limiter.acquire().await;
+        let permit = limiter.acquire().await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         permit.finish();
-        limiter.acquire().await.finish();
+        limiter.acquire().await.unwrap().finish();
         // Request 3 waited for request 2's window (2030), then held its place 100 ms.
         assert_eq!(Instant::now() - begin, Duration::from_millis(2030 + 1100));
     }
@@ -453,7 +590,7 @@ mod tests {
             let (limiter, rng, arrivals) = (limiter.clone(), rng.clone(), arrivals.clone());
             tasks.push(tokio::spawn(async move {
                 for _ in 0..40 {
-                    let permit = limiter.acquire().await;
+                    let permit = limiter.acquire().await.unwrap();
                     let (there, back) = {
                         let mut rng = rng.lock().unwrap();
                         (rng.u64(0..=delay), rng.u64(0..=delay))

@@ -13,7 +13,8 @@
 //! reqwest can make a `reqwest::Error`. So when the credentials fail (an OAuth refresh that was
 //! refused), the request is not sent and `exec` returns a stand-in answer: a `401` whose body is
 //! the error's text, which is what a raw generated call shows; the typed error is in the call's
-//! context. For the same reason the context travels beside the answer (a task-local that
+//! context. The same goes for a shared rate limiter that cannot grant (Redis is down): a `503`
+//! stand-in, and the typed error in the context. For the same reason the context travels beside the answer (a task-local that
 //! [`scope`] opens around the call), not inside it: progenitor's decode error keeps only the
 //! body. This module is the only one that works around the hook.
 //!
@@ -30,7 +31,7 @@ use reqwest::{Request, Response, StatusCode};
 use tokio::time::Instant;
 
 use crate::auth::{AuthError, Authorizer};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{RateLimiter, RateLimiterUnavailable};
 use crate::retry::{self, Attempt, GiveUp, Next, RetryPolicy};
 use crate::secret::Redactions;
 
@@ -50,6 +51,9 @@ pub(crate) struct CallContext {
     /// The credentials could not be had: the request was not sent and the answer is the
     /// stand-in 401.
     pub(crate) auth_failure: Option<AuthError>,
+    /// The rate limiter could not grant: the request was not sent and the answer is the
+    /// stand-in 503.
+    pub(crate) limiter_failure: Option<RateLimiterUnavailable>,
 }
 
 tokio::task_local! {
@@ -135,8 +139,13 @@ impl Pipeline {
             Ok(issued) => issued,
             Err(e) => return Ok(not_sent(&request, e, context)),
         };
+        let (method, path) = (request.method().clone(), request.url().path().to_string());
         let (result, attempts) = send(http, request, limiter, &self.retry).await;
         context.attempts = attempts;
+        let result = match result {
+            Ok(result) => result,
+            Err(e) => return Ok(not_granted(&method, &path, e, context)),
+        };
         let (Ok(response), Some(mut again)) = (&result, spare) else {
             return result;
         };
@@ -153,8 +162,35 @@ impl Pipeline {
         }
         let (result, attempts) = send(http, again, limiter, &self.retry).await;
         context.attempts = attempts;
-        result
+        match result {
+            Ok(result) => result,
+            Err(e) => Ok(not_granted(&method, &path, e, context)),
+        }
     }
+}
+
+/// The stand-in answer to a request the rate limiter could not grant (see the module doc); the
+/// typed error goes into the context.
+fn not_granted(
+    method: &reqwest::Method,
+    path: &str,
+    error: RateLimiterUnavailable,
+    context: &mut CallContext,
+) -> Response {
+    tracing::warn!(
+        %method,
+        path,
+        error = %error,
+        "request not sent: the rate limiter cannot grant it"
+    );
+    let mut response = http::Response::new(error.to_string());
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    context.limiter_failure = Some(error);
+    Response::from(response)
 }
 
 /// The stand-in answer to a request whose credentials failed (see the module doc); the typed
@@ -202,13 +238,17 @@ fn describe(error: &reqwest::Error) -> String {
 }
 
 /// Sends `request` as it is, through the limiter, retrying per `policy`; returns the last
-/// result and how many times the request was sent.
+/// result and how many times the request was sent. When the limiter cannot grant an attempt,
+/// that attempt is not sent and the limiter's error is the result.
 pub(crate) async fn send(
     http: &reqwest::Client,
     mut request: Request,
     limiter: Option<&RateLimiter>,
     policy: &RetryPolicy,
-) -> (reqwest::Result<Response>, u32) {
+) -> (
+    Result<reqwest::Result<Response>, RateLimiterUnavailable>,
+    u32,
+) {
     let method = request.method().clone();
     // The path only: a query string may carry values (search terms, a user's data) that do
     // not belong in logs.
@@ -219,7 +259,10 @@ pub(crate) async fn send(
         // A body that cannot be cloned (a stream) is sent once.
         let spare = request.try_clone();
         let permit = match limiter {
-            Some(limiter) => Some(limiter.acquire().await),
+            Some(limiter) => match limiter.acquire().await {
+                Ok(permit) => Some(permit),
+                Err(e) => return (Err(e), attempt - 1),
+            },
             None => None,
         };
         tracing::trace!(%method, host, path, attempt, "sending request");
@@ -340,7 +383,7 @@ pub(crate) async fn send(
                     ),
                     Next::Return => {}
                 }
-                return (result, attempt);
+                return (Ok(result), attempt);
             }
         }
     }

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::Script;
 
 use super::{RedisConnection, SharedError, check_name};
-use crate::ratelimit::{Permit, RateLimiter};
+use crate::ratelimit::{
+    BoxFuture, Permit, RateLimiter, RateLimiterUnavailable, SharedGrant, SharedLimit,
+};
 
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("acquire.lua")));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("finish.lua")));
@@ -335,7 +337,10 @@ impl RedisRateLimit {
                 );
             }
             // Our turn in Redis, if any, is lost; the turn's drop tries to take it out.
-            let permit = fallback.acquire().await;
+            // The local limiter never fails.
+            let Ok(permit) = fallback.acquire().await else {
+                return Err(error);
+            };
             return Ok(SharedPermit {
                 kind: PermitKind::Local(permit),
             });
@@ -513,5 +518,43 @@ impl fmt::Debug for SharedPermit {
                 f.debug_tuple("SharedPermit::Local").field(permit).finish()
             }
         }
+    }
+}
+
+/// A client uses it through [`RateLimiter::shared`] (or `.into()`), for every attempt and token
+/// request, as its in-process limiter.
+impl SharedLimit for RedisRateLimit {
+    fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn SharedGrant>, RateLimiterUnavailable>> {
+        Box::pin(async move {
+            match RedisRateLimit::acquire(self).await {
+                Ok(permit) => Ok(Box::new(permit) as Box<dyn SharedGrant>),
+                Err(error) => Err(RateLimiterUnavailable::new(error)),
+            }
+        })
+    }
+
+    fn max(&self) -> u32 {
+        RedisRateLimit::max(self)
+    }
+
+    fn period(&self) -> Duration {
+        RedisRateLimit::period(self)
+    }
+
+    fn margin(&self) -> Duration {
+        RedisRateLimit::margin(self)
+    }
+}
+
+impl SharedGrant for SharedPermit {
+    fn finish(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(SharedPermit::finish(*self))
+    }
+}
+
+/// `RateLimiter::shared(limit)`: a client builder's `.rate_limiter(limit)` takes it as it is.
+impl From<RedisRateLimit> for RateLimiter {
+    fn from(limit: RedisRateLimit) -> Self {
+        RateLimiter::shared(limit)
     }
 }
