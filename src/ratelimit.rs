@@ -129,7 +129,7 @@ impl RateLimiterUnavailable {
     }
 
     /// The backend's own error, e.g. a `lead_intake::shared::SharedError` (downcast it with
-    /// [`std::error::Error::downcast_ref`]).
+    /// [`downcast_ref`](https://doc.rust-lang.org/std/error/trait.Error.html#method.downcast_ref)).
     pub fn cause(&self) -> &(dyn StdError + Send + Sync + 'static) {
         &*self.source
     }
