@@ -87,6 +87,11 @@ pub enum AuthError {
     /// down), so it was not sent; the refresh token is unspent and may work later.
     #[error("the token request was not sent: {0}")]
     RateLimiterUnavailable(#[source] crate::ratelimit::RateLimiterUnavailable),
+    /// The shared token store failed (e.g. its Redis is down), or waiting for its refresh lock
+    /// timed out, or it holds no token pair. No refresh token was sent: the stored pair is
+    /// unspent and trying again later may work.
+    #[error("the token store failed: {0}")]
+    Store(#[source] Arc<dyn StdError + Send + Sync>),
     /// The base URL or credentials given to `oauth::exchange_code` are not usable.
     #[error(transparent)]
     Config(Arc<ConfigError>),
@@ -99,7 +104,9 @@ impl AuthError {
             AuthError::TokenEndpoint { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
-            AuthError::Transport(_) | AuthError::RateLimiterUnavailable(_) => true,
+            AuthError::Transport(_)
+            | AuthError::RateLimiterUnavailable(_)
+            | AuthError::Store(_) => true,
             _ => false,
         }
     }

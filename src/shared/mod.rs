@@ -52,8 +52,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, ServerErrorKind};
 
+pub use crate::oauth::{RefreshLock, Saved, StoredTokens, TokenStore};
 pub use limit::{RedisRateLimit, SharedPermit};
-pub use tokens::{RedisTokenStore, RefreshLock, Saved, StoredTokens, TokenStore};
+pub use tokens::RedisTokenStore;
 
 use crate::Secret;
 

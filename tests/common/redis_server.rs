@@ -21,6 +21,8 @@ pub struct RedisServer {
     dir: PathBuf,
     socket: PathBuf,
     child: Option<Child>,
+    /// An append-only file, written before each answer: the data outlives a SIGKILL.
+    persistent: bool,
 }
 
 /// `redis-server` on PATH, or where Debian puts it.
@@ -35,6 +37,17 @@ fn find_redis_server() -> Option<PathBuf> {
 impl RedisServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that keeps its data in an append-only file synced on every write, as a
+    /// production Redis holding tokens should: a `stop` and `start_again` keep the data.
+    #[allow(dead_code)]
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Self {
         let binary = find_redis_server().unwrap_or_else(|| {
             panic!(
                 "redis-server is not installed (not on PATH, nor in /usr/bin): run \
@@ -57,6 +70,7 @@ impl RedisServer {
             dir,
             socket,
             child: None,
+            persistent,
         };
         server.start_again();
         server
@@ -72,7 +86,8 @@ impl RedisServer {
         &self.socket
     }
 
-    /// Kills the server (SIGKILL, as a crash): its data is gone, the socket no longer answers.
+    /// Kills the server (SIGKILL, as a crash): its data is gone unless it is persistent, the
+    /// socket no longer answers.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -87,14 +102,12 @@ impl RedisServer {
         let mut child = Command::new(&self.binary)
             .args(["--port", "0", "--unixsocket"])
             .arg(&self.socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--unixsocketperm", "700", "--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .args(["--daemonize", "no", "--loglevel", "notice", "--logfile", ""])
             .arg("--dir")
             .arg(&self.dir)

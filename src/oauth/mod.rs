@@ -59,6 +59,8 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+mod store;
+
 pub use crate::auth::{AuthError, Grant};
 use crate::auth::{AuthFuture, Authorizer, Issued};
 use crate::clock::now_utc;
@@ -66,10 +68,20 @@ use crate::config::ConfigError;
 use crate::ratelimit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::secret::{Redactions, Secret};
+use store::DynStore;
+pub use store::{RefreshLock, Saved, StoredTokens, TokenStore};
 
 /// How long a refresh that failed for a passing reason (a 5xx, a timeout) is not tried again
 /// while the current access token is still valid.
 const REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
+
+/// How long a process holds the shared refresh lock at most, by default: longer than a token
+/// request can take (the HTTP client's 60-second timeout), with room to store the new pair.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(90);
+
+/// How much longer than the lock's time to live a process waits for the refresh lock before it
+/// gives up with [`AuthError::Store`]: a holder that died holds it for its time to live at most.
+const LOCK_WAIT_SLACK: Duration = Duration::from_secs(5);
 
 /// The integration's OAuth credentials (from its settings in Kommo). `Debug` hides the secret.
 #[derive(Clone, Debug)]
@@ -122,7 +134,40 @@ pub struct OAuth {
     pub(crate) tokens: TokenPair,
     pub(crate) callback: Callback,
     pub(crate) margin: Duration,
+    pub(crate) shared: Option<SharedTokens>,
 }
+
+/// The token store of an [`OAuth`] made by [`OAuth::from_store`].
+#[derive(Clone)]
+pub(crate) struct SharedTokens {
+    store: Arc<dyn DynStore>,
+    /// The store's version of the pair the session starts with.
+    version: u64,
+    lock_ttl: Duration,
+}
+
+/// The callback of an [`OAuth`] made from a store without [`OAuth::on_refresh`]: the store
+/// already holds every new pair.
+fn no_callback() -> Callback {
+    Arc::new(|_pair| Box::pin(async { Ok(()) }))
+}
+
+/// An [`AuthError::Store`] with a message of ours.
+fn store_error(message: &'static str) -> AuthError {
+    AuthError::Store(Arc::new(StoreProblem(message)))
+}
+
+/// A token store failure found by the session itself (an empty store, a lock wait that timed out).
+#[derive(Debug)]
+struct StoreProblem(&'static str);
+
+impl fmt::Display for StoreProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl StdError for StoreProblem {}
 
 impl fmt::Debug for OAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -130,6 +175,11 @@ impl fmt::Debug for OAuth {
             .field("app", &self.app)
             .field("tokens", &self.tokens)
             .field("refresh_margin", &self.margin)
+            .field("token_store", &self.shared.is_some())
+            .field(
+                "lock_ttl",
+                &self.shared.as_ref().map(|shared| shared.lock_ttl),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -152,7 +202,75 @@ impl OAuth {
             tokens,
             callback,
             margin: Duration::from_secs(300),
+            shared: None,
         }
+    }
+
+    /// OAuth for one of several processes that share a token pair through `store` (e.g.
+    /// `lead_intake::shared::RedisTokenStore`, feature `redis`): loads the stored pair now.
+    ///
+    /// Refreshes then follow [`TokenStore`]'s protocol: under the store's refresh lock, after
+    /// reading the store again, so a refresh token is sent at most once across every process; a
+    /// process that finds a pair refreshed elsewhere uses it, and after a 401 a process first
+    /// reads the store for a newer pair before refreshing. [`on_refresh`](Self::on_refresh),
+    /// when set, runs once per refresh, in the process that refreshed.
+    ///
+    /// Fails with [`AuthError::Store`] when the store cannot be read or holds no pair (store the
+    /// first one with [`store_tokens`]).
+    pub async fn from_store<S>(app: OAuthApp, store: S) -> Result<Self, AuthError>
+    where
+        S: TokenStore + 'static,
+    {
+        let store: Arc<dyn DynStore> = Arc::new(store);
+        let stored = store
+            .load()
+            .await
+            .map_err(AuthError::Store)?
+            .ok_or_else(|| {
+                store_error(
+                    "the token store holds no token pair (store one with oauth::store_tokens)",
+                )
+            })?;
+        let version = stored.version();
+        Ok(Self {
+            app,
+            tokens: stored.into_pair(),
+            callback: no_callback(),
+            margin: Duration::from_secs(300),
+            shared: Some(SharedTokens {
+                store,
+                version,
+                lock_ttl: DEFAULT_LOCK_TTL,
+            }),
+        })
+    }
+
+    /// Sets the callback that receives each new token pair (see [`OAuth::new`]). With a token
+    /// store it runs only in the process that refreshed, after the store holds the new pair.
+    pub fn on_refresh<F, Fut, E>(mut self, on_refresh: F) -> Self
+    where
+        F: Fn(TokenPair) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.callback = Arc::new(move |pair| {
+            let fut = on_refresh(pair);
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        });
+        self
+    }
+
+    /// With a token store: how long a refresh may hold the store's refresh lock
+    /// ([`DEFAULT_LOCK_TTL`], 90 s, by default). Keep it longer than a token request can take
+    /// with its retries (the HTTP client's timeout is 60 s): a process whose lock ran out
+    /// mid-refresh cannot store its new pair ([`Saved::LockLost`]). A process that dies holding
+    /// the lock holds it this long, and the other processes wait for it. No effect without a
+    /// store.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        if let Some(shared) = &mut self.shared {
+            shared.lock_ttl = ttl.max(Duration::from_millis(1));
+        }
+        self
     }
 
     /// How long before expiry the access token is refreshed (default 5 minutes).
@@ -222,6 +340,49 @@ pub async fn exchange_code_with_client(
             error = %e,
             "the authorization code exchange failed"
         ),
+    }
+    result
+}
+
+/// Stores `tokens` in `store` as the current pair, replacing whatever it holds (under its refresh
+/// lock, so no refresh in another process is overwritten mid-way): after the integration is
+/// installed or authorized again ([`exchange_code`]), so that [`OAuth::from_store`] finds it.
+/// Processes whose session was refused (the old refresh token revoked) pick the new pair up on
+/// their next request.
+pub async fn store_tokens<S>(store: &S, tokens: TokenPair) -> Result<StoredTokens, AuthError>
+where
+    S: TokenStore + ?Sized,
+{
+    let erase = |e: S::Error| AuthError::Store(Arc::new(e));
+    let lock = tokio::time::timeout(
+        DEFAULT_LOCK_TTL + LOCK_WAIT_SLACK,
+        store.lock(DEFAULT_LOCK_TTL),
+    )
+    .await
+    .map_err(|_| store_error("timed out waiting for the token store's refresh lock"))?
+    .map_err(erase)?;
+    let result = async {
+        // Under the lock only our own save can change the pair; a second try covers a store
+        // that was emptied between the load and the save.
+        for _ in 0..2 {
+            let current = store.load().await.map_err(erase)?;
+            match store
+                .save_if_current(&lock, current.as_ref(), tokens.clone())
+                .await
+                .map_err(erase)?
+            {
+                Saved::Stored(stored) => return Ok(stored),
+                Saved::Changed(_) => continue,
+                Saved::LockLost => break,
+            }
+        }
+        Err(store_error(
+            "the token pair could not be stored: the refresh lock ran out or the store kept changing",
+        ))
+    }
+    .await;
+    if let Err(e) = store.release(lock).await {
+        tracing::warn!(error = %e, "the token store's refresh lock could not be released; it ends with its time to live");
     }
     result
 }
@@ -381,6 +542,8 @@ pub(crate) struct Session {
     retry: RetryPolicy,
     callback: Callback,
     margin: Duration,
+    /// The store shared with other processes, if any.
+    shared: Option<SharedTokens>,
     state: tokio::sync::Mutex<State>,
     /// Every secret of the session (client secret, current, pending and previous tokens), for
     /// responses to carry (see [`Redactions`]). Behind its own lock: a refresh in progress
@@ -397,8 +560,15 @@ struct State {
     expires: Instant,
     /// Bumped on every new token, so a 401 can tell whether someone already refreshed.
     generation: u64,
-    /// A refreshed pair the callback has not accepted yet.
-    pending: Option<TokenPair>,
+    /// A refreshed pair the callback has not accepted yet, with its version in the store.
+    pending: Option<(TokenPair, Option<u64>)>,
+    /// With a store: the store's version of `tokens` (`None` when `tokens` is a pair this
+    /// process refreshed but could not store; see `unsaved`).
+    version: Option<u64>,
+    /// With a store: the stored pair that `tokens` was refreshed from, when storing `tokens`
+    /// failed. The next refresh under the lock stores `tokens` first, if the store still holds
+    /// this pair, since its refresh token is spent.
+    unsaved: Option<StoredTokens>,
     /// The refresh token was refused: fail fast.
     dead: Option<AuthError>,
     /// No refresh attempt before this (after a passing failure).
@@ -442,6 +612,7 @@ impl Session {
             oauth.tokens.access_token.clone(),
             oauth.tokens.refresh_token.clone(),
         ]));
+        let version = oauth.shared.as_ref().map(|shared| shared.version);
         Ok(Self {
             redactions,
             token_url: token_url(base_url),
@@ -451,6 +622,7 @@ impl Session {
             retry,
             callback: oauth.callback,
             margin: oauth.margin,
+            shared: oauth.shared,
             state: tokio::sync::Mutex::new(State {
                 tokens: oauth.tokens,
                 header,
@@ -458,6 +630,8 @@ impl Session {
                 expires,
                 generation: 0,
                 pending: None,
+                version,
+                unsaved: None,
                 dead: None,
                 cooldown_until: None,
             }),
@@ -497,14 +671,17 @@ impl Session {
     /// expire, and the generation it belongs to.
     pub(crate) async fn authorization(&self) -> Result<(HeaderValue, u64), AuthError> {
         let mut state = self.state.lock().await;
+        if state.dead.is_some() {
+            self.revive(&mut state).await;
+        }
         if let Some(dead) = &state.dead {
             tracing::debug!(
                 "not refreshing: the refresh token was refused earlier; the integration must be authorized again"
             );
             return Err(dead.clone());
         }
-        if let Some(pair) = state.pending.take() {
-            self.adopt(&mut state, pair).await?;
+        if let Some((pair, version)) = state.pending.take() {
+            self.adopt(&mut state, pair, version).await?;
         }
         let now = Instant::now();
         let cooling = state.cooldown_until.is_some_and(|until| now < until);
@@ -534,6 +711,9 @@ impl Session {
     /// already did. Ok means "send it again".
     pub(crate) async fn unauthorized(&self, generation: u64) -> Result<(), AuthError> {
         let mut state = self.state.lock().await;
+        if state.dead.is_some() {
+            self.revive(&mut state).await;
+        }
         if let Some(dead) = &state.dead {
             return Err(dead.clone());
         }
@@ -541,10 +721,225 @@ impl Session {
             tracing::debug!("another request already refreshed the access token");
             return Ok(());
         }
+        // Another process may have refreshed: its pair is in the store, no lock needed to read it.
+        if let Some(shared) = &self.shared
+            && state.unsaved.is_none()
+        {
+            match shared.store.load().await {
+                Ok(Some(stored)) if Some(stored.version()) != state.version => {
+                    tracing::debug!(
+                        version = stored.version(),
+                        "another process refreshed the access token: using its pair from the token store"
+                    );
+                    self.take_stored(&mut state, stored)?;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the token store could not be read after a 401");
+                    return Err(AuthError::Store(e));
+                }
+            }
+        }
         self.refresh(&mut state, "the API answered 401").await
     }
 
+    /// With a store, after the refresh token was refused: a pair stored since (the integration
+    /// authorized again, in any process) brings the session back.
+    async fn revive(&self, state: &mut State) {
+        let Some(shared) = &self.shared else { return };
+        match shared.store.load().await {
+            Ok(Some(stored)) if Some(stored.version()) != state.version => {
+                tracing::info!(
+                    version = stored.version(),
+                    "a new token pair is in the token store: the session works again"
+                );
+                if self.take_stored(state, stored).is_ok() {
+                    state.dead = None;
+                    state.unsaved = None;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "the token store could not be read for a new token pair")
+            }
+        }
+    }
+
+    /// Uses a pair another process refreshed and stored (no callback: it ran there).
+    fn take_stored(&self, state: &mut State, stored: StoredTokens) -> Result<(), AuthError> {
+        let version = stored.version();
+        let pair = stored.into_pair();
+        let header = bearer(&pair.access_token).map_err(|e| AuthError::Config(Arc::new(e)))?;
+        self.remember(&pair);
+        let (refresh_at, expires) = deadlines(pair.expires_at, self.margin);
+        state.tokens = pair;
+        state.header = header;
+        state.refresh_at = refresh_at;
+        state.expires = expires;
+        state.generation += 1;
+        state.version = Some(version);
+        state.cooldown_until = None;
+        Ok(())
+    }
+
     async fn refresh(&self, state: &mut State, reason: &'static str) -> Result<(), AuthError> {
+        let Some(shared) = &self.shared else {
+            return match self.token_refresh(state, reason).await {
+                Ok(pair) => self.adopt(state, pair, None).await,
+                Err(e) => Err(self.refresh_failed(state, e)),
+            };
+        };
+        let wait = shared.lock_ttl.saturating_add(LOCK_WAIT_SLACK);
+        let lock = match tokio::time::timeout(wait, shared.store.lock(shared.lock_ttl)).await {
+            Ok(Ok(lock)) => lock,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the token store's refresh lock could not be taken");
+                return Err(AuthError::Store(e));
+            }
+            Err(_) => {
+                tracing::warn!(
+                    wait_s = wait.as_secs_f64(),
+                    "timed out waiting for the token store's refresh lock"
+                );
+                return Err(store_error(
+                    "timed out waiting for the token store's refresh lock",
+                ));
+            }
+        };
+        tracing::debug!(fence = lock.fence(), "took the token store's refresh lock");
+        let result = self.refresh_locked(state, reason, shared, &lock).await;
+        match shared.store.release(lock).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "the token store's refresh lock had run out before the refresh ended; make OAuth::lock_ttl longer than a token request can take"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the token store's refresh lock could not be released; it ends with its time to live"
+            ),
+        }
+        result
+    }
+
+    /// The refresh protocol of [`TokenStore`], under its lock: read the store again, use a pair
+    /// refreshed elsewhere, else refresh and store the new pair only over the one refreshed from.
+    async fn refresh_locked(
+        &self,
+        state: &mut State,
+        reason: &'static str,
+        shared: &SharedTokens,
+        lock: &RefreshLock,
+    ) -> Result<(), AuthError> {
+        let current = shared
+            .store
+            .load()
+            .await
+            .map_err(AuthError::Store)?
+            .ok_or_else(|| store_error("the token store holds no token pair"))?;
+        if let Some(from) = state.unsaved.clone() {
+            // This process refreshed from `from` earlier and could not store the result.
+            if current.version() == from.version() {
+                match shared
+                    .store
+                    .save_if_current(lock, Some(&from), state.tokens.clone())
+                    .await
+                {
+                    Ok(Saved::Stored(stored)) => {
+                        tracing::info!(
+                            version = stored.version(),
+                            "stored the token pair this process refreshed earlier"
+                        );
+                        state.version = Some(stored.version());
+                        state.unsaved = None;
+                        if Instant::now() < state.refresh_at {
+                            return Ok(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(AuthError::Store(e)),
+                }
+            } else {
+                state.unsaved = None;
+            }
+        }
+        let current = if state.version.is_some() && Some(current.version()) == state.version {
+            current
+        } else {
+            if state.unsaved.is_none() {
+                tracing::debug!(
+                    version = current.version(),
+                    "another process refreshed the access token: using its pair from the token store"
+                );
+                self.take_stored(state, current.clone())?;
+                let now = Instant::now();
+                // Its pair is fresh, or the reason to refresh was a 401 to the old token.
+                if now < state.refresh_at {
+                    return Ok(());
+                }
+            }
+            current
+        };
+        match self.token_refresh(state, reason).await {
+            Ok(pair) => match shared
+                .store
+                .save_if_current(lock, Some(&current), pair.clone())
+                .await
+            {
+                Ok(Saved::Stored(stored)) => {
+                    tracing::debug!(
+                        version = stored.version(),
+                        "the new token pair is in the token store"
+                    );
+                    self.adopt(state, pair, Some(stored.version())).await
+                }
+                Ok(Saved::Changed(Some(newer))) => {
+                    // Not under a held lock; the newer pair is what every other process uses.
+                    tracing::warn!(
+                        version = newer.version(),
+                        "the token store changed during the refresh: using its newer pair"
+                    );
+                    self.take_stored(state, newer)
+                }
+                outcome => {
+                    match outcome {
+                        Ok(Saved::LockLost) => tracing::warn!(
+                            "the refresh lock ran out during the refresh: the new pair is used in this process and stored on its next refresh; make OAuth::lock_ttl longer than a token request can take"
+                        ),
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "the new token pair could not be stored: it is used in this process and stored on its next refresh"
+                        ),
+                        _ => tracing::warn!(
+                            "the token store was emptied during the refresh: the new pair is used in this process only"
+                        ),
+                    }
+                    state.unsaved = Some(current);
+                    self.adopt(state, pair, None).await
+                }
+            },
+            Err(e @ AuthError::Rejected { .. }) => {
+                // A pair stored meanwhile (an authorization again) makes the refusal moot.
+                if let Ok(Some(stored)) = shared.store.load().await
+                    && stored.version() != current.version()
+                {
+                    self.take_stored(state, stored)?;
+                    state.unsaved = None;
+                    return Ok(());
+                }
+                Err(self.refresh_failed(state, e))
+            }
+            Err(e) => Err(self.refresh_failed(state, e)),
+        }
+    }
+
+    /// Sends the refresh grant with the session's refresh token; the new pair's secrets join
+    /// the redactions.
+    async fn token_refresh(
+        &self,
+        state: &State,
+        reason: &'static str,
+    ) -> Result<TokenPair, AuthError> {
         tracing::debug!(
             client_id = self.app.client_id,
             reason,
@@ -557,7 +952,7 @@ impl Session {
             "refresh_token": state.tokens.refresh_token.expose(),
             "redirect_uri": self.app.redirect_uri,
         });
-        let result = token_request(
+        let pair = token_request(
             &self.http,
             &self.token_url,
             &body,
@@ -566,39 +961,42 @@ impl Session {
             &self.retry,
             &self.redactions(),
         )
-        .await;
-        match result {
-            Ok(pair) => {
-                self.remember(&pair);
-                tracing::info!(
-                    client_id = self.app.client_id,
-                    expires_at = %pair.expires_at,
-                    "access token refreshed"
-                );
-                self.adopt(state, pair).await
-            }
-            Err(e @ AuthError::Rejected { .. }) => {
-                tracing::error!(
-                    client_id = self.app.client_id,
-                    error = %e,
-                    "the refresh token was refused: every request fails until the integration is authorized again"
-                );
-                state.dead = Some(e.clone());
-                Err(e)
-            }
-            Err(e) => {
-                tracing::warn!(
-                    client_id = self.app.client_id,
-                    error = %e,
-                    "the access token could not be refreshed"
-                );
-                Err(e)
-            }
+        .await?;
+        self.remember(&pair);
+        tracing::info!(
+            client_id = self.app.client_id,
+            expires_at = %pair.expires_at,
+            "access token refreshed"
+        );
+        Ok(pair)
+    }
+
+    /// Logs a failed refresh; a refused refresh token makes every later request fail fast.
+    fn refresh_failed(&self, state: &mut State, e: AuthError) -> AuthError {
+        if let AuthError::Rejected { .. } = e {
+            tracing::error!(
+                client_id = self.app.client_id,
+                error = %e,
+                "the refresh token was refused: every request fails until the integration is authorized again"
+            );
+            state.dead = Some(e.clone());
+        } else {
+            tracing::warn!(
+                client_id = self.app.client_id,
+                error = %e,
+                "the access token could not be refreshed"
+            );
         }
+        e
     }
 
     /// Hands a new pair to the callback, and uses it only if the callback succeeds.
-    async fn adopt(&self, state: &mut State, pair: TokenPair) -> Result<(), AuthError> {
+    async fn adopt(
+        &self,
+        state: &mut State,
+        pair: TokenPair,
+        version: Option<u64>,
+    ) -> Result<(), AuthError> {
         let header = match bearer(&pair.access_token) {
             Ok(header) => header,
             Err(e) => return Err(AuthError::Config(Arc::new(e))),
@@ -609,7 +1007,7 @@ impl Session {
                 error = %e,
                 "the on_refresh callback failed to store the new tokens; they are kept in memory and offered again on the next request"
             );
-            state.pending = Some(pair);
+            state.pending = Some((pair, version));
             return Err(AuthError::Callback(e));
         }
         tracing::debug!("the new tokens were stored by the callback and are in use");
@@ -619,6 +1017,9 @@ impl Session {
         state.refresh_at = refresh_at;
         state.expires = expires;
         state.generation += 1;
+        if self.shared.is_some() && version.is_some() {
+            state.version = version;
+        }
         state.cooldown_until = None;
         Ok(())
     }
