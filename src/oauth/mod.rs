@@ -19,6 +19,12 @@
 //! failure, a refused refresh token, a failed callback. They never carry a token, the client
 //! secret or the code; error texts lose any of them a server or a callback echoes back.
 //!
+//! Several processes of one integration and account share one pair through a [`TokenStore`]
+//! (`lead_intake::shared::RedisTokenStore`, feature `redis`): [`OAuth::from_store`] loads it,
+//! refreshes run under the store's lock after reading it again, so a refresh token is sent at
+//! most once across all of them, and [`store_tokens`] puts a newly authorized pair in it. See the
+//! README, "Several workers, one account".
+//!
 //! Token requests count against the client's rate limit. A 429 or a refused connection is
 //! retried; any other failure is not (a refresh that may have reached the server must not be
 //! repeated with a spent token).
