@@ -52,7 +52,10 @@ pub fn widget(data: &[u8]) -> bool {
         1 => check(&String::from_utf8_lossy(rest)),
         2 => {
             let (header, payload) = match rest.iter().position(|&b| b == 0) {
-                Some(at) => (&rest[..at], rest.get(at + 1..).unwrap_or_default()),
+                Some(at) => {
+                    let (header, payload) = rest.split_at(at);
+                    (header, payload.get(1..).unwrap_or_default())
+                }
                 None => (rest, &[][..]),
             };
             let mut accepted = false;

@@ -394,7 +394,8 @@ impl Checks {
             }
         }
         let signature = decode_part(TokenPart::Signature, signature)?;
-        let signed = &token[..header.len() + 1 + payload.len()];
+        // The signed text is everything before the last `.` (three parts: there is one).
+        let signed = token.rsplit_once('.').map_or("", |(signed, _)| signed);
         if !self
             .algorithm
             .verify(self.key.expose().as_bytes(), signed.as_bytes(), &signature)
