@@ -12,6 +12,9 @@
 //! pagers read them. The same answer is also read as the OAuth token endpoint's (a new token
 //! pair, or the refusal). Nothing may panic.
 
+mod widget;
+pub use widget::{FUZZ_AUDIENCE, FUZZ_NOW, FUZZ_SECRET, widget};
+
 use std::fmt;
 
 use futures_util::FutureExt;

@@ -32,6 +32,7 @@ pub mod spec;
 pub mod sync;
 mod text;
 mod transport;
+pub mod widget;
 mod wire;
 
 /// The texts that ship beside the code, as pages of the documentation: measured speed and memory

@@ -115,6 +115,16 @@ impl OAuthApp {
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
+
+    /// The redirect URI registered with the integration.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// The secret key, for the widget token verifiers (`lead_intake::widget`).
+    pub(crate) fn client_secret(&self) -> &Secret {
+        &self.client_secret
+    }
 }
 
 /// An access token with its refresh token. Serializes with the token values in clear (to store
