@@ -374,3 +374,35 @@ proptest! {
         }
     }
 }
+
+/// The `forms` fuzz target's body (`lead_intake::fuzzing::forms`, FUZZING.md) on its seeds
+/// (`fuzz/seeds/forms/`), any regressions (`fuzz/regressions/forms/`), and every cut and a
+/// bit-flipped copy of each: no panic, and parsed maps round-trip.
+#[test]
+fn the_forms_fuzz_body_survives_its_seeds_and_their_variants() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut inputs = Vec::new();
+    for dir in ["seeds/forms", "regressions/forms"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            inputs.push(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+    }
+    assert!(
+        inputs.len() >= 5,
+        "the seeds are missing: {}",
+        root.display()
+    );
+    for input in &inputs {
+        for cut in 0..=input.len() {
+            lead_intake::fuzzing::forms(&input[..cut]);
+        }
+        for (i, _) in input.iter().enumerate().step_by(3) {
+            let mut flipped = input.clone();
+            flipped[i] ^= 0x25;
+            lead_intake::fuzzing::forms(&flipped);
+        }
+    }
+}
