@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the `responses` fuzz target (fuzz/fuzz_targets/responses.rs; FUZZING.md) for the given
-# number of seconds (default 60), on the stable toolchain.
+# Runs a fuzz target (default `responses`, fuzz/fuzz_targets/responses.rs; `FUZZ_TARGET=forms`
+# for the form parser and webhook reader; FUZZING.md) for the given number of seconds (default
+# 60), on the stable toolchain.
 #
-#   scripts/fuzz.sh [seconds] [extra libFuzzer arguments...]
+#   [FUZZ_TARGET=forms] scripts/fuzz.sh [seconds] [extra libFuzzer arguments...]
 #
 # Installs cargo-fuzz, pinned, into the ignored tool cache .tools/cargo-fuzz first (once).
 # cargo-fuzz needs nightly-only rustc flags (-Z sanitizer, coverage instrumentation); a fresh
@@ -28,9 +29,11 @@ if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q " $version\$"; then
 fi
 
 cd "$root"
-corpus="fuzz/corpus/responses"
+target="${FUZZ_TARGET:-responses}"
+case "$target" in responses | forms) ;; *) log "unknown target $target (responses, forms)"; exit 2 ;; esac
+corpus="fuzz/corpus/$target"
 mkdir -p "$corpus"
 export RUSTC_BOOTSTRAP=1
 # No `+toolchain` argument: whatever `cargo` is (stable on a fresh machine).
-exec "$tools/bin/cargo-fuzz" fuzz run --sanitizer none responses "$corpus" fuzz/seeds/responses \
+exec "$tools/bin/cargo-fuzz" fuzz run --sanitizer none "$target" "$corpus" "fuzz/seeds/$target" \
     -- -max_total_time="$seconds" -max_len=65536 -timeout=10 -print_final_stats=1 "$@"

@@ -347,3 +347,58 @@ impl Inspect for kommo::types::IncomingLead {
         let _ = (self.uid(), self.category());
     }
 }
+
+/// The body of the `forms` fuzz target: the first byte picks the limits and the
+/// `Content-Type`, the rest is a webhook body. Runs the form parser and the webhook reader, uses
+/// what they return, and checks that a parsed map written back as a form reads back as itself
+/// (a mismatch panics, so the fuzzer reports it).
+pub fn forms(data: &[u8]) {
+    use crate::form::{self, FormLimits};
+    use crate::webhooks;
+    let (selector, body) = data.split_first().map_or((0, data), |(s, b)| (*s, b));
+    let limits = FormLimits::new()
+        .with_max_fields(usize::from(selector & 0x0f) * 8 + 1)
+        .with_max_depth(usize::from(selector >> 4) + 1);
+    let content_type = match selector % 4 {
+        0 => Some("application/x-www-form-urlencoded"),
+        1 => Some("application/x-www-form-urlencoded; charset=UTF-8"),
+        2 => Some("application/json"),
+        _ => None,
+    };
+    for limits in [limits, FormLimits::new()] {
+        match form::parse_with(body, &limits) {
+            Ok(parsed) => {
+                let _ = (parsed.to_json().to_string(), format!("{parsed:?}"));
+                let again =
+                    form::parse_with(parsed.root().to_form().as_bytes(), &FormLimits::new());
+                if let Ok(again) = again {
+                    assert_eq!(
+                        again.root(),
+                        parsed.root(),
+                        "a parsed map does not round-trip"
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = format!("{e} {e:?}");
+            }
+        }
+        match webhooks::parse_with(content_type, body, &limits) {
+            Ok(hook) => {
+                let _ = format!("{hook:?}");
+                for odd in hook.unrecognized() {
+                    let _ = (odd.to_string(), odd.raw().to_string());
+                }
+                for event in hook.events() {
+                    if let webhooks::Event::IncomingLeadDeleted(d) = event {
+                        let _ = d.result();
+                    }
+                }
+                let _ = hook.account().map(|a| a.link());
+            }
+            Err(e) => {
+                let _ = format!("{e} {e:?}");
+            }
+        }
+    }
+}

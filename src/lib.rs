@@ -14,6 +14,7 @@ mod clock;
 pub mod closebot;
 mod config;
 pub mod error;
+pub mod form;
 /// The fuzz target's body (feature `fuzzing`; FUZZING.md). Not a public API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -32,6 +33,7 @@ pub mod spec;
 pub mod sync;
 mod text;
 mod transport;
+pub mod webhooks;
 pub mod widget;
 mod wire;
 

@@ -362,7 +362,7 @@ pub(crate) fn locate_failure<T: DeserializeOwned>(text: &str) -> (String, String
 
 /// serde_json's message without its position (it is the item's, not the answer's) and without
 /// any string value it quotes.
-fn scrub(e: &serde_json::Error) -> String {
+pub(crate) fn scrub(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let text = match text.rfind(" at line ") {
         Some(at) => &text[..at],

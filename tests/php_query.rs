@@ -220,3 +220,28 @@ fn php_reads_the_php_array_syntax_as_this_test_expects() {
         json!({ "a": ["1", "2"], "r": { "from": "3", "to": "4" }, "s": "5" })
     );
 }
+
+/// The library's form parser (`lead_intake::form`, which the fake uses too) builds what PHP's
+/// `parse_str()` builds, on the names PHP rewrites and the bodies Kommo's webhooks carry.
+/// Checked failing (then reverted) with the base name's `.` left as is, and with an unclosed
+/// first `[` kept literal (the fake's old rule).
+#[test]
+fn the_library_parser_agrees_with_php() {
+    for query in [
+        "a[b=1",
+        "a[b][c=1",
+        "a[x]y[z]=1",
+        "+a.b+c[d.e]=1&[x]=2&=3&e",
+        "a%00b=1&c[d%00e]=2",
+        "a[-5]=x&a[]=y&b[05]=x&b[]=y&b[-0]=z&b[]=w",
+        "a=1&a[]=2&c[]=1&c=2&c[]=3",
+        "v=%zz%4&w=%41%2b+x",
+        "account[id]=29512438&account[subdomain]=mycompany&account[_links][self]=https%3A%2F%2Fmycompany.kommo.com\
+         &unsorted[add][0][uid]=u1&unsorted[add][0][source_data][data][0][text]=hi&unsorted[add][0][data][contacts][0][id]=9",
+    ] {
+        let ours = lead_intake::form::parse(query.as_bytes())
+            .unwrap_or_else(|e| panic!("{query:?}: {e}"))
+            .to_json();
+        assert_eq!(ours, php_parse_str(query), "query {query:?}");
+    }
+}

@@ -3,60 +3,34 @@
 //! `a=1&a=2` is `a = "2"` (a repeated plain key keeps only the last value); `a[]=1&a[]=2` and
 //! `a[0]=1&a[1]=2` are both the list `[1, 2]`; `a[from]=1&a[to]=2` is a map.
 
+use lead_intake::form::{self, FormError, FormValue};
+#[cfg(test)]
 use serde_json::Value;
 
-/// A PHP value from a query string: a string, or an ordered map (PHP's arrays).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Php {
-    Str(String),
-    Map(Vec<(String, Php)>),
-}
+/// A PHP value from a query string: the library's form value (one parser for both).
+pub(crate) type Php = FormValue;
 
-impl Php {
-    fn get(&self, key: &str) -> Option<&Php> {
-        match self {
-            Php::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            Php::Str(_) => None,
-        }
-    }
-
-    /// The value as JSON: strings stay strings, maps become objects.
-    pub(crate) fn to_json(&self) -> Value {
-        match self {
-            Php::Str(s) => Value::String(s.clone()),
-            Php::Map(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
-        }
-    }
-}
-
-/// Splits a PHP-style key into its base name and bracketed segments: `filter[uid][]` is
-/// `("filter", ["uid", ""])`. A key with an unclosed bracket is taken literally, as PHP does.
+/// Splits a declared PHP-style name into its base name and bracketed segments, as PHP reads it
+/// (the library's parser, on the name alone): `filter[uid][]` is `("filter", ["uid", ""])`.
 pub(crate) fn split_key(key: &str) -> (String, Vec<String>) {
-    let Some(open) = key.find('[') else {
-        return (key.to_string(), Vec::new());
+    let (name, list) = match key.strip_suffix("[]") {
+        Some(name) if !name.is_empty() => (name, true),
+        _ => (key, false),
     };
-    if open == 0 {
-        return (key.to_string(), Vec::new());
+    let mut path = Vec::new();
+    if let Ok(parsed) = form::parse(format!("{name}=").as_bytes()) {
+        let mut node = parsed.root().iter().next();
+        while let Some((k, v)) = node {
+            path.push(k.to_string());
+            node = v.as_map().and_then(|m| m.iter().next());
+        }
     }
-    let base = key[..open].to_string();
-    let mut segments = Vec::new();
-    let mut rest = &key[open..];
-    while let Some(stripped) = rest.strip_prefix('[') {
-        let Some(close) = stripped.find(']') else {
-            break;
-        };
-        segments.push(stripped[..close].to_string());
-        rest = &stripped[close + 1..];
+    if list {
+        path.push(String::new());
     }
-    if segments.is_empty() {
-        return (key.to_string(), Vec::new());
-    }
-    (base, segments)
+    let mut path = path.into_iter();
+    let base = path.next().unwrap_or_default();
+    (base, path.collect())
 }
 
 /// A parsed query string: PHP's structure, and the places where one key was given both as a
@@ -67,97 +41,15 @@ pub(crate) struct Query {
     pub(crate) conflicts: Vec<String>,
 }
 
-/// Parses a raw (percent-encoded) query string into PHP's structure.
-pub(crate) fn parse(query: &str) -> Query {
-    let mut entries = Vec::new();
-    let mut conflicts = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        if key.is_empty() {
-            continue;
-        }
-        let (base, segments) = split_key(&key);
-        let mut path = Vec::with_capacity(segments.len() + 1);
-        path.push(base);
-        path.extend(segments);
-        let mut at = Vec::new();
-        insert(
-            &mut entries,
-            &path,
-            value.into_owned(),
-            &mut at,
-            &mut conflicts,
-        );
-    }
-    Query {
-        root: Php::Map(entries),
+/// Parses a raw (percent-encoded) query string into PHP's structure, within PHP's limits
+/// (`lead_intake::form`).
+pub(crate) fn parse(query: &str) -> Result<Query, FormError> {
+    let parsed = form::parse(query.as_bytes())?;
+    let conflicts = parsed.conflicts().to_vec();
+    Ok(Query {
+        root: FormValue::Map(parsed.into_root()),
         conflicts,
-    }
-}
-
-/// The key as PHP's integer key: only a canonical decimal (`7`, `-1`, `0`; not `05`, `+1`,
-/// `-0`) within 64 bits is one; any other key is a string key and does not move `[]`'s index.
-fn integer_key(key: &str) -> Option<i64> {
-    let digits = key.strip_prefix('-').unwrap_or(key);
-    let canonical = match digits.as_bytes() {
-        [b'0'] => key == "0",
-        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    if canonical { key.parse().ok() } else { None }
-}
-
-fn insert(
-    entries: &mut Vec<(String, Php)>,
-    path: &[String],
-    value: String,
-    at: &mut Vec<String>,
-    conflicts: &mut Vec<String>,
-) {
-    let Some((first, rest)) = path.split_first() else {
-        return;
-    };
-    let key = if first.is_empty() {
-        // `[]`: the next integer key, one past the largest so far.
-        let next = entries
-            .iter()
-            .filter_map(|(k, _)| integer_key(k))
-            .max()
-            .map_or(0, |n| n.saturating_add(1).max(0));
-        next.to_string()
-    } else {
-        first.clone()
-    };
-    at.push(key.clone());
-    let position = entries.iter().position(|(k, _)| *k == key);
-    if rest.is_empty() {
-        // A repeated plain key keeps only the last value; replacing an array is a conflict.
-        match position {
-            Some(i) => {
-                if matches!(entries[i].1, Php::Map(_)) {
-                    conflicts.push(at.join("."));
-                }
-                entries[i].1 = Php::Str(value);
-            }
-            None => entries.push((key, Php::Str(value))),
-        }
-        return;
-    }
-    let i = match position {
-        Some(i) => {
-            if matches!(entries[i].1, Php::Str(_)) {
-                conflicts.push(at.join("."));
-                entries[i].1 = Php::Map(Vec::new());
-            }
-            i
-        }
-        None => {
-            entries.push((key, Php::Map(Vec::new())));
-            entries.len() - 1
-        }
-    };
-    if let Php::Map(children) = &mut entries[i].1 {
-        insert(children, rest, value, at, conflicts);
-    }
+    })
 }
 
 /// Looks up a parameter declared with its PHP name (`filter[uid][]`, `filter[created_at][from]`,
@@ -189,7 +81,7 @@ pub(crate) fn lookup<'a>(root: &'a Php, declared: &str) -> Lookup<'a> {
         return Lookup::One(node);
     }
     match node {
-        Php::Str(_) => Lookup::List(vec![node]),
+        Php::String(_) => Lookup::List(vec![node]),
         Php::Map(entries) => Lookup::List(entries.iter().map(|(_, v)| v).collect()),
     }
 }
@@ -203,11 +95,11 @@ mod tests {
             Lookup::List(items) => items
                 .into_iter()
                 .map(|p| match p {
-                    Php::Str(s) => s.clone(),
+                    Php::String(s) => s.clone(),
                     Php::Map(_) => "<map>".into(),
                 })
                 .collect(),
-            Lookup::One(Php::Str(s)) => vec![format!("one:{s}")],
+            Lookup::One(Php::String(s)) => vec![format!("one:{s}")],
             Lookup::One(Php::Map(_)) => vec!["one:<map>".into()],
             Lookup::Missing => vec![],
         }
@@ -215,39 +107,39 @@ mod tests {
 
     #[test]
     fn a_repeated_plain_key_keeps_only_the_last_value() {
-        let q = parse("a=1&a=2");
+        let q = parse("a=1&a=2").unwrap();
         assert_eq!(strings(lookup(&q.root, "a")), ["one:2"]);
         assert!(q.conflicts.is_empty());
     }
 
     #[test]
     fn a_key_given_as_a_value_and_as_a_map_is_a_conflict() {
-        let q = parse("filter[created_at]=1&filter[created_at][to]=2");
+        let q = parse("filter[created_at]=1&filter[created_at][to]=2").unwrap();
         assert_eq!(q.conflicts, ["filter.created_at"]);
         assert_eq!(
             strings(lookup(&q.root, "filter[created_at][to]")),
             ["one:2"]
         );
-        let q = parse("a[]=1&a=2");
+        let q = parse("a[]=1&a=2").unwrap();
         assert_eq!(q.conflicts, ["a"]);
         assert_eq!(strings(lookup(&q.root, "a")), ["one:2"]);
     }
 
     #[test]
     fn appended_and_indexed_arrays_are_the_same_list() {
-        let q = parse("filter%5Buid%5D%5B%5D=a&filter[uid][]=b");
+        let q = parse("filter%5Buid%5D%5B%5D=a&filter[uid][]=b").unwrap();
         assert_eq!(strings(lookup(&q.root, "filter[uid][]")), ["a", "b"]);
-        let q = parse("filter[uid][0]=a&filter[uid][1]=b");
+        let q = parse("filter[uid][0]=a&filter[uid][1]=b").unwrap();
         assert_eq!(strings(lookup(&q.root, "filter[uid][]")), ["a", "b"]);
-        let q = parse("filter[uid]=a");
+        let q = parse("filter[uid]=a").unwrap();
         assert_eq!(strings(lookup(&q.root, "filter[uid][]")), ["a"]);
-        let q = parse("filter[uid][5]=a&filter[uid][]=b");
+        let q = parse("filter[uid][5]=a&filter[uid][]=b").unwrap();
         assert_eq!(strings(lookup(&q.root, "filter[uid][]")), ["a", "b"]);
     }
 
     #[test]
     fn ranges_are_maps() {
-        let q = parse("filter[created_at][from]=1&filter[created_at][to]=2");
+        let q = parse("filter[created_at][from]=1&filter[created_at][to]=2").unwrap();
         assert_eq!(
             strings(lookup(&q.root, "filter[created_at][from]")),
             ["one:1"]
@@ -262,7 +154,7 @@ mod tests {
     #[test]
     fn only_canonical_integers_set_the_next_index() {
         // Found by `the_reader_agrees_with_php`: PHP's `a[05]` is a string key.
-        let q = parse("a[05]=x&a[]=y&a[%2B1]=z&a[-0]=w&a[]=v");
+        let q = parse("a[05]=x&a[]=y&a[%2B1]=z&a[-0]=w&a[]=v").unwrap();
         assert_eq!(
             pairs_of(&q.root),
             [
@@ -273,7 +165,7 @@ mod tests {
                 ("1", "v")
             ]
         );
-        let q = parse("a[7]=x&a[]=y&a[-1]=z&a[]=w");
+        let q = parse("a[7]=x&a[]=y&a[-1]=z&a[]=w").unwrap();
         assert_eq!(
             pairs_of(&q.root),
             [("7", "x"), ("8", "y"), ("-1", "z"), ("9", "w")]
@@ -285,8 +177,8 @@ mod tests {
             Some(Php::Map(entries)) => entries
                 .iter()
                 .map(|(k, v)| match v {
-                    Php::Str(s) => (k.as_str(), s.as_str()),
-                    Php::Map(_) => (k.as_str(), "<map>"),
+                    Php::String(s) => (k, s.as_str()),
+                    Php::Map(_) => (k, "<map>"),
                 })
                 .collect(),
             _ => vec![],
@@ -294,9 +186,10 @@ mod tests {
     }
 
     #[test]
-    fn unclosed_brackets_are_literal() {
-        let q = parse("a[b=1");
-        assert_eq!(strings(lookup(&q.root, "a[b")), ["one:1"]);
+    fn an_unclosed_first_bracket_becomes_part_of_the_name() {
+        // As PHP reads it: `a[b=1` is `a_b`.
+        let q = parse("a[b=1").unwrap();
+        assert_eq!(strings(lookup(&q.root, "a_b")), ["one:1"]);
     }
 }
 
@@ -365,11 +258,11 @@ mod php_properties {
 
     fn pairs(php: &Php) -> Value {
         match php {
-            Php::Str(s) => Value::String(s.clone()),
+            Php::String(s) => Value::String(s.clone()),
             Php::Map(entries) => Value::Array(
                 entries
                     .iter()
-                    .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), pairs(v)]))
+                    .map(|(k, v)| Value::Array(vec![Value::String(k.to_string()), pairs(v)]))
                     .collect(),
             ),
         }
@@ -378,7 +271,9 @@ mod php_properties {
     /// Keys the way Kommo's parameters are named (a plain base, then bracketed segments) with
     /// the segments that decide PHP's array indices: appends, integers, and look-alikes.
     fn key() -> impl Strategy<Value = String> {
-        let base = prop::sample::select(vec!["filter", "order", "page", "a"]);
+        // Also the names PHP rewrites: `.` and ` ` in the base, leading spaces, an unclosed
+        // `[` (the library's rules, `lead_intake::form`).
+        let base = prop::sample::select(vec!["filter", "order", "page", "a", "a.b", " x y", "c[d"]);
         let segment = prop::sample::select(vec![
             "",
             "",
@@ -390,6 +285,7 @@ mod php_properties {
             "7",
             "05",
             "-1",
+            "-5",
             "-0",
             "+1",
             "x y",
@@ -445,7 +341,7 @@ mod php_properties {
         #[test]
         fn the_reader_agrees_with_php((encoded, raw) in query()) {
             for q in [encoded, raw] {
-                prop_assert_eq!(pairs(&parse(&q).root), php_parse_str(&q), "query {:?}", q);
+                prop_assert_eq!(pairs(&parse(&q).unwrap().root), php_parse_str(&q), "query {:?}", q);
             }
         }
     }

@@ -506,7 +506,13 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
 
     // Path parameters: one that does not fit its schema names no resource (404).
     let values = path_values(&operation.path, &path);
-    let query = php::parse(parts.uri.query().unwrap_or(""));
+    let query = match php::parse(parts.uri.query().unwrap_or("")) {
+        Ok(query) => query,
+        Err(e) => {
+            errors.push(FieldError::new("0", "InvalidValue", "", e.to_string()));
+            return invalid(operation, &errors, &path);
+        }
+    };
     // A declared parameter given both as a value and as an array or range: PHP would silently
     // keep the last; a client that sends both has a bug worth hearing about.
     for conflict in &query.conflicts {
@@ -531,7 +537,7 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
         match param.location {
             In::Path => {
                 let raw = values.get(&param.name).cloned().unwrap_or_default();
-                let value = coerce(&Php::Str(raw.clone()), &param.schema);
+                let value = coerce(&Php::String(raw.clone()), &param.schema);
                 if !param_valid(shared, op, i, &value) {
                     return problem(StatusCode::NOT_FOUND, "Not found").into_response();
                 }
@@ -744,7 +750,7 @@ fn path_values(template: &str, path: &str) -> BTreeMap<String, String> {
 
 /// A query value converted to what its schema expects (when it can be).
 fn coerce(node: &Php, schema: &Value) -> Value {
-    let Php::Str(s) = node else {
+    let Php::String(s) = node else {
         return node.to_json();
     };
     let kind = schema.get("type").and_then(Value::as_str).unwrap_or("");
