@@ -14,6 +14,9 @@
 //! | `POST /__admin/faults` | sets them: the body is the whole fault configuration, so `{}` clears every fault; answers the faults now in force | [`FakeServer::set_faults`], [`FakeServer::inject`] |
 //! | `GET /__admin/oauth` | the OAuth integration and what its token endpoint did: `{"client_id", "redirect_uri", "token_url", "access_token_lifetime_ms", "valid_access_tokens", "stats": {"codes_issued", "codes_exchanged", "refreshes", "revoked_reuses", "refused", "expired_tokens_refused", "authorized", "forced_expiries"}}` (no secret) | [`FakeServer::oauth_stats`] |
 //! | `POST /__admin/oauth/code` | a new single-use authorization code, valid 20 minutes: `{"code", "expires_in": 1200}` | [`FakeServer::authorization_code`] |
+//! | `POST /__admin/widget_request` | plays Salesbot's `widget_request` step: the body `{"kind": "salesbot" \| "marketingbot", "bot_id", "entity_id" (a lead's id, default 1), "data" (any JSON)}`; the fake POSTs the signed request to its `--widget-url` and answers, once the back end has, what it sent: `{"kind", "bot_id", "continue_id", "return_url", "data", "status", "error"}` (`status` is the back end's, `null` with an `error` when it did not answer) | [`FakeServer::send_widget_request`] |
+//! | `GET /__admin/widget_requests` | every `widget_request` sent: `{"widget_requests": [...]}`, oldest first | [`FakeServer::widget_requests`] |
+//! | `GET /__admin/webhooks` | every incoming-lead webhook sent to `--webhook-url`: `{"webhooks": [{"url", "body", "status", "error"}]}`, oldest first | [`FakeServer::webhook_deliveries`] |
 //! | `POST /__admin/oauth/expire` | expires every access token now (the next request with one answers `401`; refresh tokens are untouched): `{"expired": N}`, the number that were still valid | [`FakeServer::expire_access_tokens`] |
 //!
 //! The faults document has the program's flag names, with `_` for `-`: `rate_limit` (Kommo
@@ -423,13 +426,14 @@ pub(crate) fn handle(
         "/state" => "GET, PUT",
         "/faults" => "GET, POST",
         "/oauth" => "GET",
-        "/oauth/code" | "/oauth/expire" => "POST",
+        "/oauth/code" | "/oauth/expire" | "/widget_request" => "POST",
+        "/webhooks" | "/widget_requests" => "GET",
         _ => {
             return error(
                 StatusCode::NOT_FOUND,
                 format!(
                     "no admin call {path}: {PREFIX}/health, /reset, /requests, /state, /faults, \
-                     /oauth, /oauth/code or /oauth/expire"
+                     /oauth, /oauth/code, /oauth/expire, /webhooks, /widget_request or /widget_requests"
                 ),
             );
         }
@@ -521,6 +525,24 @@ pub(crate) fn handle(
         ("POST", "/oauth/code") => {
             let code = shared.lock().oauth.issue_code();
             ok(json!({ "code": code, "expires_in": crate::oauth::CODE_LIFETIME.as_secs() }))
+        }
+        ("GET", "/webhooks") => {
+            let sent = shared
+                .outbound
+                .webhooks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            ok(json!({ "webhooks": sent }))
+        }
+        ("GET", "/widget_requests") => {
+            let sent = shared
+                .outbound
+                .widget_requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            ok(json!({ "widget_requests": sent }))
         }
         ("POST", "/oauth/expire") => {
             let expired = shared.lock().oauth.expire_all();

@@ -42,6 +42,9 @@ pub(crate) struct Kommo {
     waiting_fingerprints: HashSet<String>,
     next_entity_id: i64,
     rng: fastrand::Rng,
+    /// Incoming-lead events of the request being handled, for the webhook
+    /// ([`crate::outbound`]): `(action, fields)` of `unsorted[{action}][n]`.
+    pub(crate) events: Vec<(&'static str, Value)>,
 }
 
 struct Source {
@@ -92,6 +95,66 @@ struct Lead {
     request_id: Option<String>,
 }
 
+impl Lead {
+    /// `unsorted[add][n]` of the webhook: the fields public integrations read (README, evidence
+    /// rows "webhook ..."), every scalar a string once form-encoded.
+    fn added_event(&self, account_id: i64) -> Value {
+        let mut event = json!({
+            "uid": self.uid,
+            "category": self.category,
+            "created_at": self.created_at,
+            "account_id": account_id,
+        });
+        if let Some(source_uid) = self.source_uid.as_str() {
+            event["source_uid"] = json!(source_uid);
+        }
+        if let Some(pipeline) = self.pipeline_id {
+            event["pipeline_id"] = json!(pipeline);
+        }
+        if let Some(lead) = self.leads.first() {
+            event["lead_id"] = json!(lead);
+        }
+        event
+    }
+
+    /// `unsorted[delete][n]` after an accept or a decline, with what it made or closed.
+    fn decided_event(&self, accept: bool) -> Value {
+        let (action, result) = if accept {
+            ("accept", "accept_result")
+        } else {
+            ("decline", "decline_result")
+        };
+        let mut outcome = json!({ "leads": self.leads });
+        if accept && !self.contacts.is_empty() {
+            outcome["contacts"] = json!(self.contacts);
+        }
+        let mut event = json!({
+            "uid": self.uid,
+            "category": self.category,
+            "created_at": self.created_at,
+            "action": action,
+            result: outcome,
+        });
+        if let Some(pipeline) = self.pipeline_id {
+            event["pipeline_id"] = json!(pipeline);
+        }
+        event
+    }
+
+    /// `unsorted[delete][n]` after a link. No public source shows this event's fields; the fake
+    /// sends `action=link` with `link_result[{entity_type}][0]`, which the library reads as
+    /// `Decision::Other("link")` with the result kept in `extra`.
+    fn linked_event(&self, entity_type: &str, entity_id: i64) -> Value {
+        json!({
+            "uid": self.uid,
+            "category": self.category,
+            "created_at": self.created_at,
+            "action": "link",
+            "link_result": { entity_type: [entity_id] },
+        })
+    }
+}
+
 impl Kommo {
     pub(crate) fn new(config: &Config, specs: &Specs) -> Result<Self, FakeError> {
         let fixtures = &config.fixtures;
@@ -111,6 +174,7 @@ impl Kommo {
             next_entity_id: FIRST_ENTITY_ID,
             // Its own stream, so generated IDs never shift the fault sequence.
             rng: fastrand::Rng::with_seed(config.seed ^ ID_SEED_MIX),
+            events: Vec::new(),
         };
         if kommo.pipelines.is_empty() {
             return Err(FakeError::Fixture("at least one pipeline is needed".into()));
@@ -378,6 +442,7 @@ impl Kommo {
             waiting_fingerprints: HashSet::new(),
             next_entity_id: int("next_entity_id", FIRST_ENTITY_ID)?,
             rng: fastrand::Rng::with_seed(seed),
+            events: Vec::new(),
         };
         let integrations = 1 + config.other_integrations.len();
         for (i, source) in list("sources")?.iter().enumerate() {
@@ -1309,6 +1374,7 @@ impl Kommo {
                 fingerprint: Some(fingerprint),
                 request_id: str_of(item, "request_id").map(str::to_string),
             };
+            self.events.push(("add", lead.added_event(self.account_id)));
             created.push(json!({
                 "uid": uid,
                 "account_id": self.account_id,
@@ -1349,6 +1415,7 @@ impl Kommo {
             },
         );
         let lead = &self.leads[index];
+        self.events.push(("delete", lead.decided_event(accept)));
         let mut out = json!({
             "uid": lead.uid,
             "category": lead.category,
@@ -1399,6 +1466,8 @@ impl Kommo {
         let entity_type = str_of(&link, "entity_type").unwrap_or("leads");
         let contact = link.pointer("/metadata/contact_id").and_then(Value::as_i64);
         let uid = lead.uid.clone();
+        self.events
+            .push(("delete", lead.linked_event(entity_type, entity_id)));
         self.set_state(index, LeadState::Linked);
         let one = |kind: &str| {
             if entity_type == kind {

@@ -114,6 +114,7 @@ mod faults;
 mod fixtures;
 mod kommo;
 mod oauth;
+pub mod outbound;
 mod php;
 mod reply;
 pub mod schema;
@@ -134,6 +135,7 @@ pub use admin::RecordedRequest;
 pub use faults::{Fault, Faults};
 pub use fixtures::Fixtures;
 pub use oauth::{OAuthConfig, OAuthStats};
+pub use outbound::{WebhookDelivery, WidgetRequestSent};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -172,6 +174,9 @@ pub struct Config {
     host: IpAddr,
     port: u16,
     on_request: Option<OnRequest>,
+    subdomain: String,
+    webhook_url: Option<String>,
+    widget_url: Option<String>,
 }
 
 /// The callback of [`Config::on_request`].
@@ -202,6 +207,9 @@ impl Default for Config {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 0,
             on_request: None,
+            subdomain: "fake".to_string(),
+            webhook_url: None,
+            widget_url: None,
         }
     }
 }
@@ -312,6 +320,32 @@ impl Config {
         self.on_request = Some(OnRequest(Arc::new(callback)));
         self
     }
+
+    /// The account's subdomain, in webhooks (`account[subdomain]`) and in the claims of the
+    /// `widget_request` token (`fake` by default).
+    pub fn subdomain(mut self, subdomain: impl Into<String>) -> Self {
+        self.subdomain = subdomain.into();
+        self
+    }
+
+    /// Where the fake posts incoming-lead webhooks, as Kommo does: after each request that adds,
+    /// accepts, declines or links incoming leads, one `application/x-www-form-urlencoded` POST
+    /// of PHP arrays, `account[id]`, `account[subdomain]`, `account[_links][self]` and
+    /// `unsorted[add][n][...]` (`uid`, `category`, `created_at`, `account_id`, `source_uid`,
+    /// `pipeline_id`, `lead_id`) or `unsorted[delete][n][...]` (`uid`, `category`,
+    /// `created_at`, `action` = `accept` | `decline` | `link`, and `accept_result[leads][0]`,
+    /// `accept_result[contacts][0]`, `decline_result[leads][0]` or
+    /// `link_result[{entity_type}][0]`). [`FakeServer::webhook_deliveries`] lists them.
+    pub fn webhook_url(mut self, url: impl Into<String>) -> Self {
+        self.webhook_url = Some(url.into());
+        self
+    }
+
+    /// Where the fake's Salesbot posts `widget_request` ([`FakeServer::send_widget_request`]).
+    pub fn widget_url(mut self, url: impl Into<String>) -> Self {
+        self.widget_url = Some(url.into());
+        self
+    }
 }
 
 /// Why a [`FakeServer`] could not start.
@@ -331,6 +365,15 @@ pub enum FakeError {
     /// message names the place, e.g. ``kommo.sources[2]: needs an integer `id` ``.
     #[error("invalid state: {0}")]
     State(String),
+    /// The call needs a setting the server was started without, e.g. `Config::widget_url`.
+    #[error("the fake was started without {0}")]
+    NotConfigured(&'static str),
+    /// A bot kind other than `salesbot` or `marketingbot`.
+    #[error("unknown bot kind `{0}` (expected salesbot or marketingbot)")]
+    InvalidBotKind(String),
+    /// The server stopped before the call was done.
+    #[error("the fake server stopped")]
+    Stopped,
 }
 
 /// What a [`FakeServer`] has answered so far.
@@ -451,6 +494,8 @@ pub(crate) struct Shared {
     pub(crate) specs: &'static spec::Specs,
     pub(crate) config: Config,
     pub(crate) state: Mutex<State>,
+    /// What the fake sends to back ends (webhooks, widget_request).
+    pub(crate) outbound: Arc<outbound::Outbound>,
 }
 
 /// Everything that changes while the server runs.
@@ -521,6 +566,7 @@ impl FakeServer {
             specs,
             config,
             state: Mutex::new(state),
+            outbound: Arc::new(outbound::Outbound::new()),
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -700,6 +746,45 @@ impl FakeServer {
     /// Whether the Kommo account is blocked.
     pub fn is_blocked(&self) -> bool {
         self.shared.lock().faults.blocked
+    }
+
+    /// Plays Salesbot's `widget_request` step: the bot `bot_id` of `kind` (`salesbot` or
+    /// `marketingbot`) starts waiting on a new continue ID, and the fake POSTs
+    /// `{"token", "data", "return_url"}` as JSON to [`Config::widget_url`]. The `token` is an
+    /// HS512 JWT signed with the OAuth client secret ([`OAuthConfig::client_secret`]), whose
+    /// claims ([`lead_intake::widget::BotTokenClaims`]) name the fake's origin (`iss`), account,
+    /// subdomain, client ID, `entity_id` (a lead), `bot_type` = `kind`, and expire in 10 minutes;
+    /// `return_url` is the bot's continue URL on the fake, so continuing it lands in
+    /// [`FakeServer::continued_bots`].
+    ///
+    /// Resolves once the back end answered (or failed to), with what was sent and its status.
+    /// Works from any async runtime: the send runs on the fake's own.
+    pub async fn send_widget_request(
+        &self,
+        kind: &str,
+        bot_id: &str,
+        entity_id: i64,
+        data: serde_json::Value,
+    ) -> Result<WidgetRequestSent, FakeError> {
+        let answer = queue_widget_request(&self.shared, &self.base_url(), kind, bot_id, entity_id, data)?;
+        answer.await.map_err(|_| FakeError::Stopped)
+    }
+
+    /// Every `widget_request` sent ([`FakeServer::send_widget_request`]), oldest first.
+    pub fn widget_requests(&self) -> Vec<WidgetRequestSent> {
+        lock_vec(&self.shared.outbound.widget_requests)
+    }
+
+    /// Every webhook sent to [`Config::webhook_url`], oldest first.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        lock_vec(&self.shared.outbound.webhooks)
+    }
+
+    /// Waits until at least `count` webhooks have been sent (answered or not); works from any
+    /// async runtime. Bound it with `tokio::time::timeout` as a watchdog.
+    pub async fn webhooks_sent(&self, count: usize) {
+        let mut sent = self.shared.outbound.delivered.subscribe();
+        let _ = sent.wait_for(|n| *n >= count).await;
     }
 
     /// Makes a Salesbot or Marketingbot widget block wait for `continue` (`kind` is `salesbot` or
@@ -931,3 +1016,64 @@ pub(crate) const LOG_LIMIT: usize = 10_000;
 
 /// A pause the slow fault uses when none is given.
 pub(crate) const DEFAULT_SLOW: Duration = Duration::from_millis(500);
+
+fn lock_vec<T: Clone>(mutex: &Mutex<Vec<T>>) -> Vec<T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Builds a `widget_request` ([`FakeServer::send_widget_request`]) for the fake at `origin`,
+/// queues it, and gives the receiver of its outcome.
+pub(crate) fn queue_widget_request(
+    shared: &Shared,
+    origin: &str,
+    kind: &str,
+    bot_id: &str,
+    entity_id: i64,
+    data: serde_json::Value,
+) -> Result<tokio::sync::oneshot::Receiver<WidgetRequestSent>, FakeError> {
+        let Some(url) = shared.config.widget_url.clone() else {
+            return Err(FakeError::NotConfigured("Config::widget_url"));
+        };
+        let bot_type = match kind {
+            "salesbot" => lead_intake::widget::BotType::Salesbot,
+            "marketingbot" => lead_intake::widget::BotType::Marketingbot,
+            _ => return Err(FakeError::InvalidBotKind(kind.to_string())),
+        };
+        let continue_id = format!("fake-continue-{}", fastrand::u64(..));
+        shared.lock().kommo.add_waiting_bot(kind, bot_id, &continue_id);
+                let config = &shared.config;
+        let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
+        let claims = lead_intake::widget::BotTokenClaims::new(
+            origin.to_string(),
+            config.account_id,
+            config.subdomain.clone(),
+            config.oauth.client_id(),
+            entity_id,
+            lead_intake::widget::EntityType::Leads,
+            bot_type,
+            now + chrono::TimeDelta::minutes(10),
+        );
+        let token = lead_intake::widget::sign_bot_token(&claims, config.oauth.client_secret());
+        let return_url = format!("{origin}/api/v4/{kind}/{bot_id}/continue/{continue_id}");
+        let body = serde_json::json!({ "token": token, "data": data, "return_url": return_url });
+        let sent = WidgetRequestSent {
+            kind: kind.to_string(),
+            bot_id: bot_id.to_string(),
+            continue_id,
+            return_url,
+            data,
+            status: None,
+            error: None,
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        shared.outbound.push(outbound::Job::Widget {
+            url,
+            body,
+            sent,
+            done: Some(done),
+        });
+    Ok(answer)
+}

@@ -39,6 +39,10 @@ OPTIONS:
                            how long an OAuth access token works (default: 86400; fractions
                            allowed, e.g. 0.5)
     --source-limit N       sources per integration (default: 50)
+    --subdomain S          the account's subdomain in webhooks and widget_request tokens
+                           (default: fake)
+    --webhook-url URL      POST incoming-lead webhooks here, form-encoded as Kommo does
+    --widget-url URL       POST Salesbot's widget_request here (POST /__admin/widget_request)
     --empty                start with no widgets, incoming leads, bots or CloseBot sources
     --rate-limit N         Kommo requests per second per integration before 429 (default: none)
     --block-after N        block the account after N 429s (HTML 403 from then on)
@@ -111,6 +115,9 @@ fn run() -> Result<(), String> {
                 access_lifetime = Some(lifetime);
             }
             "--source-limit" => config = config.source_limit(number(&arg, &value(&arg)?)?),
+            "--subdomain" => config = config.subdomain(value(&arg)?),
+            "--webhook-url" => config = config.webhook_url(value(&arg)?),
+            "--widget-url" => config = config.widget_url(value(&arg)?),
             "--empty" => config = config.fixtures(Fixtures::empty()),
             "--rate-limit" => faults = faults.rate_limit(number(&arg, &value(&arg)?)?),
             "--block-after" => faults = faults.block_after(number(&arg, &value(&arg)?)?),

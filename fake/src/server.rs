@@ -52,6 +52,7 @@ pub(crate) async fn run(
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let router = router(shared.clone());
+    shared.outbound.spawn();
     tokio::select! {
         _ = accept_loop(listener, shared, router) => {}
         _ = stop => {}
@@ -167,6 +168,10 @@ async fn admin_call(
             return reply::text(StatusCode::BAD_REQUEST, reply::JSON, message);
         }
     };
+    let route = path.strip_prefix(admin::PREFIX).unwrap_or(path);
+    if parts.method == http::Method::POST && route.trim_end_matches('/') == "/widget_request" {
+        return widget_request_call(shared, &bytes, &origin(&parts.headers)).await;
+    }
     admin::handle(
         shared,
         &parts.method,
@@ -175,6 +180,54 @@ async fn admin_call(
         &bytes,
         &origin(&parts.headers),
     )
+}
+
+/// `POST /__admin/widget_request`: sends it and answers what was sent, once the back end
+/// answered.
+async fn widget_request_call(shared: &Shared, body: &[u8], origin: &str) -> Response<Body> {
+    let fail = |status: StatusCode, message: String| {
+        reply::text(
+            status,
+            reply::JSON,
+            serde_json::json!({ "error": message }).to_string(),
+        )
+    };
+    let body: Value = match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "the body must be a JSON object: {\"kind\", \"bot_id\", \"entity_id\", \"data\"}".into(),
+            );
+        }
+    };
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("salesbot");
+    let Some(bot_id) = body.get("bot_id").and_then(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }) else {
+        return fail(StatusCode::BAD_REQUEST, "`bot_id` (a string or a number) is required".into());
+    };
+    let entity_id = match body.get("entity_id") {
+        None => 1,
+        Some(v) => match v.as_i64() {
+            Some(id) => id,
+            None => return fail(StatusCode::BAD_REQUEST, "`entity_id` must be an integer".into()),
+        },
+    };
+    let data = body.get("data").cloned().unwrap_or(Value::Null);
+    match crate::queue_widget_request(shared, origin, kind, &bot_id, entity_id, data) {
+        Ok(answer) => match answer.await {
+            Ok(sent) => reply::text(
+                StatusCode::OK,
+                reply::JSON,
+                serde_json::to_string(&sent).unwrap_or_default(),
+            ),
+            Err(_) => fail(StatusCode::SERVICE_UNAVAILABLE, "the fake is stopping".into()),
+        },
+        Err(e) => fail(StatusCode::BAD_REQUEST, e.to_string()),
+    }
 }
 
 /// What [`serve`] did with a request.
@@ -646,7 +699,22 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
         Api::Kommo => state.kommo.handle(&operation.id, &ctx),
         Api::CloseBot => state.closebot.handle(&operation.id, &ctx),
     };
+    let events = std::mem::take(&mut state.kommo.events);
     drop(state);
+    if !events.is_empty()
+        && let Some(url) = &shared.config.webhook_url
+    {
+        let body = crate::outbound::webhook_body(
+            shared.config.account_id,
+            &shared.config.subdomain,
+            &ctx.origin,
+            &events,
+        );
+        shared.outbound.push(crate::outbound::Job::Webhook {
+            url: url.clone(),
+            body,
+        });
+    }
     answer.into_response()
 }
 
