@@ -1,5 +1,6 @@
 //! A real `redis-server` of the test's own, on a Unix socket in a temporary folder: no port to
-//! pick, no persistence, killed (and its folder removed) when dropped.
+//! pick, no persistence (unless [`RedisServer::start_persistent`]), killed (and its folder removed)
+//! when dropped.
 //!
 //! Readiness is an event, not a sleep: the server's own log line that it is ready to accept
 //! connections.
@@ -20,6 +21,8 @@ pub struct RedisServer {
     binary: PathBuf,
     dir: PathBuf,
     socket: PathBuf,
+    /// Append-only file on, fsynced before every answer ([`RedisServer::start_persistent`]).
+    persistent: bool,
     child: Option<Child>,
 }
 
@@ -35,6 +38,17 @@ fn find_redis_server() -> Option<PathBuf> {
 impl RedisServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a server that keeps its data across [`stop`](Self::stop) and
+    /// [`start_again`](Self::start_again): the append-only file is on and fsynced before every
+    /// answer (`appendfsync always`), so even a SIGKILL loses nothing Redis has answered.
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Self {
         let binary = find_redis_server().unwrap_or_else(|| {
             panic!(
                 "redis-server is not installed (not on PATH, nor in /usr/bin): run \
@@ -56,6 +70,7 @@ impl RedisServer {
             binary,
             dir,
             socket,
+            persistent,
             child: None,
         };
         server.start_again();
@@ -87,14 +102,12 @@ impl RedisServer {
         let mut child = Command::new(&self.binary)
             .args(["--port", "0", "--unixsocket"])
             .arg(&self.socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--unixsocketperm", "700", "--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .args(["--daemonize", "no", "--loglevel", "notice", "--logfile", ""])
             .arg("--dir")
             .arg(&self.dir)
