@@ -1,5 +1,6 @@
 //! A real `redis-server` of the test's own, on a Unix socket in a temporary folder: no port to
-//! pick, no persistence, killed (and its folder removed) when dropped.
+//! pick, no persistence (unless [`RedisServer::start_persistent`]), killed (and its folder removed)
+//! when dropped.
 //!
 //! Readiness is an event, not a sleep: the server's own log line that it is ready to accept
 //! connections.
@@ -20,9 +21,9 @@ pub struct RedisServer {
     binary: PathBuf,
     dir: PathBuf,
     socket: PathBuf,
-    child: Option<Child>,
-    /// An append-only file, written before each answer: the data outlives a SIGKILL.
+    /// Append-only file on, fsynced before every answer ([`RedisServer::start_persistent`]).
     persistent: bool,
+    child: Option<Child>,
 }
 
 /// `redis-server` on PATH, or where Debian puts it.
@@ -40,9 +41,9 @@ impl RedisServer {
         Self::start_with(false)
     }
 
-    /// Starts a server that keeps its data in an append-only file synced on every write, as a
-    /// production Redis holding tokens should: a `stop` and `start_again` keep the data.
-    #[allow(dead_code)]
+    /// Starts a server that keeps its data across [`stop`](Self::stop) and
+    /// [`start_again`](Self::start_again): the append-only file is on and fsynced before every
+    /// answer (`appendfsync always`), so even a SIGKILL loses nothing Redis has answered.
     pub fn start_persistent() -> Self {
         Self::start_with(true)
     }
@@ -69,8 +70,8 @@ impl RedisServer {
             binary,
             dir,
             socket,
-            child: None,
             persistent,
+            child: None,
         };
         server.start_again();
         server
@@ -86,8 +87,7 @@ impl RedisServer {
         &self.socket
     }
 
-    /// Kills the server (SIGKILL, as a crash): its data is gone unless it is persistent, the
-    /// socket no longer answers.
+    /// Kills the server (SIGKILL, as a crash): its data is gone, the socket no longer answers.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
