@@ -67,6 +67,7 @@ fn run(redis: &RedisServer, mode: Mode, key: &str) -> Run {
         job: Job::List {
             requests_per_task: EACH,
         },
+        oauth: None,
     };
     let exe = std::env::current_exe().expect("the benchmark's path");
     let mut workers = Workers::start(

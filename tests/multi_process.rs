@@ -18,8 +18,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
 
 use common::redis_server::RedisServer;
-use lead_intake_fake::{Config, FakeServer, Faults};
-use worker::{Job, Mode, WorkerConfig, Workers};
+use lead_intake::oauth::{self, TokenPair};
+use lead_intake::shared::{RedisConnection, RedisTokenStore};
+use lead_intake_fake::{Config, FakeServer, Faults, OAuthConfig};
+use worker::{Job, Mode, OAuthWorker, WorkerConfig, Workers};
 
 /// The fake's limit and the limiters': per second.
 const LIMIT: u32 = 50;
@@ -63,6 +65,7 @@ fn config(fake: &FakeServer, redis: &str, key: &str, mode: Mode, job: Job) -> Wo
         tasks: TASKS,
         mode,
         job,
+        oauth: None,
     }
 }
 
@@ -247,4 +250,231 @@ fn redis_restarted_mid_import_no_request_over_the_limit_and_every_item_accounted
             "{id} is stored, but no worker says so"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OAuth tokens through the shared store (issue 14 §2 and §5).
+
+/// `configs` as OAuth workers of the fake's integration, sharing the store `key`.
+///
+/// Their shared limit is one below the fake's: the code exchange that made the first pair went
+/// to the fake around the limiter, just before the run, and is still in the fake's window.
+fn with_oauth(
+    mut configs: Vec<WorkerConfig>,
+    fake: &FakeServer,
+    key: &str,
+    lock_ttl_ms: u64,
+    refresh_margin_ms: u64,
+) -> Vec<WorkerConfig> {
+    for config in &mut configs {
+        config.max = LIMIT - 1;
+        config.oauth = Some(OAuthWorker {
+            key: key.to_string(),
+            client_id: fake.oauth().client_id().to_string(),
+            redirect_uri: fake.oauth().redirect_uri().to_string(),
+            refresh_margin_ms,
+            lock_ttl_ms,
+        });
+    }
+    configs
+}
+
+/// The OAuth workers of `configs` (this binary re-run), with the client secret in their
+/// environment only.
+fn start_oauth(fake: &FakeServer, configs: &[WorkerConfig]) -> Workers {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let args = [
+        "worker_process",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let token = fake.kommo_token();
+    let secret = fake.oauth().client_secret().clone();
+    Workers::start_with(
+        &exe,
+        &args,
+        &[
+            (worker::TOKEN_ENV, token.expose()),
+            (worker::CLIENT_SECRET_ENV, secret.expose()),
+        ],
+        configs,
+    )
+}
+
+/// The first pair from the fake's code exchange, stored for every worker (`due`: expired a
+/// second ago, so the first request of every worker finds it due).
+fn store_first_pair(fake: &FakeServer, redis: &RedisServer, key: &str, due: bool) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut pair: TokenPair = oauth::exchange_code(
+            &fake.base_url(),
+            &fake.oauth_app(),
+            &fake.authorization_code(),
+        )
+        .await
+        .expect("the code is exchanged");
+        if due {
+            pair.expires_at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+                - chrono::TimeDelta::seconds(1);
+        }
+        let store =
+            RedisTokenStore::new(&RedisConnection::open(redis.url()).unwrap(), key).unwrap();
+        oauth::store_tokens(&store, pair)
+            .await
+            .expect("stored")
+            .version()
+    })
+}
+
+/// The store's version now.
+fn stored_version(redis: &RedisServer, key: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store =
+            RedisTokenStore::new(&RedisConnection::open(redis.url()).unwrap(), key).unwrap();
+        store
+            .load()
+            .await
+            .unwrap()
+            .expect("a stored pair")
+            .version()
+    })
+}
+
+/// Access tokens that last 2 seconds, refreshed 1 second before they expire, under the load of
+/// the rate-limit test (4 processes × 8 tasks through the shared limit): each pair is refreshed
+/// by exactly one process (a second refresh of it would spend its refresh token again, which the
+/// fake counts as a revoked reuse), every refresh is stored, and every request is authorised.
+#[test]
+fn under_load_with_tokens_expiring_every_two_seconds_each_pair_is_refreshed_once() {
+    let redis = RedisServer::start();
+    let fake = fake(
+        Config::default()
+            .oauth(OAuthConfig::default().access_token_lifetime(std::time::Duration::from_secs(2))),
+    );
+    let key = "kommo:oauth-load";
+    assert_eq!(store_first_pair(&fake, &redis, key, false), 1);
+    // 4 × 8 × 12 = 384 requests at 50 per second: about 8 seconds, some 7 refreshes.
+    let job = Job::List {
+        requests_per_task: 12,
+    };
+    let configs: Vec<_> = (0..PROCESSES)
+        .map(|_| config(&fake, &redis.url(), key, Mode::Redis, job.clone()))
+        .collect();
+    let configs = with_oauth(configs, &fake, key, 5_000, 1_000);
+    let mut workers = start_oauth(&fake, &configs);
+    workers.go();
+    let reports = workers.reports();
+
+    let total = worker::total(&reports);
+    let oauth = fake.oauth_stats();
+    assert_eq!(
+        total.errors(),
+        0,
+        "every request authorised: {total:?} {oauth:?}"
+    );
+    assert_eq!(total.ok, (PROCESSES * TASKS * 12) as u64);
+    assert_eq!(
+        oauth.revoked_reuses, 0,
+        "a refresh token was spent twice: {oauth:?}"
+    );
+    assert!(
+        oauth.refreshes >= 3,
+        "the run outlasted several expiries: {oauth:?}"
+    );
+    let callbacks: u64 = reports.iter().map(|r| r.refreshes).sum();
+    assert_eq!(
+        callbacks, oauth.refreshes,
+        "on_refresh once per refresh, where it happened"
+    );
+    assert_eq!(
+        stored_version(&redis, key),
+        1 + oauth.refreshes,
+        "every refresh stored"
+    );
+    assert_eq!(
+        fake.stats().rate_limited,
+        0,
+        "token requests go through the shared limit too"
+    );
+    assert!(!fake.is_blocked());
+}
+
+/// A process that holds the refresh lock is killed (SIGKILL) while its token request hangs (it
+/// went to a server that never answers, so the refresh token is unspent). The others wait for
+/// the lock to run out, then one of them refreshes, once.
+#[test]
+fn a_process_killed_while_it_holds_the_refresh_lock_costs_only_the_lock_s_lifetime() {
+    let redis = RedisServer::start();
+    let fake = fake(Config::default());
+    let key = "kommo:oauth-kill";
+    store_first_pair(&fake, &redis, key, true);
+
+    // The victim's Kommo is a listener that reads the request and never answers.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_url = format!("http://{}", hole.local_addr().unwrap());
+    let (asked_tx, asked) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for stream in hole.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut head = [0u8; 64];
+            let n = std::io::Read::read(&mut stream, &mut head).unwrap_or(0);
+            let _ = asked_tx.send(String::from_utf8_lossy(&head[..n]).into_owned());
+            kept.push(stream); // never answered, never closed
+        }
+    });
+    let lock_ttl_ms = 1_500;
+    let job = Job::List {
+        requests_per_task: 1,
+    };
+    let mut victim_config = config(&fake, &redis.url(), key, Mode::Redis, job.clone());
+    victim_config.base_url = hole_url;
+    victim_config.tasks = 1;
+    let victim_config = with_oauth(vec![victim_config], &fake, key, lock_ttl_ms, 1_000);
+    let mut victim = start_oauth(&fake, &victim_config);
+    victim.go();
+    let first = asked
+        .recv_timeout(worker::WATCHDOG)
+        .expect("the victim asked for a token");
+    assert!(first.starts_with("POST /oauth2/access_token"), "{first}");
+    // It holds the lock now (the token request is made under it): kill it there.
+    victim.kill();
+
+    let others: Vec<_> = (0..3)
+        .map(|_| {
+            config(
+                &fake,
+                &redis.url(),
+                key,
+                Mode::Redis,
+                Job::List {
+                    requests_per_task: 2,
+                },
+            )
+        })
+        .collect();
+    let others = with_oauth(others, &fake, key, lock_ttl_ms, 1_000);
+    let mut workers = start_oauth(&fake, &others);
+    workers.go();
+    let reports = workers.reports();
+
+    let total = worker::total(&reports);
+    let oauth = fake.oauth_stats();
+    assert_eq!(total.errors(), 0, "{total:?} {oauth:?}");
+    assert_eq!(
+        oauth.refreshes, 1,
+        "refreshed once, after the lock ran out: {oauth:?}"
+    );
+    assert_eq!(oauth.revoked_reuses, 0, "{oauth:?}");
+    assert_eq!(reports.iter().map(|r| r.refreshes).sum::<u64>(), 1);
+    assert_eq!(stored_version(&redis, key), 2);
 }

@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 pub const WORKER_ENV: &str = "LEAD_INTAKE_WORKER";
 /// Set in a worker's environment: the Kommo token (kept out of the config, which is printed).
 pub const TOKEN_ENV: &str = "LEAD_INTAKE_WORKER_TOKEN";
+/// Set in a worker's environment with [`WorkerConfig::oauth`]: the integration's client secret.
+pub const CLIENT_SECRET_ENV: &str = "LEAD_INTAKE_WORKER_CLIENT_SECRET";
 /// What starts every line a worker prints for the harness.
 pub const PREFIX: &str = "lead-intake-worker:";
 
@@ -90,6 +92,21 @@ pub struct WorkerConfig {
     pub tasks: usize,
     pub mode: Mode,
     pub job: Job,
+    /// OAuth through the shared token store instead of the fixed token.
+    #[serde(default)]
+    pub oauth: Option<OAuthWorker>,
+}
+
+/// A worker's OAuth: `OAuth::from_store` on a `RedisTokenStore` (the secret comes in
+/// [`CLIENT_SECRET_ENV`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OAuthWorker {
+    /// The token store's key name.
+    pub key: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub refresh_margin_ms: u64,
+    pub lock_ttl_ms: u64,
 }
 
 /// How a request (or a batch's failed request) ended.
@@ -185,6 +202,9 @@ pub struct Report {
     pub last_ok_us: Option<u64>,
     /// The batch's items (batch jobs).
     pub batch: Option<BatchItems>,
+    /// How many times `on_refresh` ran in this process (OAuth workers).
+    #[serde(default)]
+    pub refreshes: u64,
 }
 
 /// What a worker tells the harness.
@@ -222,7 +242,8 @@ pub fn run_if_worker() -> bool {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(&format!("no tokio runtime: {e}")));
-    let report = runtime.block_on(work(config, token));
+    let mut report = runtime.block_on(work(config, token));
+    report.refreshes = REFRESHES.load(std::sync::atomic::Ordering::SeqCst);
     say(&format!(
         "report {}",
         serde_json::to_string(&report).unwrap_or_else(|e| fail(&e.to_string()))
@@ -259,6 +280,9 @@ impl FirstUnavailable {
 
 static FIRST_UNAVAILABLE: FirstUnavailable = FirstUnavailable(std::sync::Once::new());
 
+/// `on_refresh` calls in this process.
+static REFRESHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn work(config: WorkerConfig, token: String) -> Report {
     let period = Duration::from_millis(config.period_ms);
     let limiter: RateLimiter = match config.mode {
@@ -275,13 +299,15 @@ async fn work(config: WorkerConfig, token: String) -> Report {
         }
     };
     // No retries: every 429 the fake sends is an error the report counts.
-    let client = kommo::Client::builder()
+    let builder = kommo::Client::builder()
         .base_url(&config.base_url)
-        .token(token)
         .rate_limiter(limiter)
-        .retry(RetryPolicy::default().with_max_attempts(1))
-        .build()
-        .unwrap_or_else(|e| fail(&e.to_string()));
+        .retry(RetryPolicy::default().with_max_attempts(1));
+    let builder = match &config.oauth {
+        None => builder.token(token),
+        Some(oauth) => builder.oauth(shared_oauth(&config.redis_url, oauth).await),
+    };
+    let client = builder.build().unwrap_or_else(|e| fail(&e.to_string()));
 
     // The barrier: every worker is built; the harness releases them with one line each.
     say("ready");
@@ -314,6 +340,29 @@ async fn work(config: WorkerConfig, token: String) -> Report {
             .await
         }
     }
+}
+
+/// OAuth from the shared store, counting this process's refreshes.
+async fn shared_oauth(redis_url: &str, config: &OAuthWorker) -> lead_intake::oauth::OAuth {
+    let secret = std::env::var(CLIENT_SECRET_ENV)
+        .unwrap_or_else(|_| fail(&format!("{CLIENT_SECRET_ENV} is not set")));
+    let redis = RedisConnection::open(redis_url).unwrap_or_else(|e| fail(&e.to_string()));
+    let store = lead_intake::shared::RedisTokenStore::new(&redis, config.key.as_str())
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let app = lead_intake::oauth::OAuthApp::new(
+        config.client_id.clone(),
+        secret,
+        config.redirect_uri.clone(),
+    );
+    lead_intake::oauth::OAuth::from_store(app, store)
+        .await
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .refresh_margin(Duration::from_millis(config.refresh_margin_ms))
+        .lock_ttl(Duration::from_millis(config.lock_ttl_ms))
+        .on_refresh(|_pair| async {
+            REFRESHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<(), std::io::Error>(())
+        })
 }
 
 async fn list(client: &kommo::Client, tasks: usize, each: usize) -> Report {
@@ -459,6 +508,16 @@ impl Workers {
     /// Starts one process of `program` (with `args`) per config, each with `token`, and waits
     /// until every one is ready.
     pub fn start(program: &Path, args: &[&str], token: &str, configs: &[WorkerConfig]) -> Self {
+        Self::start_with(program, args, &[(TOKEN_ENV, token)], configs)
+    }
+
+    /// [`start`](Self::start) with more environment (e.g. [`CLIENT_SECRET_ENV`]).
+    pub fn start_with(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        configs: &[WorkerConfig],
+    ) -> Self {
         let (tx, events) = mpsc::channel();
         let mut children = Vec::new();
         let mut stdins = Vec::new();
@@ -467,7 +526,7 @@ impl Workers {
             let mut child = Command::new(program)
                 .args(args)
                 .env(WORKER_ENV, json)
-                .env(TOKEN_ENV, token)
+                .envs(env.iter().copied())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -540,6 +599,15 @@ impl Workers {
         match self.events.recv_timeout(WATCHDOG) {
             Ok(event) => event,
             Err(_) => panic!("no worker said anything for {WATCHDOG:?}"),
+        }
+    }
+
+    /// Kills every worker with SIGKILL (a crash: no cleanup, no lock released) and waits for
+    /// them to end.
+    pub fn kill(mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
