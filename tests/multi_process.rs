@@ -131,13 +131,22 @@ fn four_processes_with_their_own_limiters_get_429s_and_the_account_blocked() {
     assert!(total.other.is_empty(), "{total:?}");
 }
 
-/// Redis killed (SIGKILL) in the middle of four batch imports, then started again. Redis keeps
-/// an append-only file fsynced before each answer, so the window it held survives the restart
-/// (without persistence a restart forgets the window, and the bound then holds only if the
-/// outage outlasts one period plus the margin: the limiter cannot know what it forgot).
+/// Redis killed (SIGKILL) in the middle of four batch imports, then started again. This Redis
+/// keeps an append-only file fsynced before each answer, so the window it held survives the
+/// restart.
 #[test]
 fn redis_restarted_mid_import_no_request_over_the_limit_and_every_item_accounted_for() {
-    let mut redis = RedisServer::start_persistent();
+    restart_mid_import(RedisServer::start_persistent(), "kommo:restart");
+}
+
+/// The same with a Redis that comes back without its data: the window is forgotten, and the
+/// limit, finding no history, grants nothing for a period and the margin.
+#[test]
+fn redis_restarted_without_its_data_still_sends_nothing_over_the_limit() {
+    restart_mid_import(RedisServer::start(), "kommo:restart-lost");
+}
+
+fn restart_mid_import(mut redis: RedisServer, key: &str) {
     // The outage starts once the fake has answered this many requests: mid-run.
     const OUTAGE_AFTER: usize = 60;
     let (outage_tx, outage) = mpsc::channel::<()>();
@@ -159,7 +168,7 @@ fn redis_restarted_mid_import_no_request_over_the_limit_and_every_item_accounted
             let mut config = config(
                 &fake,
                 &redis.url(),
-                "kommo:restart",
+                key,
                 Mode::Redis,
                 Job::Batch {
                     items,

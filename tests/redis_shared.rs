@@ -276,7 +276,8 @@ async fn an_idle_limit_leaves_no_keys_behind() {
     let second = limit.clone();
     let waiter = tokio::spawn(async move { second.acquire().await.unwrap().finish().await });
     until_zcard(&mut look, "{idle}:limit:queue", 1).await;
-    for key in ["places", "queue", "alive", "seq"] {
+    // The counter stays: its absence would mean a limit without history (see `:hold`).
+    for key in ["places", "queue", "alive"] {
         let ttl: i64 = redis::cmd("PTTL")
             .arg(format!("{{idle}}:limit:{key}"))
             .query_async(&mut look)
@@ -293,7 +294,7 @@ async fn an_idle_limit_leaves_no_keys_behind() {
                 .query_async(&mut look)
                 .await
                 .unwrap();
-            if keys.is_empty() {
+            if keys == ["{idle}:limit:seq"] {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -715,4 +716,35 @@ async fn tokens_never_show_in_debug_or_in_errors() {
     let error = store.load().await.expect_err("a string, not a hash");
     assert!(matches!(error, SharedError::Refused { .. }), "{error:?}");
     common::assert_not_leaked("the error", &error.to_string(), "REFRESH-LEAK-SECRET");
+}
+
+/// Redis's clock now.
+async fn redis_now(look: &mut redis::aio::MultiplexedConnection) -> std::time::SystemTime {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(look).await.unwrap();
+    std::time::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_whose_history_is_gone_grants_nothing_for_a_period_and_the_margin() {
+    let server = RedisServer::start();
+    let mut look = raw(&server).await;
+    let period = Duration::from_millis(300);
+    let margin = Duration::from_millis(20);
+    let limit = RedisRateLimit::new(&connection(&server), "lost", 5, period)
+        .unwrap()
+        .with_margin(margin);
+    for _ in 0..5 {
+        limit.acquire().await.unwrap().finish().await;
+    }
+    // Redis loses its data (a restart without persistence): the five places are forgotten.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut look).await.unwrap();
+    let lost_at = redis_now(&mut look).await;
+    let permit = limit.acquire().await.unwrap();
+    let granted = permit.granted_at().expect("granted by Redis");
+    assert!(
+        granted.duration_since(lost_at).unwrap_or_default() >= period + margin,
+        "granted {:?} after the loss",
+        granted.duration_since(lost_at)
+    );
+    permit.finish().await;
 }

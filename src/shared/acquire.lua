@@ -6,7 +6,10 @@
 -- KEYS[2] queue:  ZSET of waiters, member = the waiter's token (chosen by the client, so it can
 --                 leave even if it never saw an answer), score = its ticket: rank = arrival order.
 -- KEYS[3] alive:  ZSET of the same tokens, score = the waiter's liveness deadline (µs).
--- KEYS[4] seq:    counter for place ids and tickets.
+-- KEYS[4] seq:    counter for place ids and tickets. It never expires: its absence means the
+--                 limit has no history (a new name, or a Redis that lost its data).
+-- KEYS[5] hold:   set for a period and the margin when the history is gone: no grant until it
+--                 expires, since requests this window no longer holds may have been sent.
 -- ARGV: max, period (µs), margin (µs), the waiter's token, its ticket (0: none yet),
 --       liveness (µs).
 --
@@ -14,7 +17,7 @@
 -- wait (with that ticket, which keeps the caller's turn).
 --
 -- Numbers stay numbers: redis.call formats them exactly, tostring() and `..` would not.
-local places, queue, alive, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local places, queue, alive, seq, hold = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local max = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local margin = tonumber(ARGV[3])
@@ -34,14 +37,24 @@ if #dead > 0 then
   redis.call('ZREM', queue, unpack(dead))
 end
 
+-- No history: the window may be missing requests sent in the last period (Redis restarted
+-- without its data while workers were sending). Treat it as full for a period and the margin.
+if redis.call('EXISTS', seq) == 0 then
+  redis.call('SET', seq, 0)
+  redis.call('SET', hold, 1, 'PX', math.ceil((period + margin) / 1000) + 1)
+end
+local held = redis.call('PTTL', hold)
+
 local used = redis.call('ZCARD', places)
 local free = max - used
+if held > 0 then
+  free = 0
+end
 
--- Keys vanish when idle: places after their last anchor + period, tickets after their deadline,
--- the counter after both (so ids never repeat while a place or ticket with that id exists).
+-- Keys vanish when idle: places after their last anchor + period, tickets after their
+-- deadline. The counter stays (see KEYS[4]).
 local keep_ms = math.ceil((period + margin) / 1000) + 1
 local live_ms = math.ceil(liveness / 1000) + 1
-local seq_ms = math.max(keep_ms, live_ms)
 
 -- Sets a key's time to live to at least `ms` (never shortens it: a process with a longer margin
 -- may have set a longer one).
@@ -81,7 +94,6 @@ if rank < free then
   local id = redis.call('INCR', seq)
   redis.call('ZADD', places, now + margin, id)
   keep(places, keep_ms)
-  keep(seq, seq_ms)
   return {1, id, now}
 end
 
@@ -92,8 +104,10 @@ if k < used then
   local place = redis.call('ZRANGE', places, k, k, 'WITHSCORES')
   wait = tonumber(place[2]) + period - now
 end
+if held > 0 then
+  wait = held * 1000
+end
 if wait < 1 then
   wait = 1
 end
-keep(seq, seq_ms)
 return {0, ticket, wait}

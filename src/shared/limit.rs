@@ -43,8 +43,15 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(1);
 /// [`SharedError::Unavailable`] and grants nothing, unless a local fallback is set
 /// ([`with_local_fallback`](Self::with_local_fallback)).
 ///
-/// Keys (all under the `{name}` hash tag, all with a time to live, so an idle limit leaves
-/// nothing behind): `{name}:limit:places`, `:queue`, `:alive`, `:seq`.
+/// Keys (all under the `{name}` hash tag): `{name}:limit:places`, `:queue`, `:alive` (each with
+/// a time to live, so an idle limit leaves them behind), `:seq` (a counter that never expires)
+/// and `:hold`.
+///
+/// **A limit without history waits one period.** When `:seq` is missing (the name was never
+/// used, or Redis came back without its data while workers were sending), the window cannot
+/// know what was sent in the last period: the first grant waits for the period and the margin
+/// (`:hold`), so a Redis restart that loses the data never lets more than `max` through. The
+/// very first request under a new name waits once, about a second for Kommo's limit.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -69,7 +76,7 @@ pub struct RedisRateLimit {
 struct LimitInner {
     redis: RedisConnection,
     name: String,
-    keys: [String; 4],
+    keys: [String; 5],
     max: u32,
     period: Duration,
     margin: Duration,
@@ -119,7 +126,8 @@ impl RedisRateLimit {
         if period > MAX_PERIOD {
             return Err(SharedError::Invalid("the period must be at most 365 days"));
         }
-        let keys = ["places", "queue", "alive", "seq"].map(|k| format!("{{{name}}}:limit:{k}"));
+        let keys =
+            ["places", "queue", "alive", "seq", "hold"].map(|k| format!("{{{name}}}:limit:{k}"));
         let inner = LimitInner {
             redis: redis.clone(),
             name,
