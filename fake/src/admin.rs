@@ -85,6 +85,9 @@
 //! [`FakeServer::oauth_stats`]: crate::FakeServer::oauth_stats
 //! [`FakeServer::authorization_code`]: crate::FakeServer::authorization_code
 //! [`FakeServer::expire_access_tokens`]: crate::FakeServer::expire_access_tokens
+//! [`FakeServer::send_widget_request`]: crate::FakeServer::send_widget_request
+//! [`FakeServer::widget_requests`]: crate::FakeServer::widget_requests
+//! [`FakeServer::webhook_deliveries`]: crate::FakeServer::webhook_deliveries
 //! [`Config::kommo_token`]: crate::Config::kommo_token
 //! [`Config::other_integration`]: crate::Config::other_integration
 
