@@ -371,6 +371,12 @@ pub enum FakeError {
     /// A bot kind other than `salesbot` or `marketingbot`.
     #[error("unknown bot kind `{0}` (expected salesbot or marketingbot)")]
     InvalidBotKind(String),
+    /// A bot ID that cannot be a segment of a continue URL: empty, or other than letters,
+    /// digits, `-`, `_`, `.` and `~` (what `lead_intake::widget::ContinueTarget` reads).
+    #[error(
+        "bot ID `{0}` cannot be a continue URL's segment (letters, digits, `-`, `_`, `.`, `~`)"
+    )]
+    InvalidBotId(String),
     /// The server stopped before the call was done.
     #[error("the fake server stopped")]
     Stopped,
@@ -766,7 +772,14 @@ impl FakeServer {
         entity_id: i64,
         data: serde_json::Value,
     ) -> Result<WidgetRequestSent, FakeError> {
-        let answer = queue_widget_request(&self.shared, &self.base_url(), kind, bot_id, entity_id, data)?;
+        let answer = queue_widget_request(
+            &self.shared,
+            &self.base_url(),
+            kind,
+            bot_id,
+            entity_id,
+            data,
+        )?;
         answer.await.map_err(|_| FakeError::Stopped)
     }
 
@@ -1034,46 +1047,58 @@ pub(crate) fn queue_widget_request(
     entity_id: i64,
     data: serde_json::Value,
 ) -> Result<tokio::sync::oneshot::Receiver<WidgetRequestSent>, FakeError> {
-        let Some(url) = shared.config.widget_url.clone() else {
-            return Err(FakeError::NotConfigured("Config::widget_url"));
-        };
-        let bot_type = match kind {
-            "salesbot" => lead_intake::widget::BotType::Salesbot,
-            "marketingbot" => lead_intake::widget::BotType::Marketingbot,
-            _ => return Err(FakeError::InvalidBotKind(kind.to_string())),
-        };
-        let continue_id = format!("fake-continue-{}", fastrand::u64(..));
-        shared.lock().kommo.add_waiting_bot(kind, bot_id, &continue_id);
-                let config = &shared.config;
-        let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
-        let claims = lead_intake::widget::BotTokenClaims::new(
-            origin.to_string(),
-            config.account_id,
-            config.subdomain.clone(),
-            config.oauth.client_id(),
-            entity_id,
-            lead_intake::widget::EntityType::Leads,
-            bot_type,
-            now + chrono::TimeDelta::minutes(10),
-        );
-        let token = lead_intake::widget::sign_bot_token(&claims, config.oauth.client_secret());
-        let return_url = format!("{origin}/api/v4/{kind}/{bot_id}/continue/{continue_id}");
-        let body = serde_json::json!({ "token": token, "data": data, "return_url": return_url });
-        let sent = WidgetRequestSent {
-            kind: kind.to_string(),
-            bot_id: bot_id.to_string(),
-            continue_id,
-            return_url,
-            data,
-            status: None,
-            error: None,
-        };
-        let (done, answer) = tokio::sync::oneshot::channel();
-        shared.outbound.push(outbound::Job::Widget {
-            url,
-            body,
-            sent,
-            done: Some(done),
-        });
+    let Some(url) = shared.config.widget_url.clone() else {
+        return Err(FakeError::NotConfigured("Config::widget_url"));
+    };
+    let bot_type = match kind {
+        "salesbot" => lead_intake::widget::BotType::Salesbot,
+        "marketingbot" => lead_intake::widget::BotType::Marketingbot,
+        _ => return Err(FakeError::InvalidBotKind(kind.to_string())),
+    };
+    let plain = !bot_id.is_empty()
+        && bot_id != "."
+        && bot_id != ".."
+        && bot_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+    if !plain {
+        return Err(FakeError::InvalidBotId(bot_id.chars().take(100).collect()));
+    }
+    let continue_id = format!("fake-continue-{}", fastrand::u64(..));
+    shared
+        .lock()
+        .kommo
+        .add_waiting_bot(kind, bot_id, &continue_id);
+    let config = &shared.config;
+    let now: chrono::DateTime<chrono::Utc> = std::time::SystemTime::now().into();
+    let claims = lead_intake::widget::BotTokenClaims::new(
+        origin.to_string(),
+        config.account_id,
+        config.subdomain.clone(),
+        config.oauth.client_id(),
+        entity_id,
+        lead_intake::widget::EntityType::Leads,
+        bot_type,
+        now + chrono::TimeDelta::minutes(10),
+    );
+    let token = lead_intake::widget::sign_bot_token(&claims, config.oauth.client_secret());
+    let return_url = format!("{origin}/api/v4/{kind}/{bot_id}/continue/{continue_id}");
+    let body = serde_json::json!({ "token": token, "data": data, "return_url": return_url });
+    let sent = WidgetRequestSent {
+        kind: kind.to_string(),
+        bot_id: bot_id.to_string(),
+        continue_id,
+        return_url,
+        data,
+        status: None,
+        error: None,
+    };
+    let (done, answer) = tokio::sync::oneshot::channel();
+    shared.outbound.push(outbound::Job::Widget {
+        url,
+        body,
+        sent,
+        done: Some(done),
+    });
     Ok(answer)
 }
