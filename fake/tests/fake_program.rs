@@ -534,6 +534,32 @@ async fn the_program_sends_webhooks_and_widget_requests_where_its_flags_say() {
     assert_eq!(hook.events().len(), 1);
 }
 
+/// Runs the program with options it should refuse: its exit code and stderr. A program that
+/// starts instead is killed, and the test fails rather than hangs.
+fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(PROGRAM)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the program starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (send, text) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stderr.read_to_string(&mut out);
+        let _ = send.send(out);
+    });
+    match text.recv_timeout(PATIENCE) {
+        Ok(text) => (child.wait().expect("its status").code(), text),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?}: the program started instead of refusing the options");
+        }
+    }
+}
+
 #[test]
 fn the_back_end_urls_must_be_plain_http_urls() {
     for option in ["--webhook-url", "--widget-url"] {
@@ -542,16 +568,15 @@ fn the_back_end_urls_must_be_plain_http_urls() {
             "https://example.com/hooks",
             "http://",
         ] {
-            let out = Command::new(PROGRAM).args([option, bad]).output().unwrap();
-            assert_eq!(out.status.code(), Some(2), "{option} {bad}");
-            let stderr = String::from_utf8_lossy(&out.stderr);
+            let (code, stderr) = refused(&[option, bad]);
+            assert_eq!(code, Some(2), "{option} {bad}: {stderr}");
             assert!(
                 stderr.contains(&format!("{option} takes an http:// URL")),
                 "{stderr}"
             );
         }
-        let out = Command::new(PROGRAM).arg(option).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{option} without a value");
+        let (code, stderr) = refused(&[option]);
+        assert_eq!(code, Some(2), "{option} without a value: {stderr}");
     }
     let help = Command::new(PROGRAM).arg("--help").output().unwrap();
     let usage = String::from_utf8_lossy(&help.stdout);
