@@ -14,7 +14,7 @@ use lead_intake::kommo::types::{self, IncomingLeadCategory};
 use lead_intake::prelude::*;
 use lead_intake::webhooks::{self, Decision, Event, IncomingLeadDeleted, IncomingLeadEvent};
 use lead_intake::widget::{BotTokenVerifier, BotType, EntityType, TokenError, WidgetRequest};
-use lead_intake_fake::{Config, FakeError, Fixtures, WidgetRequestSent};
+use lead_intake_fake::{Config, FakeError, Fault, Fixtures, WidgetRequestSent};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -772,4 +772,57 @@ async fn the_admin_widget_request_without_a_widget_url_is_a_400_naming_the_setti
     );
     let (code, listed) = admin(&fake, Method::GET, "/widget_requests", None).await;
     assert_eq!((code, listed), (200, json!({"widget_requests": []})));
+}
+
+#[tokio::test]
+async fn a_request_processed_but_answered_with_a_fault_still_sends_its_webhook_and_one_refused_sends_none()
+ {
+    let mut hooks = BackEnd::start(200).await;
+    let fake = fake_posting_to(&hooks, Fixtures::default());
+    let kommo = fake.kommo();
+    // Not processed: no webhook.
+    fake.inject([Fault::ServerError(503), Fault::RateLimited, Fault::Drop]);
+    for _ in 0..3 {
+        kommo
+            .accept_incoming_lead()
+            .uid(FORM_UID)
+            .send()
+            .body()
+            .await
+            .unwrap_err();
+    }
+    // Processed, the answer lost or replaced by a 5xx: the lead changed, so Kommo tells the back
+    // end, and so does the fake. (Declining FORM_UID works only if no accept above went through.)
+    fake.inject([
+        Fault::DropAfterProcessing,
+        Fault::ServerErrorAfterProcessing(502),
+    ]);
+    kommo
+        .decline_incoming_lead()
+        .uid(FORM_UID)
+        .send()
+        .body()
+        .await
+        .unwrap_err();
+    kommo
+        .accept_incoming_lead()
+        .uid(CALL_UID)
+        .send()
+        .body()
+        .await
+        .unwrap_err();
+    for (uid, action) in [(FORM_UID, Decision::Decline), (CALL_UID, Decision::Accept)] {
+        let events = read_webhook(&fake, &hooks.next().await);
+        let [event] = events.as_slice() else {
+            panic!("one event: {events:?}")
+        };
+        assert_eq!(
+            (deleted(event).uid.as_str(), &deleted(event).action),
+            (uid, &action)
+        );
+    }
+    tokio::time::timeout(PATIENCE, fake.webhooks_sent(2))
+        .await
+        .expect("two webhooks sent");
+    assert_eq!(fake.webhook_deliveries().len(), 2);
 }
