@@ -935,6 +935,9 @@ impl FakeServer {
     /// account, no injected faults, the seed's sequence from its start), the stats, the
     /// violations and the journal; no OAuth code or token handed out before works any more, and
     /// [`FakeServer::oauth_stats`] start again from zero. `POST /__admin/reset` does the same.
+    /// What was sent to back ends stays: [`FakeServer::webhook_deliveries`],
+    /// [`FakeServer::widget_requests`] and the count [`FakeServer::webhooks_sent`] waits on (a
+    /// webhook queued before the reset is still sent).
     ///
     /// ```
     /// use lead_intake_fake::{Config, FakeServer};

@@ -748,6 +748,11 @@ async fn the_admin_api_sends_widget_requests_and_lists_them_and_the_webhooks() {
             "error": null,
         }]})
     );
+    // A reset starts the data over, not the record of what was sent.
+    let (code, _) = admin(&fake, Method::POST, "/reset", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(fake.webhook_deliveries().len(), 1);
+    assert_eq!(fake.widget_requests().len(), 2);
     // Only the documented methods.
     let (code, _) = admin(&fake, Method::GET, "/widget_request", None).await;
     assert_eq!(code, 405);
