@@ -58,8 +58,16 @@
 //! ([`FakeServer::state`], [`FakeServer::load_state`]), `POST /__admin/faults`
 //! ([`FakeServer::set_faults`]), `GET /__admin/oauth` ([`FakeServer::oauth_stats`]),
 //! `POST /__admin/oauth/code` ([`FakeServer::authorization_code`]), `POST /__admin/oauth/expire`
-//! ([`FakeServer::expire_access_tokens`]) and `GET /__admin/health`. The [`admin`] module
-//! documents the bodies.
+//! ([`FakeServer::expire_access_tokens`]), `POST /__admin/widget_request`
+//! ([`FakeServer::send_widget_request`]), `GET /__admin/widget_requests`
+//! ([`FakeServer::widget_requests`]), `GET /__admin/webhooks` ([`FakeServer::webhook_deliveries`])
+//! and `GET /__admin/health`. The [`admin`] module documents the bodies.
+//!
+//! It plays Kommo's side of a widget back end ([`outbound`]): with [`Config::webhook_url`] it
+//! POSTs incoming-lead webhooks, form-encoded, after each request that adds, accepts, declines or
+//! links incoming leads; with [`Config::widget_url`], [`FakeServer::send_widget_request`] sends
+//! Salesbot's `widget_request`, signed with the client secret, whose `return_url` continues the
+//! bot on the fake.
 //!
 //! ```
 //! use lead_intake_fake::{Config, FakeServer};
@@ -104,6 +112,11 @@
 //! [`FakeServer::expire_access_tokens`]: crate::FakeServer::expire_access_tokens
 //! [`FakeServer::oauth_stats`]: crate::FakeServer::oauth_stats
 //! [`Config::kommo_token`]: crate::Config::kommo_token
+//! [`Config::webhook_url`]: crate::Config::webhook_url
+//! [`Config::widget_url`]: crate::Config::widget_url
+//! [`FakeServer::send_widget_request`]: crate::FakeServer::send_widget_request
+//! [`FakeServer::widget_requests`]: crate::FakeServer::widget_requests
+//! [`FakeServer::webhook_deliveries`]: crate::FakeServer::webhook_deliveries
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -371,6 +384,12 @@ pub enum FakeError {
     /// A bot kind other than `salesbot` or `marketingbot`.
     #[error("unknown bot kind `{0}` (expected salesbot or marketingbot)")]
     InvalidBotKind(String),
+    /// A bot ID that cannot be a segment of a continue URL: empty, or other than letters,
+    /// digits, `-`, `_`, `.` and `~` (what `lead_intake::widget::ContinueTarget` reads).
+    #[error(
+        "bot ID `{0}` cannot be a continue URL's segment (letters, digits, `-`, `_`, `.`, `~`)"
+    )]
+    InvalidBotId(String),
     /// The server stopped before the call was done.
     #[error("the fake server stopped")]
     Stopped,
@@ -757,8 +776,33 @@ impl FakeServer {
     /// `return_url` is the bot's continue URL on the fake, so continuing it lands in
     /// [`FakeServer::continued_bots`].
     ///
-    /// Resolves once the back end answered (or failed to), with what was sent and its status.
-    /// Works from any async runtime: the send runs on the fake's own.
+    /// Resolves once the back end answered (or failed to: `status: None` and the `error`), with
+    /// what was sent. Works from any async runtime: the send runs on the fake's own, after any
+    /// webhook queued before it.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeError::NotConfigured`] without [`Config::widget_url`], [`FakeError::InvalidBotKind`]
+    /// for another `kind`, [`FakeError::InvalidBotId`] for a bot ID no continue URL can carry
+    /// (nothing is sent then), and [`FakeError::Stopped`] when the server stopped first.
+    ///
+    /// ```no_run
+    /// use lead_intake::widget::BotTokenVerifier;
+    /// use lead_intake_fake::{Config, FakeServer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The back end under test listens here; it verifies the token with
+    /// // `BotTokenVerifier::new(client secret)` and continues the bot through `return_url`.
+    /// let fake = FakeServer::start(Config::default().widget_url("http://127.0.0.1:3000/widget"))?;
+    /// let _verifier = BotTokenVerifier::new(fake.oauth().client_secret().clone());
+    /// let sent = fake
+    ///     .send_widget_request("salesbot", "4131", 1001, serde_json::json!({"phone": "+1 415 555"}))
+    ///     .await?;
+    /// assert_eq!(sent.status, Some(200), "{:?}", sent.error);
+    /// assert_eq!(fake.continued_bots()[0].continue_id, sent.continue_id);
+    /// # Ok(()) }
+    /// ```
     pub async fn send_widget_request(
         &self,
         kind: &str,
@@ -787,8 +831,23 @@ impl FakeServer {
         lock_vec(&self.shared.outbound.webhooks)
     }
 
-    /// Waits until at least `count` webhooks have been sent (answered or not); works from any
-    /// async runtime. Bound it with `tokio::time::timeout` as a watchdog.
+    /// Waits until at least `count` webhooks have been sent (answered or not), counted from the
+    /// start; works from any async runtime. Bound it with `tokio::time::timeout` as a watchdog.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use lead_intake_fake::{Config, FakeServer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeServer::start(Config::default().webhook_url("http://127.0.0.1:3000/hooks"))?;
+    /// // ... requests that accept or decline incoming leads, then:
+    /// tokio::time::timeout(Duration::from_secs(60), fake.webhooks_sent(2)).await?;
+    /// for delivery in fake.webhook_deliveries() {
+    ///     assert_eq!(delivery.status, Some(200), "{:?}", delivery.error);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn webhooks_sent(&self, count: usize) {
         let mut sent = self.shared.outbound.delivered.subscribe();
         let _ = sent.wait_for(|n| *n >= count).await;
@@ -876,6 +935,9 @@ impl FakeServer {
     /// account, no injected faults, the seed's sequence from its start), the stats, the
     /// violations and the journal; no OAuth code or token handed out before works any more, and
     /// [`FakeServer::oauth_stats`] start again from zero. `POST /__admin/reset` does the same.
+    /// What was sent to back ends stays: [`FakeServer::webhook_deliveries`],
+    /// [`FakeServer::widget_requests`] and the count [`FakeServer::webhooks_sent`] waits on (a
+    /// webhook queued before the reset is still sent).
     ///
     /// ```
     /// use lead_intake_fake::{Config, FakeServer};
@@ -1049,6 +1111,15 @@ pub(crate) fn queue_widget_request(
         "marketingbot" => lead_intake::widget::BotType::Marketingbot,
         _ => return Err(FakeError::InvalidBotKind(kind.to_string())),
     };
+    let plain = !bot_id.is_empty()
+        && bot_id != "."
+        && bot_id != ".."
+        && bot_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+    if !plain {
+        return Err(FakeError::InvalidBotId(bot_id.chars().take(100).collect()));
+    }
     let continue_id = format!("fake-continue-{}", fastrand::u64(..));
     shared
         .lock()

@@ -116,8 +116,8 @@ fn run() -> Result<(), String> {
             }
             "--source-limit" => config = config.source_limit(number(&arg, &value(&arg)?)?),
             "--subdomain" => config = config.subdomain(value(&arg)?),
-            "--webhook-url" => config = config.webhook_url(value(&arg)?),
-            "--widget-url" => config = config.widget_url(value(&arg)?),
+            "--webhook-url" => config = config.webhook_url(http_url(&arg, &value(&arg)?)?),
+            "--widget-url" => config = config.widget_url(http_url(&arg, &value(&arg)?)?),
             "--empty" => config = config.fixtures(Fixtures::empty()),
             "--rate-limit" => faults = faults.rate_limit(number(&arg, &value(&arg)?)?),
             "--block-after" => faults = faults.block_after(number(&arg, &value(&arg)?)?),
@@ -155,7 +155,7 @@ fn run() -> Result<(), String> {
         "base URL:      {base}\n\
          Kommo API:     {base}/api/v4/ (Authorization: Bearer <Kommo token>)\n\
          CloseBot API:  {base}/agency/ (X-CB-KEY: <CloseBot key>)\n\
-         admin API:     {base}/__admin/ (no token: health, reset, requests, state, faults, oauth)\n\
+         admin API:     {base}/__admin/ (no token: health, reset, requests, state, faults, oauth, widget_request, webhooks)\n\
          Kommo token:   {token}\n\
          CloseBot key:  {key}\n\
          OAuth token:   {base}/oauth2/access_token (authorization_code and refresh_token grants)\n\
@@ -184,6 +184,17 @@ fn run() -> Result<(), String> {
 fn number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {
     text.parse()
         .map_err(|_| format!("{name} takes a number, not {text:?}"))
+}
+
+/// A back end's URL: refused at start rather than failing every send later (plain HTTP: the
+/// fake is built without TLS).
+fn http_url(name: &str, text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if url.scheme() == "http" && url.has_host() => Ok(text.to_string()),
+        _ => Err(format!(
+            "{name} takes an http:// URL (the fake has no TLS), not {text:?}"
+        )),
+    }
 }
 
 fn rate(name: &str, text: &str) -> Result<f64, String> {

@@ -202,10 +202,16 @@ async fn widget_request_call(shared: &Shared, body: &[u8], origin: &str) -> Resp
             );
         }
     };
-    let kind = body
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("salesbot");
+    let kind = match body.get("kind") {
+        None => "salesbot",
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(_) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "`kind` must be a string: salesbot or marketingbot".into(),
+            );
+        }
+    };
     let Some(bot_id) = body.get("bot_id").and_then(|v| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -714,8 +720,10 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
         Api::Kommo => state.kommo.handle(&operation.id, &ctx),
         Api::CloseBot => state.closebot.handle(&operation.id, &ctx),
     };
+    // Taken whatever the answer: a handler that failed after recording an event must not
+    // leave it for the next request's webhook. Queued under the state's lock, so webhooks go
+    // out in the order the state changed, however requests interleave.
     let events = std::mem::take(&mut state.kommo.events);
-    drop(state);
     if !events.is_empty()
         && let Some(url) = &shared.config.webhook_url
     {
@@ -730,6 +738,7 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
             body,
         });
     }
+    drop(state);
     answer.into_response()
 }
 

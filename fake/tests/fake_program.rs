@@ -4,6 +4,8 @@
 //! where `--host` and `--port` say, serves both APIs with the options given, and refuses options
 //! it does not know.
 
+mod back_end;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -469,4 +471,116 @@ async fn the_banner_s_oauth_app_and_code_are_exchanged_for_tokens_of_the_lifetim
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("positive number of seconds"));
+}
+
+#[tokio::test]
+async fn the_program_sends_webhooks_and_widget_requests_where_its_flags_say() {
+    let mut back_end = back_end::BackEnd::start(200).await;
+    let (webhook_url, widget_url) = (back_end.url("/hooks"), back_end.url("/widget"));
+    let (_program, banner) = start(&[
+        "--quiet",
+        "--subdomain",
+        "acme",
+        "--webhook-url",
+        &webhook_url,
+        "--widget-url",
+        &widget_url,
+    ]);
+    let (base, token, _) = credentials(&banner);
+    let http = reqwest::Client::new();
+
+    let sent = http
+        .post(format!("{base}/__admin/widget_request"))
+        .body(r#"{"bot_id": 4131, "entity_id": 5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let received = back_end.next().await;
+    assert_eq!(received.path, "/widget");
+    let request = lead_intake::widget::WidgetRequest::from_http(
+        received.content_type.as_deref(),
+        &received.body,
+    )
+    .unwrap();
+    let verifier = lead_intake::widget::BotTokenVerifier::new(lead_intake::Secret::new(
+        banner.get("client secret"),
+    ));
+    let claims = request
+        .verify(&verifier)
+        .expect("signed with the banner's client secret");
+    assert_eq!((claims.subdomain.as_str(), claims.entity_id), ("acme", 5));
+    assert_eq!(claims.client_uuid, banner.get("client ID"));
+    assert!(
+        request
+            .return_url
+            .starts_with(&format!("{base}/api/v4/salesbot/4131/continue/"))
+    );
+
+    let accepted = http
+        .post(format!(
+            "{base}/api/v4/leads/unsorted/5af9dedb6f2c6a29eaac6ee37fc75ffbb66e139e4603bdd0e14e39d4b319/accept"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let received = back_end.next().await;
+    assert_eq!(received.path, "/hooks");
+    let hook =
+        lead_intake::webhooks::parse(received.content_type.as_deref(), &received.body).unwrap();
+    assert_eq!(hook.account().map(|a| a.subdomain.as_str()), Some("acme"));
+    assert_eq!(hook.events().len(), 1);
+}
+
+/// Runs the program with options it should refuse: its exit code and stderr. A program that
+/// starts instead is killed, and the test fails rather than hangs.
+fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(PROGRAM)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the program starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (send, text) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stderr.read_to_string(&mut out);
+        let _ = send.send(out);
+    });
+    match text.recv_timeout(PATIENCE) {
+        Ok(text) => (child.wait().expect("its status").code(), text),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?}: the program started instead of refusing the options");
+        }
+    }
+}
+
+#[test]
+fn the_back_end_urls_must_be_plain_http_urls() {
+    for option in ["--webhook-url", "--widget-url"] {
+        for bad in [
+            "localhost:8080/hooks",
+            "https://example.com/hooks",
+            "http://",
+        ] {
+            let (code, stderr) = refused(&[option, bad]);
+            assert_eq!(code, Some(2), "{option} {bad}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{option} takes an http:// URL")),
+                "{stderr}"
+            );
+        }
+        let (code, stderr) = refused(&[option]);
+        assert_eq!(code, Some(2), "{option} without a value: {stderr}");
+    }
+    let help = Command::new(PROGRAM).arg("--help").output().unwrap();
+    let usage = String::from_utf8_lossy(&help.stdout);
+    for option in ["--subdomain S", "--webhook-url URL", "--widget-url URL"] {
+        assert!(usage.contains(option), "{option}");
+    }
 }
