@@ -43,6 +43,11 @@ fn worker_process() {
 
 /// This binary, re-run as one worker.
 fn start(fake: &FakeServer, configs: &[WorkerConfig]) -> Workers {
+    start_with(&[(worker::TOKEN_ENV, fake.kommo_token().expose())], configs)
+}
+
+/// This binary, re-run as workers (its ignored test [`worker_process`] selected), with `env`.
+fn start_with(env: &[(&str, &str)], configs: &[WorkerConfig]) -> Workers {
     let exe = std::env::current_exe().expect("the test binary's path");
     let args = [
         "worker_process",
@@ -51,7 +56,7 @@ fn start(fake: &FakeServer, configs: &[WorkerConfig]) -> Workers {
         "--nocapture",
         "--test-threads=1",
     ];
-    Workers::start(&exe, &args, fake.kommo_token().expose(), configs)
+    Workers::start_with(&exe, &args, env, configs)
 }
 
 fn config(fake: &FakeServer, redis: &str, key: &str, mode: Mode, job: Job) -> WorkerConfig {
@@ -291,19 +296,9 @@ fn with_oauth(
 /// The OAuth workers of `configs` (this binary re-run), with the client secret in their
 /// environment only.
 fn start_oauth(fake: &FakeServer, configs: &[WorkerConfig]) -> Workers {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let args = [
-        "worker_process",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ];
     let token = fake.kommo_token();
     let secret = fake.oauth().client_secret().clone();
-    Workers::start_with(
-        &exe,
-        &args,
+    start_with(
         &[
             (worker::TOKEN_ENV, token.expose()),
             (worker::CLIENT_SECRET_ENV, secret.expose()),

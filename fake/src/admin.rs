@@ -529,23 +529,9 @@ pub(crate) fn handle(
             let code = shared.lock().oauth.issue_code();
             ok(json!({ "code": code, "expires_in": crate::oauth::CODE_LIFETIME.as_secs() }))
         }
-        ("GET", "/webhooks") => {
-            let sent = shared
-                .outbound
-                .webhooks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            ok(json!({ "webhooks": sent }))
-        }
+        ("GET", "/webhooks") => ok(json!({ "webhooks": shared.outbound.webhooks() })),
         ("GET", "/widget_requests") => {
-            let sent = shared
-                .outbound
-                .widget_requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            ok(json!({ "widget_requests": sent }))
+            ok(json!({ "widget_requests": shared.outbound.widget_requests() }))
         }
         ("POST", "/oauth/expire") => {
             let expired = shared.lock().oauth.expire_all();

@@ -823,12 +823,12 @@ impl FakeServer {
 
     /// Every `widget_request` sent ([`FakeServer::send_widget_request`]), oldest first.
     pub fn widget_requests(&self) -> Vec<WidgetRequestSent> {
-        lock_vec(&self.shared.outbound.widget_requests)
+        self.shared.outbound.widget_requests()
     }
 
     /// Every webhook sent to [`Config::webhook_url`], oldest first.
     pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
-        lock_vec(&self.shared.outbound.webhooks)
+        self.shared.outbound.webhooks()
     }
 
     /// Waits until at least `count` webhooks have been sent (answered or not), counted from the
@@ -1085,13 +1085,6 @@ pub(crate) const LOG_LIMIT: usize = 10_000;
 
 /// A pause the slow fault uses when none is given.
 pub(crate) const DEFAULT_SLOW: Duration = Duration::from_millis(500);
-
-fn lock_vec<T: Clone>(mutex: &Mutex<Vec<T>>) -> Vec<T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-}
 
 /// Builds a `widget_request` ([`FakeServer::send_widget_request`]) for the fake at `origin`,
 /// queues it, and gives the receiver of its outcome.

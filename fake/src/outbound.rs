@@ -69,8 +69,8 @@ pub(crate) enum Job {
 pub(crate) struct Outbound {
     queue: mpsc::UnboundedSender<Job>,
     jobs: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
-    pub(crate) webhooks: std::sync::Mutex<Vec<WebhookDelivery>>,
-    pub(crate) widget_requests: std::sync::Mutex<Vec<WidgetRequestSent>>,
+    webhooks: std::sync::Mutex<Vec<WebhookDelivery>>,
+    widget_requests: std::sync::Mutex<Vec<WidgetRequestSent>>,
     /// How many webhooks were sent (answered or not), for waiters.
     pub(crate) delivered: watch::Sender<usize>,
 }
@@ -91,6 +91,16 @@ impl Outbound {
             widget_requests: std::sync::Mutex::new(Vec::new()),
             delivered: watch::channel(0).0,
         }
+    }
+
+    /// Every webhook sent, oldest first.
+    pub(crate) fn webhooks(&self) -> Vec<WebhookDelivery> {
+        lock(&self.webhooks).clone()
+    }
+
+    /// Every `widget_request` sent, oldest first.
+    pub(crate) fn widget_requests(&self) -> Vec<WidgetRequestSent> {
+        lock(&self.widget_requests).clone()
     }
 
     pub(crate) fn push(&self, job: Job) {

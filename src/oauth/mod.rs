@@ -162,6 +162,19 @@ pub(crate) struct SharedTokens {
     lock_ttl: Duration,
 }
 
+/// A user's `on_refresh`, boxed.
+fn boxed_callback<F, Fut, E>(on_refresh: F) -> Callback
+where
+    F: Fn(TokenPair) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    Arc::new(move |pair| {
+        let fut = on_refresh(pair);
+        Box::pin(async move { fut.await.map_err(Into::into) })
+    })
+}
+
 /// The callback of an [`OAuth`] made from a store without [`OAuth::on_refresh`]: the store
 /// already holds every new pair.
 fn no_callback() -> Callback {
@@ -209,14 +222,10 @@ impl OAuth {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        let callback: Callback = Arc::new(move |pair| {
-            let fut = on_refresh(pair);
-            Box::pin(async move { fut.await.map_err(Into::into) })
-        });
         Self {
             app,
             tokens,
-            callback,
+            callback: boxed_callback(on_refresh),
             margin: Duration::from_secs(300),
             shared: None,
         }
@@ -269,10 +278,7 @@ impl OAuth {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        self.callback = Arc::new(move |pair| {
-            let fut = on_refresh(pair);
-            Box::pin(async move { fut.await.map_err(Into::into) })
-        });
+        self.callback = boxed_callback(on_refresh);
         self
     }
 
@@ -788,15 +794,29 @@ impl Session {
         let pair = stored.into_pair();
         let header = bearer(&pair.access_token).map_err(|e| AuthError::Config(Arc::new(e)))?;
         self.remember(&pair);
+        self.use_pair(state, pair, header, Some(version));
+        Ok(())
+    }
+
+    /// Makes `pair` the session's tokens (a new generation); `version` is its place in the
+    /// store, when it is stored.
+    fn use_pair(
+        &self,
+        state: &mut State,
+        pair: TokenPair,
+        header: HeaderValue,
+        version: Option<u64>,
+    ) {
         let (refresh_at, expires) = deadlines(pair.expires_at, self.margin);
         state.tokens = pair;
         state.header = header;
         state.refresh_at = refresh_at;
         state.expires = expires;
         state.generation += 1;
-        state.version = Some(version);
+        if self.shared.is_some() && version.is_some() {
+            state.version = version;
+        }
         state.cooldown_until = None;
-        Ok(())
     }
 
     async fn refresh(&self, state: &mut State, reason: &'static str) -> Result<(), AuthError> {
@@ -1027,16 +1047,7 @@ impl Session {
             return Err(AuthError::Callback(e));
         }
         tracing::debug!("the new tokens were stored by the callback and are in use");
-        let (refresh_at, expires) = deadlines(pair.expires_at, self.margin);
-        state.tokens = pair;
-        state.header = header;
-        state.refresh_at = refresh_at;
-        state.expires = expires;
-        state.generation += 1;
-        if self.shared.is_some() && version.is_some() {
-            state.version = version;
-        }
-        state.cooldown_until = None;
+        self.use_pair(state, pair, header, version);
         Ok(())
     }
 }
