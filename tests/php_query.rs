@@ -31,7 +31,7 @@ fn php_parse_str(query: &str) -> Value {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot run `php` ({e}): these tests need PHP's CLI; \
-                 run scripts/install-php.sh to install it"
+                 run scripts/install-test-tools.sh to install it"
             )
         });
     assert!(

@@ -100,7 +100,7 @@ impl Php {
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot run `php` ({e}): these tests need PHP's CLI; \
-                     run scripts/install-php.sh to install it"
+                     run scripts/install-test-tools.sh to install it"
                 )
             });
         let stdin = child.stdin.take().unwrap();

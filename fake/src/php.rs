@@ -239,7 +239,7 @@ mod php_properties {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
-                .expect("these tests need PHP's CLI: run scripts/install-php.sh");
+                .expect("these tests need PHP's CLI: run scripts/install-test-tools.sh");
             let stdin = child.stdin.take().unwrap();
             let stdout = BufReader::new(child.stdout.take().unwrap());
             std::sync::Mutex::new(PhpProcess {

@@ -52,7 +52,7 @@ impl RedisServer {
         let binary = find_redis_server().unwrap_or_else(|| {
             panic!(
                 "redis-server is not installed (not on PATH, nor in /usr/bin): run \
-                 scripts/install-redis.sh, which installs Debian's redis-server 7.0"
+                 scripts/install-test-tools.sh (the README's test command does), which installs Debian's redis-server 7.0"
             )
         });
         static COUNT: AtomicUsize = AtomicUsize::new(0);
