@@ -43,6 +43,11 @@ pub enum AuthError {
     /// The token endpoint refused the grant: the refresh token is revoked, expired or already
     /// used (or the code is). The user must authorize the integration again; until then every
     /// request fails with this error without contacting Kommo.
+    ///
+    /// Only Kommo's own refusal is this error: a 400 or 401 whose body is its OAuth problem
+    /// document (with a `hint` such as "Token has been revoked", or the `OAuthProblemJson` type)
+    /// or an RFC 6749 error code such as `invalid_grant`. Any other 400 or 401 (a gateway's HTML
+    /// page, an empty body) is [`AuthError::TokenEndpoint`], a passing failure.
     #[error(
         "Kommo refused the {grant} ({status}{}): the integration must be authorized again",
         describe(title, detail, hint)
@@ -68,7 +73,10 @@ pub enum AuthError {
         "the refreshed tokens could not be stored ({0}); they were not used and will be offered to the callback again"
     )]
     Callback(#[source] Arc<dyn StdError + Send + Sync>),
-    /// The token endpoint answered something else (a 5xx, HTML, a 429 after every retry).
+    /// The token endpoint answered something else (a 5xx, a 429 after every retry, a 400 or 401
+    /// that is not Kommo's refusal, such as a gateway's HTML page). A passing failure: the
+    /// session is not ended, and the refresh is tried again (after a pause while the current
+    /// access token is still valid, and on the next request otherwise).
     #[error("the token endpoint answered {status}: {body}")]
     TokenEndpoint {
         /// The status.
@@ -83,6 +91,13 @@ pub enum AuthError {
     /// The token request could not be sent or its answer not received.
     #[error("the token request failed: {0}")]
     Transport(#[source] Arc<reqwest::Error>),
+    /// The token endpoint's answer could not be read whole: larger than the client's
+    /// `max_answer_size`, or not arrived within its `answer_timeout`. A passing failure.
+    #[error(
+        "the token endpoint's answer ({path}) could not be read: {0}",
+        path = "/oauth2/access_token"
+    )]
+    Answer(#[source] crate::transport::AnswerError),
     /// The rate limiter could not grant the token request (a shared limiter whose Redis is
     /// down), so it was not sent; the refresh token is unspent and may work later.
     #[error("the token request was not sent: {0}")]
@@ -101,10 +116,10 @@ impl AuthError {
     /// True when the failure may pass (a 5xx, a timeout): the same refresh token may work later.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
-            AuthError::TokenEndpoint { status, .. } => {
-                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
-            }
-            AuthError::Transport(_)
+            // Kommo's refusal is `Rejected`: whatever else the endpoint answers may pass.
+            AuthError::TokenEndpoint { .. }
+            | AuthError::Transport(_)
+            | AuthError::Answer(_)
             | AuthError::RateLimiterUnavailable(_)
             | AuthError::Store(_) => true,
             _ => false,

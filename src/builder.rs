@@ -8,7 +8,7 @@ use crate::auth::Authorizer;
 use crate::config::{self, ConfigError};
 use crate::ratelimit::RateLimiter;
 use crate::retry::RetryPolicy;
-use crate::transport::Pipeline;
+use crate::transport::{AnswerLimits, Pipeline};
 
 /// The settings both builders take alike.
 #[derive(Debug)]
@@ -17,6 +17,7 @@ pub(crate) struct Common {
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
     pub(crate) http: Option<reqwest::Client>,
+    pub(crate) limits: AnswerLimits,
 }
 
 impl Common {
@@ -27,6 +28,7 @@ impl Common {
             limiter,
             retry: RetryPolicy::default(),
             http: None,
+            limits: AnswerLimits::default(),
         }
     }
 
@@ -42,6 +44,7 @@ impl Common {
             http,
             limiter: self.limiter,
             retry: self.retry,
+            limits: self.limits,
         })
     }
 }
@@ -52,12 +55,13 @@ pub(crate) struct Connection {
     pub(crate) http: reqwest::Client,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) limits: AnswerLimits,
 }
 
 impl Connection {
     /// The pipeline of the client's requests, with its credentials.
     pub(crate) fn pipeline(&self, authorizer: Arc<dyn Authorizer>) -> Arc<Pipeline> {
-        Pipeline::new(authorizer, self.limiter.clone(), self.retry)
+        Pipeline::new(authorizer, self.limiter.clone(), self.retry, self.limits)
     }
 }
 
@@ -65,7 +69,7 @@ impl Connection {
 /// differ per API: the credential's name, the default limiter, and what reqwest's own
 /// redirect policy would do with the credential.
 macro_rules! builder_setters {
-    (credential: $credential:literal, default_limiter: $limiter:literal, redirects: $redirects:literal $(,)?) => {
+    (credential: $credential:literal, default_limiter: $limiter:literal, redirects: $redirects:literal, example: $example:literal $(,)?) => {
         #[doc = concat!("Accept plain `http://` on any host (the ", $credential, " then travels unencrypted).")]
         pub fn allow_insecure_http(mut self) -> Self {
             self.common.allow_insecure = true;
@@ -85,6 +89,37 @@ macro_rules! builder_setters {
         /// The retry policy; see [`crate::retry`].
         pub fn retry(mut self, retry: $crate::retry::RetryPolicy) -> Self {
             self.common.retry = retry;
+            self
+        }
+
+        /// The most bytes of an answer's body the client reads (default
+        /// [`DEFAULT_MAX_ANSWER_SIZE`](crate::error::DEFAULT_MAX_ANSWER_SIZE), 32 MiB): every
+        /// body, of operations, `follow`, pagers and the OAuth token endpoint alike. Over it the
+        /// read stops at the limit and the call fails with
+        /// [`AnswerError::TooLarge`](crate::error::AnswerError::TooLarge) naming the endpoint
+        /// and the limit. At least 1 byte.
+        ///
+        /// ```
+        #[doc = concat!("let client = ", $example)]
+        ///     .max_answer_size(64 * 1024 * 1024)
+        ///     .answer_timeout(std::time::Duration::from_secs(120))
+        ///     .build()?;
+        /// # let _ = client;
+        /// # Ok::<(), lead_intake::ConfigError>(())
+        /// ```
+        pub fn max_answer_size(mut self, bytes: u64) -> Self {
+            self.common.limits.max_size = bytes.max(1);
+            self
+        }
+
+        /// How long an answer's body may take to arrive whole, from its headers (default
+        /// [`DEFAULT_ANSWER_TIMEOUT`](crate::error::DEFAULT_ANSWER_TIMEOUT), 60 s). A server that
+        /// stops sending, or sends too slowly, fails the call with
+        /// [`AnswerError::TimedOut`](crate::error::AnswerError::TimedOut), which says after how
+        /// long and how many bytes came. The HTTP client's own timeout (60 s for the whole
+        /// request by default) still applies too.
+        pub fn answer_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.common.limits.timeout = timeout;
             self
         }
 

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::text::{excerpt, is_json_media_type};
 use crate::transport::CallContext;
+pub use crate::transport::{AnswerError, DEFAULT_ANSWER_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE};
 
 /// One line describing a problem document, for error messages.
 pub trait ProblemSummary {
@@ -135,6 +136,18 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         #[source]
         error: crate::ratelimit::RateLimiterUnavailable,
     },
+    /// An answer whose body could not be read whole: larger than the client's
+    /// `max_answer_size`, or not arrived within its `answer_timeout` (see [`AnswerError`]). It
+    /// was not decoded, and at most the limit of it was held.
+    #[error("{endpoint}: {error}")]
+    Answer {
+        /// The path that was called.
+        endpoint: String,
+        /// What went wrong: the size limit and the declared length, or the time and the bytes
+        /// that came.
+        #[source]
+        error: AnswerError,
+    },
     /// A success response whose body does not match the specification.
     #[error("cannot decode the answer{} at `{path}`: {message}", of_endpoint(.endpoint))]
     Decode {
@@ -145,8 +158,11 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         path: String,
         /// What was wrong there.
         message: String,
-        /// The body as received.
+        /// The start of the body as received: at most 64 KiB of it (an error never holds a whole
+        /// answer, which may be as large as the client's `max_answer_size`).
         body: bytes::Bytes,
+        /// The length of the whole body, in bytes.
+        body_len: usize,
     },
     /// The request could not be sent, or the answer not received.
     #[error("the request failed: {0}")]
@@ -305,7 +321,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
             | Self::RateLimiterUnavailable { .. }
             | Self::Auth { .. } => true,
             Self::Transport(e) => e.is_connect() || e.is_builder(),
-            Self::Decode { .. } | Self::UnrecognizedItem { .. } => false,
+            Self::Decode { .. } | Self::UnrecognizedItem { .. } | Self::Answer { .. } => false,
             other => other.status().is_some_and(|s| s.is_client_error()),
         }
     }
@@ -483,7 +499,7 @@ where
             return Err(decode_error::<T, P>(endpoint, body));
         }
         Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
-            return Err(ApiError::transport(e));
+            return Err(body_failure(endpoint, e));
         }
         Err(Raw::ErrorResponse(value)) => {
             return Err(ApiError::UnexpectedResponse {
@@ -521,7 +537,7 @@ where
     let bytes = match crate::transport::read_limited(response).await {
         Ok(bytes) => bytes,
         // A body error carries no URL of its own: say which answer it was.
-        Err(e) => return Err(ApiError::transport(e.with_url(url))),
+        Err(e) => return Err(body_failure(endpoint, e.with_url(url))),
     };
     // A server that echoes the request's credentials must not put them into the error.
     // (`apply` borrows when no secret is found: the body is then kept as it came.)
@@ -569,6 +585,21 @@ where
         content_type,
         body: text(),
     })
+}
+
+/// A failure to send or to read an answer: [`ApiError::Answer`] when the bounded reader gave up
+/// on the body (too large, too slow), else [`ApiError::Transport`].
+fn body_failure<P: fmt::Debug + ProblemSummary>(
+    endpoint: String,
+    e: reqwest::Error,
+) -> ApiError<P> {
+    match AnswerError::find(&e) {
+        Some(error) => ApiError::Answer {
+            endpoint,
+            error: error.clone(),
+        },
+        None => ApiError::transport(e),
+    }
 }
 
 /// progenitor's builder errors in the caller's terms: `conversion to `:: std :: num ::
@@ -635,11 +666,13 @@ fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
         // Cannot happen for the same bytes and type; keep a clear message regardless.
         Ok(_) => (".".to_string(), "the body did not decode".to_string()),
     };
+    let body_len = body.len();
     ApiError::Decode {
         endpoint,
         path,
         message,
-        body,
+        body: body.slice(..body_len.min(crate::transport::BODY_LIMIT)),
+        body_len,
     }
 }
 
@@ -707,12 +740,19 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 path,
                 message,
                 body,
+                body_len,
             } => f
                 .debug_struct("Decode")
                 .field("endpoint", endpoint)
                 .field("path", path)
                 .field("message", message)
                 .field("body", &format_args!("<{} bytes>", body.len()))
+                .field("body_len", body_len)
+                .finish(),
+            Self::Answer { endpoint, error } => f
+                .debug_struct("Answer")
+                .field("endpoint", endpoint)
+                .field("error", error)
                 .finish(),
             Self::Transport(e) => f.debug_tuple("Transport").field(e).finish(),
             Self::InvalidLink { href, reason } => f

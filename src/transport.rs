@@ -25,6 +25,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Request, Response, StatusCode};
@@ -36,7 +37,92 @@ use crate::retry::{self, Attempt, GiveUp, Next, RetryPolicy};
 use crate::secret::Redactions;
 
 /// How much of a body an error keeps (the HTML pages are small; this bounds memory).
-const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
+
+/// The most bytes of an answer's body a client reads by default: 32 MiB. Kommo's largest pages
+/// (250 incoming leads with their contacts and metadata, 250 widgets with their settings) are a
+/// few MiB at most; CloseBot's pages of 100 sources are smaller. Set it per client with
+/// `max_answer_size` on either builder.
+pub const DEFAULT_MAX_ANSWER_SIZE: u64 = 32 * 1024 * 1024;
+
+/// How long an answer's body may take to arrive by default, from its headers: 60 s, the default
+/// HTTP client's timeout for a whole request. Set it per client with `answer_timeout`.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How much of an answer's body a client reads, and for how long (see [`bounded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AnswerLimits {
+    pub(crate) max_size: u64,
+    pub(crate) timeout: Duration,
+}
+
+impl Default for AnswerLimits {
+    fn default() -> Self {
+        Self {
+            max_size: DEFAULT_MAX_ANSWER_SIZE,
+            timeout: DEFAULT_ANSWER_TIMEOUT,
+        }
+    }
+}
+
+/// An answer whose body could not be read whole: larger than the client's limit, or not
+/// arrived in time. It was not decoded; what came is dropped (never held past the limit).
+///
+/// In [`ApiError::Answer`](crate::error::ApiError::Answer) (with the endpoint) and
+/// [`AuthError::Answer`](crate::oauth::AuthError::Answer) (the token endpoint's answer).
+///
+/// ```
+/// use lead_intake::error::AnswerError;
+/// let e = AnswerError::TooLarge { limit: 1024, declared: None };
+/// assert_eq!(e.to_string(), "the answer is larger than the limit of 1024 bytes; the read stopped there");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The body is larger than the client's limit (`max_answer_size`, by default
+    /// [`DEFAULT_MAX_ANSWER_SIZE`]): the read stopped at the limit, or before it began when the
+    /// `Content-Length` said so.
+    #[error(
+        "the answer is larger than the limit of {limit} bytes{}; the read stopped there",
+        declared.map(|n| format!(" (its Content-Length is {n})")).unwrap_or_default()
+    )]
+    TooLarge {
+        /// The client's limit, in bytes.
+        limit: u64,
+        /// The answer's `Content-Length`, when it declared one over the limit.
+        declared: Option<u64>,
+    },
+    /// The body did not arrive whole in time: a server that stopped sending, or sends too
+    /// slowly (`answer_timeout`, by default [`DEFAULT_ANSWER_TIMEOUT`], from the headers; or
+    /// the HTTP client's own timeout).
+    #[error(
+        "the answer's body timed out after {:.1} s, {received} bytes received",
+        after.as_secs_f64()
+    )]
+    TimedOut {
+        /// How long after the answer's headers the read gave up.
+        after: Duration,
+        /// How many bytes of the body had come.
+        received: u64,
+    },
+}
+
+impl AnswerError {
+    /// The answer error somewhere in a transport error's chain of sources: reqwest wraps what
+    /// [`bounded`]'s body yields.
+    pub(crate) fn find<'a>(
+        error: &'a (dyn std::error::Error + 'static),
+    ) -> Option<&'a AnswerError> {
+        let mut source: Option<&'a (dyn std::error::Error + 'static)> = Some(error);
+        while let Some(cause) = source {
+            if let Some(found) = cause.downcast_ref::<AnswerError>() {
+                return Some(found);
+            }
+            source = cause.source();
+        }
+        None
+    }
+}
 
 /// What the error layer needs to know about a call besides its answer (see the module doc).
 #[derive(Clone, Debug, Default)]
@@ -80,6 +166,7 @@ pub(crate) struct Pipeline {
     authorizer: Arc<dyn Authorizer>,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) limits: AnswerLimits,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -88,6 +175,7 @@ impl std::fmt::Debug for Pipeline {
             .field("auth", &self.authorizer.describe())
             .field("limiter", &self.limiter)
             .field("retry", &self.retry)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -97,11 +185,13 @@ impl Pipeline {
         authorizer: Arc<dyn Authorizer>,
         limiter: Option<RateLimiter>,
         retry: RetryPolicy,
+        limits: AnswerLimits,
     ) -> Arc<Self> {
         Arc::new(Self {
             authorizer,
             limiter,
             retry,
+            limits,
         })
     }
 
@@ -140,7 +230,7 @@ impl Pipeline {
             Err(e) => return Ok(not_sent(&request, e, context)),
         };
         let (method, path) = (request.method().clone(), request.url().path().to_string());
-        let (result, attempts) = send(http, request, limiter, &self.retry).await;
+        let (result, attempts) = send(http, request, limiter, &self.retry, self.limits).await;
         context.attempts = attempts;
         let result = match result {
             Ok(result) => result,
@@ -160,7 +250,7 @@ impl Pipeline {
         if let Err(e) = self.authorizer.authorize(&mut again).await {
             return Ok(not_sent(&again, e, context));
         }
-        let (result, attempts) = send(http, again, limiter, &self.retry).await;
+        let (result, attempts) = send(http, again, limiter, &self.retry, self.limits).await;
         context.attempts = attempts;
         match result {
             Ok(result) => result,
@@ -239,12 +329,14 @@ fn describe(error: &reqwest::Error) -> String {
 
 /// Sends `request` as it is, through the limiter, retrying per `policy`; returns the last
 /// result and how many times the request was sent. When the limiter cannot grant an attempt,
-/// that attempt is not sent and the limiter's error is the result.
+/// that attempt is not sent and the limiter's error is the result. Every answer's body is read
+/// within `limits` ([`bounded`]), whoever reads it.
 pub(crate) async fn send(
     http: &reqwest::Client,
     mut request: Request,
     limiter: Option<&RateLimiter>,
     policy: &RetryPolicy,
+    limits: AnswerLimits,
 ) -> (
     Result<reqwest::Result<Response>, RateLimiterUnavailable>,
     u32,
@@ -267,7 +359,7 @@ pub(crate) async fn send(
         };
         tracing::trace!(%method, host, path, attempt, "sending request");
         let started = Instant::now();
-        let result = http.execute(request).await;
+        let result = http.execute(request).await.map(|r| bounded(r, limits));
         // An answer (or an error) came: the server has counted the request, if it got it.
         if let Some(permit) = permit {
             permit.finish();
@@ -387,6 +479,76 @@ pub(crate) async fn send(
             }
         }
     }
+}
+
+/// The answer with its body read through the one bounded reader every body of the library
+/// goes through (operations, `follow`, pagers, the token endpoint): it yields at most
+/// `limits.max_size` bytes, then fails with [`AnswerError::TooLarge`] (at once when the
+/// `Content-Length` is over the limit), and fails with [`AnswerError::TimedOut`] when the whole
+/// body has not come within `limits.timeout` of the headers (a silent server, a trickle) or the
+/// HTTP client's own timeout ends the read. Nothing is read before someone reads the body, and
+/// what was read is not kept here: whoever collects the body holds at most the limit.
+pub(crate) fn bounded(response: Response, limits: AnswerLimits) -> Response {
+    use reqwest::ResponseBuilderExt;
+    let declared = response.content_length();
+    let url = response.url().clone();
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let extensions = response.extensions().clone();
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    struct Reading {
+        response: Response,
+        received: u64,
+    }
+    type Failure = Box<dyn std::error::Error + Send + Sync>;
+    let fail = |error: AnswerError| -> Option<(Result<bytes::Bytes, Failure>, Option<Reading>)> {
+        Some((Err(Box::new(error)), None))
+    };
+    let reading = Reading {
+        response,
+        received: 0,
+    };
+    let body = futures_util::stream::unfold(Some(reading), move |reading| async move {
+        let mut reading = reading?;
+        let limit = limits.max_size;
+        if let Some(declared) = declared.filter(|&n| n > limit) {
+            return fail(AnswerError::TooLarge {
+                limit,
+                declared: Some(declared),
+            });
+        }
+        let timed_out = |received| AnswerError::TimedOut {
+            after: started.elapsed(),
+            received,
+        };
+        match tokio::time::timeout_at(deadline, reading.response.chunk()).await {
+            Err(_) => fail(timed_out(reading.received)),
+            Ok(Err(e)) if e.is_timeout() => fail(timed_out(reading.received)),
+            Ok(Err(e)) => Some((Err(Box::new(e) as Failure), None)),
+            Ok(Ok(None)) => None,
+            Ok(Ok(Some(chunk))) => {
+                reading.received = reading.received.saturating_add(chunk.len() as u64);
+                if reading.received > limit {
+                    return fail(AnswerError::TooLarge {
+                        limit,
+                        declared: None,
+                    });
+                }
+                Some((Ok(chunk), Some(reading)))
+            }
+        }
+    });
+    let mut rebuilt = http::Response::builder()
+        .status(status)
+        .version(version)
+        .url(url)
+        .body(reqwest::Body::wrap_stream(body))
+        .expect("status and version come from a response");
+    *rebuilt.headers_mut() = headers;
+    rebuilt.extensions_mut().extend(extensions);
+    Response::from(rebuilt)
 }
 
 /// Whether an answer's Content-Type is JSON (`application/json` or any `+json`).

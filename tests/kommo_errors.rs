@@ -579,6 +579,7 @@ async fn a_200_with_a_field_of_the_wrong_type_is_a_decode_error_naming_the_field
         path,
         message,
         body: kept,
+        body_len,
     } = &err
     else {
         panic!("a body off the contract is a Decode error: {err:?}");
@@ -588,6 +589,7 @@ async fn a_200_with_a_field_of_the_wrong_type_is_a_decode_error_naming_the_field
     assert_eq!(path, "_total_items");
     assert!(message.contains("invalid type"), "{message}");
     assert_eq!(kept.as_ref(), body.as_bytes());
+    assert_eq!(*body_len, body.len());
     assert_eq!(err.status(), None);
     assert!(err.to_string().contains("_total_items"), "{err}");
 }

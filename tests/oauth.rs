@@ -474,6 +474,100 @@ async fn an_expired_token_with_a_failing_token_endpoint_is_an_error_not_a_stale_
     assert!(server.requests_to("/api/v4/sources").is_empty());
 }
 
+/// Issue 20 §4: a 400 or 401 from the token endpoint that is not Kommo's refusal (a gateway's
+/// page, JSON without the OAuth problem's fields) is a passing failure: the session is not ended,
+/// and the endpoint is asked again on the next call, which then works.
+#[tokio::test(start_paused = true)]
+async fn a_gateway_page_from_the_token_endpoint_does_not_end_the_session() {
+    let gateway_pages = [
+        Reply::html(
+            400,
+            "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+        ),
+        Reply::html(401, "<html><body>401 Authorization Required</body></html>"),
+        Reply::status(400),
+        Reply::json(401, json!({"message": "Unauthorized"})),
+        Reply::json(400, json!({"error": "bad_gateway_upstream"})),
+    ];
+    for page in gateway_pages {
+        let status = page.status_code();
+        let page = Mutex::new(Some(page));
+        let server = ScriptServer::start(move |r, _| match r.path() {
+            TOKEN_PATH => page.lock().unwrap().take().unwrap_or_else(new_tokens_reply),
+            _ => api_wants_new_token(r),
+        })
+        .await;
+        let stored = Stored::default();
+        let expired = TokenPair {
+            expires_at: now() - chrono::Duration::seconds(5),
+            ..tokens(Duration::ZERO)
+        };
+        let client = client(&server, storing_oauth(expired, &stored));
+
+        let err = client.list_sources().send().or_empty().await.unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Auth { error: AuthError::TokenEndpoint { status: s, .. }, .. } if s.as_u16() == status),
+            "{status}: {err:?}"
+        );
+        assert!(
+            !err.to_string().contains("must be authorized again"),
+            "{status}: {err}"
+        );
+
+        // The endpoint is asked again, answers 200, and the session goes on.
+        client.list_sources().send().or_empty().await.unwrap();
+        assert_eq!(server.requests_to(TOKEN_PATH).len(), 2, "{status}");
+        assert_eq!(stored.lock().unwrap().len(), 1, "{status}");
+    }
+}
+
+/// Kommo's refusals in their forms: its OAuth problem document with a `hint`, the same without a
+/// hint but with its problem type, and an RFC 6749 `invalid_grant`. Each ends the session.
+#[tokio::test(start_paused = true)]
+async fn kommo_s_refusal_in_each_of_its_forms_ends_the_session() {
+    let refusals = [
+        revoked_reply(),
+        Reply::json(
+            400,
+            json!({"title": "Bad Request", "type": "https://developers.amocrm.ru/v3/errors/OAuthProblemJson",
+                   "status": 400, "detail": "Refresh token is invalid"}),
+        ),
+        Reply::json(
+            400,
+            json!({"error": "invalid_grant", "error_description": "The refresh token is invalid."}),
+        ),
+    ];
+    for refusal in refusals {
+        let status = refusal.status_code();
+        let refusal = Mutex::new(Some(refusal));
+        let server = ScriptServer::start(move |r, _| match r.path() {
+            TOKEN_PATH => refusal
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or_else(new_tokens_reply),
+            _ => api_wants_new_token(r),
+        })
+        .await;
+        let stored = Stored::default();
+        let client = client(
+            &server,
+            storing_oauth(tokens(Duration::from_secs(30)), &stored),
+        );
+        let err = client.list_sources().send().or_empty().await.unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Auth { error: AuthError::Rejected { status: s, .. }, .. } if s.as_u16() == status),
+            "{status}: {err:?}"
+        );
+        client.list_sources().send().or_empty().await.unwrap_err();
+        assert_eq!(
+            server.requests_to(TOKEN_PATH).len(),
+            1,
+            "{status}: fails fast"
+        );
+    }
+}
+
 // --------------------------------------------------------------------------- code exchange
 
 #[tokio::test(start_paused = true)]

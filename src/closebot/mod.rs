@@ -133,6 +133,7 @@ impl ClientBuilder {
         credential: "API key",
         default_limiter: "none, as CloseBot documents no limit",
         redirects: "and sends the `X-CB-KEY` header there (it drops only the standard `Authorization` header)",
+        example: "lead_intake::closebot::Client::builder().api_key(\"cb-api-key\")",
     }
 
     /// Checks the settings and builds the client.

@@ -168,6 +168,7 @@ impl ClientBuilder {
         credential: "token",
         default_limiter: "Kommo's 7 requests per second",
         redirects: "(dropping the `Authorization` header there, but not the body of a 307 or 308)",
+        example: "lead_intake::kommo::Client::builder().subdomain(\"mycompany\").token(\"long-lived-token\")",
     }
 
     /// Checks the settings and builds the client.
@@ -193,6 +194,7 @@ impl ClientBuilder {
                     connection.http.clone(),
                     connection.limiter.clone(),
                     connection.retry,
+                    connection.limits,
                 )?);
                 (session.clone(), Some(session))
             }

@@ -74,6 +74,7 @@ use crate::config::ConfigError;
 use crate::ratelimit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::secret::{Redactions, Secret};
+use crate::transport::{AnswerError, AnswerLimits};
 use store::DynStore;
 pub use store::{RefreshLock, Saved, StoredTokens, TokenStore};
 
@@ -341,13 +342,17 @@ pub async fn exchange_code_with_client(
         client_id = app.client_id,
         "exchanging the authorization code"
     );
-    let result = token_request(
+    let channel = Channel {
         http,
+        limiter: None,
+        retry: &RetryPolicy::default(),
+        limits: AnswerLimits::default(),
+    };
+    let result = token_request(
+        &channel,
         &token_url(&base_url),
         &body,
         Grant::AuthorizationCode,
-        None,
-        &RetryPolicy::default(),
         &sent,
     )
     .await;
@@ -420,40 +425,115 @@ struct TokenAnswer {
     expires_in: i64,
 }
 
+/// The fields of an error answer of the token endpoint that tell Kommo's refusal of a grant
+/// from anything else (see [`refusal`]).
 #[derive(Deserialize, Default)]
 struct TokenProblem {
-    title: Option<String>,
-    detail: Option<String>,
-    hint: Option<String>,
+    /// Kommo's problem document (league/oauth2-server's error, as a problem+json).
+    #[serde(rename = "type")]
+    kind: Option<serde_json::Value>,
+    title: Option<serde_json::Value>,
+    detail: Option<serde_json::Value>,
+    hint: Option<serde_json::Value>,
+    /// RFC 6749 §5.2's error code (`invalid_grant`), which OAuth servers send.
+    error: Option<serde_json::Value>,
+    error_description: Option<serde_json::Value>,
+}
+
+/// The error codes of RFC 6749 §5.2: the authorization server's own refusal of a token request.
+const OAUTH_ERROR_CODES: [&str; 6] = [
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+];
+
+/// Kommo's refusal of a grant, read from a 400 or 401 of the token endpoint: its OAuth problem
+/// document (a `hint`, or the `OAuthProblemJson` type; `fake/src/oauth.rs` and
+/// `../shared/notes/kommo-api.md` show its shape) or an RFC 6749 error code (`invalid_grant`).
+/// `None` for anything else: an nginx or load balancer page, an empty body, JSON without those
+/// fields. Those do not say the token is spent, so they do not end the session.
+///
+/// Returns the problem's title, detail and hint.
+#[allow(clippy::type_complexity)]
+fn refusal(text: &str) -> Option<(Option<String>, Option<String>, Option<String>)> {
+    let problem: TokenProblem = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value @ serde_json::Value::Object(_)) => serde_json::from_value(value).ok()?,
+        _ => return None,
+    };
+    let string = |value: &Option<serde_json::Value>| match value {
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    let (title, detail, hint) = (
+        string(&problem.title),
+        string(&problem.detail),
+        string(&problem.hint),
+    );
+    let kommo_problem = hint.is_some()
+        || string(&problem.kind).is_some_and(|kind| kind.ends_with("/OAuthProblemJson"));
+    if kommo_problem {
+        return Some((title, detail, hint));
+    }
+    let code = string(&problem.error)?;
+    if !OAUTH_ERROR_CODES.contains(&code.as_str()) {
+        return None;
+    }
+    Some((
+        Some(code),
+        string(&problem.error_description).or(detail),
+        None,
+    ))
+}
+
+/// How a token request is sent: the HTTP client, the rate limiter, the retry policy and the
+/// bounds of the answer's body, as the client's other requests are.
+#[derive(Clone, Copy)]
+struct Channel<'a> {
+    http: &'a reqwest::Client,
+    limiter: Option<&'a RateLimiter>,
+    retry: &'a RetryPolicy,
+    limits: AnswerLimits,
 }
 
 /// POSTs a grant to the token endpoint (through the rate limiter; only a 429 or a refused
 /// connection is retried, since a grant that reached the server is spent). `sent` are the
 /// secrets in the request: an error answer that echoes them loses them.
 async fn token_request(
-    http: &reqwest::Client,
+    channel: &Channel<'_>,
     url: &str,
     body: &serde_json::Value,
     grant: Grant,
-    limiter: Option<&RateLimiter>,
-    retry: &RetryPolicy,
     sent: &Redactions,
 ) -> Result<TokenPair, AuthError> {
+    let Channel {
+        http,
+        limiter,
+        retry,
+        limits,
+    } = *channel;
     let request = http
         .post(url)
         .header(reqwest::header::ACCEPT, "application/json")
         .json(body)
         .build()
         .map_err(|e| AuthError::Transport(Arc::new(e)))?;
-    let (response, _attempts) = crate::transport::send(http, request, limiter, retry).await;
+    let (response, _attempts) = crate::transport::send(http, request, limiter, retry, limits).await;
     let response = response
         .map_err(AuthError::RateLimiterUnavailable)?
         .map_err(|e| AuthError::Transport(Arc::new(e)))?;
     let status = response.status();
+    // Read through the client's bounded reader (`transport::bounded`): an answer over the limit
+    // or too slow is `AuthError::Answer`, and at most the limit is held.
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| AuthError::Transport(Arc::new(e)))?;
+        .map_err(|e| match AnswerError::find(&e) {
+            Some(answer) => AuthError::Answer(answer.clone()),
+            None => AuthError::Transport(Arc::new(e)),
+        })?;
     read_token_answer(status, &bytes, grant, sent)
 }
 
@@ -499,14 +579,17 @@ pub(crate) fn read_token_answer(
     }
     let text = String::from_utf8_lossy(bytes);
     let text = sent.apply(&text);
-    if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED {
-        let problem: TokenProblem = serde_json::from_str(&text).unwrap_or_default();
+    // Only Kommo's own refusal says the grant is spent; a gateway's 400 or 401 page does not
+    // (issue 20 §4), and is a passing failure like a 5xx.
+    if (status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED)
+        && let Some((title, detail, hint)) = refusal(&text)
+    {
         return Err(AuthError::Rejected {
             grant,
             status,
-            title: problem.title,
-            detail: problem.detail,
-            hint: problem.hint,
+            title,
+            detail,
+            hint,
         });
     }
     Err(AuthError::TokenEndpoint {
@@ -562,6 +645,7 @@ pub(crate) struct Session {
     http: reqwest::Client,
     limiter: Option<RateLimiter>,
     retry: RetryPolicy,
+    limits: AnswerLimits,
     callback: Callback,
     margin: Duration,
     /// The store shared with other processes, if any.
@@ -621,6 +705,7 @@ impl Session {
         http: reqwest::Client,
         limiter: Option<RateLimiter>,
         retry: RetryPolicy,
+        limits: AnswerLimits,
     ) -> Result<Self, ConfigError> {
         if oauth.tokens.refresh_token.expose().trim().is_empty() {
             return Err(ConfigError::InvalidCredential {
@@ -642,6 +727,7 @@ impl Session {
             http,
             limiter,
             retry,
+            limits,
             callback: oauth.callback,
             margin: oauth.margin,
             shared: oauth.shared,
@@ -988,13 +1074,17 @@ impl Session {
             "refresh_token": state.tokens.refresh_token.expose(),
             "redirect_uri": self.app.redirect_uri,
         });
+        let channel = Channel {
+            http: &self.http,
+            limiter: self.limiter.as_ref(),
+            retry: &self.retry,
+            limits: self.limits,
+        };
         let pair = token_request(
-            &self.http,
+            &channel,
             &self.token_url,
             &body,
             Grant::RefreshToken,
-            self.limiter.as_ref(),
-            &self.retry,
             &self.redactions(),
         )
         .await?;

@@ -81,6 +81,10 @@ impl Reply {
         self.body = body.into();
         self
     }
+    /// The status it answers with.
+    pub fn status_code(&self) -> u16 {
+        self.status
+    }
     /// Answer only after this much (virtual) time.
     pub fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
