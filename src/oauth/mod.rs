@@ -102,9 +102,14 @@ pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(300);
 /// holds it for the time to live after its last renewal at most.
 const LOCK_WAIT_SLACK: Duration = Duration::from_secs(5);
 
-/// How soon a process whose access token is still valid asks again for the refresh lock that
-/// another process holds (meanwhile it uses its current token, and does not wait).
-const LOCK_BUSY_RECHECK: Duration = Duration::from_secs(1);
+/// How long a process whose access token is still valid for more than half the refresh margin
+/// waits for the refresh lock another process holds, at most, before it goes on with its current
+/// token (a refresh normally takes far less: the process then uses the new pair at once).
+const LOCK_BUSY_WAIT: Duration = Duration::from_secs(1);
+
+/// How soon such a process asks again for the refresh lock (never later than when half the
+/// refresh margin is left; from then on it waits for the lock).
+const LOCK_BUSY_RECHECK: Duration = Duration::from_secs(5);
 
 /// The integration's OAuth credentials (from its settings in Kommo). `Debug` hides the secret.
 #[derive(Clone, Debug)]
@@ -755,9 +760,16 @@ impl Session {
             } else {
                 "the access token has expired"
             };
-            // A process whose token still works does not wait for another's refresh.
-            let wait = now >= state.expires;
-            match self.refresh(&mut state, reason, wait).await {
+            // A process whose token still works for more than half the margin does not wait
+            // long for another's refresh: it goes on with its token, and asks again a little
+            // later. With less left, it waits (a request can queue in the rate limiter after
+            // its token was put on it).
+            let comfort = state
+                .expires
+                .saturating_duration_since(now)
+                .saturating_sub(self.margin / 2);
+            let patience = (!comfort.is_zero()).then(|| (LOCK_BUSY_WAIT.min(comfort), now + comfort));
+            match self.refresh(&mut state, reason, patience).await {
                 Ok(()) => {}
                 // The current token still works: use it, and try again a little later.
                 Err(e) if e.is_transient() && now < state.expires => {
@@ -807,7 +819,7 @@ impl Session {
                 }
             }
         }
-        self.refresh(&mut state, "the API answered 401", true).await
+        self.refresh(&mut state, "the API answered 401", None).await
     }
 
     /// With a store, after the refresh token was refused: a pair stored since (the integration
@@ -863,15 +875,17 @@ impl Session {
         state.cooldown_until = None;
     }
 
-    /// Refreshes (with a store: under its lock). `wait`: wait for the store's lock when another
-    /// process holds it (the current access token is no longer usable); otherwise a held lock
-    /// means "another process is refreshing": the current token is used meanwhile, and the lock
-    /// asked for again after [`LOCK_BUSY_RECHECK`].
+    /// Refreshes (with a store: under its lock). `patience` is `None` when the current token
+    /// must be replaced: wait for the store's lock (as long as another process's refresh may
+    /// take). Otherwise it is how long to wait for the lock, and until when the current token
+    /// may be used: a lock still held after that wait means "another process is refreshing";
+    /// the current token is used meanwhile, and the lock asked for again after
+    /// [`LOCK_BUSY_RECHECK`] (no later than that instant).
     async fn refresh(
         &self,
         state: &mut State,
         reason: &'static str,
-        wait: bool,
+        patience: Option<(Duration, Instant)>,
     ) -> Result<(), AuthError> {
         let Some(shared) = &self.shared else {
             return match self.token_refresh(state, reason).await {
@@ -879,7 +893,23 @@ impl Session {
                 Err(e) => Err(self.refresh_failed(state, e)),
             };
         };
-        let lock = if wait {
+        let lock = if let Some((wait, usable_until)) = patience {
+            match lock_within(shared, wait).await {
+                Ok(Some(lock)) => lock,
+                Ok(None) => {
+                    tracing::debug!(
+                        "another process is refreshing the access token; the current one is still valid and used meanwhile"
+                    );
+                    let recheck = (Instant::now() + LOCK_BUSY_RECHECK).min(usable_until);
+                    state.cooldown_until = Some(recheck);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the token store's refresh lock could not be taken");
+                    return Err(AuthError::Store(e));
+                }
+            }
+        } else {
             // A live holder releases within its refresh timeout; a dead one's lease ends within
             // the time to live after its last renewal.
             let bound = shared
@@ -900,21 +930,6 @@ impl Session {
                     return Err(store_error(
                         "timed out waiting for the token store's refresh lock",
                     ));
-                }
-            }
-        } else {
-            match shared.store.try_lock(shared.lock_ttl).await {
-                Ok(Some(lock)) => lock,
-                Ok(None) => {
-                    tracing::debug!(
-                        "another process is refreshing the access token; the current one is still valid and used meanwhile"
-                    );
-                    state.cooldown_until = Some(Instant::now() + LOCK_BUSY_RECHECK);
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the token store's refresh lock could not be taken");
-                    return Err(AuthError::Store(e));
                 }
             }
         };
@@ -1158,6 +1173,28 @@ impl Session {
         tracing::debug!("the new tokens were stored by the callback and are in use");
         self.use_pair(state, pair, header, version);
         Ok(())
+    }
+}
+
+/// Takes the store's refresh lock if it is free within `wait`: tries now, then as
+/// [`TokenStore::lock`] does, never cancelling a try in flight (a try cancelled just as it took
+/// the lock would leave it held for its time to live). `None`: still held by another process.
+async fn lock_within(
+    shared: &SharedTokens,
+    wait: Duration,
+) -> Result<Option<RefreshLock>, store::StoreError> {
+    let deadline = Instant::now() + wait;
+    let mut pause = store::LOCK_BACKOFF_MIN;
+    loop {
+        if let Some(lock) = shared.store.try_lock(shared.lock_ttl).await? {
+            return Ok(Some(lock));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep_until((now + pause).min(deadline)).await;
+        pause = (pause * 2).min(store::LOCK_BACKOFF_MAX);
     }
 }
 

@@ -13,8 +13,8 @@ use futures_util::future::BoxFuture;
 use super::TokenPair;
 
 /// The first and the longest pause between two tries of [`TokenStore::lock`].
-const LOCK_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(100);
+pub(crate) const LOCK_BACKOFF_MIN: Duration = Duration::from_millis(5);
+pub(crate) const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// A token pair as a [`TokenStore`] holds it: with the version the store gave it (1 for the
 /// first pair saved, one more for each pair after it).
