@@ -307,8 +307,7 @@ fn parse_faults(body: &Value) -> Result<FaultsDocument, String> {
     // GET-then-POST harmless.
     if let Some(unknown) = map.keys().find(|k| {
         !KEYS.contains(&k.as_str()) && k.as_str() != "injected" && k.as_str() != "injected_token"
-    })
-    {
+    }) {
         return Err(format!(
             "unknown fault {unknown:?} (known: {})",
             KEYS.join(", ")
@@ -562,11 +561,11 @@ pub(crate) fn handle(
             ok(json!({ "expired": expired }))
         }
         ("POST", "/faults") => {
-            let (faults, inject, inject_token) =
-                match parsed().and_then(|body| parse_faults(&body)) {
-                    Ok(parsed) => parsed,
-                    Err(e) => return error(StatusCode::BAD_REQUEST, e),
-                };
+            let (faults, inject, inject_token) = match parsed().and_then(|body| parse_faults(&body))
+            {
+                Ok(parsed) => parsed,
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            };
             let mut state = shared.lock();
             set_faults(&mut state, faults);
             state.faults.injected.extend(inject);

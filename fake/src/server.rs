@@ -319,10 +319,9 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
             let page = nginx_page(429, "Too Many Requests");
             let mut answer = text_answer(429, page);
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            answer.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from(seconds),
-            );
+            answer
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
             return early(Ok(count(shared, answer)));
         }
         Some(Fault::Blocked) => {

@@ -768,7 +768,8 @@ impl Session {
                 .expires
                 .saturating_duration_since(now)
                 .saturating_sub(self.margin / 2);
-            let patience = (!comfort.is_zero()).then(|| (LOCK_BUSY_WAIT.min(comfort), now + comfort));
+            let patience =
+                (!comfort.is_zero()).then(|| (LOCK_BUSY_WAIT.min(comfort), now + comfort));
             match self.refresh(&mut state, reason, patience).await {
                 Ok(()) => {}
                 // The current token still works: use it, and try again a little later.
@@ -1233,7 +1234,10 @@ async fn keep_lease(shared: &SharedTokens, lock: &RefreshLock, taken: Instant) -
         }
         match tokio::time::timeout_at(cutoff, shared.store.extend(lock, ttl)).await {
             Ok(Ok(true)) => {
-                tracing::trace!(fence = lock.fence(), "renewed the token store's refresh lock");
+                tracing::trace!(
+                    fence = lock.fence(),
+                    "renewed the token store's refresh lock"
+                );
                 confirmed = now;
                 next = now + ttl / 3;
                 failure = None;

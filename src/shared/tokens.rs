@@ -158,10 +158,7 @@ impl RedisTokenStore {
     pub async fn extend(&self, lock: &RefreshLock, ttl: Duration) -> Result<bool, SharedError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut invocation = EXTEND.prepare_invoke();
-        invocation
-            .key(&self.lock_key)
-            .arg(lock.fence())
-            .arg(ttl_ms);
+        invocation.key(&self.lock_key).arg(lock.fence()).arg(ttl_ms);
         let extended: i64 = self.redis.run(&self.lock_key, &invocation).await?;
         Ok(extended == 1)
     }
