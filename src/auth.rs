@@ -107,6 +107,15 @@ pub enum AuthError {
     /// unspent and trying again later may work.
     #[error("the token store failed: {0}")]
     Store(#[source] Arc<dyn StdError + Send + Sync>),
+    /// With a token store: the refresh was abandoned before its refresh lock could run out.
+    /// The lock was found lost, or could not be renewed (the store unreachable) in time, or the
+    /// refresh took longer than `OAuth::refresh_timeout`. Its token request was cut off at that
+    /// moment (attempts, back-off and `Retry-After` waits included) and is not sent again, so a
+    /// refresh token is never sent by a process whose lock may have passed to another. A passing
+    /// failure: the next request tries again (were the cut-off request already answered by
+    /// Kommo, its refresh token would be spent, as after a timeout).
+    #[error("the token refresh was abandoned before its refresh lock could run out: {0}")]
+    RefreshAbandoned(String),
     /// The base URL or credentials given to `oauth::exchange_code` are not usable.
     #[error(transparent)]
     Config(Arc<ConfigError>),
@@ -121,7 +130,8 @@ impl AuthError {
             | AuthError::Transport(_)
             | AuthError::Answer(_)
             | AuthError::RateLimiterUnavailable(_)
-            | AuthError::Store(_) => true,
+            | AuthError::Store(_)
+            | AuthError::RefreshAbandoned(_) => true,
             _ => false,
         }
     }

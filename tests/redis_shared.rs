@@ -601,8 +601,12 @@ async fn a_lock_that_is_never_released_expires() {
     assert!(taken.fence() > dead_fence);
 }
 
+/// Issue 20 §3: a holder whose lock ran out after its token answer still stores its pair, as
+/// long as the store holds the pair it refreshed from (refresh tokens are single-use: nobody else
+/// can hold a pair refreshed from it); a process that took the lock meanwhile and refreshed the
+/// same pair (Kommo refuses that) cannot store over it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_whose_lock_expired_cannot_save() {
+async fn a_holder_whose_lock_expired_still_stores_over_the_pair_it_refreshed_from() {
     let server = RedisServer::start();
     let (a, b) = (store(&server, "fence"), store(&server, "fence"));
     let v1 = seed(&a).await;
@@ -614,29 +618,80 @@ async fn a_holder_whose_lock_expired_cannot_save() {
         .await
         .unwrap()
         .unwrap();
-    // The stored pair is still the one A refreshed from, but the lock is no longer A's.
-    assert_eq!(
-        a.save_if_current(&slow, Some(&loaded), pair(2))
-            .await
-            .unwrap(),
-        Saved::LockLost
-    );
-    let Saved::Stored(v2) = b.save_if_current(&fast, Some(&v1), pair(3)).await.unwrap() else {
-        panic!("B holds the lock and the current pair");
+    // The stored pair is still the one A refreshed from: A's pair is stored.
+    let v2 = match a
+        .save_if_current(&slow, Some(&loaded), pair(2))
+        .await
+        .unwrap()
+    {
+        Saved::Stored(v2) => v2,
+        other => panic!("the pair refreshed from the stored one is stored: {other:?}"),
     };
+    assert_eq!(v2, StoredTokens::new(2, pair(2)));
+    // B refreshed from version 1 too (its answer would be Kommo's refusal): refused here.
     assert_eq!(
-        a.save_if_current(&slow, Some(&loaded), pair(2))
+        b.save_if_current(&fast, Some(&v1), pair(3)).await.unwrap(),
+        Saved::Changed(Some(v2.clone()))
+    );
+    // A's old lock saves nothing over a pair it did not refresh from.
+    assert_eq!(
+        a.save_if_current(&slow, Some(&loaded), pair(4))
             .await
             .unwrap(),
-        Saved::LockLost
+        Saved::Changed(Some(v2.clone()))
     );
     assert!(b.release(fast).await.unwrap());
-    // Nobody holds it now; A's old lock still cannot save.
-    assert_eq!(
-        a.save_if_current(&slow, Some(&v2), pair(2)).await.unwrap(),
-        Saved::LockLost
-    );
     assert_eq!(a.load().await.unwrap(), Some(v2));
+}
+
+/// Issue 20 §3: the lease. `extend` gives our lock a new time to live only while it holds our
+/// fence: a lock that ran out and was taken by another process is left as it is, and one that
+/// ran out is not brought back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extend_renews_only_a_lock_that_is_still_ours() {
+    let server = RedisServer::start();
+    let mut look = raw(&server).await;
+    let (a, b) = (store(&server, "lease"), store(&server, "lease"));
+    let pttl = |look: &mut redis::aio::MultiplexedConnection| {
+        let mut look = look.clone();
+        async move {
+            let ms: i64 = redis::cmd("PTTL")
+                .arg("{lease}:oauth:lock")
+                .query_async(&mut look)
+                .await
+                .unwrap();
+            ms
+        }
+    };
+
+    // Ours: extended (from 1 s to 60 s), and still held against others.
+    let held = a.lock(Duration::from_secs(1)).await.unwrap();
+    assert!(pttl(&mut look).await <= 1_000);
+    assert!(a.extend(&held, Duration::from_secs(60)).await.unwrap());
+    assert!(pttl(&mut look).await > 1_000, "the lease was renewed");
+    assert_eq!(b.try_lock(Duration::from_secs(1)).await.unwrap(), None);
+    assert!(a.release(held).await.unwrap());
+
+    // Lost: A's lock ran out and B took it. A's renewal changes nothing of B's lock.
+    let lost = a.lock(Duration::from_millis(100)).await.unwrap();
+    let taken = tokio::time::timeout(PROGRESS, b.lock(Duration::from_secs(2)))
+        .await
+        .expect("A's lock runs out")
+        .unwrap();
+    assert!(!a.extend(&lost, Duration::from_secs(60)).await.unwrap());
+    assert!(pttl(&mut look).await <= 2_000, "B's lock was extended by A");
+    let holder: String = redis::cmd("GET")
+        .arg("{lease}:oauth:lock")
+        .query_async(&mut look)
+        .await
+        .unwrap();
+    assert_eq!(holder, taken.fence().to_string());
+    assert!(b.release(taken).await.unwrap());
+
+    // Gone: a lock that ran out and nobody took is not brought back by its old holder.
+    assert!(!b.extend(&lost, Duration::from_secs(60)).await.unwrap());
+    assert_eq!(pttl(&mut look).await, -2, "no lock key");
+    assert!(a.try_lock(Duration::from_secs(1)).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -668,6 +723,7 @@ async fn the_store_works_through_the_trait_object() {
     let lock = store.lock(Duration::from_secs(10)).await.unwrap();
     let saved = store.save_if_current(&lock, None, pair(1)).await.unwrap();
     assert_eq!(saved, Saved::Stored(StoredTokens::new(1, pair(1))));
+    assert!(store.extend(&lock, Duration::from_secs(10)).await.unwrap());
     assert!(store.release(lock).await.unwrap());
     assert_eq!(
         store.load().await.unwrap(),

@@ -23,10 +23,13 @@
 //! requests per second per integration), `block_after` (429s before the account is blocked),
 //! `blocked` (true: blocked now; false or absent: unblocked), `error_rate`, `drop_rate`,
 //! `lost_answer_rate`, `late_error_rate`, `random_429_rate`, `slow_rate` (shares from 0.0 to
-//! 1.0), `slow_ms` (the delay of a slow answer), and `inject`: faults for the next requests, in
+//! 1.0), `slow_ms` (the delay of a slow answer), `inject`: faults for the next requests, in
 //! order (`rate_limited`, `blocked`, `drop`, `drop_after_processing`, `server_error:503`,
-//! `server_error_after_processing:502`, `slow:250`; a bare `server_error` is a 500, a bare
-//! `slow` 500 ms). The journal names a request's fault the same way.
+//! `server_error_after_processing:502`, `slow:250`, `retry_after:30` (a `429` with
+//! `Retry-After: 30`); a bare `server_error` is a 500, a bare `slow` 500 ms), and
+//! `inject_token`: faults for the next requests to the token endpoint only
+//! (`POST /oauth2/access_token`), which take them before any other. The journal names a
+//! request's fault the same way.
 //!
 //! The state document:
 //!
@@ -184,6 +187,10 @@ pub(crate) fn fault_name(fault: &Fault) -> String {
             format!("server_error_after_processing:{status}")
         }
         Fault::Slow(delay) => format!("slow:{}", delay.as_millis()),
+        Fault::RetryAfter(wait) => format!(
+            "retry_after:{}",
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        ),
     }
 }
 
@@ -230,9 +237,17 @@ fn parse_fault(name: &str) -> Result<Fault, String> {
                 };
             Ok(Fault::Slow(delay))
         }
+        "retry_after" => {
+            let seconds = arg
+                .ok_or_else(|| format!("{name:?}: `retry_after` takes its seconds after `:`"))?
+                .parse()
+                .map_err(|_| format!("{name:?}: the seconds after `:` are a number"))?;
+            Ok(Fault::RetryAfter(Duration::from_secs(seconds)))
+        }
         _ => Err(format!(
             "unknown fault {name:?}: rate_limited, blocked, drop, drop_after_processing, \
-             server_error[:status], server_error_after_processing[:status] or slow[:ms]"
+             server_error[:status], server_error_after_processing[:status], slow[:ms] or \
+             retry_after:seconds"
         )),
     }
 }
@@ -253,11 +268,16 @@ fn faults_json(state: &State) -> Value {
         "slow_rate": rate(faults.slow_rate),
         "slow_ms": faults.slow_delay.map(|d| d.as_millis() as u64),
         "injected": state.faults.injected.iter().map(fault_name).collect::<Vec<_>>(),
+        "injected_token": state.faults.injected_token.iter().map(fault_name).collect::<Vec<_>>(),
     })
 }
 
+/// What a faults document asks for: the faults it sets, the faults to inject into the next
+/// requests, and those to inject into the next token requests.
+type FaultsDocument = (Faults, Vec<Fault>, Vec<Fault>);
+
 /// Reads a faults document: the faults it sets and the faults to inject.
-fn parse_faults(body: &Value) -> Result<(Faults, Vec<Fault>), String> {
+fn parse_faults(body: &Value) -> Result<FaultsDocument, String> {
     let empty = Map::new();
     let map = match body {
         Value::Null => &empty,
@@ -269,7 +289,7 @@ fn parse_faults(body: &Value) -> Result<(Faults, Vec<Fault>), String> {
             ));
         }
     };
-    const KEYS: [&str; 11] = [
+    const KEYS: [&str; 12] = [
         "rate_limit",
         "block_after",
         "blocked",
@@ -281,12 +301,13 @@ fn parse_faults(body: &Value) -> Result<(Faults, Vec<Fault>), String> {
         "slow_rate",
         "slow_ms",
         "inject",
+        "inject_token",
     ];
-    // `injected` is what GET shows; taking it back in unchanged keeps GET-then-POST harmless.
-    if let Some(unknown) = map
-        .keys()
-        .find(|k| !KEYS.contains(&k.as_str()) && k.as_str() != "injected")
-    {
+    // `injected` and `injected_token` are what GET shows; taking them back in unchanged keeps
+    // GET-then-POST harmless.
+    if let Some(unknown) = map.keys().find(|k| {
+        !KEYS.contains(&k.as_str()) && k.as_str() != "injected" && k.as_str() != "injected_token"
+    }) {
         return Err(format!(
             "unknown fault {unknown:?} (known: {})",
             KEYS.join(", ")
@@ -342,18 +363,20 @@ fn parse_faults(body: &Value) -> Result<(Faults, Vec<Fault>), String> {
             slow_ms.map_or(DEFAULT_SLOW, Duration::from_millis),
         );
     }
-    let inject = match given("inject") {
-        None => Vec::new(),
-        Some(Value::Array(names)) => names
-            .iter()
-            .map(|n| match n {
-                Value::String(name) => parse_fault(name),
-                other => Err(format!("`inject` lists fault names, not {other}")),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(v) => return Err(format!("`inject` takes a list of fault names, not {v}")),
+    let list = |key: &str| -> Result<Vec<Fault>, String> {
+        match given(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(names)) => names
+                .iter()
+                .map(|n| match n {
+                    Value::String(name) => parse_fault(name),
+                    other => Err(format!("`{key}` lists fault names, not {other}")),
+                })
+                .collect(),
+            Some(v) => Err(format!("`{key}` takes a list of fault names, not {v}")),
+        }
     };
-    Ok((faults, inject))
+    Ok((faults, list("inject")?, list("inject_token")?))
 }
 
 /// The faults in force become `faults`; the account is blocked as they say.
@@ -538,13 +561,15 @@ pub(crate) fn handle(
             ok(json!({ "expired": expired }))
         }
         ("POST", "/faults") => {
-            let (faults, inject) = match parsed().and_then(|body| parse_faults(&body)) {
+            let (faults, inject, inject_token) = match parsed().and_then(|body| parse_faults(&body))
+            {
                 Ok(parsed) => parsed,
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
             let mut state = shared.lock();
             set_faults(&mut state, faults);
             state.faults.injected.extend(inject);
+            state.faults.injected_token.extend(inject_token);
             ok(faults_json(&state))
         }
         _ => {
@@ -592,19 +617,22 @@ mod tests {
             Fault::DropAfterProcessing,
             Fault::ServerErrorAfterProcessing(502),
             Fault::Slow(Duration::from_millis(250)),
+            Fault::RetryAfter(Duration::from_secs(30)),
         ] {
             assert_eq!(parse_fault(&fault_name(&fault)), Ok(fault));
         }
         assert_eq!(parse_fault("server_error"), Ok(Fault::ServerError(500)));
         assert!(parse_fault("server_error:418").is_err());
         assert!(parse_fault("drop:1").is_err());
+        assert!(parse_fault("retry_after").is_err());
         assert!(parse_fault("boom").unwrap_err().contains("unknown fault"));
     }
 
     #[test]
     fn a_faults_document_sets_exactly_what_it_names() {
-        let (faults, inject) = parse_faults(&json!({
-            "rate_limit": 7, "error_rate": 0.5, "slow_ms": 20, "inject": ["drop"]
+        let (faults, inject, inject_token) = parse_faults(&json!({
+            "rate_limit": 7, "error_rate": 0.5, "slow_ms": 20, "inject": ["drop"],
+            "inject_token": ["retry_after:1", "slow:3000"]
         }))
         .unwrap();
         assert_eq!(
@@ -615,6 +643,13 @@ mod tests {
                 .slow(0.0, Duration::from_millis(20))
         );
         assert_eq!(inject, vec![Fault::Drop]);
+        assert_eq!(
+            inject_token,
+            vec![
+                Fault::RetryAfter(Duration::from_secs(1)),
+                Fault::Slow(Duration::from_secs(3))
+            ]
+        );
         assert_eq!(parse_faults(&json!({})).unwrap().0, Faults::none());
         for bad in [
             json!({"error_rate": 2}),

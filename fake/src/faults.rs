@@ -32,6 +32,11 @@ pub enum Fault {
     ServerErrorAfterProcessing(u16),
     /// The answer comes after this delay.
     Slow(Duration),
+    /// `429 Too Many Requests` with the gateway's HTML page and `Retry-After`: this delay in
+    /// whole seconds (rounded up). The request is not processed. Only ever
+    /// [injected](super::FakeServer::inject) (e.g. at the token endpoint,
+    /// [`FakeServer::inject_token_faults`](super::FakeServer::inject_token_faults)).
+    RetryAfter(Duration),
 }
 
 /// Which requests misbehave, and how. Rates are probabilities per request, drawn from the
@@ -242,6 +247,8 @@ pub(crate) struct FaultState {
     /// it did before they existed.
     more: fastrand::Rng,
     pub(crate) injected: VecDeque<Fault>,
+    /// Faults for the next requests to the token endpoint only, before any other.
+    pub(crate) injected_token: VecDeque<Fault>,
     pub(crate) blocked: bool,
     /// `429`s since the account was last (un)blocked.
     pub(crate) violations: u32,
@@ -254,6 +261,7 @@ impl FaultState {
             rng: fastrand::Rng::with_seed(seed),
             more: fastrand::Rng::with_seed(seed ^ 0x6661_756c_7473_5f32),
             injected: VecDeque::new(),
+            injected_token: VecDeque::new(),
             blocked: faults.blocked,
             violations: 0,
             windows: HashMap::new(),
@@ -261,12 +269,14 @@ impl FaultState {
     }
 
     /// The fault for the next request, if any. `api` is `None` for paths of neither API;
-    /// `client` identifies the integration for the rate limit (its `Authorization` header).
+    /// `client` identifies the integration for the rate limit (its `Authorization` header);
+    /// `token_call`: the request is to the token endpoint.
     pub(crate) fn decide(
         &mut self,
         faults: &Faults,
         api: Option<Api>,
         client: &str,
+        token_call: bool,
         now: Instant,
     ) -> Option<Fault> {
         // Always the same draws per request, so request n's fate depends only on the seed.
@@ -279,6 +289,9 @@ impl FaultState {
         let late_draw = self.more.f64();
         let late_which = self.more.usize(..LATE_SERVER_ERRORS.len());
 
+        if token_call && let Some(fault) = self.injected_token.pop_front() {
+            return Some(fault);
+        }
         if let Some(fault) = self.injected.pop_front() {
             return Some(fault);
         }

@@ -754,6 +754,29 @@ impl FakeServer {
         self.shared.lock().faults.injected.extend(faults);
     }
 
+    /// Scripts the next requests to the token endpoint (`POST /oauth2/access_token`) only: the
+    /// first token request after this call gets the first fault, and so on, before any fault
+    /// of [`inject`](Self::inject) or the configuration; other requests do not take them. A slow
+    /// token endpoint that first answers `429` with `Retry-After`:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lead_intake_fake::{Config, FakeServer, Fault};
+    /// let fake = FakeServer::start(Config::default())?;
+    /// fake.inject_token_faults([
+    ///     Fault::RetryAfter(Duration::from_secs(30)),
+    ///     Fault::RetryAfter(Duration::from_secs(30)),
+    ///     Fault::Slow(Duration::from_secs(59)),
+    /// ]);
+    /// # Ok::<(), lead_intake_fake::FakeError>(())
+    /// ```
+    ///
+    /// `POST /__admin/faults` with `{"inject_token": ["retry_after:30", "slow:59000"]}` does
+    /// the same.
+    pub fn inject_token_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.lock().faults.injected_token.extend(faults);
+    }
+
     /// Blocks or unblocks the Kommo account (a blocked account answers an HTML `403` to every
     /// Kommo request; only "support" unblocks it, i.e. this call).
     pub fn set_blocked(&self, blocked: bool) {

@@ -283,6 +283,7 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
             &state.fault_config,
             api,
             &client,
+            token_call.is_some(),
             tokio::time::Instant::now(),
         );
         if let Some(f) = &fault {
@@ -290,7 +291,7 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
                 state.stats.faults.push((number, f.clone()));
             }
             match f {
-                Fault::RateLimited => state.stats.rate_limited += 1,
+                Fault::RateLimited | Fault::RetryAfter(_) => state.stats.rate_limited += 1,
                 Fault::Blocked => state.stats.blocked += 1,
                 Fault::ServerError(_) => state.stats.server_errors += 1,
                 Fault::Drop => state.stats.dropped += 1,
@@ -313,6 +314,15 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
         Some(Fault::RateLimited) => {
             let page = nginx_page(429, "Too Many Requests");
             return early(Ok(count(shared, text_answer(429, page))));
+        }
+        Some(Fault::RetryAfter(wait)) => {
+            let page = nginx_page(429, "Too Many Requests");
+            let mut answer = text_answer(429, page);
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            answer
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+            return early(Ok(count(shared, answer)));
         }
         Some(Fault::Blocked) => {
             let page = nginx_page(403, "Forbidden");

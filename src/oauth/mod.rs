@@ -21,9 +21,11 @@
 //!
 //! Several processes of one integration and account share one pair through a [`TokenStore`]
 //! (`lead_intake::shared::RedisTokenStore`, feature `redis`): [`OAuth::from_store`] loads it,
-//! refreshes run under the store's lock after reading it again, so a refresh token is sent at
-//! most once across all of them, and [`store_tokens`] puts a newly authorized pair in it. See the
-//! README, "Several workers, one account".
+//! refreshes run under the store's lock after reading it again, the lock a lease the refreshing
+//! process renews while its token request is in flight (and the request cut off before the lease
+//! could run out), so a refresh token is sent at most once across all of them, and
+//! [`store_tokens`] puts a newly authorized pair in it. See the README, "Several workers, one
+//! account".
 //!
 //! Token requests count against the client's rate limit. A 429 or a refused connection is
 //! retried; any other failure is not (a refresh that may have reached the server must not be
@@ -82,13 +84,33 @@ pub use store::{RefreshLock, Saved, StoredTokens, TokenStore};
 /// while the current access token is still valid.
 const REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
 
-/// How long a process holds the shared refresh lock at most, by default: longer than a token
-/// request can take (the HTTP client's 60-second timeout), with room to store the new pair.
+/// The shared refresh lock's time to live by default ([`OAuth::lock_ttl`]): a lease. The
+/// refreshing process renews it every third of it while its token request is in flight, and cuts
+/// the request off before the lease could run out when a renewal fails; a process that dies
+/// holding the lock holds it this long after its last renewal at most.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(90);
 
-/// How much longer than the lock's time to live a process waits for the refresh lock before it
-/// gives up with [`AuthError::Store`]: a holder that died holds it for its time to live at most.
+/// The longest one refresh may hold the shared refresh lock by default
+/// ([`OAuth::refresh_timeout`]): its token request, attempts, back-off and `Retry-After` waits
+/// included, is abandoned after it. Longer than the worst case of the default retry policy on
+/// the default HTTP client is likely to reach (a token request is retried only after a `429` or a
+/// refused connection).
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How much longer than a refresh may take ([`OAuth::refresh_timeout`]) and the lock's time to
+/// live a process that needs a token waits for the refresh lock before it gives up with
+/// [`AuthError::Store`]: a live holder releases it within the refresh timeout, and one that died
+/// holds it for the time to live after its last renewal at most.
 const LOCK_WAIT_SLACK: Duration = Duration::from_secs(5);
+
+/// How long a process whose access token is still valid for more than half the refresh margin
+/// waits for the refresh lock another process holds, at most, before it goes on with its current
+/// token (a refresh normally takes far less: the process then uses the new pair at once).
+const LOCK_BUSY_WAIT: Duration = Duration::from_secs(1);
+
+/// How soon such a process asks again for the refresh lock (never later than when half the
+/// refresh margin is left; from then on it waits for the lock).
+const LOCK_BUSY_RECHECK: Duration = Duration::from_secs(5);
 
 /// The integration's OAuth credentials (from its settings in Kommo). `Debug` hides the secret.
 #[derive(Clone, Debug)]
@@ -161,6 +183,7 @@ pub(crate) struct SharedTokens {
     /// The store's version of the pair the session starts with.
     version: u64,
     lock_ttl: Duration,
+    refresh_timeout: Duration,
 }
 
 /// A user's `on_refresh`, boxed.
@@ -209,6 +232,10 @@ impl fmt::Debug for OAuth {
             .field(
                 "lock_ttl",
                 &self.shared.as_ref().map(|shared| shared.lock_ttl),
+            )
+            .field(
+                "refresh_timeout",
+                &self.shared.as_ref().map(|shared| shared.refresh_timeout),
             )
             .finish_non_exhaustive()
     }
@@ -267,6 +294,7 @@ impl OAuth {
                 store,
                 version,
                 lock_ttl: DEFAULT_LOCK_TTL,
+                refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             }),
         })
     }
@@ -283,15 +311,34 @@ impl OAuth {
         self
     }
 
-    /// With a token store: how long a refresh may hold the store's refresh lock
-    /// ([`DEFAULT_LOCK_TTL`], 90 s, by default). Keep it longer than a token request can take
-    /// with its retries (the HTTP client's timeout is 60 s): a process whose lock ran out
-    /// mid-refresh cannot store its new pair ([`Saved::LockLost`]). A process that dies holding
-    /// the lock holds it this long, and the other processes wait for it. No effect without a
-    /// store.
+    /// With a token store: the time to live of the store's refresh lock, a lease
+    /// ([`DEFAULT_LOCK_TTL`], 90 s, by default). The refreshing process renews it
+    /// ([`TokenStore::extend`]) every third of it while its token request is in flight, so a slow
+    /// token endpoint (`429`s with `Retry-After`, a slow answer) never outlasts it; when a renewal
+    /// fails (the store unreachable) or finds the lock lost, the token request is cut off before
+    /// the lease could run out ([`AuthError::RefreshAbandoned`]), a tenth of it early. A process
+    /// that dies holding the lock holds it this long after its last renewal; the processes that
+    /// need a token wait for it. Shorter: a dead process blocks the others for less time, at the
+    /// cost of more renewals (and a token request cut off sooner when the store is unreachable).
+    /// No effect without a store.
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         if let Some(shared) = &mut self.shared {
             shared.lock_ttl = ttl.max(Duration::from_millis(1));
+        }
+        self
+    }
+
+    /// With a token store: the longest one refresh may hold the store's refresh lock
+    /// ([`DEFAULT_REFRESH_TIMEOUT`], 5 minutes, by default). Its token request, attempts,
+    /// back-off and `Retry-After` waits included, is abandoned after it
+    /// ([`AuthError::RefreshAbandoned`]). A process whose access token has expired (or was
+    /// answered 401) waits for another's refresh this long, plus the lock's time to live and
+    /// 5 s, before it gives up with [`AuthError::Store`]; one whose token is still valid does
+    /// not wait (it uses its token, and looks for the new pair a second later). No effect without
+    /// a store.
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(shared) = &mut self.shared {
+            shared.refresh_timeout = timeout;
         }
         self
     }
@@ -382,15 +429,15 @@ where
 {
     let erase = |e: S::Error| AuthError::Store(Arc::new(e));
     let lock = tokio::time::timeout(
-        DEFAULT_LOCK_TTL + LOCK_WAIT_SLACK,
+        DEFAULT_REFRESH_TIMEOUT + DEFAULT_LOCK_TTL + LOCK_WAIT_SLACK,
         store.lock(DEFAULT_LOCK_TTL),
     )
     .await
     .map_err(|_| store_error("timed out waiting for the token store's refresh lock"))?
     .map_err(erase)?;
     let result = async {
-        // Under the lock only our own save can change the pair; a second try covers a store
-        // that was emptied between the load and the save.
+        // Under the lock only our own save, or that of a refresh whose lock ran out after its
+        // token answer, can change the pair; a second try covers either.
         for _ in 0..2 {
             let current = store.load().await.map_err(erase)?;
             match store
@@ -799,7 +846,17 @@ impl Session {
             } else {
                 "the access token has expired"
             };
-            match self.refresh(&mut state, reason).await {
+            // A process whose token still works for more than half the margin does not wait
+            // long for another's refresh: it goes on with its token, and asks again a little
+            // later. With less left, it waits (a request can queue in the rate limiter after
+            // its token was put on it).
+            let comfort = state
+                .expires
+                .saturating_duration_since(now)
+                .saturating_sub(self.margin / 2);
+            let patience =
+                (!comfort.is_zero()).then(|| (LOCK_BUSY_WAIT.min(comfort), now + comfort));
+            match self.refresh(&mut state, reason, patience).await {
                 Ok(()) => {}
                 // The current token still works: use it, and try again a little later.
                 Err(e) if e.is_transient() && now < state.expires => {
@@ -849,7 +906,7 @@ impl Session {
                 }
             }
         }
-        self.refresh(&mut state, "the API answered 401").await
+        self.refresh(&mut state, "the API answered 401", None).await
     }
 
     /// With a store, after the refresh token was refused: a pair stored since (the integration
@@ -905,36 +962,73 @@ impl Session {
         state.cooldown_until = None;
     }
 
-    async fn refresh(&self, state: &mut State, reason: &'static str) -> Result<(), AuthError> {
+    /// Refreshes (with a store: under its lock). `patience` is `None` when the current token
+    /// must be replaced: wait for the store's lock (as long as another process's refresh may
+    /// take). Otherwise it is how long to wait for the lock, and until when the current token
+    /// may be used: a lock still held after that wait means "another process is refreshing";
+    /// the current token is used meanwhile, and the lock asked for again after
+    /// [`LOCK_BUSY_RECHECK`] (no later than that instant).
+    async fn refresh(
+        &self,
+        state: &mut State,
+        reason: &'static str,
+        patience: Option<(Duration, Instant)>,
+    ) -> Result<(), AuthError> {
         let Some(shared) = &self.shared else {
             return match self.token_refresh(state, reason).await {
                 Ok(pair) => self.adopt(state, pair, None).await,
                 Err(e) => Err(self.refresh_failed(state, e)),
             };
         };
-        let wait = shared.lock_ttl.saturating_add(LOCK_WAIT_SLACK);
-        let lock = match tokio::time::timeout(wait, shared.store.lock(shared.lock_ttl)).await {
-            Ok(Ok(lock)) => lock,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the token store's refresh lock could not be taken");
-                return Err(AuthError::Store(e));
+        let lock = if let Some((wait, usable_until)) = patience {
+            match lock_within(shared, wait).await {
+                Ok(Some(lock)) => lock,
+                Ok(None) => {
+                    tracing::debug!(
+                        "another process is refreshing the access token; the current one is still valid and used meanwhile"
+                    );
+                    let recheck = (Instant::now() + LOCK_BUSY_RECHECK).min(usable_until);
+                    state.cooldown_until = Some(recheck);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the token store's refresh lock could not be taken");
+                    return Err(AuthError::Store(e));
+                }
             }
-            Err(_) => {
-                tracing::warn!(
-                    wait_s = wait.as_secs_f64(),
-                    "timed out waiting for the token store's refresh lock"
-                );
-                return Err(store_error(
-                    "timed out waiting for the token store's refresh lock",
-                ));
+        } else {
+            // A live holder releases within its refresh timeout; a dead one's lease ends within
+            // the time to live after its last renewal.
+            let bound = shared
+                .refresh_timeout
+                .saturating_add(shared.lock_ttl)
+                .saturating_add(LOCK_WAIT_SLACK);
+            match tokio::time::timeout(bound, shared.store.lock(shared.lock_ttl)).await {
+                Ok(Ok(lock)) => lock,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the token store's refresh lock could not be taken");
+                    return Err(AuthError::Store(e));
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        wait_s = bound.as_secs_f64(),
+                        "timed out waiting for the token store's refresh lock"
+                    );
+                    return Err(store_error(
+                        "timed out waiting for the token store's refresh lock",
+                    ));
+                }
             }
         };
+        let taken = Instant::now();
         tracing::debug!(fence = lock.fence(), "took the token store's refresh lock");
-        let result = self.refresh_locked(state, reason, shared, &lock).await;
+        let result = self
+            .refresh_locked(state, reason, shared, &lock, taken)
+            .await;
         match shared.store.release(lock).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
-                "the token store's refresh lock had run out before the refresh ended; make OAuth::lock_ttl longer than a token request can take"
+                "the token store's refresh lock had run out before the refresh ended (after its token request: storing the new pair or the on_refresh callback took longer than OAuth::lock_ttl)"
             ),
             Err(e) => tracing::warn!(
                 error = %e,
@@ -952,6 +1046,7 @@ impl Session {
         reason: &'static str,
         shared: &SharedTokens,
         lock: &RefreshLock,
+        taken: Instant,
     ) -> Result<(), AuthError> {
         let current = shared
             .store
@@ -1002,7 +1097,10 @@ impl Session {
             }
             current
         };
-        match self.token_refresh(state, reason).await {
+        match self
+            .token_refresh_leased(state, reason, shared, lock, taken)
+            .await
+        {
             Ok(pair) => match shared
                 .store
                 .save_if_current(lock, Some(&current), pair.clone())
@@ -1026,7 +1124,7 @@ impl Session {
                 outcome => {
                     match outcome {
                         Ok(Saved::LockLost) => tracing::warn!(
-                            "the refresh lock ran out during the refresh: the new pair is used in this process and stored on its next refresh; make OAuth::lock_ttl longer than a token request can take"
+                            "the token store refused the new pair: the refresh lock ran out before it was stored; the new pair is used in this process and stored on its next refresh"
                         ),
                         Err(e) => tracing::warn!(
                             error = %e,
@@ -1052,6 +1150,33 @@ impl Session {
                 Err(self.refresh_failed(state, e))
             }
             Err(e) => Err(self.refresh_failed(state, e)),
+        }
+    }
+
+    /// [`Session::token_refresh`] under the store's lock, a lease: renewed every third of its
+    /// time to live while the token request is in flight; the request (its attempts, back-off
+    /// and waits) is cut off before the lease could run out when a renewal fails or finds the
+    /// lock lost, or when the refresh has held the lock for [`OAuth::refresh_timeout`].
+    async fn token_refresh_leased(
+        &self,
+        state: &State,
+        reason: &'static str,
+        shared: &SharedTokens,
+        lock: &RefreshLock,
+        taken: Instant,
+    ) -> Result<TokenPair, AuthError> {
+        let request = std::pin::pin!(self.token_refresh(state, reason));
+        let lease = std::pin::pin!(keep_lease(shared, lock, taken));
+        match futures_util::future::select(request, lease).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right((abandoned, _)) => {
+                tracing::warn!(
+                    client_id = self.app.client_id,
+                    error = %abandoned,
+                    "the token request was cut off before the refresh lock could run out"
+                );
+                Err(abandoned)
+            }
         }
     }
 
@@ -1139,6 +1264,90 @@ impl Session {
         tracing::debug!("the new tokens were stored by the callback and are in use");
         self.use_pair(state, pair, header, version);
         Ok(())
+    }
+}
+
+/// Takes the store's refresh lock if it is free within `wait`: tries now, then as
+/// [`TokenStore::lock`] does, never cancelling a try in flight (a try cancelled just as it took
+/// the lock would leave it held for its time to live). `None`: still held by another process.
+async fn lock_within(
+    shared: &SharedTokens,
+    wait: Duration,
+) -> Result<Option<RefreshLock>, store::StoreError> {
+    let deadline = Instant::now() + wait;
+    let mut pause = store::LOCK_BACKOFF_MIN;
+    loop {
+        if let Some(lock) = shared.store.try_lock(shared.lock_ttl).await? {
+            return Ok(Some(lock));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep_until((now + pause).min(deadline)).await;
+        pause = (pause * 2).min(store::LOCK_BACKOFF_MAX);
+    }
+}
+
+/// Keeps the refresh lock `lock` (taken at `taken`) while a token request is in flight: renews
+/// it every third of its time to live, and returns the error to abandon the request with, a
+/// tenth of the time to live before the lease could run out, once it can no longer be confirmed
+/// (a renewal failed and none succeeded since, or the lock was lost), or when the refresh has
+/// held the lock for its refresh timeout. Never returns while the lease holds.
+///
+/// A lease is counted from the moment its command was sent (the store counts from when it got
+/// it, later), and the first from when the lock was had: the tenth covers that round trip.
+async fn keep_lease(shared: &SharedTokens, lock: &RefreshLock, taken: Instant) -> AuthError {
+    let ttl = shared.lock_ttl;
+    let early = ttl / 10;
+    let limit = taken + shared.refresh_timeout;
+    let mut confirmed = taken;
+    let mut next = taken + ttl / 3;
+    let mut failure: Option<String> = None;
+    loop {
+        let lease_cutoff = confirmed + ttl.saturating_sub(early);
+        let cutoff = lease_cutoff.min(limit);
+        tokio::time::sleep_until(next.min(cutoff)).await;
+        let now = Instant::now();
+        if now >= cutoff {
+            return if lease_cutoff <= limit {
+                AuthError::RefreshAbandoned(match failure {
+                    Some(e) => format!("the refresh lock could not be renewed: {e}"),
+                    None => "the refresh lock could not be renewed in time".to_string(),
+                })
+            } else {
+                AuthError::RefreshAbandoned(format!(
+                    "the refresh took longer than its timeout ({:?}, OAuth::refresh_timeout)",
+                    shared.refresh_timeout
+                ))
+            };
+        }
+        match tokio::time::timeout_at(cutoff, shared.store.extend(lock, ttl)).await {
+            Ok(Ok(true)) => {
+                tracing::trace!(
+                    fence = lock.fence(),
+                    "renewed the token store's refresh lock"
+                );
+                confirmed = now;
+                next = now + ttl / 3;
+                failure = None;
+            }
+            Ok(Ok(false)) => {
+                return AuthError::RefreshAbandoned(
+                    "the refresh lock was lost (it ran out, or the store lost it)".to_string(),
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    error = %e,
+                    "the token store's refresh lock could not be renewed; trying again until the lease would run out"
+                );
+                failure = Some(e.to_string());
+                next = now + early.max(Duration::from_millis(1));
+            }
+            // The cutoff came first: the next turn abandons.
+            Err(_) => {}
+        }
     }
 }
 

@@ -13,8 +13,8 @@ use futures_util::future::BoxFuture;
 use super::TokenPair;
 
 /// The first and the longest pause between two tries of [`TokenStore::lock`].
-const LOCK_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(100);
+pub(crate) const LOCK_BACKOFF_MIN: Duration = Duration::from_millis(5);
+pub(crate) const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(100);
 
 /// A token pair as a [`TokenStore`] holds it: with the version the store gave it (1 for the
 /// first pair saved, one more for each pair after it).
@@ -55,12 +55,15 @@ pub enum Saved {
     /// Not stored: the store no longer holds the pair the caller refreshed from. It holds this
     /// one (another process saved a newer pair), or nothing (the store was emptied).
     Changed(Option<StoredTokens>),
-    /// Not stored: the caller's lock expired (and may have been taken by another process), so
-    /// its save could overwrite a newer pair. This holds even if the stored pair is still the
-    /// one refreshed from: another process may be refreshing it right now. Take locks for longer
-    /// than a refresh can take (the token request's timeout, with its retries), so this does not
-    /// happen; if it does, the new pair exists only in the caller's hands, and the caller should
-    /// still hand it to its own storage (e.g. `on_refresh`).
+    /// Not stored: the caller's lock had run out, and this store does not save without it.
+    ///
+    /// `lead_intake::shared::RedisTokenStore` never answers it: its compare-and-set checks the
+    /// version *and* the refresh token of the pair refreshed from, which is enough without the
+    /// lock (refresh tokens are single-use, so only the process that spent the stored refresh
+    /// token holds a pair refreshed from it; see [`TokenStore::save_if_current`]). A store whose
+    /// compare-and-set cannot tell pairs apart that well may answer it; the OAuth session then
+    /// uses the new pair in its own process and stores it on its next refresh, if the store still
+    /// holds the pair it came from.
     LockLost,
 }
 
@@ -85,7 +88,8 @@ impl RefreshLock {
         self.fence
     }
 
-    /// How long the lock lasts from when it was taken, unless released.
+    /// How long the lock lasts from when it was taken (or last [extended](TokenStore::extend)),
+    /// unless released.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
@@ -97,15 +101,23 @@ impl RefreshLock {
 ///
 /// The refresh protocol, which sends a refresh token at most once across all processes:
 ///
-/// 1. [`lock`](Self::lock) (with a time to live longer than a refresh can take);
+/// 1. [`lock`](Self::lock), with a time to live (a lease);
 /// 2. [`load`](Self::load): if the stored version differs from the one this process used,
 ///    another process has refreshed: use its pair, [`release`](Self::release), done;
-/// 3. otherwise refresh with the stored refresh token, then
-///    [`save_if_current`](Self::save_if_current) with the pair loaded in step 2;
-/// 4. [`release`](Self::release).
+/// 3. otherwise refresh with the stored refresh token, renewing the lease with
+///    [`extend`](Self::extend) while the token request is in flight (the OAuth session does every
+///    third of the time to live), and abandoning the token request before the lease could run
+///    out when a renewal fails or finds the lock lost: the refresh token is never sent, nor its
+///    answer awaited, by a process whose lock may have passed to another;
+/// 4. [`save_if_current`](Self::save_if_current) with the pair loaded in step 2;
+/// 5. [`release`](Self::release).
 ///
-/// A process that dies holding the lock holds it until its time to live ends; one whose lock
-/// expired mid-refresh gets [`Saved::LockLost`] and cannot overwrite a newer pair.
+/// A process that dies holding the lock holds it until its time to live ends (the last renewal
+/// included). The save in step 4 needs no lock: it stores only over the pair refreshed from, and
+/// a refresh token is single-use, so no other process can hold a pair refreshed from the same one
+/// (a process whose lock ran out between its token answer and its save still stores its pair, and
+/// a process that took the lock meanwhile and refreshed the same pair again is refused by Kommo,
+/// then finds the stored pair).
 ///
 /// The methods return boxed futures so that the trait can be used as `dyn TokenStore`.
 pub trait TokenStore: Send + Sync {
@@ -134,14 +146,30 @@ pub trait TokenStore: Send + Sync {
         })
     }
 
-    /// Stores `new` if `lock` is still held and the store still holds `expected` (the pair
-    /// `new` was refreshed from; `None`: nothing stored, for the first pair).
+    /// Stores `new` if the store still holds `expected` (the pair `new` was refreshed from;
+    /// `None`: nothing stored, for the first pair): the same version *and* the same refresh
+    /// token, so that a store emptied and filled again since cannot match by version alone.
+    ///
+    /// `lock` is the caller's refresh lock; the save should succeed even if it has run out
+    /// (see the protocol above: the comparison with the refresh token makes that safe). A store
+    /// that cannot compare that well may refuse with [`Saved::LockLost`] instead.
     fn save_if_current<'a>(
         &'a self,
         lock: &'a RefreshLock,
         expected: Option<&'a StoredTokens>,
         new: TokenPair,
     ) -> BoxFuture<'a, Result<Saved, Self::Error>>;
+
+    /// Renews the lease: gives `lock` a time to live of `ttl` from now if it is still held
+    /// (the store's lock holds its fencing token): `true` when extended, `false` when it had
+    /// run out (and perhaps been taken by another process, whose lock must be left as it is).
+    /// An error or `false` makes the OAuth session abandon its token request before the lease
+    /// could run out.
+    fn extend<'a>(
+        &'a self,
+        lock: &'a RefreshLock,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, Self::Error>>;
 
     /// Releases the lock if it is still ours: `true` when released, `false` when it had expired
     /// (and perhaps been taken by another process, whose lock stays).
@@ -153,7 +181,13 @@ pub(crate) type StoreError = Arc<dyn StdError + Send + Sync>;
 
 pub(crate) trait DynStore: Send + Sync {
     fn load(&self) -> BoxFuture<'_, Result<Option<StoredTokens>, StoreError>>;
+    fn try_lock(&self, ttl: Duration) -> BoxFuture<'_, Result<Option<RefreshLock>, StoreError>>;
     fn lock(&self, ttl: Duration) -> BoxFuture<'_, Result<RefreshLock, StoreError>>;
+    fn extend<'a>(
+        &'a self,
+        lock: &'a RefreshLock,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn save_if_current<'a>(
         &'a self,
         lock: &'a RefreshLock,
@@ -172,8 +206,20 @@ impl<S: TokenStore> DynStore for S {
         Box::pin(async move { TokenStore::load(self).await.map_err(erase) })
     }
 
+    fn try_lock(&self, ttl: Duration) -> BoxFuture<'_, Result<Option<RefreshLock>, StoreError>> {
+        Box::pin(async move { TokenStore::try_lock(self, ttl).await.map_err(erase) })
+    }
+
     fn lock(&self, ttl: Duration) -> BoxFuture<'_, Result<RefreshLock, StoreError>> {
         Box::pin(async move { TokenStore::lock(self, ttl).await.map_err(erase) })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        lock: &'a RefreshLock,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { TokenStore::extend(self, lock, ttl).await.map_err(erase) })
     }
 
     fn save_if_current<'a>(

@@ -16,10 +16,13 @@ use crate::oauth::{RefreshLock, Saved, StoredTokens, TokenPair, TokenStore};
 static LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lock.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
 static SAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("save.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend.lua")));
 
 /// A [`TokenStore`] in Redis: the pair as JSON with a version, saved by a compare-and-set
-/// script; the refresh lock as `SET NX PX` with a fencing token from a counter, released by a
-/// script that deletes it only if it still holds our fence.
+/// script (against the version and the refresh token of the pair refreshed from; it stores even
+/// after the saver's lock ran out, and never answers [`Saved::LockLost`]); the refresh lock as
+/// `SET NX PX` with a fencing token from a counter, extended and released by scripts that touch
+/// it only if it still holds our fence.
 ///
 /// Keys (under the `{name}` hash tag): `{name}:oauth:pair` (a hash: `version`, `pair`, and `rt`,
 /// the SHA-1 of the pair's refresh token), `{name}:oauth:lock`, `{name}:oauth:fence`. The pair and
@@ -149,11 +152,22 @@ impl RedisTokenStore {
         TokenStore::lock(self, ttl).await
     }
 
-    /// Stores `new` if `lock` is still ours and the store still holds `expected`
-    /// ([`TokenStore::save_if_current`]).
+    /// Gives the refresh lock `ttl` more from now if it is still ours ([`TokenStore::extend`]):
+    /// `true` when extended, `false` when it had run out (another process's lock is left as it
+    /// is). A `ttl` under 1 ms counts as 1 ms.
+    pub async fn extend(&self, lock: &RefreshLock, ttl: Duration) -> Result<bool, SharedError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = EXTEND.prepare_invoke();
+        invocation.key(&self.lock_key).arg(lock.fence()).arg(ttl_ms);
+        let extended: i64 = self.redis.run(&self.lock_key, &invocation).await?;
+        Ok(extended == 1)
+    }
+
+    /// Stores `new` if the store still holds `expected` ([`TokenStore::save_if_current`]),
+    /// whether or not `lock` is still held: never [`Saved::LockLost`].
     pub async fn save_if_current(
         &self,
-        lock: &RefreshLock,
+        _lock: &RefreshLock,
         expected: Option<&StoredTokens>,
         new: TokenPair,
     ) -> Result<Saved, SharedError> {
@@ -169,9 +183,7 @@ impl RedisTokenStore {
         };
         let mut invocation = SAVE.prepare_invoke();
         invocation
-            .key(&self.lock_key)
             .key(&self.pair_key)
-            .arg(lock.fence())
             .arg(expected_version)
             .arg(expected_refresh)
             .arg(&json)
@@ -186,7 +198,6 @@ impl RedisTokenStore {
             2 => Ok(Saved::Changed(Some(
                 self.decode(&version.to_string(), &current)?,
             ))),
-            0 => Ok(Saved::LockLost),
             _ => Err(self
                 .redis
                 .corrupt(&self.pair_key, "the save script answered something unknown")),
@@ -246,6 +257,14 @@ impl TokenStore for RedisTokenStore {
         new: TokenPair,
     ) -> BoxFuture<'a, Result<Saved, SharedError>> {
         Box::pin(Self::save_if_current(self, lock, expected, new))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        lock: &'a RefreshLock,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, SharedError>> {
+        Box::pin(Self::extend(self, lock, ttl))
     }
 
     fn release(&self, lock: RefreshLock) -> BoxFuture<'_, Result<bool, SharedError>> {

@@ -37,6 +37,10 @@ pub const WORKER_ENV: &str = "LEAD_INTAKE_WORKER";
 pub const TOKEN_ENV: &str = "LEAD_INTAKE_WORKER_TOKEN";
 /// Set in a worker's environment with [`WorkerConfig::oauth`]: the integration's client secret.
 pub const CLIENT_SECRET_ENV: &str = "LEAD_INTAKE_WORKER_CLIENT_SECRET";
+/// Optional in a worker's environment: how many times its client sends a request in all
+/// (`RetryPolicy::with_max_attempts`; 1, no retries, when unset), e.g. so that a token request
+/// answered `429` with `Retry-After` is sent again.
+pub const RETRY_ATTEMPTS_ENV: &str = "LEAD_INTAKE_WORKER_RETRY_ATTEMPTS";
 /// What starts every line a worker prints for the harness.
 pub const PREFIX: &str = "lead-intake-worker:";
 
@@ -298,11 +302,18 @@ async fn work(config: WorkerConfig, token: String) -> Report {
             RateLimiter::new(config.max, period).unwrap_or_else(|e| fail(&e.to_string()))
         }
     };
-    // No retries: every 429 the fake sends is an error the report counts.
+    // No retries (unless RETRY_ATTEMPTS_ENV says): every 429 the fake sends is an error the
+    // report counts.
+    let attempts = match std::env::var(RETRY_ATTEMPTS_ENV) {
+        Ok(n) => n
+            .parse()
+            .unwrap_or_else(|_| fail(&format!("{RETRY_ATTEMPTS_ENV} is not a number"))),
+        Err(_) => 1,
+    };
     let builder = kommo::Client::builder()
         .base_url(&config.base_url)
         .rate_limiter(limiter)
-        .retry(RetryPolicy::default().with_max_attempts(1));
+        .retry(RetryPolicy::default().with_max_attempts(attempts));
     let builder = match &config.oauth {
         None => builder.token(token),
         Some(oauth) => builder.oauth(shared_oauth(&config.redis_url, oauth).await),
