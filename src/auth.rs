@@ -97,7 +97,7 @@ pub enum AuthError {
         "the token endpoint's answer ({path}) could not be read: {0}",
         path = "/oauth2/access_token"
     )]
-    Answer(#[source] crate::transport::AnswerError),
+    Answer(#[source] crate::answer::AnswerError),
     /// The rate limiter could not grant the token request (a shared limiter whose Redis is
     /// down), so it was not sent; the refresh token is unspent and may work later.
     #[error("the token request was not sent: {0}")]

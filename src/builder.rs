@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::answer::AnswerLimits;
 use crate::auth::Authorizer;
 use crate::config::{self, ConfigError};
 use crate::ratelimit::RateLimiter;
 use crate::retry::RetryPolicy;
-use crate::transport::{AnswerLimits, Pipeline};
+use crate::transport::Pipeline;
 
 /// The settings both builders take alike.
 #[derive(Debug)]

@@ -17,9 +17,9 @@ use progenitor_client::ResponseValue;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
+pub use crate::answer::{AnswerError, DEFAULT_ANSWER_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE};
 use crate::text::{excerpt, is_json_media_type};
 use crate::transport::CallContext;
-pub use crate::transport::{AnswerError, DEFAULT_ANSWER_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE};
 
 /// One line describing a problem document, for error messages.
 pub trait ProblemSummary {

@@ -236,12 +236,13 @@ async fn a_lease_that_cannot_be_renewed_cuts_the_token_request_off_before_it_lap
             // Renewals that fail: cut off before the lease that was confirmed runs out.
             _ => assert!(waited < TTL, "{waited:?}"),
         }
-        let inner = store.inner.lock().unwrap();
-        // Released while still held: the request was cut off before the lease ran out.
-        assert_eq!(inner.releases, [true], "the lock lapsed mid-refresh");
-        assert_eq!(inner.pair.as_ref().map(StoredTokens::version), Some(1));
+        {
+            let inner = store.inner.lock().unwrap();
+            // Released while still held: the request was cut off before the lease ran out.
+            assert_eq!(inner.releases, [true], "the lock lapsed mid-refresh");
+            assert_eq!(inner.pair.as_ref().map(StoredTokens::version), Some(1));
+        }
         // Not a dead session: the next request tries again.
-        drop(inner);
         let again = client.list_sources().send().or_empty().await.unwrap_err();
         assert!(
             !matches!(

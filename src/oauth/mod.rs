@@ -69,6 +69,7 @@ use tokio::time::Instant;
 
 mod store;
 
+use crate::answer::{AnswerError, AnswerLimits};
 pub use crate::auth::{AuthError, Grant};
 use crate::auth::{AuthFuture, Authorizer, Issued};
 use crate::clock::now_utc;
@@ -76,7 +77,6 @@ use crate::config::ConfigError;
 use crate::ratelimit::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::secret::{Redactions, Secret};
-use crate::transport::{AnswerError, AnswerLimits};
 use store::DynStore;
 pub use store::{RefreshLock, Saved, StoredTokens, TokenStore};
 
