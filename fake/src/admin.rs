@@ -101,6 +101,8 @@ use axum::body::Body;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use lead_intake::Secret;
+
 use crate::kommo::kind_of;
 use crate::{DEFAULT_SLOW, Fault, Faults, Shared, State, closebot, kommo};
 
@@ -583,6 +585,33 @@ pub(crate) fn handle(
             response
         }
     }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time (the time
+/// taken says nothing of how much of the token a guess got right).
+pub(crate) fn authorized(headers: &http::HeaderMap, token: &Secret) -> bool {
+    use subtle::ConstantTimeEq as _;
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::server::strip_scheme(v, "Bearer"))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+}
+
+/// The answer to an admin call without the admin token: `401`, naming what is missing, never
+/// what was sent.
+pub(crate) fn unauthorized() -> Response<Body> {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "the admin API needs `Authorization: Bearer <admin token>` (the token the fake was \
+         started with: --admin-token, Config::admin_token)"
+            .to_string(),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"lead-intake-fake admin\""),
+    );
+    response
 }
 
 fn ok(body: Value) -> Response<Body> {
