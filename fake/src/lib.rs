@@ -52,9 +52,9 @@
 //! [`FakeServer::violations`] lists every answer it sent that does not match the spec (it checks
 //! each one; faults are deliberate and not checked).
 //!
-//! An admin API under `/__admin/` (WireMock's convention; no token, and only on the fake) drives
-//! it over HTTP, with a Rust method for each: `POST /__admin/reset` ([`FakeServer::reset`]),
-//! `GET /__admin/requests` ([`FakeServer::requests`]), `GET` and `PUT /__admin/state`
+//! An admin API under `/__admin/` (WireMock's convention; only on the fake, with no token unless
+//! [`Config::admin_token`] gives one) drives it over HTTP, with a Rust method for each:
+//! `POST /__admin/reset` ([`FakeServer::reset`]), `GET /__admin/requests` ([`FakeServer::requests`]), `GET` and `PUT /__admin/state`
 //! ([`FakeServer::state`], [`FakeServer::load_state`]), `POST /__admin/faults`
 //! ([`FakeServer::set_faults`]), `GET /__admin/oauth` ([`FakeServer::oauth_stats`]),
 //! `POST /__admin/oauth/code` ([`FakeServer::authorization_code`]), `POST /__admin/oauth/expire`
@@ -68,6 +68,11 @@
 //! links incoming leads; with [`Config::widget_url`], [`FakeServer::send_widget_request`] sends
 //! Salesbot's `widget_request`, signed with the client secret, whose `return_url` continues the
 //! bot on the fake.
+//!
+//! It is safe to run: it listens on loopback unless [`Config::allow_remote`] and
+//! [`Config::admin_token`] say otherwise, closes a connection that does not send a request's
+//! headers within [`Config::header_read_timeout`], serves at most [`Config::max_connections`]
+//! at once, and follows no redirect a back end answers (the `3xx` is journaled instead).
 //!
 //! ```
 //! use lead_intake_fake::{Config, FakeServer};
@@ -114,6 +119,10 @@
 //! [`Config::kommo_token`]: crate::Config::kommo_token
 //! [`Config::webhook_url`]: crate::Config::webhook_url
 //! [`Config::widget_url`]: crate::Config::widget_url
+//! [`Config::admin_token`]: crate::Config::admin_token
+//! [`Config::allow_remote`]: crate::Config::allow_remote
+//! [`Config::header_read_timeout`]: crate::Config::header_read_timeout
+//! [`Config::max_connections`]: crate::Config::max_connections
 //! [`FakeServer::send_widget_request`]: crate::FakeServer::send_widget_request
 //! [`FakeServer::widget_requests`]: crate::FakeServer::widget_requests
 //! [`FakeServer::webhook_deliveries`]: crate::FakeServer::webhook_deliveries
@@ -1274,7 +1283,7 @@ pub(crate) fn queue_widget_request(
     shared.outbound.push(outbound::Job::Widget {
         url,
         body,
-        sent,
+        sent: Box::new(sent),
         done: Some(done),
     });
     Ok(answer)

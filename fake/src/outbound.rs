@@ -68,7 +68,7 @@ pub(crate) enum Job {
     Widget {
         url: String,
         body: Value,
-        sent: WidgetRequestSent,
+        sent: Box<WidgetRequestSent>,
         done: Option<oneshot::Sender<WidgetRequestSent>>,
     },
 }
@@ -168,9 +168,9 @@ impl Outbound {
             } => {
                 let answer = http.post(&url).json(&body).send().await;
                 (sent.status, sent.error, sent.redirect) = outcome(answer);
-                lock(&self.widget_requests).push(sent.clone());
+                lock(&self.widget_requests).push((*sent).clone());
                 if let Some(done) = done {
-                    let _ = done.send(sent);
+                    let _ = done.send(*sent);
                 }
             }
         }
@@ -190,17 +190,14 @@ fn outcome(
                 .status()
                 .is_redirection()
                 .then(|| {
-                    response
-                        .headers()
-                        .get(reqwest::header::LOCATION)
-                        .map(|v| {
-                            let text = String::from_utf8_lossy(v.as_bytes());
-                            let mut end = text.len().min(LOCATION_LIMIT);
-                            while !text.is_char_boundary(end) {
-                                end -= 1;
-                            }
-                            text[..end].to_string()
-                        })
+                    response.headers().get(reqwest::header::LOCATION).map(|v| {
+                        let text = String::from_utf8_lossy(v.as_bytes());
+                        let mut end = text.len().min(LOCATION_LIMIT);
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text[..end].to_string()
+                    })
                 })
                 .flatten();
             (Some(response.status().as_u16()), None, redirect)

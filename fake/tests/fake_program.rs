@@ -385,7 +385,10 @@ fn a_host_other_hosts_reach_is_refused_without_allow_remote_and_an_admin_token()
     }
     let (code, stderr) = refused(&["--admin-token", ""]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("--admin-token takes a non-empty token"), "{stderr}");
+    assert!(
+        stderr.contains("--admin-token takes a non-empty token"),
+        "{stderr}"
+    );
     for (option, bad) in [("--header-read-timeout", "0"), ("--max-connections", "0")] {
         let (code, stderr) = refused(&[option, bad]);
         assert_eq!(code, Some(2), "{option} {bad}: {stderr}");

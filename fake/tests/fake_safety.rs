@@ -80,7 +80,11 @@ async fn admin(
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    (status, challenge, response.json().await.expect("a JSON body"))
+    (
+        status,
+        challenge,
+        response.json().await.expect("a JSON body"),
+    )
 }
 
 #[tokio::test]
@@ -106,9 +110,11 @@ async fn with_an_admin_token_every_admin_call_needs_it_and_one_without_changes_n
             (reqwest::Method::POST, "oauth/code"),
             (reqwest::Method::GET, "no-such-call"),
         ] {
-            let (status, challenge, body) =
-                admin(&fake, method.clone(), call, authorization).await;
-            assert_eq!(status, 401, "{method} {call} with {authorization:?}: {body}");
+            let (status, challenge, body) = admin(&fake, method.clone(), call, authorization).await;
+            assert_eq!(
+                status, 401,
+                "{method} {call} with {authorization:?}: {body}"
+            );
             assert_eq!(
                 challenge.as_deref(),
                 Some("Bearer realm=\"lead-intake-fake admin\"")
@@ -118,7 +124,11 @@ async fn with_an_admin_token_every_admin_call_needs_it_and_one_without_changes_n
             assert!(!message.contains(ADMIN_TOKEN), "{message}");
         }
     }
-    assert_eq!(fake.incoming_leads().len(), leads, "the refused reset did nothing");
+    assert_eq!(
+        fake.incoming_leads().len(),
+        leads,
+        "the refused reset did nothing"
+    );
     assert_eq!(fake.oauth_stats().codes_issued, 0, "no code was minted");
 
     let right = format!("Bearer {ADMIN_TOKEN}");
@@ -129,10 +139,18 @@ async fn with_an_admin_token_every_admin_call_needs_it_and_one_without_changes_n
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["status"], "ok");
     }
-    let (status, _, _) =
-        admin(&fake, reqwest::Method::POST, "reset?empty=true", Some(&right)).await;
+    let (status, _, _) = admin(
+        &fake,
+        reqwest::Method::POST,
+        "reset?empty=true",
+        Some(&right),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert!(fake.incoming_leads().is_empty(), "the reset with the token was done");
+    assert!(
+        fake.incoming_leads().is_empty(),
+        "the reset with the token was done"
+    );
     // The APIs keep their own credentials; the admin token is none of them.
     let widgets = fake
         .raw(reqwest::Method::GET, "/api/v4/widgets")
