@@ -1,6 +1,7 @@
 //! The fake is safe to run: it listens where other hosts reach it only when told to, and then
 //! only with an admin token; the admin API asks for that token when it has one; a connection that
-//! never finishes a request's headers is closed; and what it sends to a back end (webhooks,
+//! never finishes a request's headers is closed, and past the connection cap a connection waits
+//! for another to close; and what it sends to a back end (webhooks,
 //! Salesbot's `widget_request`, with a signed token) never follows a redirect elsewhere. Every
 //! wait is on an event (a socket's end, a delivery journaled) under a watchdog.
 
@@ -289,5 +290,62 @@ async fn webhooks_and_widget_requests_do_not_follow_redirects_and_journal_them()
             .unwrap();
         assert_eq!(webhooks["webhooks"][0]["redirect"], target.as_str());
         assert_eq!(webhooks["webhooks"][0]["status"], status);
+    }
+}
+
+/// Reads one answer's head from a kept-alive `connection` (up to the blank line), and its body
+/// when it declares one.
+fn read_answer_head(connection: &mut TcpStream) -> String {
+    connection.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        match connection.read(&mut byte) {
+            Ok(1) => received.push(byte[0]),
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+    let head = String::from_utf8_lossy(&received).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    connection.read_exact(&mut body).unwrap();
+    head
+}
+
+#[test]
+fn past_max_connections_a_connection_waits_until_one_closes() {
+    let fake = FakeServer::start(
+        Config::default()
+            .max_connections(1)
+            .header_read_timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
+    let request = format!(
+        "GET /api/v4/widgets HTTP/1.1\r\nHost: fake\r\nAuthorization: Bearer {}\r\n\r\n",
+        fake.kommo_token().expose()
+    );
+    // The first connection is served (so it holds the only place), then stays idle.
+    let mut first = TcpStream::connect(fake.addr()).unwrap();
+    first.write_all(request.as_bytes()).unwrap();
+    let head = read_answer_head(&mut first);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The second is answered only once the fake closed the first (its header timeout).
+    let mut second = TcpStream::connect(fake.addr()).unwrap();
+    second.write_all(request.as_bytes()).unwrap();
+    let head = read_answer_head(&mut second);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    first.set_nonblocking(true).unwrap();
+    match first.read(&mut [0u8; 1]) {
+        Ok(0) => {}
+        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the second connection was served while the first was open: {other:?}"),
     }
 }
