@@ -197,7 +197,7 @@ fn read_to_close(connection: &mut TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn a_connection_that_never_finishes_its_headers_is_closed_and_others_are_served() {
     // Short, for the test; the watchdog, not this, bounds how long the test may take.
-    let fake = Fake::start(Config::default().header_read_timeout(Duration::from_millis(500)));
+    let fake = Fake::start(Config::default().header_read_timeout(Duration::from_secs(1)));
     let addr = fake.addr();
     let (half, silent) = tokio::task::spawn_blocking(move || {
         let mut half = TcpStream::connect(addr).unwrap();
