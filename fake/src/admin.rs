@@ -1,7 +1,10 @@
 //! The admin API under `/__admin/`: drive the fake over HTTP from any language, as WireMock's
-//! admin API or stripe-mock are driven. It needs no token and exists only on the fake (the
-//! specs do not have it). Bodies are JSON; an error is `{"error": "..."}` with `400` (a bad
-//! body), `404` (no such admin path) or `405` (with `Allow`).
+//! admin API or stripe-mock are driven. It exists only on the fake (the specs do not have it),
+//! and needs no token unless the fake was started with one ([`Config::admin_token`], the
+//! program's `--admin-token`): then every call needs `Authorization: Bearer <token>` and gets
+//! `401` (with `WWW-Authenticate: Bearer`) without it, before its body is read. Bodies are JSON;
+//! an error is `{"error": "..."}` with `400` (a bad body), `401` (no admin token), `404` (no such
+//! admin path) or `405` (with `Allow`).
 //!
 //! | call | what | Rust |
 //! |---|---|---|
@@ -14,9 +17,9 @@
 //! | `POST /__admin/faults` | sets them: the body is the whole fault configuration, so `{}` clears every fault; answers the faults now in force | [`FakeServer::set_faults`], [`FakeServer::inject`] |
 //! | `GET /__admin/oauth` | the OAuth integration and what its token endpoint did: `{"client_id", "redirect_uri", "token_url", "access_token_lifetime_ms", "valid_access_tokens", "stats": {"codes_issued", "codes_exchanged", "refreshes", "revoked_reuses", "refused", "expired_tokens_refused", "authorized", "forced_expiries"}}` (no secret) | [`FakeServer::oauth_stats`] |
 //! | `POST /__admin/oauth/code` | a new single-use authorization code, valid 20 minutes: `{"code", "expires_in": 1200}` | [`FakeServer::authorization_code`] |
-//! | `POST /__admin/widget_request` | plays Salesbot's `widget_request` step: the body `{"kind": "salesbot" \| "marketingbot" (default `salesbot`), "bot_id" (a string or a number: letters, digits, `-`, `_`, `.`, `~`), "entity_id" (a lead's id, default 1), "data" (any JSON, default `null`)}`, anything else a `400` naming the field (also without `--widget-url`); the fake POSTs the signed request to its `--widget-url` and answers, once the back end has, what it sent: `{"kind", "bot_id", "continue_id", "return_url", "data", "status", "error"}` (`status` is the back end's, `null` with an `error` when it did not answer) | [`FakeServer::send_widget_request`] |
+//! | `POST /__admin/widget_request` | plays Salesbot's `widget_request` step: the body `{"kind": "salesbot" \| "marketingbot" (default `salesbot`), "bot_id" (a string or a number: letters, digits, `-`, `_`, `.`, `~`), "entity_id" (a lead's id, default 1), "data" (any JSON, default `null`)}`, anything else a `400` naming the field (also without `--widget-url`); the fake POSTs the signed request to its `--widget-url` and answers, once the back end has, what it sent: `{"kind", "bot_id", "continue_id", "return_url", "data", "status", "error", "redirect"}` (`status` is the back end's, `null` with an `error` when it did not answer; `redirect` the `Location` of a `3xx` answer, not followed) | [`FakeServer::send_widget_request`] |
 //! | `GET /__admin/widget_requests` | every `widget_request` sent: `{"widget_requests": [...]}`, oldest first | [`FakeServer::widget_requests`] |
-//! | `GET /__admin/webhooks` | every incoming-lead webhook sent to `--webhook-url`: `{"webhooks": [{"url", "body", "status", "error"}]}`, oldest first | [`FakeServer::webhook_deliveries`] |
+//! | `GET /__admin/webhooks` | every incoming-lead webhook sent to `--webhook-url`: `{"webhooks": [{"url", "body", "status", "error", "redirect"}]}`, oldest first (`redirect`: the `Location` of a `3xx` answer, not followed) | [`FakeServer::webhook_deliveries`] |
 //! | `POST /__admin/oauth/expire` | expires every access token now (the next request with one answers `401`; refresh tokens are untouched): `{"expired": N}`, the number that were still valid | [`FakeServer::expire_access_tokens`] |
 //!
 //! The faults document has the program's flag names, with `_` for `-`: `rate_limit` (Kommo
@@ -93,6 +96,7 @@
 //! [`FakeServer::webhook_deliveries`]: crate::FakeServer::webhook_deliveries
 //! [`Config::kommo_token`]: crate::Config::kommo_token
 //! [`Config::other_integration`]: crate::Config::other_integration
+//! [`Config::admin_token`]: crate::Config::admin_token
 
 use std::fmt;
 use std::time::Duration;
@@ -100,6 +104,8 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::{Map, Value, json};
+
+use lead_intake::Secret;
 
 use crate::kommo::kind_of;
 use crate::{DEFAULT_SLOW, Fault, Faults, Shared, State, closebot, kommo};
@@ -583,6 +589,33 @@ pub(crate) fn handle(
             response
         }
     }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time (the time
+/// taken says nothing of how much of the token a guess got right).
+pub(crate) fn authorized(headers: &http::HeaderMap, token: &Secret) -> bool {
+    use subtle::ConstantTimeEq as _;
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::server::strip_scheme(v, "Bearer"))
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+}
+
+/// The answer to an admin call without the admin token: `401`, naming what is missing, never
+/// what was sent.
+pub(crate) fn unauthorized() -> Response<Body> {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "the admin API needs `Authorization: Bearer <admin token>` (the token the fake was \
+         started with: --admin-token, Config::admin_token)"
+            .to_string(),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"lead-intake-fake admin\""),
+    );
+    response
 }
 
 fn ok(body: Value) -> Response<Body> {

@@ -52,9 +52,9 @@
 //! [`FakeServer::violations`] lists every answer it sent that does not match the spec (it checks
 //! each one; faults are deliberate and not checked).
 //!
-//! An admin API under `/__admin/` (WireMock's convention; no token, and only on the fake) drives
-//! it over HTTP, with a Rust method for each: `POST /__admin/reset` ([`FakeServer::reset`]),
-//! `GET /__admin/requests` ([`FakeServer::requests`]), `GET` and `PUT /__admin/state`
+//! An admin API under `/__admin/` (WireMock's convention; only on the fake, with no token unless
+//! [`Config::admin_token`] gives one) drives it over HTTP, with a Rust method for each:
+//! `POST /__admin/reset` ([`FakeServer::reset`]), `GET /__admin/requests` ([`FakeServer::requests`]), `GET` and `PUT /__admin/state`
 //! ([`FakeServer::state`], [`FakeServer::load_state`]), `POST /__admin/faults`
 //! ([`FakeServer::set_faults`]), `GET /__admin/oauth` ([`FakeServer::oauth_stats`]),
 //! `POST /__admin/oauth/code` ([`FakeServer::authorization_code`]), `POST /__admin/oauth/expire`
@@ -68,6 +68,11 @@
 //! links incoming leads; with [`Config::widget_url`], [`FakeServer::send_widget_request`] sends
 //! Salesbot's `widget_request`, signed with the client secret, whose `return_url` continues the
 //! bot on the fake.
+//!
+//! It is safe to run: it listens on loopback unless [`Config::allow_remote`] and
+//! [`Config::admin_token`] say otherwise, closes a connection that does not send a request's
+//! headers within [`Config::header_read_timeout`], serves at most [`Config::max_connections`]
+//! at once, and follows no redirect a back end answers (the `3xx` is journaled instead).
 //!
 //! ```
 //! use lead_intake_fake::{Config, FakeServer};
@@ -114,6 +119,10 @@
 //! [`Config::kommo_token`]: crate::Config::kommo_token
 //! [`Config::webhook_url`]: crate::Config::webhook_url
 //! [`Config::widget_url`]: crate::Config::widget_url
+//! [`Config::admin_token`]: crate::Config::admin_token
+//! [`Config::allow_remote`]: crate::Config::allow_remote
+//! [`Config::header_read_timeout`]: crate::Config::header_read_timeout
+//! [`Config::max_connections`]: crate::Config::max_connections
 //! [`FakeServer::send_widget_request`]: crate::FakeServer::send_widget_request
 //! [`FakeServer::widget_requests`]: crate::FakeServer::widget_requests
 //! [`FakeServer::webhook_deliveries`]: crate::FakeServer::webhook_deliveries
@@ -190,7 +199,18 @@ pub struct Config {
     subdomain: String,
     webhook_url: Option<String>,
     widget_url: Option<String>,
+    allow_remote: bool,
+    admin_token: Option<Secret>,
+    header_read_timeout: Duration,
+    max_connections: usize,
 }
+
+/// How long a connection may take to send a request's headers, by default
+/// ([`Config::header_read_timeout`]).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many connections the fake serves at once, by default ([`Config::max_connections`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// The callback of [`Config::on_request`].
 #[derive(Clone)]
@@ -204,7 +224,9 @@ impl fmt::Debug for OnRequest {
 
 impl Default for Config {
     /// Token `fake-kommo-token`, [`OAuthConfig::default`], key `fake-closebot-key`, 50 sources per integration, seed 0,
-    /// no faults, [`Fixtures::documented`], responses checked, `127.0.0.1`, any free port.
+    /// no faults, [`Fixtures::documented`], responses checked, `127.0.0.1`, any free port, no
+    /// admin token, headers read within [`DEFAULT_HEADER_READ_TIMEOUT`], at most
+    /// [`DEFAULT_MAX_CONNECTIONS`] connections at once.
     fn default() -> Self {
         Self {
             kommo_token: Secret::new("fake-kommo-token"),
@@ -223,6 +245,10 @@ impl Default for Config {
             subdomain: "fake".to_string(),
             webhook_url: None,
             widget_url: None,
+            allow_remote: false,
+            admin_token: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -294,11 +320,75 @@ impl Config {
         self
     }
 
-    /// The address to listen on: `127.0.0.1` by default (loopback only); `[0, 0, 0, 0]` for
-    /// every interface (the fake's credentials are no protection: do that only on a network
-    /// you trust).
+    /// The address to listen on: `127.0.0.1` by default (loopback only). An address other hosts
+    /// can reach (`[0, 0, 0, 0]` for every interface) also needs [`Config::allow_remote`] and
+    /// [`Config::admin_token`], or [`FakeServer::start`] refuses it
+    /// ([`FakeError::RemoteNotAllowed`], [`FakeError::RemoteWithoutAdminToken`]): the fake's
+    /// credentials are public, and its admin API reads, changes and wipes its state.
     pub fn host(mut self, host: impl Into<IpAddr>) -> Self {
         self.host = host.into();
+        self
+    }
+
+    /// Says that listening on an address other hosts can reach ([`Config::host`] other than a
+    /// loopback address) is meant: anyone who reaches it can call both APIs with the fake's
+    /// credentials. Do it only on a network you trust, with an [`Config::admin_token`]. Off by
+    /// default.
+    ///
+    /// ```
+    /// use lead_intake_fake::{Config, FakeError, FakeServer};
+    ///
+    /// let everywhere = Config::default().host([0, 0, 0, 0]);
+    /// let refused = FakeServer::start(everywhere.clone()).unwrap_err();
+    /// assert!(matches!(refused, FakeError::RemoteNotAllowed(_)));
+    ///
+    /// let fake = FakeServer::start(everywhere.allow_remote().admin_token("a long random token"))?;
+    /// # drop(fake);
+    /// # Ok::<(), FakeError>(())
+    /// ```
+    pub fn allow_remote(mut self) -> Self {
+        self.allow_remote = true;
+        self
+    }
+
+    /// The token the admin API (`/__admin/`) asks for: with one, every admin call needs
+    /// `Authorization: Bearer <token>` (compared in constant time) and gets `401` without it,
+    /// before its body is read. Without one (the default) the admin API is open to whoever
+    /// reaches the fake, which on loopback is this machine; a non-loopback [`Config::host`]
+    /// needs one. The [`FakeServer`] methods need no token.
+    ///
+    /// ```
+    /// use lead_intake_fake::{Config, FakeServer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fake = FakeServer::start(Config::default().admin_token("s3cret"))?;
+    /// let health = format!("{}/__admin/health", fake.base_url());
+    /// let http = reqwest::Client::new();
+    /// assert_eq!(http.get(&health).send().await?.status(), 401);
+    /// assert_eq!(http.get(&health).bearer_auth("s3cret").send().await?.status(), 200);
+    /// # Ok(()) }
+    /// ```
+    pub fn admin_token(mut self, token: impl Into<Secret>) -> Self {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// How long a connection may take to send a request's headers, from the moment the fake
+    /// starts waiting for them (a new connection, or a kept-alive one between requests); after
+    /// it the connection is closed without an answer. [`DEFAULT_HEADER_READ_TIMEOUT`] (30 s)
+    /// by default, so a client that opens connections and never finishes a request cannot keep
+    /// them open. A zero duration is taken as 1 ms.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many connections the fake serves at once ([`DEFAULT_MAX_CONNECTIONS`] by default,
+    /// at least 1): a connection beyond it waits in the listener's backlog until another
+    /// closes.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
         self
     }
 
@@ -393,6 +483,21 @@ pub enum FakeError {
     /// The server stopped before the call was done.
     #[error("the fake server stopped")]
     Stopped,
+    /// [`Config::host`] is an address other hosts can reach, without [`Config::allow_remote`]
+    /// (the program's `--allow-remote`).
+    #[error(
+        "listening on {0} lets other hosts call the fake with its public credentials and drive its \
+         admin API; say that is meant with Config::allow_remote (--allow-remote), on a network \
+         you trust, or listen on 127.0.0.1"
+    )]
+    RemoteNotAllowed(IpAddr),
+    /// [`Config::host`] is an address other hosts can reach, without a
+    /// [`Config::admin_token`] (the program's `--admin-token`).
+    #[error(
+        "listening on {0} needs an admin token (Config::admin_token, --admin-token): without one \
+         every host that reaches the fake can read, change and wipe its state"
+    )]
+    RemoteWithoutAdminToken(IpAddr),
 }
 
 /// What a [`FakeServer`] has answered so far.
@@ -574,6 +679,14 @@ impl FakeServer {
     /// free one by default) on a thread of its own, and returns once it accepts connections. Works inside or outside an
     /// async runtime.
     pub fn start(config: Config) -> Result<FakeServer, FakeError> {
+        if !config.host.to_canonical().is_loopback() {
+            if !config.allow_remote {
+                return Err(FakeError::RemoteNotAllowed(config.host));
+            }
+            if config.admin_token.is_none() {
+                return Err(FakeError::RemoteWithoutAdminToken(config.host));
+            }
+        }
         let specs = spec::specs().map_err(FakeError::Spec)?;
         let state = State::initial(&config, specs, true)?;
         let listener = std::net::TcpListener::bind((config.host, config.port))?;
@@ -1164,12 +1277,13 @@ pub(crate) fn queue_widget_request(
         data,
         status: None,
         error: None,
+        redirect: None,
     };
     let (done, answer) = tokio::sync::oneshot::channel();
     shared.outbound.push(outbound::Job::Widget {
         url,
         body,
-        sent,
+        sent: Box::new(sent),
         done: Some(done),
     });
     Ok(answer)

@@ -25,8 +25,17 @@ USAGE:
     lead-intake-fake [OPTIONS]
 
 OPTIONS:
-    --host ADDR            listen on this address (default: 127.0.0.1; 0.0.0.0 for every
-                           interface, on a network you trust)
+    --host ADDR            listen on this address (default: 127.0.0.1); one other hosts can
+                           reach (0.0.0.0: every interface) also needs --allow-remote and
+                           --admin-token
+    --allow-remote         let other hosts reach the fake (a warning is printed): only on a
+                           network you trust, with --admin-token
+    --admin-token T        the admin API (/__admin/) needs `Authorization: Bearer T`
+                           (default: no token; needed with --allow-remote)
+    --header-read-timeout SECONDS
+                           close a connection that takes longer to send a request's headers
+                           (default: 30; fractions allowed)
+    --max-connections N    connections served at once; more wait (default: 512)
     --port N               listen on this port (default: 0, any free port; the banner says which)
     --quiet                no log line per request (the banner is still printed)
     --seed N               seed of the faults and generated IDs (default: 0)
@@ -79,6 +88,8 @@ fn run() -> Result<(), String> {
     let mut client_secret = defaults.client_secret().expose().to_string();
     let mut redirect_uri = defaults.redirect_uri().to_string();
     let mut access_lifetime = None;
+    let mut host = None;
+    let mut admin_token = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -89,10 +100,30 @@ fn run() -> Result<(), String> {
             }
             "--host" => {
                 let text = value(&arg)?;
-                let host: IpAddr = text
+                let addr: IpAddr = text
                     .parse()
                     .map_err(|_| format!("--host takes an IP address, not {text:?}"))?;
-                config = config.host(host);
+                host = Some(addr);
+                config = config.host(addr);
+            }
+            "--allow-remote" => config = config.allow_remote(),
+            "--admin-token" => {
+                let token = value(&arg)?;
+                if token.is_empty() {
+                    return Err("--admin-token takes a non-empty token".to_string());
+                }
+                admin_token = true;
+                config = config.admin_token(token);
+            }
+            "--header-read-timeout" => {
+                config = config.header_read_timeout(seconds(&arg, &value(&arg)?)?);
+            }
+            "--max-connections" => {
+                let max: usize = number(&arg, &value(&arg)?)?;
+                if max == 0 {
+                    return Err("--max-connections takes a number from 1".to_string());
+                }
+                config = config.max_connections(max);
             }
             "--port" => config = config.port(number(&arg, &value(&arg)?)?),
             "--quiet" => quiet = true,
@@ -103,16 +134,7 @@ fn run() -> Result<(), String> {
             "--client-secret" => client_secret = value(&arg)?,
             "--redirect-uri" => redirect_uri = value(&arg)?,
             "--access-token-lifetime" => {
-                let text = value(&arg)?;
-                let lifetime = text
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| *s > 0.0)
-                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                    .ok_or_else(|| {
-                        format!("{arg} takes a positive number of seconds, not {text:?}")
-                    })?;
-                access_lifetime = Some(lifetime);
+                access_lifetime = Some(seconds(&arg, &value(&arg)?)?);
             }
             "--source-limit" => config = config.source_limit(number(&arg, &value(&arg)?)?),
             "--subdomain" => config = config.subdomain(value(&arg)?),
@@ -149,13 +171,28 @@ fn run() -> Result<(), String> {
         });
     }
     let server = FakeServer::start(config.faults(faults)).map_err(|e| e.to_string())?;
+    if let Some(host) = host.filter(|h| !h.to_canonical().is_loopback()) {
+        // Started: --allow-remote and --admin-token were both given.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "lead-intake-fake: warning: listening on {host}, reachable from other hosts \
+             (--allow-remote): anyone who reaches port {port} can call both APIs with the \
+             credentials below; the admin API needs the admin token",
+            port = server.addr().port(),
+        );
+    }
+    let admin_auth = if admin_token {
+        "Authorization: Bearer <admin token>"
+    } else {
+        "no token"
+    };
     // The banner is a courtesy: a closed stdout (a reader that stopped early) must not stop
     // the server, so write errors are ignored rather than panicking as `println!` would.
     let banner = format!(
         "base URL:      {base}\n\
          Kommo API:     {base}/api/v4/ (Authorization: Bearer <Kommo token>)\n\
          CloseBot API:  {base}/agency/ (X-CB-KEY: <CloseBot key>)\n\
-         admin API:     {base}/__admin/ (no token: health, reset, requests, state, faults, oauth, widget_request, webhooks)\n\
+         admin API:     {base}/__admin/ ({admin_auth}: health, reset, requests, state, faults, oauth, widget_request, webhooks)\n\
          Kommo token:   {token}\n\
          CloseBot key:  {key}\n\
          OAuth token:   {base}/oauth2/access_token (authorization_code and refresh_token grants)\n\
@@ -179,6 +216,15 @@ fn run() -> Result<(), String> {
     drop(stdout);
     server.wait();
     Ok(())
+}
+
+/// A positive number of seconds, fractions allowed.
+fn seconds(name: &str, text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{name} takes a positive number of seconds, not {text:?}"))
 }
 
 fn number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {

@@ -5,7 +5,9 @@
 //! One task on the fake's runtime sends them in order, one at a time: the webhook of a request is
 //! queued when the request is answered, so the webhooks of a run arrive in the order of the
 //! requests that caused them. Each send is journaled ([`WebhookDelivery`], [`WidgetRequestSent`])
-//! with the back end's status, or why it got none. Kommo's pages disagree on whether a failed
+//! with the back end's status, or why it got none. Redirects are not followed: a `3xx` answer is
+//! journaled with its status and its `Location`, and nothing is sent there (a back end cannot
+//! send the signed token, or the account's webhooks, to another host). Kommo's pages disagree on whether a failed
 //! webhook is sent again; the fake sends each once.
 
 use std::time::Duration;
@@ -30,6 +32,9 @@ pub struct WebhookDelivery {
     pub status: Option<u16>,
     /// Why there was no answer (refused connection, timeout).
     pub error: Option<String>,
+    /// The `Location` of a redirect answer (`3xx`; its status is in `status`): the fake does
+    /// not follow it, as a client holding signed tokens must not.
+    pub redirect: Option<String>,
 }
 
 /// One `widget_request` the fake's Salesbot sent.
@@ -50,6 +55,9 @@ pub struct WidgetRequestSent {
     pub status: Option<u16>,
     /// Why there was no answer.
     pub error: Option<String>,
+    /// The `Location` of a redirect answer (`3xx`; its status is in `status`): the fake does
+    /// not follow it, so the signed token goes nowhere else.
+    pub redirect: Option<String>,
 }
 
 pub(crate) enum Job {
@@ -60,7 +68,7 @@ pub(crate) enum Job {
     Widget {
         url: String,
         body: Value,
-        sent: WidgetRequestSent,
+        sent: Box<WidgetRequestSent>,
         done: Option<oneshot::Sender<WidgetRequestSent>>,
     },
 }
@@ -117,6 +125,7 @@ impl Outbound {
         tokio::spawn(async move {
             let http = match reqwest::Client::builder()
                 .timeout(SEND_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .build()
             {
@@ -141,12 +150,13 @@ impl Outbound {
                     .body(body.clone())
                     .send()
                     .await;
-                let (status, error) = outcome(answer);
+                let (status, error, redirect) = outcome(answer);
                 lock(&self.webhooks).push(WebhookDelivery {
                     url,
                     body,
                     status,
                     error,
+                    redirect,
                 });
                 self.delivered.send_modify(|count| *count += 1);
             }
@@ -157,20 +167,42 @@ impl Outbound {
                 done,
             } => {
                 let answer = http.post(&url).json(&body).send().await;
-                (sent.status, sent.error) = outcome(answer);
-                lock(&self.widget_requests).push(sent.clone());
+                (sent.status, sent.error, sent.redirect) = outcome(answer);
+                lock(&self.widget_requests).push((*sent).clone());
                 if let Some(done) = done {
-                    let _ = done.send(sent);
+                    let _ = done.send(*sent);
                 }
             }
         }
     }
 }
 
-fn outcome(answer: Result<reqwest::Response, reqwest::Error>) -> (Option<u16>, Option<String>) {
+/// The longest `Location` journaled; a longer one is cut (at a character boundary).
+const LOCATION_LIMIT: usize = 2048;
+
+/// The status, the error and, for a redirect, its `Location` (not followed).
+fn outcome(
+    answer: Result<reqwest::Response, reqwest::Error>,
+) -> (Option<u16>, Option<String>, Option<String>) {
     match answer {
-        Ok(response) => (Some(response.status().as_u16()), None),
-        Err(e) => (None, Some(e.to_string())),
+        Ok(response) => {
+            let redirect = response
+                .status()
+                .is_redirection()
+                .then(|| {
+                    response.headers().get(reqwest::header::LOCATION).map(|v| {
+                        let text = String::from_utf8_lossy(v.as_bytes());
+                        let mut end = text.len().min(LOCATION_LIMIT);
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text[..end].to_string()
+                    })
+                })
+                .flatten();
+            (Some(response.status().as_u16()), None, redirect)
+        }
+        Err(e) => (None, Some(e.to_string()), None),
     }
 }
 

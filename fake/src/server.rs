@@ -14,7 +14,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tower_service::Service;
 
@@ -60,7 +60,12 @@ pub(crate) async fn run(
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, router: Router) {
+    // One permit per open connection: past the cap, connections wait in the listener's backlog.
+    let connections = Arc::new(tokio::sync::Semaphore::new(shared.config.max_connections));
     loop {
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return;
+        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             // Out of file descriptors and the like: wait a little rather than spin.
@@ -73,13 +78,19 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>, rou
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let router = router.clone();
+        let header_read_timeout = shared.config.header_read_timeout;
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             handle(shared.clone(), router.clone(), request)
         });
         tokio::spawn(async move {
+            // A connection that does not finish a request's headers in time is closed: hyper
+            // applies the timeout only with a timer.
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
     }
 }
@@ -157,6 +168,12 @@ async fn admin_call(
     path: &str,
     query: Option<&str>,
 ) -> Response<Body> {
+    // The token first: nothing of a call without it is read.
+    if let Some(token) = &shared.config.admin_token
+        && !admin::authorized(request.headers(), token)
+    {
+        return admin::unauthorized();
+    }
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(Body::new(body), admin::BODY_LIMIT).await {
         Ok(bytes) => bytes,
@@ -812,7 +829,7 @@ fn authenticate(shared: &Shared, api: Api, headers: &HeaderMap) -> Result<usize,
     }
 }
 
-fn strip_scheme<'v>(value: &'v str, scheme: &str) -> Option<&'v str> {
+pub(crate) fn strip_scheme<'v>(value: &'v str, scheme: &str) -> Option<&'v str> {
     let (given, rest) = value.trim().split_once(' ')?;
     given
         .eq_ignore_ascii_case(scheme)

@@ -318,20 +318,91 @@ async fn the_banner_names_the_real_port_both_apis_and_the_admin_base_and_each_re
 }
 
 #[tokio::test]
-async fn quiet_logs_no_request_and_any_host_listens_on_every_interface() {
-    let (program, banner) = start(&["--quiet", "--host", "0.0.0.0"]);
+async fn quiet_logs_no_request_and_any_host_listens_on_every_interface_with_a_warning() {
+    let (program, banner) = start(&[
+        "--quiet",
+        "--host",
+        "0.0.0.0",
+        "--allow-remote",
+        "--admin-token",
+        "admin-s3cret",
+    ]);
     let base = banner.get("base URL").to_string();
     let port = base
         .strip_prefix("http://0.0.0.0:")
         .unwrap_or_else(|| panic!("{base}"));
-    let answer = reqwest::Client::new()
+    assert!(
+        banner
+            .get("admin API")
+            .contains("Authorization: Bearer <admin token>")
+    );
+    let warning = program.next_log_line();
+    assert!(
+        warning.starts_with("lead-intake-fake: warning: listening on 0.0.0.0")
+            && warning.contains(&format!("port {port}")),
+        "{warning}"
+    );
+    assert!(!warning.contains("admin-s3cret"), "{warning}");
+    let http = reqwest::Client::new();
+    let answer = http
         .get(format!("http://127.0.0.1:{port}/api/v4/widgets"))
         .bearer_auth(banner.get("Kommo token"))
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
+    let health = format!("http://127.0.0.1:{port}/__admin/health");
+    assert_eq!(http.get(&health).send().await.unwrap().status(), 401);
+    let with_token = http
+        .get(&health)
+        .bearer_auth("admin-s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), 200);
+    let banner_text = format!("{:?}", banner.0);
+    assert!(!banner_text.contains("admin-s3cret"), "{banner_text}");
     assert_eq!(program.stop(), Vec::<String>::new(), "--quiet: no log line");
+}
+
+#[test]
+fn a_host_other_hosts_reach_is_refused_without_allow_remote_and_an_admin_token() {
+    for host in ["0.0.0.0", "::", "192.0.2.1"] {
+        let (code, stderr) = refused(&["--host", host]);
+        assert_eq!(code, Some(2), "--host {host}: {stderr}");
+        assert!(
+            stderr.contains(&format!("listening on {host} lets other hosts"))
+                && stderr.contains("--allow-remote"),
+            "{stderr}"
+        );
+        let (code, stderr) = refused(&["--host", host, "--allow-remote"]);
+        assert_eq!(code, Some(2), "--host {host} --allow-remote: {stderr}");
+        assert!(
+            stderr.contains(&format!("listening on {host} needs an admin token"))
+                && stderr.contains("--admin-token"),
+            "{stderr}"
+        );
+    }
+    let (code, stderr) = refused(&["--admin-token", ""]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--admin-token takes a non-empty token"),
+        "{stderr}"
+    );
+    for (option, bad) in [("--header-read-timeout", "0"), ("--max-connections", "0")] {
+        let (code, stderr) = refused(&[option, bad]);
+        assert_eq!(code, Some(2), "{option} {bad}: {stderr}");
+    }
+    let help = Command::new(PROGRAM).arg("--help").output().unwrap();
+    let usage = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--allow-remote",
+        "--admin-token T",
+        "--header-read-timeout SECONDS",
+        "--max-connections N",
+    ] {
+        assert!(usage.contains(option), "{option}");
+    }
 }
 
 #[test]

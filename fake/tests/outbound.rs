@@ -746,6 +746,7 @@ async fn the_admin_api_sends_widget_requests_and_lists_them_and_the_webhooks() {
             "body": received.text(),
             "status": 200,
             "error": null,
+            "redirect": null,
         }]})
     );
     // A reset starts the data over, not the record of what was sent.

@@ -40,6 +40,16 @@ pub struct BackEnd {
 impl BackEnd {
     /// A back end answering every request with `status` and an empty body.
     pub async fn start(status: u16) -> Self {
+        Self::answering(status, None).await
+    }
+
+    /// A back end answering every request with a redirect: `status` (a `3xx`) and
+    /// `Location: location`.
+    pub async fn redirecting(status: u16, location: &str) -> Self {
+        Self::answering(status, Some(location.to_string())).await
+    }
+
+    async fn answering(status: u16, location: Option<String>) -> Self {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("a free port");
@@ -51,8 +61,10 @@ impl BackEnd {
                     return;
                 };
                 let send = send.clone();
+                let location = location.clone();
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let send = send.clone();
+                    let location = location.clone();
                     async move {
                         let (parts, body) = request.into_parts();
                         let body = body
@@ -73,6 +85,12 @@ impl BackEnd {
                         let mut response = Response::new(Empty::<Bytes>::new());
                         *response.status_mut() =
                             http::StatusCode::from_u16(status).expect("a valid status");
+                        if let Some(location) = location {
+                            response.headers_mut().insert(
+                                http::header::LOCATION,
+                                location.parse().expect("a valid Location"),
+                            );
+                        }
                         Ok::<_, Infallible>(response)
                     }
                 });
