@@ -47,6 +47,7 @@ mod tokens;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -60,6 +61,17 @@ use crate::Secret;
 
 /// How long connecting, and waiting for one answer, may take by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The oldest Redis the Lua scripts run on: `ZADD ... LT` (finish.lua) came in Redis 6.2.0.
+/// Every other command they use is older (`HSET` with several fields 4.0, `SET ... PX` 2.6.12,
+/// `TIME` before writes needs 5.0's script effects replication).
+///
+/// Checked when a [`RedisConnection`] first talks to Redis, and again after each reconnection:
+/// an older Redis fails every call with [`SharedError::UnsupportedVersion`].
+pub const MIN_REDIS_VERSION: &str = "6.2.0";
+
+/// [`MIN_REDIS_VERSION`] as numbers.
+const MIN_VERSION: (u32, u32, u32) = (6, 2, 0);
 
 /// A connection to Redis for the shared limiter and token store: one multiplexed connection,
 /// opened on first use and opened again after Redis restarts. Clones share it.
@@ -80,6 +92,10 @@ struct ConnectionInner {
     address: String,
     /// The URL's password, removed from every error text.
     password: Option<Secret>,
+    /// The server's version was checked on the current connection. Cleared by every failure
+    /// that may have dropped the connection, so a reconnection (perhaps to another server behind
+    /// the same address) is checked again.
+    version_checked: AtomicBool,
 }
 
 impl RedisConnection {
@@ -124,6 +140,7 @@ impl RedisConnection {
                 manager: tokio::sync::OnceCell::new(),
                 address,
                 password,
+                version_checked: AtomicBool::new(false),
             }),
         }
     }
@@ -148,6 +165,7 @@ impl RedisConnection {
                 manager: tokio::sync::OnceCell::new(),
                 address: self.inner.address.clone(),
                 password: self.inner.password.clone(),
+                version_checked: AtomicBool::new(false),
             }),
         }
     }
@@ -179,7 +197,63 @@ impl RedisConnection {
             })
             .await
             .map_err(|e| self.error(key, e))?;
-        Ok(manager.clone())
+        let mut manager = manager.clone();
+        if !inner.version_checked.load(Ordering::Acquire) {
+            self.check_version(key, &mut manager).await?;
+        }
+        Ok(manager)
+    }
+
+    /// Asks the server its version (`INFO server`) and refuses one older than
+    /// [`MIN_REDIS_VERSION`]. A server that does not say (INFO refused by an ACL or renamed, no
+    /// `redis_version` line) is let through with a warning: its scripts then fail on their own
+    /// if it is too old.
+    async fn check_version(
+        &self,
+        key: &str,
+        manager: &mut ConnectionManager,
+    ) -> Result<(), SharedError> {
+        let answer: Result<String, RedisError> = redis::cmd("INFO")
+            .arg("server")
+            .query_async(manager)
+            .await;
+        let info = match answer {
+            Ok(info) => info,
+            Err(error) => {
+                let error = self.error(key, error);
+                if error.is_unavailable() {
+                    return Err(error);
+                }
+                tracing::warn!(
+                    target: "lead_intake::shared",
+                    at = self.inner.address,
+                    %error,
+                    "Redis did not tell its version (INFO server): it is not checked against {MIN_REDIS_VERSION}"
+                );
+                self.inner.version_checked.store(true, Ordering::Release);
+                return Ok(());
+            }
+        };
+        match redis_version(&info) {
+            Some((version, text)) if version < MIN_VERSION => Err(SharedError::UnsupportedVersion {
+                at: self.inner.address.clone(),
+                found: text.to_string(),
+                needed: MIN_REDIS_VERSION,
+            }),
+            Some(_) => {
+                self.inner.version_checked.store(true, Ordering::Release);
+                Ok(())
+            }
+            None => {
+                tracing::warn!(
+                    target: "lead_intake::shared",
+                    at = self.inner.address,
+                    "Redis's INFO has no readable redis_version: it is not checked against {MIN_REDIS_VERSION}"
+                );
+                self.inner.version_checked.store(true, Ordering::Release);
+                Ok(())
+            }
+        }
     }
 
     /// Runs `script` and decodes its answer; a failure becomes a [`SharedError`] about `key`.
@@ -205,6 +279,8 @@ impl RedisConnection {
         let at = self.inner.address.clone();
         let key = key.to_string();
         if is_unavailable(&error) {
+            // The connection may be reopened, perhaps to another server: check that one too.
+            self.inner.version_checked.store(false, Ordering::Release);
             SharedError::Unavailable { at, key, reason }
         } else {
             SharedError::Refused { at, key, reason }
@@ -284,6 +360,17 @@ pub enum SharedError {
         /// What is wrong, without quoting the data (it may hold a token).
         problem: String,
     },
+    /// The Redis server is older than the scripts need ([`MIN_REDIS_VERSION`], 6.2.0): nothing
+    /// was run. Upgrade Redis; trying again will not help.
+    #[error("Redis at {at} is version {found}; lead-intake's shared limit and token store need Redis {needed} or newer")]
+    UnsupportedVersion {
+        /// Where Redis is, without credentials.
+        at: String,
+        /// The version the server reported (its `redis_version`).
+        found: String,
+        /// The oldest version that works: [`MIN_REDIS_VERSION`].
+        needed: &'static str,
+    },
     /// A setting that cannot work (zero requests, an empty name, a share outside (0, 1]).
     #[error("invalid shared setting: {0}")]
     Invalid(&'static str),
@@ -307,4 +394,62 @@ fn check_name(name: &str) -> Result<(), SharedError> {
         ));
     }
     Ok(())
+}
+
+/// The `redis_version` line of an `INFO server` answer: the version as numbers (a missing minor
+/// or patch counts as 0; a suffix such as `-rc1` is ignored) and as written. `None` when there is
+/// no such line or its value does not start with a number.
+fn redis_version(info: &str) -> Option<((u32, u32, u32), &str)> {
+    let text = info
+        .lines()
+        .find_map(|line| line.trim_end_matches('\r').strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = text.split('.').map(|part| {
+        let digits = part.len() - part.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        part[..digits].parse::<u32>().ok()
+    });
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some(((major, minor, patch), text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redis_version;
+
+    #[test]
+    fn the_version_is_read_from_info_server() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\nredis_mode:standalone\r\n";
+        assert_eq!(redis_version(info), Some(((7, 0, 15), "7.0.15")));
+        assert_eq!(
+            redis_version("redis_version:6.0.16\n"),
+            Some(((6, 0, 16), "6.0.16"))
+        );
+        assert_eq!(
+            redis_version("redis_version:7.2.0-rc1\r\n"),
+            Some(((7, 2, 0), "7.2.0-rc1"))
+        );
+        assert_eq!(redis_version("redis_version:6.2"), Some(((6, 2, 0), "6.2")));
+        // Another line that merely contains the name does not count.
+        assert_eq!(redis_version("valkey_redis_version:9.9.9\r\n"), None);
+        assert_eq!(redis_version("# Server\r\nredis_mode:standalone\r\n"), None);
+        assert_eq!(redis_version("redis_version:unknown\r\n"), None);
+        assert_eq!(redis_version("redis_version:\r\n"), None);
+        // A number too large for u32 is unreadable, not a panic.
+        assert_eq!(redis_version("redis_version:99999999999.0.0\r\n"), None);
+    }
+
+    #[test]
+    fn versions_compare_as_numbers() {
+        let min = super::MIN_VERSION;
+        let of = |info: &str| redis_version(info).unwrap().0;
+        assert!(of("redis_version:6.0.16") < min);
+        assert!(of("redis_version:6.1.99") < min);
+        assert!(of("redis_version:5.0.14") < min);
+        assert!(of("redis_version:6.2.0") >= min);
+        assert!(of("redis_version:6.10.0") >= min);
+        assert!(of("redis_version:7.0.15") >= min);
+        assert!(of("redis_version:10.0.0") >= min);
+    }
 }
