@@ -45,12 +45,7 @@ impl FakeRedis {
         let (seen, dropping) = (commands.clone(), drop_next.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(
-                    stream,
-                    info.clone(),
-                    seen.clone(),
-                    dropping.clone(),
-                ));
+                tokio::spawn(serve(stream, info.clone(), seen.clone(), dropping.clone()));
             }
         });
         Self {
@@ -96,8 +91,8 @@ async fn serve(
 ) {
     let mut reader = BufReader::new(stream);
     while let Some(command) = read_command(&mut reader).await {
-        let name = String::from_utf8_lossy(command.first().map_or(&[][..], |n| n))
-            .to_ascii_uppercase();
+        let name =
+            String::from_utf8_lossy(command.first().map_or(&[][..], |n| n)).to_ascii_uppercase();
         commands.lock().unwrap().push(name.clone());
         if drop_next.swap(false, Ordering::SeqCst) {
             return;

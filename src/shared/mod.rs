@@ -37,12 +37,20 @@
 //! # let _ = current; Ok(()) }
 //! ```
 //!
+//! Redis 6.2 or newer is needed ([`MIN_REDIS_VERSION`]): the connection asks the server's
+//! version once per connection and refuses an older one with
+//! [`SharedError::UnsupportedVersion`]. With the feature `redis-tls`, `rediss://` URLs connect
+//! with TLS ([`RedisConnection::open_tls`] and `RedisTls` for a CA of your own or a client
+//! certificate), as managed Redis services require.
+//!
 //! Redis must not evict these keys: run it with `maxmemory-policy noeviction` (the default), since
 //! the limiter's keys carry a time to live and `volatile-*` policies would evict them first. The
 //! token pair is only as durable as Redis is: keep persistence (AOF) on, or keep storing each new
 //! pair in your own database too.
 
 mod limit;
+#[cfg(feature = "redis-tls")]
+mod tls;
 mod tokens;
 
 use std::fmt;
@@ -55,6 +63,8 @@ use redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, ServerErr
 
 pub use crate::oauth::{RefreshLock, Saved, StoredTokens, TokenStore};
 pub use limit::{RedisRateLimit, SharedPermit};
+#[cfg(feature = "redis-tls")]
+pub use tls::RedisTls;
 pub use tokens::RedisTokenStore;
 
 use crate::Secret;
@@ -111,19 +121,56 @@ impl RedisConnection {
     /// assert!(RedisConnection::open("not a url").is_err());
     /// # Ok::<(), lead_intake::shared::SharedError>(())
     /// ```
+    ///
+    /// With the feature `redis-tls`, `rediss://host:port[/db]` connects with TLS, trusting the
+    /// system's certificate authorities; [`open_tls`](Self::open_tls) takes other settings.
+    /// Without it, a `rediss://` URL is refused with [`SharedError::Invalid`] naming the feature.
     pub fn open(target: impl IntoConnectionInfo) -> Result<Self, SharedError> {
-        let info = target.into_connection_info().map_err(|_| {
-            SharedError::Invalid("the Redis address is not usable (expected redis://host:port/db or redis+unix:///path)")
-        })?;
-        let client = redis::Client::open(info).map_err(|_| {
-            SharedError::Invalid("the Redis address is not usable (expected redis://host:port/db or redis+unix:///path)")
-        })?;
+        let info = target.into_connection_info().map_err(unusable_address)?;
+        refuse_insecure(&info)?;
+        let client = redis::Client::open(info).map_err(unusable_address)?;
+        Ok(Self::from_client(client))
+    }
+
+    /// A `rediss://host:port[/db]` connection (TLS) with the trust and client certificate of
+    /// `tls` (feature `redis-tls`). Fails with [`SharedError::Invalid`] for another kind of
+    /// URL, or PEM text that holds no certificate or key; nothing is sent before the first
+    /// command.
+    ///
+    /// ```
+    /// use lead_intake::shared::{RedisConnection, RedisTls, SharedError};
+    ///
+    /// let redis = RedisConnection::open_tls("rediss://:hunter22@redis.example.com:6380/1", &RedisTls::new())?;
+    /// assert_eq!(redis.address(), "rediss://redis.example.com:6380/1");
+    /// assert!(matches!(
+    ///     RedisConnection::open_tls("redis://127.0.0.1:6379", &RedisTls::new()),
+    ///     Err(SharedError::Invalid(_))
+    /// ));
+    /// let not_pem = RedisTls::new().trust_only_pem("not a certificate");
+    /// assert!(RedisConnection::open_tls("rediss://127.0.0.1:6380", &not_pem).is_err());
+    /// # Ok::<(), SharedError>(())
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    pub fn open_tls(target: impl IntoConnectionInfo, tls: &RedisTls) -> Result<Self, SharedError> {
+        let info = target.into_connection_info().map_err(unusable_address)?;
+        if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+            return Err(SharedError::Invalid(
+                "a TLS connection needs a rediss://host:port/db URL",
+            ));
+        }
+        refuse_insecure(&info)?;
+        let client =
+            redis::Client::build_with_tls(info, tls.certificates()?).map_err(unusable_address)?;
         Ok(Self::from_client(client))
     }
 
     /// A connection through a [`redis::Client`] you configured yourself.
     pub fn from_client(client: redis::Client) -> Self {
         let info = client.get_connection_info();
+        #[cfg(feature = "redis-tls")]
+        if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+            tls::ensure_crypto_provider();
+        }
         let db = info.redis_settings().db();
         let address = match info.addr() {
             ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}/{db}"),
@@ -213,10 +260,8 @@ impl RedisConnection {
         key: &str,
         manager: &mut ConnectionManager,
     ) -> Result<(), SharedError> {
-        let answer: Result<String, RedisError> = redis::cmd("INFO")
-            .arg("server")
-            .query_async(manager)
-            .await;
+        let answer: Result<String, RedisError> =
+            redis::cmd("INFO").arg("server").query_async(manager).await;
         let info = match answer {
             Ok(info) => info,
             Err(error) => {
@@ -235,11 +280,13 @@ impl RedisConnection {
             }
         };
         match redis_version(&info) {
-            Some((version, text)) if version < MIN_VERSION => Err(SharedError::UnsupportedVersion {
-                at: self.inner.address.clone(),
-                found: text.to_string(),
-                needed: MIN_REDIS_VERSION,
-            }),
+            Some((version, text)) if version < MIN_VERSION => {
+                Err(SharedError::UnsupportedVersion {
+                    at: self.inner.address.clone(),
+                    found: text.to_string(),
+                    needed: MIN_REDIS_VERSION,
+                })
+            }
             Some(_) => {
                 self.inner.version_checked.store(true, Ordering::Release);
                 Ok(())
@@ -305,8 +352,38 @@ impl fmt::Debug for RedisConnection {
     }
 }
 
-/// A failure that may pass: Redis is down, restarting, loading its data, or too slow.
+/// A Redis address the redis crate refused. Its error is not quoted: it may hold the URL, and so
+/// its password.
+fn unusable_address(error: RedisError) -> SharedError {
+    #[cfg(not(feature = "redis-tls"))]
+    if error.kind() == ErrorKind::InvalidClientConfig && error.to_string().contains("TLS") {
+        return SharedError::Invalid("rediss:// (TLS) needs lead-intake's feature `redis-tls`");
+    }
+    let _ = error;
+    SharedError::Invalid(
+        "the Redis address is not usable (expected redis://host:port/db, rediss://host:port/db or redis+unix:///path)",
+    )
+}
+
+/// `rediss://...#insecure` asks the redis crate not to check the server's certificate: refused
+/// (trust the server's CA with `RedisTls::trust_only_pem` instead).
+fn refuse_insecure(info: &redis::ConnectionInfo) -> Result<(), SharedError> {
+    match info.addr() {
+        ConnectionAddr::TcpTls { insecure: true, .. } => Err(SharedError::Invalid(
+            "rediss://...#insecure (no certificate check) is not supported: trust the server's CA instead",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A failure that may pass: Redis is down, restarting, loading its data, or too slow. A TLS
+/// handshake refused over certificates is not one: it fails the same way until someone changes
+/// a certificate or a setting.
 fn is_unavailable(error: &RedisError) -> bool {
+    #[cfg(feature = "redis-tls")]
+    if tls::is_certificate_refusal(error) {
+        return false;
+    }
     error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
@@ -340,7 +417,9 @@ pub enum SharedError {
         reason: String,
     },
     /// Redis answered with an error: wrong credentials, no permission for scripts, or a key of
-    /// that name that holds something else. Trying again will not help.
+    /// that name that holds something else; or the TLS handshake failed over a certificate
+    /// (the server's is signed by no CA this connection trusts, or is for another name, or the
+    /// server refused ours). Trying again will not help.
     #[error("Redis at {at} refused the command on `{key}`: {reason}")]
     Refused {
         /// Where Redis is, without credentials.
@@ -362,7 +441,9 @@ pub enum SharedError {
     },
     /// The Redis server is older than the scripts need ([`MIN_REDIS_VERSION`], 6.2.0): nothing
     /// was run. Upgrade Redis; trying again will not help.
-    #[error("Redis at {at} is version {found}; lead-intake's shared limit and token store need Redis {needed} or newer")]
+    #[error(
+        "Redis at {at} is version {found}; lead-intake's shared limit and token store need Redis {needed} or newer"
+    )]
     UnsupportedVersion {
         /// Where Redis is, without credentials.
         at: String,
