@@ -2,6 +2,13 @@
 //! pick, no persistence (unless [`RedisServer::start_persistent`]), killed (and its folder removed)
 //! when dropped.
 //!
+//! [`RedisServer::start_tls`] adds a TLS port on 127.0.0.1. Redis cannot listen on an ephemeral
+//! port (`--tls-port 0` turns TLS off), so the harness takes a free port from the system (a
+//! listener bound to port 0, closed at once) and passes it; a port taken by someone else in
+//! between makes redis-server exit with "Address already in use" before it is ready, and the
+//! harness then starts it again on another port (up to [`PORT_ATTEMPTS`] times). Once Redis
+//! listens the port is its own.
+//!
 //! Readiness is an event, not a sleep: the server's own log line that it is ready to accept
 //! connections.
 //! Without `redis-server` installed the test fails, naming the script that installs it.
@@ -17,12 +24,33 @@ use std::time::Duration;
 /// a hang; a ready server ends the wait at once).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many ports a TLS server tries before the test fails (each taken by another process
+/// between the harness's choice and Redis's bind).
+pub const PORT_ATTEMPTS: usize = 20;
+
+/// A TLS port's certificate and what it asks of clients ([`RedisServer::start_tls`]).
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain, PEM.
+    pub cert: String,
+    /// Its private key, PEM.
+    pub key: String,
+    /// The CA that clients' certificates must chain to, PEM.
+    pub ca: String,
+    /// `tls-auth-clients yes`: a client without a certificate from `ca` is refused.
+    pub auth_clients: bool,
+}
+
 pub struct RedisServer {
     binary: PathBuf,
     dir: PathBuf,
     socket: PathBuf,
     /// Append-only file on, fsynced before every answer ([`RedisServer::start_persistent`]).
     persistent: bool,
+    /// A TLS port on 127.0.0.1 too ([`RedisServer::start_tls`]).
+    tls: Option<TlsFiles>,
+    /// The TLS port Redis listens on, once started.
+    tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -48,7 +76,17 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// Starts a server that also listens with TLS on 127.0.0.1 ([`tls_port`](Self::tls_port)),
+    /// with `tls`'s certificate (its Unix socket stays plain).
+    pub fn start_tls(tls: TlsFiles) -> Self {
+        Self::start_full(false, Some(tls))
+    }
+
     fn start_with(persistent: bool) -> Self {
+        Self::start_full(persistent, None)
+    }
+
+    fn start_full(persistent: bool, tls: Option<TlsFiles>) -> Self {
         let binary = find_redis_server().unwrap_or_else(|| {
             panic!(
                 "redis-server is not installed (not on PATH, nor in /usr/bin): run \
@@ -66,11 +104,23 @@ impl RedisServer {
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let socket = dir.join("redis.sock");
+        if let Some(tls) = &tls {
+            for (name, pem) in [
+                ("server.crt", &tls.cert),
+                ("server.key", &tls.key),
+                ("ca.crt", &tls.ca),
+            ] {
+                std::fs::write(dir.join(name), pem)
+                    .unwrap_or_else(|e| panic!("cannot write {name} in {}: {e}", dir.display()));
+            }
+        }
         let mut server = Self {
             binary,
             dir,
             socket,
             persistent,
+            tls,
+            tls_port: None,
             child: None,
         };
         server.start_again();
@@ -87,6 +137,17 @@ impl RedisServer {
         &self.socket
     }
 
+    /// The TLS port on 127.0.0.1 ([`start_tls`](Self::start_tls) only).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+            .expect("the server was started with start_tls")
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` ([`start_tls`](Self::start_tls) only).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls_port())
+    }
+
     /// Kills the server (SIGKILL, as a crash): its data is gone, the socket no longer answers.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -96,10 +157,55 @@ impl RedisServer {
         let _ = std::fs::remove_file(&self.socket);
     }
 
-    /// Starts the server (again) on the same socket, and waits until it is ready.
+    /// Starts the server (again) on the same socket, and waits until it is ready. A TLS server
+    /// gets a new port (see the module's documentation).
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the server is already running");
-        let mut child = Command::new(&self.binary)
+        if self.tls.is_none() {
+            match self.spawn(None) {
+                Ok(child) => self.child = Some(child),
+                Err(log) => panic!("redis-server exited before it was ready:\n{log}"),
+            }
+            return;
+        }
+        let mut logs = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("the system gives a free port")
+                .port();
+            match self.spawn(Some(port)) {
+                Ok(child) => {
+                    self.child = Some(child);
+                    self.tls_port = Some(port);
+                    return;
+                }
+                // Taken between our choice and Redis's bind: another port.
+                Err(log) if log.contains("Address already in use") => logs.push_str(&log),
+                Err(log) => panic!("redis-server exited before it was ready:\n{log}"),
+            }
+        }
+        panic!("redis-server found no free TLS port in {PORT_ATTEMPTS} tries:\n{logs}");
+    }
+
+    /// Starts redis-server and waits for it to be ready; its log and errors if it exits first.
+    fn spawn(&self, tls_port: Option<u16>) -> Result<Child, String> {
+        let mut command = Command::new(&self.binary);
+        if let (Some(tls), Some(port)) = (&self.tls, tls_port) {
+            command
+                .args(["--bind", "127.0.0.1", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(self.dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(self.dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(self.dir.join("ca.crt"))
+                .args([
+                    "--tls-auth-clients",
+                    if tls.auth_clients { "yes" } else { "no" },
+                ]);
+        }
+        let mut child = command
             .args(["--port", "0", "--unixsocket"])
             .arg(&self.socket)
             .args(["--unixsocketperm", "700", "--save", ""])
@@ -144,17 +250,14 @@ impl RedisServer {
             }
         });
         match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => Ok(child),
             Ok(Err(log)) => {
                 let _ = child.kill();
                 let stderr = child
                     .wait_with_output()
                     .map(|o| o.stderr)
                     .unwrap_or_default();
-                panic!(
-                    "redis-server exited before it was ready:\n{log}{}",
-                    String::from_utf8_lossy(&stderr)
-                );
+                Err(format!("{log}{}", String::from_utf8_lossy(&stderr)))
             }
             Err(_) => {
                 let _ = child.kill();
@@ -162,7 +265,6 @@ impl RedisServer {
                 panic!("redis-server did not say it was ready within {READY_TIMEOUT:?}");
             }
         }
-        self.child = Some(child);
     }
 }
 
