@@ -3,8 +3,8 @@
 //! progenitor 0.15.1's `encode_path` leaves `.` and `\` as they are, and the URL parser then
 //! resolves them (WHATWG: `..`, `%2e%2e` and, in `http(s)` URLs, `\` as `/`), so a path
 //! parameter could move an authenticated request to another endpoint of the same host. build.rs
-//! rewrites every generated `encode_path(..)` into [`crate::transport::path_segment`], which
-//! calls [`encode`] here: every byte but the unreserved characters is percent-encoded, and a
+//! rewrites every generated `encode_path(..)` into the transport's `path_segment`, which calls
+//! [`encode`] here: every byte but the unreserved characters is percent-encoded, and a
 //! value that no encoding keeps in its segment (empty, `.`, `..`, or one of those once
 //! percent-decoded) is refused with an [`InvalidPathParameter`] before anything is sent.
 
@@ -26,14 +26,21 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 const KEPT_CHARS: usize = 64;
 
 /// A path parameter that cannot be sent as one segment of its operation's path, refused before
-/// the request was made ([`ApiError::InvalidPathParameter`](crate::error::ApiError::InvalidPathParameter)).
+/// the request was made: `ApiError::InvalidPathParameter`.
 ///
 /// Every other value is sent, percent-encoded, as exactly one segment: `a/b` as `a%2Fb`, `a\b`
 /// as `a%5Cb`, `日本` as `%E6%97%A5%E6%9C%AC`.
 ///
 /// ```
 /// use lead_intake::error::{ApiError, PathParameterProblem};
-/// # async fn f(kommo: lead_intake::kommo::Client) {
+/// use lead_intake::prelude::*;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Nothing listens there: the request is refused before it would be sent.
+/// let kommo = lead_intake::kommo::Client::builder()
+///     .base_url("http://127.0.0.1:9")
+///     .token("token")
+///     .build()?;
 /// // A UID from an (unsigned) webhook.
 /// match kommo.accept_incoming_lead().uid("..").send().body().await {
 ///     Err(ApiError::InvalidPathParameter(e)) => {
@@ -42,7 +49,7 @@ const KEPT_CHARS: usize = 64;
 ///     }
 ///     other => panic!("{other:?}"),
 /// }
-/// # }
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

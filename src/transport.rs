@@ -168,6 +168,8 @@ pub(crate) fn scope<F: Future>(call: F) -> impl Future<Output = (F::Output, Opti
 /// every generated `encode_path(..)` into this). A value that cannot be one segment is refused:
 /// the typed error goes into the call's context (for [`scope`]), and progenitor's
 /// `InvalidRequest` carries its text (for a raw generated call).
+// The error is progenitor's, the type every generated `send()` returns.
+#[allow(clippy::result_large_err)]
 pub(crate) fn path_segment(
     operation: &'static str,
     parameter: &'static str,
