@@ -205,6 +205,103 @@ fn name_operations_in_builder_errors(file: &mut syn::File) {
     Builders.visit_file_mut(file);
 }
 
+/// progenitor's `encode_path` leaves `.` and `\` as they are, and the URL parser then resolves
+/// them, so a path parameter could move a request to another endpoint (`..\account`). Every
+/// `encode_path(&x.to_string())` in a builder's `format!` of its URL becomes
+/// `crate::transport::path_segment("operation", "x", &x.to_string())?`, which percent-encodes
+/// all but the unreserved characters and refuses what cannot be one segment (`src/segment.rs`).
+/// A call of another shape, or one left anywhere in the code, stops the build.
+fn one_segment_path_parameters(file: &mut syn::File) -> Result<(), String> {
+    struct Builders(Result<(), String>);
+    impl VisitMut for Builders {
+        fn visit_item_impl_mut(&mut self, item: &mut syn::ItemImpl) {
+            let builder = match (&item.trait_, &*item.self_ty) {
+                (None, syn::Type::Path(ty)) => ty.path.segments.first().map(|s| &s.ident),
+                _ => None,
+            };
+            if let Some(builder) = builder {
+                let mut urls = Urls {
+                    operation: snake(&builder.to_string()),
+                    result: Ok(()),
+                };
+                urls.visit_item_impl_mut(item);
+                if self.0.is_ok() {
+                    self.0 = urls.result;
+                }
+            }
+        }
+    }
+    struct Urls {
+        operation: String,
+        result: Result<(), String>,
+    }
+    impl VisitMut for Urls {
+        fn visit_macro_mut(&mut self, mac: &mut syn::Macro) {
+            if !mac.path.is_ident("format") || !mac.tokens.to_string().contains("encode_path") {
+                return;
+            }
+            let parser = syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
+            let mut args = match syn::parse::Parser::parse2(parser, mac.tokens.clone()) {
+                Ok(args) => args,
+                Err(e) => {
+                    self.result = Err(format!(
+                        "build.rs one_segment_path_parameters: a `format!` in {} does not parse: {e}",
+                        self.operation
+                    ));
+                    return;
+                }
+            };
+            for arg in args.iter_mut() {
+                let syn::Expr::Call(call) = arg else { continue };
+                if !matches!(&*call.func, syn::Expr::Path(f) if f.path.is_ident("encode_path")) {
+                    continue;
+                }
+                let Some(parameter) = path_parameter(call) else {
+                    self.result = Err(format!(
+                        "build.rs one_segment_path_parameters: `{}` in {} is not `encode_path(&x.to_string())`",
+                        quote!(#call),
+                        self.operation
+                    ));
+                    return;
+                };
+                let operation = &self.operation;
+                let name = parameter.to_string();
+                *arg = syn::parse_quote! {
+                    crate::transport::path_segment(#operation, #name, &#parameter.to_string())?
+                };
+            }
+            mac.tokens = quote!(#args);
+        }
+    }
+    /// The `x` of `encode_path(&x.to_string())`.
+    fn path_parameter(call: &syn::ExprCall) -> Option<syn::Ident> {
+        let mut args = call.args.iter();
+        let (Some(syn::Expr::Reference(arg)), None) = (args.next(), args.next()) else {
+            return None;
+        };
+        let syn::Expr::MethodCall(to_string) = &*arg.expr else {
+            return None;
+        };
+        let syn::Expr::Path(receiver) = &*to_string.receiver else {
+            return None;
+        };
+        (to_string.method == "to_string" && to_string.args.is_empty())
+            .then(|| receiver.path.get_ident().cloned())
+            .flatten()
+    }
+    let mut builders = Builders(Ok(()));
+    builders.visit_file_mut(file);
+    builders.0?;
+    // Nothing may call progenitor's encoder any more (its `use` stays, unused).
+    let left = quote!(#file).to_string().matches("encode_path (").count();
+    if left > 0 {
+        return Err(format!(
+            "build.rs one_segment_path_parameters: {left} call(s) of progenitor's `encode_path` left outside a builder's URL"
+        ));
+    }
+    Ok(())
+}
+
 /// `AcceptIncomingLead` as `accept_incoming_lead`.
 fn snake(camel: &str) -> String {
     let mut out = String::with_capacity(camel.len() + 4);
@@ -313,6 +410,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
         .map_err(|e| format!("progenitor produced code that does not parse: {e}"))?;
     map_keys(api, &mut file)?;
     name_operations_in_builder_errors(&mut file);
+    one_segment_path_parameters(&mut file)?;
     request_constructors(&mut file, &request_schemas)?;
     let mut attributes: Vec<(String, String, FieldAttr)> = php_empty
         .into_iter()

@@ -18,6 +18,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 pub use crate::answer::{AnswerError, DEFAULT_ANSWER_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE};
+pub use crate::segment::{InvalidPathParameter, PathParameterProblem};
 use crate::text::{excerpt, is_json_media_type};
 use crate::transport::CallContext;
 
@@ -189,6 +190,12 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         /// How many the page had.
         count: usize,
     },
+    /// A path parameter that cannot be one segment of its operation's path (empty, `.`, `..`,
+    /// or one of those percent-encoded): it names the operation, the parameter and why. Nothing
+    /// was sent. Every other value is sent percent-encoded as exactly one segment, so no value
+    /// (a UID from a webhook, a widget code) moves a request to another endpoint.
+    #[error(transparent)]
+    InvalidPathParameter(InvalidPathParameter),
     /// The request breaks a limit the API documents (e.g. continueBot's at most 10
     /// `execute_handlers`); it was refused before anything was sent.
     #[error("invalid request, not sent: {0}")]
@@ -317,6 +324,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
         match self {
             Self::InvalidLink { .. }
             | Self::InvalidRequest(_)
+            | Self::InvalidPathParameter(_)
             | Self::LimitExceeded(_)
             | Self::RateLimiterUnavailable { .. }
             | Self::Auth { .. } => true,
@@ -479,7 +487,12 @@ where
         attempts,
         auth_failure,
         limiter_failure,
+        path_failure,
     } = context;
+    // A path parameter refused before the request was built (crate::transport::path_segment).
+    if let Some(error) = path_failure {
+        return Err(ApiError::InvalidPathParameter(error));
+    }
     // The stand-in answer of a request the rate limiter could not grant, or whose token request
     // it could not grant (crate::transport's doc).
     if let Some(error) = limiter_failure {
@@ -769,6 +782,9 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .field("count", count)
                 .finish(),
             Self::LimitExceeded(limit) => f.debug_tuple("LimitExceeded").field(limit).finish(),
+            Self::InvalidPathParameter(e) => {
+                f.debug_tuple("InvalidPathParameter").field(e).finish()
+            }
         }
     }
 }

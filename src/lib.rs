@@ -28,6 +28,7 @@ pub mod pagination;
 pub mod ratelimit;
 pub mod retry;
 mod secret;
+mod segment;
 #[cfg(feature = "redis")]
 pub mod shared;
 pub mod spec;

@@ -35,6 +35,7 @@ use crate::auth::{AuthError, Authorizer};
 use crate::ratelimit::{RateLimiter, RateLimiterUnavailable};
 use crate::retry::{self, Attempt, GiveUp, Next, RetryPolicy};
 use crate::secret::Redactions;
+use crate::segment::InvalidPathParameter;
 
 /// How much of a body an error keeps (the HTML pages are small; this bounds memory).
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
@@ -55,6 +56,8 @@ pub(crate) struct CallContext {
     /// The rate limiter could not grant: the request was not sent and the answer is the
     /// stand-in 503.
     pub(crate) limiter_failure: Option<RateLimiterUnavailable>,
+    /// A path parameter could not be one segment: the request was never built.
+    pub(crate) path_failure: Option<InvalidPathParameter>,
 }
 
 tokio::task_local! {
@@ -73,6 +76,29 @@ pub(crate) fn scope<F: Future>(call: F) -> impl Future<Output = (F::Output, Opti
     CONTEXT.scope(RefCell::new(None), async move {
         let output = call.await;
         (output, CONTEXT.with(RefCell::take))
+    })
+}
+
+/// A path parameter of a generated operation as one segment of its path (build.rs rewrites
+/// every generated `encode_path(..)` into this). A value that cannot be one segment is refused:
+/// the typed error goes into the call's context (for [`scope`]), and progenitor's
+/// `InvalidRequest` carries its text (for a raw generated call).
+// The error is progenitor's, the type every generated `send()` returns.
+#[allow(clippy::result_large_err)]
+pub(crate) fn path_segment(
+    operation: &'static str,
+    parameter: &'static str,
+    value: &str,
+) -> Result<String, progenitor_client::Error<()>> {
+    crate::segment::encode(operation, parameter, value).map_err(|error| {
+        let message = error.to_string();
+        let _ = CONTEXT.try_with(|slot| {
+            *slot.borrow_mut() = Some(CallContext {
+                path_failure: Some(error),
+                ..CallContext::default()
+            })
+        });
+        progenitor_client::Error::InvalidRequest(message)
     })
 }
 

@@ -213,16 +213,26 @@ impl ContinueTarget {
     }
 
     /// A target from its parts, on the account at `base_url` (e.g. for a bot known otherwise).
+    /// The bot ID and the continue ID must each be one plain segment (letters, digits, `-`, `_`,
+    /// `.`, `~`, not `.` or `..`): a part such as `../../5` is refused, never resolved into
+    /// another path.
     pub fn new(
         base_url: &str,
         kind: BotKind,
         bot_id: &str,
         continue_id: &str,
     ) -> Result<Self, ReturnUrlError> {
-        Self::parse(&format!(
+        let url = format!(
             "{}/api/v4/{kind}/{bot_id}/continue/{continue_id}",
             base_url.trim_end_matches('/')
-        ))
+        );
+        if !plain_segment(bot_id) || !plain_segment(continue_id) {
+            return Err(ReturnUrlError {
+                url: url.chars().take(300).collect(),
+                reason: "the bot ID and the continue ID must be non-empty and of letters, digits, `-`, `_`, `.`, `~`".into(),
+            });
+        }
+        Self::parse(&url)
     }
 
     /// `salesbot` or `marketingbot`.
