@@ -167,8 +167,9 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     /// The request could not be sent, or the answer not received.
     #[error("the request failed: {0}")]
     Transport(#[source] reqwest::Error),
-    /// A HAL link that is not one of the client's own API (another origin, or not a URL, such
-    /// as the documents' placeholder `LINK`). It was not followed.
+    /// A HAL link that is not one of the client's own API (another origin, a path outside the
+    /// base URL's path, or not a URL, such as the documents' placeholder `LINK`). It was not
+    /// followed.
     #[error("refusing to follow the link {href:?}: {reason}")]
     InvalidLink {
         /// The href as given.
