@@ -190,6 +190,17 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         /// How many the page had.
         count: usize,
     },
+    /// A pager's stream that has sent its page limit of requests and the list has not ended
+    /// (`Pager::page_limit` in `lead_intake::pagination`, 10,000 by default): more likely a
+    /// server sending `next` links or full pages without end than a list that long. Nothing
+    /// more was sent; the pages before it were yielded.
+    #[error(
+        "the list did not end after {pages} pages, the pager's page limit: stopped rather than read a list without end (if the list really is longer, raise the limit with the pager's `.page_limit(n)`)"
+    )]
+    TooManyPages {
+        /// How many pages (requests) the stream read: its page limit.
+        pages: u32,
+    },
     /// The request breaks a limit the API documents (e.g. continueBot's at most 10
     /// `execute_handlers`); it was refused before anything was sent.
     #[error("invalid request, not sent: {0}")]
@@ -319,6 +330,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
             Self::InvalidLink { .. }
             | Self::InvalidRequest(_)
             | Self::LimitExceeded(_)
+            | Self::TooManyPages { .. }
             | Self::RateLimiterUnavailable { .. }
             | Self::Auth { .. } => true,
             Self::Transport(e) => e.is_connect() || e.is_builder(),
@@ -770,6 +782,10 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .field("count", count)
                 .finish(),
             Self::LimitExceeded(limit) => f.debug_tuple("LimitExceeded").field(limit).finish(),
+            Self::TooManyPages { pages } => f
+                .debug_struct("TooManyPages")
+                .field("pages", pages)
+                .finish(),
         }
     }
 }
