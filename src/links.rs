@@ -205,7 +205,12 @@ mod tests {
 
     #[test]
     fn without_a_base_path_only_the_origin_counts() {
-        for href in ["/api/v4/widgets", "/other/x", "/api/../admin", "/a/%2e%2e%2fb"] {
+        for href in [
+            "/api/v4/widgets",
+            "/other/x",
+            "/api/../admin",
+            "/a/%2e%2e%2fb",
+        ] {
             resolve("http://127.0.0.1:8080", href).unwrap_or_else(|e| panic!("{href}: {e}"));
         }
     }

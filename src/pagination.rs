@@ -37,6 +37,12 @@
 //! link, a `204 No Content`, an empty page, a page shorter than the `limit` it was requested
 //! with, a `next` link already fetched (loop guard), or [`Pager::max_pages`] requests.
 //!
+//! **A list that does not end** (a server sending a new `next` link with every page, or full
+//! pages whatever the page number) is stopped by the page limit, for both APIs and for
+//! [`drain`](Pager::drain): a stream sends at most [`Pager::page_limit`] requests
+//! ([`DEFAULT_PAGE_LIMIT`], 10,000, by default), then yields [`ApiError::TooManyPages`] instead of
+//! another request, and ends.
+//!
 //! ```no_run
 //! use futures_util::TryStreamExt;
 //! use lead_intake::kommo::types::{IncomingLeadCategory, SortOrder};
@@ -68,7 +74,7 @@
 //!
 //! **CloseBot** sources are 0-based (`page`, `pageSize` at most 100). The stream ends after an
 //! empty page, a page with fewer results than `pageSize`, the page that reaches `total`
-//! (`(page + 1) * pageSize >= total`), or [`Pager::max_pages`] requests.
+//! (`(page + 1) * pageSize >= total`), or [`Pager::max_pages`] requests (or the page limit).
 //!
 //! ```no_run
 //! use futures_util::TryStreamExt;

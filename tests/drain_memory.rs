@@ -50,7 +50,10 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: forwarded as is; `ptr` and `layout` come from this allocator.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
         }
         p
     }
@@ -129,6 +132,9 @@ async fn a_drain_keeps_a_digest_per_lead_not_the_lead() {
         "the stream grew by {grown} bytes over {leads_between} leads"
     );
 
-    assert!(leads.next().await.is_none(), "the empty list ends the drain");
+    assert!(
+        leads.next().await.is_none(),
+        "the empty list ends the drain"
+    );
     assert_eq!(server.requests().len(), PAGES + 1);
 }

@@ -203,10 +203,9 @@ async fn a_followed_link_that_fails_in_transit_names_the_path_not_the_query() {
 /// the `%2e%2e` spellings.
 #[tokio::test]
 async fn under_a_base_path_links_that_leave_it_are_refused_and_nothing_is_sent() {
-    let server = common::script::ScriptServer::start(|_, _| {
-        common::script::Reply::json(200, page_body())
-    })
-    .await;
+    let server =
+        common::script::ScriptServer::start(|_, _| common::script::Reply::json(200, page_body()))
+            .await;
     let client = Client::builder()
         .base_url(&format!("{}/proxy/kommo", server.base_url))
         .token(TOKEN)
@@ -230,18 +229,26 @@ async fn under_a_base_path_links_that_leave_it_are_refused_and_nothing_is_sent()
         "/proxy/kommo/..%2f..%2fadmin".to_string(),
         "/proxy/kommo/..;/admin".to_string(),
     ] {
-        let err = client
-            .follow::<WidgetList>(&href)
-            .await
-            .expect_err(&href);
-        let ApiError::InvalidLink { href: refused, reason } = &err else {
+        let err = client.follow::<WidgetList>(&href).await.expect_err(&href);
+        let ApiError::InvalidLink {
+            href: refused,
+            reason,
+        } = &err
+        else {
             panic!("{href}: not InvalidLink: {err:?}");
         };
         assert_eq!(refused, &href);
-        assert!(reason.contains("base URL's path `/proxy/kommo/`"), "{href}: {reason}");
+        assert!(
+            reason.contains("base URL's path `/proxy/kommo/`"),
+            "{href}: {reason}"
+        );
         assert!(!format!("{err} {err:?}").contains(TOKEN));
     }
-    assert_eq!(server.targets(), Vec::<String>::new(), "nothing may be sent");
+    assert_eq!(
+        server.targets(),
+        Vec::<String>::new(),
+        "nothing may be sent"
+    );
 
     // Under the prefix, relative or absolute, with dot segments that stay inside: followed.
     for href in [
@@ -261,6 +268,9 @@ async fn under_a_base_path_links_that_leave_it_are_refused_and_nothing_is_sent()
         ]
     );
     for request in server.requests() {
-        assert_eq!(request.header("authorization"), Some(&*format!("Bearer {TOKEN}")));
+        assert_eq!(
+            request.header("authorization"),
+            Some(&*format!("Bearer {TOKEN}"))
+        );
     }
 }

@@ -1014,7 +1014,12 @@ async fn endless_widget_pages() -> ScriptServer {
     ScriptServer::start(|request, _| match query_value(&request.target, "page") {
         Some(n) if request.path() == WIDGETS => Reply::json(
             200,
-            widget_page(n, Some(&widgets_page(n)), Some(&widgets_page(n + 1)), &["a", "b"]),
+            widget_page(
+                n,
+                Some(&widgets_page(n)),
+                Some(&widgets_page(n + 1)),
+                &["a", "b"],
+            ),
         ),
         _ => Reply::status(404),
     })
@@ -1022,7 +1027,10 @@ async fn endless_widget_pages() -> ScriptServer {
 }
 
 /// The stream's last item is `TooManyPages { pages }` and every one before it is a page.
-fn ends_with_too_many_pages<T: std::fmt::Debug, P: std::fmt::Debug + lead_intake::error::ProblemSummary>(
+fn ends_with_too_many_pages<
+    T: std::fmt::Debug,
+    P: std::fmt::Debug + lead_intake::error::ProblemSummary,
+>(
     got: &[Result<T, ApiError<P>>],
     pages: u32,
 ) {
