@@ -168,8 +168,9 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     /// The request could not be sent, or the answer not received.
     #[error("the request failed: {0}")]
     Transport(#[source] reqwest::Error),
-    /// A HAL link that is not one of the client's own API (another origin, or not a URL, such
-    /// as the documents' placeholder `LINK`). It was not followed.
+    /// A HAL link that is not one of the client's own API (another origin, a path outside the
+    /// base URL's path, or not a URL, such as the documents' placeholder `LINK`). It was not
+    /// followed.
     #[error("refusing to follow the link {href:?}: {reason}")]
     InvalidLink {
         /// The href as given.
@@ -196,6 +197,17 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     /// (a UID from a webhook, a widget code) moves a request to another endpoint.
     #[error(transparent)]
     InvalidPathParameter(InvalidPathParameter),
+    /// A pager's stream that has sent its page limit of requests and the list has not ended
+    /// (`Pager::page_limit` in `lead_intake::pagination`, 10,000 by default): more likely a
+    /// server sending `next` links or full pages without end than a list that long. Nothing
+    /// more was sent; the pages before it were yielded.
+    #[error(
+        "the list did not end after {pages} pages, the pager's page limit: stopped rather than read a list without end (if the list really is longer, raise the limit with the pager's `.page_limit(n)`)"
+    )]
+    TooManyPages {
+        /// How many pages (requests) the stream read: its page limit.
+        pages: u32,
+    },
     /// The request breaks a limit the API documents (e.g. continueBot's at most 10
     /// `execute_handlers`); it was refused before anything was sent.
     #[error("invalid request, not sent: {0}")]
@@ -326,6 +338,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
             | Self::InvalidRequest(_)
             | Self::InvalidPathParameter(_)
             | Self::LimitExceeded(_)
+            | Self::TooManyPages { .. }
             | Self::RateLimiterUnavailable { .. }
             | Self::Auth { .. } => true,
             Self::Transport(e) => e.is_connect() || e.is_builder(),
@@ -785,6 +798,10 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
             Self::InvalidPathParameter(e) => {
                 f.debug_tuple("InvalidPathParameter").field(e).finish()
             }
+            Self::TooManyPages { pages } => f
+                .debug_struct("TooManyPages")
+                .field("pages", pages)
+                .finish(),
         }
     }
 }

@@ -37,6 +37,12 @@
 //! link, a `204 No Content`, an empty page, a page shorter than the `limit` it was requested
 //! with, a `next` link already fetched (loop guard), or [`Pager::max_pages`] requests.
 //!
+//! **A list that does not end** (a server sending a new `next` link with every page, or full
+//! pages whatever the page number) is stopped by the page limit, for both APIs and for
+//! [`drain`](Pager::drain): a stream sends at most [`Pager::page_limit`] requests
+//! ([`DEFAULT_PAGE_LIMIT`], 10,000, by default), then yields [`ApiError::TooManyPages`] instead of
+//! another request, and ends.
+//!
 //! ```no_run
 //! use futures_util::TryStreamExt;
 //! use lead_intake::kommo::types::{IncomingLeadCategory, SortOrder};
@@ -68,7 +74,7 @@
 //!
 //! **CloseBot** sources are 0-based (`page`, `pageSize` at most 100). The stream ends after an
 //! empty page, a page with fewer results than `pageSize`, the page that reaches `total`
-//! (`(page + 1) * pageSize >= total`), or [`Pager::max_pages`] requests.
+//! (`(page + 1) * pageSize >= total`), or [`Pager::max_pages`] requests (or the page limit).
 //!
 //! ```no_run
 //! use futures_util::TryStreamExt;
@@ -136,6 +142,19 @@ pub const CLOSEBOT_MAX_PAGE_SIZE: u32 = 100;
 
 /// The most pages a pager fetches ahead ([`Pager::prefetch`]).
 pub const MAX_PREFETCH: usize = 16;
+
+/// How many requests a stream sends, by default, before it gives up on a list that does not
+/// end: [`Pager::page_limit`]. The next request would be refused with
+/// [`ApiError::TooManyPages`].
+///
+/// No real list comes near it: 10,000 pages are 2.5 million items at Kommo's 250 a page, a
+/// million at CloseBot's 100, and still 100,000 at a page size of 10, while a Kommo account's
+/// incoming leads or widgets, or an agency's CloseBot sources, run to tens of thousands at
+/// most (a [`drain`](Pager::drain), which reads a page again after you act on its leads, sends
+/// about two requests a page). A server that keeps sending `next` links, or full pages, is
+/// stopped after about 24 minutes at Kommo's 7 requests a second, with the loop guard holding
+/// at most 32 bytes a page and a drain at most 16 bytes an item.
+pub const DEFAULT_PAGE_LIMIT: u32 = 10_000;
 
 /// What a pager does with an item that does not decode into its type
 /// ([`crate::list::UnrecognizedItem`]): [`Pager::on_unrecognized`].
@@ -278,6 +297,7 @@ pub struct Pager<P: Page> {
     fetch: Fetch<P>,
     page_size: u32,
     max_pages: Option<u32>,
+    page_limit: u32,
     start: Start<P>,
     prefetch: usize,
     on_unrecognized: OnUnrecognized,
@@ -335,6 +355,7 @@ impl<P: Page> Clone for Pager<P> {
             fetch: Arc::clone(&self.fetch),
             page_size: self.page_size,
             max_pages: self.max_pages,
+            page_limit: self.page_limit,
             start: self.start.clone(),
             prefetch: self.prefetch,
             on_unrecognized: self.on_unrecognized,
@@ -348,6 +369,7 @@ impl<P: Page> fmt::Debug for Pager<P> {
             .field("api", &P::API)
             .field("page_size", &self.page_size)
             .field("max_pages", &self.max_pages)
+            .field("page_limit", &self.page_limit)
             .field("start", &self.start)
             .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
@@ -361,6 +383,7 @@ impl<P: Page> Pager<P> {
             fetch,
             page_size: P::MAX_PAGE_SIZE,
             max_pages: None,
+            page_limit: DEFAULT_PAGE_LIMIT,
             start: Start::page(P::FIRST_PAGE),
             prefetch: 0,
             on_unrecognized: OnUnrecognized::Yield,
@@ -392,9 +415,33 @@ impl<P: Page> Pager<P> {
         self
     }
 
-    /// Sends at most `max_pages` requests (`0`: none). Unlimited by default.
+    /// Sends at most `max_pages` requests (`0`: none), then ends quietly, as if the list ended
+    /// there: for reading the first pages of a list. Unset by default (the stream reads to the
+    /// list's end, up to the [`page_limit`](Self::page_limit)).
     pub fn max_pages(mut self, max_pages: u32) -> Self {
         self.max_pages = Some(max_pages);
+        self
+    }
+
+    /// The most requests the stream sends before it decides the list does not end
+    /// ([`DEFAULT_PAGE_LIMIT`], 10,000, by default): when the list has not ended after that
+    /// many, the stream yields [`ApiError::TooManyPages`] instead of sending another, and ends.
+    /// It guards against a server that sends `next` links, or full pages, without end (each
+    /// one new, so the loop guard cannot tell); raise it for a list you know to be longer.
+    /// Unlike [`max_pages`](Self::max_pages), reaching it is an error, not an end; the smaller
+    /// of the two applies.
+    ///
+    /// ```no_run
+    /// use lead_intake::prelude::*;
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// let mut leads = kommo.list_incoming_leads_pager(|req| req).page_limit(50_000).items();
+    /// while let Some(item) = leads.try_next().await? {
+    ///     # let _ = item;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn page_limit(mut self, pages: u32) -> Self {
+        self.page_limit = pages;
         self
     }
 
@@ -430,6 +477,8 @@ impl<P: Page> Pager<P> {
                 next,
                 memory,
                 remaining: self.max_pages,
+                sent: 0,
+                page_limit: self.page_limit,
                 on_unrecognized: self.on_unrecognized,
             })
         });
@@ -481,7 +530,15 @@ struct State<P: Walk> {
     next: Option<P::Request>,
     memory: P::Memory,
     remaining: Option<u32>,
+    /// The requests sent so far, against [`Pager::page_limit`].
+    sent: u32,
+    page_limit: u32,
     on_unrecognized: OnUnrecognized,
+}
+
+/// The error of a stream that would send request `page_limit + 1`.
+fn too_many_pages<P: fmt::Debug + ProblemSummary>(pages: u32) -> ApiError<P> {
+    ApiError::TooManyPages { pages }
 }
 
 impl<P: Walk> State<P> {
@@ -491,6 +548,10 @@ impl<P: Walk> State<P> {
         }
         // Whatever happens below, nothing more is fetched unless a next request is set again.
         let request = self.next.take()?;
+        if self.sent >= self.page_limit {
+            return Some((Err(too_many_pages(self.sent)), self));
+        }
+        self.sent += 1;
         let result = P::send(&self.client, &self.fetch, &request, self.page_size).await;
         self.remaining = self.remaining.map(|n| n.saturating_sub(1));
         let page = match result {
@@ -816,10 +877,17 @@ impl Pager<IncomingLeadList> {
     /// them (120 leads in pages of 50, each accepted as it came: 70 seen, 50 left waiting).
     /// `drain` keeps reading the first page that still holds a lead it has not yielded, so a
     /// lead you act on makes room for the next ones, and a lead you leave in place is stepped
-    /// past (it is never yielded twice: the stream remembers the UIDs it yielded). The stream
-    /// ends at a page with nothing new that is shorter than the page size (or a `204`), or after
-    /// [`max_pages`](Self::max_pages) requests. Act on each lead before polling for the next:
-    /// the next page is read when you ask for the item after the last one buffered.
+    /// past (it is never yielded twice). The stream ends at a page with nothing new that is
+    /// shorter than the page size (or a `204`), or after [`max_pages`](Self::max_pages)
+    /// requests; a list that has not ended after [`page_limit`](Self::page_limit) requests is
+    /// [`ApiError::TooManyPages`]. Act on each lead before polling for the next: the next page
+    /// is read when you ask for the item after the last one buffered.
+    ///
+    /// To know what it has yielded, the stream keeps 16 bytes a lead, never the lead: a 128-bit
+    /// digest of its `uid` (or, for an item without one, of its JSON), keyed at random per
+    /// stream. So its memory grows with the leads it has yielded, not with their size: about
+    /// 1 MiB for 50,000 leads, and at most `page_limit` × page size digests (a server
+    /// sending new leads without end meets the page limit).
     ///
     /// Items that do not decode are yielded (or skipped, or an error) as
     /// [`on_unrecognized`](Self::on_unrecognized) says, once each (keyed by their `uid` when
@@ -863,10 +931,12 @@ impl Pager<IncomingLeadList> {
             fetch: self.fetch,
             limit,
             page: 1,
-            seen: HashSet::new(),
+            seen: DrainSeen::default(),
             buffered: VecDeque::new(),
             done: false,
             remaining: self.max_pages,
+            sent: 0,
+            page_limit: self.page_limit,
             on_unrecognized: self.on_unrecognized,
         };
         stream::unfold(state, Drain::step).fuse().boxed()
@@ -880,22 +950,45 @@ struct Drain {
     limit: NonZeroU32,
     /// The first page that may still hold a lead not yielded yet.
     page: u32,
-    /// The keys ([`drain_key`]) of every item yielded (or skipped) so far.
-    seen: HashSet<String>,
+    /// Every item yielded (or skipped) so far, as a digest.
+    seen: DrainSeen,
     buffered: VecDeque<ListItem<kommo::types::IncomingLead>>,
     done: bool,
     remaining: Option<u32>,
+    /// The requests sent so far, against [`Pager::page_limit`].
+    sent: u32,
+    page_limit: u32,
     on_unrecognized: OnUnrecognized,
 }
 
-/// What identifies an item across fetches: its `uid`, or its JSON when it has none.
-fn drain_key(item: &ListItem<kommo::types::IncomingLead>) -> String {
-    match item {
-        ListItem::Typed(lead) => format!("uid:{}", lead.uid),
-        ListItem::Unrecognized(odd) => match odd.raw().get("uid").and_then(|u| u.as_str()) {
-            Some(uid) => format!("uid:{uid}"),
-            None => format!("raw:{}", odd.raw()),
-        },
+/// What a drain remembers of the items it has yielded: a 128-bit digest each (16 bytes however
+/// large the item), of its `uid`, or of its JSON when it has none. The hash keys are drawn at
+/// random per stream, so a server cannot choose two leads whose digests collide (which would
+/// hide the second); by chance, two of a billion leads collide with a probability under 10⁻²⁰.
+#[derive(Default)]
+struct DrainSeen {
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    digests: HashSet<u128>,
+}
+
+impl DrainSeen {
+    /// Remembers `item`; false when it was already remembered.
+    fn insert(&mut self, item: &ListItem<kommo::types::IncomingLead>) -> bool {
+        use std::hash::BuildHasher;
+        let raw;
+        let key: (u8, &str) = match item {
+            ListItem::Typed(lead) => (0, &lead.uid),
+            ListItem::Unrecognized(odd) => match odd.raw().get("uid").and_then(|u| u.as_str()) {
+                Some(uid) => (0, uid),
+                None => {
+                    raw = odd.raw().to_string();
+                    (1, &raw)
+                }
+            },
+        };
+        let high = u128::from(self.keys.0.hash_one(key));
+        let low = u128::from(self.keys.1.hash_one(key));
+        self.digests.insert((high << 64) | low)
     }
 }
 
@@ -913,6 +1006,11 @@ impl Drain {
             if self.done || self.remaining == Some(0) {
                 return None;
             }
+            if self.sent >= self.page_limit {
+                self.done = true;
+                return Some((Err(too_many_pages(self.sent)), self));
+            }
+            self.sent += 1;
             self.remaining = self.remaining.map(|n| n.saturating_sub(1));
             let page = NonZeroU32::new(self.page)?;
             let list = match (self.fetch)(&self.client, page, self.limit).await {
@@ -924,7 +1022,7 @@ impl Drain {
             };
             let full = list.item_count() >= self.limit.get() as usize;
             for item in list.into_items().into_entries() {
-                if !self.seen.insert(drain_key(&item)) {
+                if !self.seen.insert(&item) {
                     continue;
                 }
                 match &item {

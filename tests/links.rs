@@ -1,5 +1,6 @@
 //! HAL link-following: relative and same-origin links are fetched with the client's auth;
-//! a link to another origin is refused before any request is sent.
+//! a link to another origin, or outside the base URL's path, is refused before any request is
+//! sent.
 
 mod common;
 
@@ -192,4 +193,84 @@ async fn a_followed_link_that_fails_in_transit_names_the_path_not_the_query() {
     let text = format!("{err} {err:?}");
     assert!(text.contains("/api/v4/widgets"), "{text}");
     assert!(!text.contains("PRIVATE"), "{text}");
+}
+
+/// Issue 21 §4: a client whose base URL is under a path (a gateway in front of Kommo, say)
+/// follows links under that path only. A real server on loopback records what arrives: the
+/// refused links send nothing at all, whatever spelling of `..` they use, and a link under the
+/// prefix is followed with the token. Before the path check, `/other/x` and
+/// `/proxy/kommo/../../admin` went out with the token (as `/other/x` and `/admin`), and so did
+/// the `%2e%2e` spellings.
+#[tokio::test]
+async fn under_a_base_path_links_that_leave_it_are_refused_and_nothing_is_sent() {
+    let server =
+        common::script::ScriptServer::start(|_, _| common::script::Reply::json(200, page_body()))
+            .await;
+    let client = Client::builder()
+        .base_url(&format!("{}/proxy/kommo", server.base_url))
+        .token(TOKEN)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let origin = &server.base_url;
+
+    for href in [
+        "/other/x".to_string(),
+        format!("{origin}/other/x"),
+        "/proxy/kommo2/api/v4/widgets".to_string(),
+        "/proxy/kommo/../../admin".to_string(),
+        "/proxy/kommo/api/v4/../../../admin".to_string(),
+        format!("{origin}/proxy/kommo/api/v4/../../../admin"),
+        "/proxy/kommo/%2e%2e/%2e%2e/admin".to_string(),
+        "/proxy/kommo/%2E%2E/admin".to_string(),
+        "/proxy/kommo/.%2e/admin".to_string(),
+        "/proxy/kommo\\..\\..\\admin".to_string(),
+        "/proxy/kommo/%252e%252e/admin".to_string(),
+        "/proxy/kommo/..%2f..%2fadmin".to_string(),
+        "/proxy/kommo/..;/admin".to_string(),
+    ] {
+        let err = client.follow::<WidgetList>(&href).await.expect_err(&href);
+        let ApiError::InvalidLink {
+            href: refused,
+            reason,
+        } = &err
+        else {
+            panic!("{href}: not InvalidLink: {err:?}");
+        };
+        assert_eq!(refused, &href);
+        assert!(
+            reason.contains("base URL's path `/proxy/kommo/`"),
+            "{href}: {reason}"
+        );
+        assert!(!format!("{err} {err:?}").contains(TOKEN));
+    }
+    assert_eq!(
+        server.targets(),
+        Vec::<String>::new(),
+        "nothing may be sent"
+    );
+
+    // Under the prefix, relative or absolute, with dot segments that stay inside: followed.
+    for href in [
+        "/proxy/kommo/api/v4/widgets?page=2".to_string(),
+        format!("{origin}/proxy/kommo/api/v4/widgets?page=3"),
+        "/proxy/kommo/api/x/../v4/widgets?page=4".to_string(),
+    ] {
+        let page: Option<WidgetList> = client.follow(&href).await.expect(&href);
+        assert!(page.is_some(), "{href}");
+    }
+    assert_eq!(
+        server.targets(),
+        [
+            "/proxy/kommo/api/v4/widgets?page=2",
+            "/proxy/kommo/api/v4/widgets?page=3",
+            "/proxy/kommo/api/v4/widgets?page=4",
+        ]
+    );
+    for request in server.requests() {
+        assert_eq!(
+            request.header("authorization"),
+            Some(&*format!("Bearer {TOKEN}"))
+        );
+    }
 }

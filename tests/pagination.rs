@@ -996,3 +996,236 @@ fn kommo_page_exposes_the_items_and_links_of_the_documented_page() {
     assert_eq!(page.items().len(), 2);
     assert!(page.links().and_then(|l| l.next.as_ref()).is_some());
 }
+
+// ------------------------------------------------------ Issue 21 §4: lists that do not end
+
+/// The query value of `name` in a recorded target.
+fn query_value(target: &str, name: &str) -> Option<u32> {
+    let query = target.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A Kommo server whose widget list never ends: every page is full (limit 2) and links to a
+/// `next` page never asked for before (`page` counts up).
+async fn endless_widget_pages() -> ScriptServer {
+    ScriptServer::start(|request, _| match query_value(&request.target, "page") {
+        Some(n) if request.path() == WIDGETS => Reply::json(
+            200,
+            widget_page(
+                n,
+                Some(&widgets_page(n)),
+                Some(&widgets_page(n + 1)),
+                &["a", "b"],
+            ),
+        ),
+        _ => Reply::status(404),
+    })
+    .await
+}
+
+/// The stream's last item is `TooManyPages { pages }` and every one before it is a page.
+fn ends_with_too_many_pages<
+    T: std::fmt::Debug,
+    P: std::fmt::Debug + lead_intake::error::ProblemSummary,
+>(
+    got: &[Result<T, ApiError<P>>],
+    pages: u32,
+) {
+    let (last, before) = got.split_last().expect("the stream yields something");
+    assert!(before.iter().all(Result::is_ok), "{before:?}");
+    let Err(err @ ApiError::TooManyPages { pages: reached }) = last else {
+        panic!("the stream ends with TooManyPages, not {last:?}");
+    };
+    assert_eq!(*reached, pages);
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("after {pages} pages")) && message.contains(".page_limit(n)"),
+        "{message}"
+    );
+}
+
+/// Before the page limit, this stream never ended (the loop guard only knows links it has
+/// seen): 6,990 requests in 10 s with the rate limiter off.
+#[tokio::test(start_paused = true)]
+async fn kommo_an_endless_chain_of_new_next_links_ends_at_the_page_limit() {
+    let server = endless_widget_pages().await;
+    let client = scripted_kommo(&server);
+
+    let got = collect(
+        client
+            .list_widgets_pager(|req| req)
+            .page_size(2)
+            .page_limit(25)
+            .pages(),
+    )
+    .await;
+
+    assert_eq!(got.len(), 26, "25 pages, then the error");
+    ends_with_too_many_pages(&got, 25);
+    assert_eq!(server.requests().len(), 25, "no request past the limit");
+}
+
+/// `max_pages` below the page limit is a quiet end; the page limit below `max_pages` is the
+/// error.
+#[tokio::test(start_paused = true)]
+async fn kommo_max_pages_ends_quietly_and_the_smaller_of_the_two_applies() {
+    let server = endless_widget_pages().await;
+    let client = scripted_kommo(&server);
+    let pager = client
+        .list_widgets_pager(|req| req)
+        .page_size(2)
+        .page_limit(5);
+
+    let quiet = collect(pager.clone().max_pages(3).pages()).await;
+    assert_eq!(quiet.len(), 3);
+    assert!(quiet.iter().all(Result::is_ok), "{quiet:?}");
+
+    let limited = collect(pager.max_pages(8).pages()).await;
+    ends_with_too_many_pages(&limited, 5);
+    assert_eq!(server.requests().len(), 3 + 5);
+}
+
+/// CloseBot's pages are asked for by number, so a server that ignores `page` and sends full
+/// pages without a `total` looks like a list without end: it ends at the page limit too.
+#[tokio::test(start_paused = true)]
+async fn closebot_pages_without_end_end_at_the_page_limit() {
+    let server = ScriptServer::start(|request, n| {
+        if request.path() == SOURCES {
+            Reply::status(200)
+                .header("content-type", "application/json")
+                .body(source_page(n as u32, 2, None, &["a", "b"]).to_string())
+        } else {
+            Reply::status(404)
+        }
+    })
+    .await;
+    let client = lead_intake::closebot::Client::builder()
+        .api_key(common::API_KEY)
+        .base_url(&server.base_url)
+        .retry(lead_intake::retry::RetryPolicy::none())
+        .http_client(http_without_timeouts())
+        .build()
+        .expect("a loopback base URL is accepted");
+
+    let got = collect(
+        client
+            .list_sources_pager(|req| req)
+            .page_size(2)
+            .page_limit(40)
+            .pages(),
+    )
+    .await;
+
+    ends_with_too_many_pages::<SourcePage, _>(&got, 40);
+    assert_eq!(got.len(), 41);
+    assert_eq!(server.requests().len(), 40);
+}
+
+/// Every pager starts with the documented default (10,000; a real run of 10,000 requests
+/// against a scripted server took 33 s here, so the bound's effect is shown with small limits
+/// above, through the same code).
+#[test]
+fn pagers_start_with_the_default_page_limit_of_10000() {
+    assert_eq!(lead_intake::pagination::DEFAULT_PAGE_LIMIT, 10_000);
+    let kommo = lead_intake::kommo::Client::builder()
+        .base_url("https://mycompany.kommo.com")
+        .token(common::TOKEN)
+        .build()
+        .unwrap();
+    let closebot = lead_intake::closebot::Client::builder()
+        .api_key(common::API_KEY)
+        .build()
+        .unwrap();
+    for debug in [
+        format!("{:?}", kommo.list_widgets_pager(|req| req)),
+        format!("{:?}", kommo.list_incoming_leads_pager(|req| req)),
+        format!("{:?}", closebot.list_sources_pager(|req| req)),
+    ] {
+        assert!(debug.contains("page_limit: 10000"), "{debug}");
+    }
+}
+
+/// A server answering every page of the incoming leads with two leads never sent before: a
+/// drain reads page 1 again and again, each time finding new leads. Before the page limit it
+/// never ended, remembering every lead.
+#[tokio::test(start_paused = true)]
+async fn drain_of_new_leads_without_end_ends_at_the_page_limit() {
+    let server = ScriptServer::start(|request, n| {
+        if request.path() == UNSORTED {
+            Reply::json(
+                200,
+                json!({"_page": 1, "_embedded": {"unsorted": [
+                    {"uid": format!("lead-{n}-a"), "category": "forms"},
+                    {"uid": format!("lead-{n}-b"), "category": "forms"},
+                ]}}),
+            )
+        } else {
+            Reply::status(404)
+        }
+    })
+    .await;
+    let client = scripted_kommo(&server);
+
+    let got = collect(
+        client
+            .list_incoming_leads_pager(|req| req)
+            .page_size(2)
+            .page_limit(20)
+            .drain(),
+    )
+    .await;
+
+    assert_eq!(got.len(), 41, "2 new leads a request, then the error");
+    ends_with_too_many_pages(&got, 20);
+    assert_eq!(server.requests().len(), 20);
+    assert!(
+        server
+            .targets()
+            .iter()
+            .all(|t| query_value(t, "page") == Some(1)),
+        "{:?}",
+        server.targets()
+    );
+}
+
+/// A server answering every page number with the same full page: a drain finds nothing new
+/// on it and steps to the next page, forever before the page limit.
+#[tokio::test(start_paused = true)]
+async fn drain_of_the_same_full_page_on_every_page_ends_at_the_page_limit() {
+    let server = ScriptServer::start(|request, _| {
+        if request.path() == UNSORTED {
+            Reply::json(
+                200,
+                json!({"_page": 1, "_embedded": {"unsorted": [
+                    {"uid": "lead-a", "category": "forms"},
+                    {"uid": "lead-b", "category": "forms"},
+                ]}}),
+            )
+        } else {
+            Reply::status(404)
+        }
+    })
+    .await;
+    let client = scripted_kommo(&server);
+
+    let got = collect(
+        client
+            .list_incoming_leads_pager(|req| req)
+            .page_size(2)
+            .page_limit(30)
+            .drain(),
+    )
+    .await;
+
+    assert_eq!(got.len(), 3, "each lead once, then the error");
+    ends_with_too_many_pages(&got, 30);
+    let pages: Vec<_> = server
+        .targets()
+        .iter()
+        .map(|t| query_value(t, "page").unwrap())
+        .collect();
+    assert_eq!(pages, [1, 1].into_iter().chain(2..=29).collect::<Vec<_>>());
+}

@@ -8,6 +8,8 @@
 //!   the client's own server, at the path and query the href resolves to; every other href is
 //!   refused with `ApiError::InvalidLink` and nothing is sent; hrefs of the base URL's origin
 //!   (root-relative paths, absolute URLs with the base's scheme, host and port) are followed.
+//!   Under a base URL with a path (`/proxy/kommo`), a followed href arrives under that path and
+//!   none of its segments after it decodes (once or more) to `.`, `..` or a `/` or `\`.
 //! - **chunking** (`*_batched`): for any number of items, chunk size and concurrency, the chunks
 //!   sent are at most the chunk size, in input order, and concatenated equal the input, even when
 //!   the server answers a chunk's items in another order or slowly; the report has one outcome
@@ -28,6 +30,8 @@
 //! | `closebot_list_filters_reach_php_intact` | `%26` decoded, as above | `category = "&"`: PHP reads `""` |
 //! | `links_follow_only_the_base_origin` | `links::resolve` without its origin check | `http://127.0.0.1:PORT/` (the base's port + 1): a request to another server |
 //! | `links_follow_only_the_base_origin` | the origin check comparing hosts only | the same href |
+//! | `links_under_a_base_path_stay_under_it` | `links::resolve` without its base-path check | `/proxy/kommo2/`: sent as is |
+//! | `links_under_a_base_path_stay_under_it` | the base-path check without decoding segments | `http://127.0.0.1:PORT/proxy/kommo/%5c`: sent, a `\` once decoded |
 //! | `links_of_the_base_origin_are_followed` | `resolve` refusing any href with a query | `/?` |
 //! | `batches_are_chunked_in_order_with_one_outcome_per_item` | `plan` putting `chunk_size + 1` items in a chunk | 51 items, chunk size 1: chunks of 2 |
 //! | `batches_are_chunked_in_order_with_one_outcome_per_item` | `.buffered` replaced by `.buffer_unordered` | 51 items, chunk size 1, concurrency 2, no delays (on paused time, answers finish in their own order): outcomes `0, 1, 3, 2, 5, 4, …` |
@@ -492,6 +496,100 @@ proptest! {
         let (result, sent) = follow(target, &href);
         prop_assert!(result.is_ok(), "{href:?} refused: {result:?}");
         prop_assert_eq!(sent.len(), 1);
+    }
+}
+
+/// A Kommo client whose base URL is under a path (`{server}/proxy/kommo`), and its server.
+fn prefixed_link_target() -> &'static LinkTarget {
+    static TARGET: OnceLock<LinkTarget> = OnceLock::new();
+    TARGET.get_or_init(|| {
+        let (server, _, _) = new_link_target();
+        let base = format!("{}/proxy/kommo", server.base_url);
+        let client = lead_intake::kommo::Client::builder()
+            .base_url(&base)
+            .token(common::TOKEN)
+            .no_rate_limit()
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        let base = url::Url::parse(&base).unwrap();
+        (server, client, base)
+    })
+}
+
+/// An href for a client under `/proxy/kommo`: a start in or out of that path, then pieces that
+/// move within a path, in every spelling (`..`, `%2e`, `%252e`, `\`, `%2F`, `;`).
+fn prefixed_href() -> impl Strategy<Value = String> {
+    let port = prefixed_link_target().2.port().unwrap();
+    let starts: Vec<String> = vec![
+        "/proxy/kommo".into(),
+        "/proxy/kommo/".into(),
+        "/proxy/kommo/api/v4/".into(),
+        "/proxy/kommo2/".into(),
+        "/proxy/".into(),
+        "/".into(),
+        "/other/".into(),
+        format!("http://127.0.0.1:{port}/proxy/kommo/"),
+        format!("http://127.0.0.1:{port}/"),
+    ];
+    let piece = prop_oneof![
+        4 => path_piece(),
+        1 => Just("%252e".to_string()),
+        1 => Just(";".to_string()),
+        1 => Just("%5c".to_string()),
+    ];
+    (
+        prop::sample::select(starts),
+        prop::collection::vec(piece, 0..8).prop_map(|p| p.concat()),
+    )
+        .prop_map(|(start, tail)| start + &tail)
+}
+
+/// A path segment percent-decoded until it no longer changes, as a server decoding it once or
+/// more could read it.
+fn fully_decoded(segment: &str) -> Vec<u8> {
+    let mut bytes = segment.as_bytes().to_vec();
+    loop {
+        let decoded: Vec<u8> = percent_encoding::percent_decode(&bytes).collect();
+        if decoded == bytes {
+            return bytes;
+        }
+        bytes = decoded;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Under a base path, what is followed arrives under that path and cannot be read out of
+    /// it by a server that decodes its segments (issue 21 §4); what is refused sends nothing.
+    #[test]
+    fn links_under_a_base_path_stay_under_it(href in prefixed_href()) {
+        let target = prefixed_link_target();
+        let (result, sent) = follow(target, &href);
+        match result {
+            Err(ApiError::InvalidLink { .. }) => {
+                prop_assert!(sent.is_empty(), "refused {href:?} but sent {sent:?}");
+            }
+            Ok(()) => {
+                prop_assert_eq!(sent.len(), 1, "href {:?}", href);
+                let path = sent[0].split('?').next().unwrap_or_default();
+                let rest = path.strip_prefix("/proxy/kommo");
+                prop_assert!(
+                    rest.is_some_and(|r| r.is_empty() || r.starts_with('/')),
+                    "{href:?} reached {path:?}"
+                );
+                for segment in rest.unwrap_or_default().split('/') {
+                    let decoded = fully_decoded(segment);
+                    let name = decoded.split(|&b| b == b';').next().unwrap_or_default();
+                    prop_assert!(
+                        name != b"." && name != b".." && !decoded.contains(&b'/') && !decoded.contains(&b'\\'),
+                        "{href:?} reached {path:?}: the segment {segment:?} decodes out of place"
+                    );
+                }
+            }
+            Err(other) => prop_assert!(false, "{href:?}: neither followed nor refused: {other}"),
+        }
     }
 }
 
