@@ -50,8 +50,10 @@ pub trait ProblemSummary {
 /// An error from a call to Kommo or CloseBot.
 ///
 /// `P` is the API's problem document (`kommo::types::Problem`, `closebot::types::Problem`).
-/// Messages never contain the token or API key: requests carry them only in headers, and a body
-/// that echoes them back has them replaced by `[redacted]`. `Debug` shows a [`ApiError::Decode`]
+/// No error made from an answer holds a secret of the client's credentials (of 6 bytes or more)
+/// in its `Display`, `Debug` or fields: an echo of one, in any spelling (plain, JSON, percent or
+/// HTML escapes of any of its characters), is replaced by `[redacted]`, a problem document's
+/// fields once decoded too, and a body kept in part never ends with the start of a secret. `Debug` shows a [`ApiError::Decode`]
 /// body's length, not its bytes (a success answer may hold secrets, such as CloseBot's CRM keys).
 #[derive(thiserror::Error)]
 #[non_exhaustive]

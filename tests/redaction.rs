@@ -381,10 +381,10 @@ fn unfinished_escape(text: &str) -> Option<usize> {
             return Some(tail_start + at);
         }
     }
-    if let Some(at) = tail.rfind('&') {
-        if !tail[at..].contains(';') {
-            return Some(tail_start + at);
-        }
+    if let Some(at) = tail.rfind('&')
+        && !tail[at..].contains(';')
+    {
+        return Some(tail_start + at);
     }
     None
 }
