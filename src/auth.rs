@@ -137,6 +137,80 @@ impl AuthError {
     }
 }
 
+impl AuthError {
+    /// The error with every secret of `redactions` removed from every text it holds: the
+    /// token endpoint's fields and body, and an error of the callback or the store whose text
+    /// holds one (then replaced by its text, redacted).
+    pub(crate) fn redacted(self, redactions: &Redactions) -> Self {
+        if redactions.0.is_empty() {
+            return self;
+        }
+        let text = |mut text: String| {
+            redactions.apply_to(&mut text);
+            text
+        };
+        match self {
+            AuthError::Rejected {
+                grant,
+                status,
+                title,
+                detail,
+                hint,
+            } => AuthError::Rejected {
+                grant,
+                status,
+                title: title.map(text),
+                detail: detail.map(text),
+                hint: hint.map(text),
+            },
+            AuthError::TokenEndpoint { status, body } => AuthError::TokenEndpoint {
+                status,
+                body: text(body),
+            },
+            AuthError::InvalidTokenResponse(message) => {
+                AuthError::InvalidTokenResponse(text(message))
+            }
+            AuthError::RefreshAbandoned(message) => AuthError::RefreshAbandoned(text(message)),
+            AuthError::Callback(error) => AuthError::Callback(without_secrets(error, redactions)),
+            AuthError::Store(error) => AuthError::Store(without_secrets(error, redactions)),
+            other => other,
+        }
+    }
+}
+
+/// An error as it is, or a plain error with its text (its sources' included), redacted, when
+/// its text or `Debug` holds a secret: a database error may quote the value it failed to store.
+pub(crate) fn without_secrets(
+    error: Arc<dyn StdError + Send + Sync>,
+    secrets: &Redactions,
+) -> Arc<dyn StdError + Send + Sync> {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let debug = format!("{error:?}");
+    let leaks = |text: &str| matches!(secrets.apply(text), std::borrow::Cow::Owned(_));
+    if !leaks(&chain) && !leaks(&debug) {
+        return error;
+    }
+    Arc::new(RedactedError(secrets.apply(&chain).into_owned()))
+}
+
+/// An error's text with the secrets removed (see [`without_secrets`]).
+#[derive(Debug)]
+struct RedactedError(String);
+
+impl fmt::Display for RedactedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for RedactedError {}
+
 fn describe(title: &Option<String>, detail: &Option<String>, hint: &Option<String>) -> String {
     let parts: Vec<&str> = [title, detail, hint]
         .into_iter()

@@ -18,6 +18,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 pub use crate::answer::{AnswerError, DEFAULT_ANSWER_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE};
+use crate::secret::Redactions;
 pub use crate::segment::{InvalidPathParameter, PathParameterProblem};
 use crate::text::{excerpt, is_json_media_type};
 use crate::transport::CallContext;
@@ -50,8 +51,10 @@ pub trait ProblemSummary {
 /// An error from a call to Kommo or CloseBot.
 ///
 /// `P` is the API's problem document (`kommo::types::Problem`, `closebot::types::Problem`).
-/// Messages never contain the token or API key: requests carry them only in headers, and a body
-/// that echoes them back has them replaced by `[redacted]`. `Debug` shows a [`ApiError::Decode`]
+/// No error made from an answer holds a secret of the client's credentials (of 6 bytes or more)
+/// in its `Display`, `Debug` or fields: an echo of one, in any spelling (plain, JSON, percent or
+/// HTML escapes of any of its characters), is replaced by `[redacted]`, a problem document's
+/// fields once decoded too, and a body kept in part never ends with the start of a secret. `Debug` shows a [`ApiError::Decode`]
 /// body's length, not its bytes (a success answer may hold secrets, such as CloseBot's CRM keys).
 #[derive(thiserror::Error)]
 #[non_exhaustive]
@@ -487,8 +490,24 @@ where
     }
 }
 
-/// How a call's outcome becomes a value or an [`ApiError`]: every rule in one place.
+/// How a call's outcome becomes a value or an [`ApiError`]: every rule in one place. Every error
+/// leaves through [`ApiError::redacted`] with the secrets of the call's credentials.
 async fn classify<T, P>(result: RawCall<T>, context: CallContext) -> Result<Answer<T>, ApiError<P>>
+where
+    T: DeserializeOwned,
+    P: fmt::Debug + ProblemSummary + DeserializeOwned,
+{
+    let redactions = context.redactions.clone();
+    classify_answer(result, context)
+        .await
+        .map_err(|e| e.redacted(&redactions))
+}
+
+/// [`classify`] before the last redaction.
+async fn classify_answer<T, P>(
+    result: RawCall<T>,
+    context: CallContext,
+) -> Result<Answer<T>, ApiError<P>>
 where
     T: DeserializeOwned,
     P: fmt::Debug + ProblemSummary + DeserializeOwned,
@@ -522,7 +541,7 @@ where
         Ok(value) => return Ok(Answer::Body(value.into_inner())),
         Err(Raw::UnexpectedResponse(response)) => response,
         Err(Raw::InvalidResponsePayload(body, _)) => {
-            return Err(decode_error::<T, P>(endpoint, body));
+            return Err(decode_error::<T, P>(endpoint, body, &redactions));
         }
         Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
             return Err(body_failure(endpoint, e));
@@ -565,12 +584,9 @@ where
         // A body error carries no URL of its own: say which answer it was.
         Err(e) => return Err(body_failure(endpoint, e.with_url(url))),
     };
-    // A server that echoes the request's credentials must not put them into the error.
-    // (`apply` borrows when no secret is found: the body is then kept as it came.)
-    let bytes = match redactions.apply(&String::from_utf8_lossy(&bytes)) {
-        std::borrow::Cow::Owned(text) => text.into_bytes(),
-        std::borrow::Cow::Borrowed(_) => bytes,
-    };
+    // A server that echoes the request's credentials must not put them into the error, nor a
+    // cut at the limit the first characters of one.
+    let bytes = redactions.keep(&bytes, crate::transport::BODY_LIMIT);
     let text = || String::from_utf8_lossy(&bytes).into_owned();
     let is_json = content_type.as_deref().is_some_and(is_json_media_type);
     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -588,7 +604,7 @@ where
         });
     }
     if (is_json || content_type.is_none())
-        && let Ok(problem) = serde_json::from_slice::<P>(&bytes)
+        && let Some(problem) = decode_problem::<P>(&bytes, &redactions)
         && problem.is_problem_document()
     {
         return Err(ApiError::Problem {
@@ -681,10 +697,21 @@ pub(crate) fn without_query(mut e: reqwest::Error) -> reqwest::Error {
     e
 }
 
-/// Decodes again, tracking the path, to say where the body disagrees with the type.
+/// The problem document of an error answer, its strings redacted once decoded (an escape that
+/// the body's redaction could not read, such as one escaped twice, is read by then).
+fn decode_problem<P: DeserializeOwned>(bytes: &[u8], redactions: &Redactions) -> Option<P> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    redactions.apply_to_json(&mut value);
+    serde_json::from_value(value).ok()
+}
+
+/// Decodes again, tracking the path, to say where the body disagrees with the type. serde's
+/// message quotes the value it refused: [`ApiError::redacted`] removes the secrets from it; the
+/// kept body is redacted and cut here.
 fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
     endpoint: String,
     body: bytes::Bytes,
+    redactions: &Redactions,
 ) -> ApiError<P> {
     let mut de = serde_json::Deserializer::from_slice(&body);
     let (path, message) = match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -697,8 +724,103 @@ fn decode_error<T: DeserializeOwned, P: fmt::Debug + ProblemSummary>(
         endpoint,
         path,
         message,
-        body: body.slice(..body_len.min(crate::transport::BODY_LIMIT)),
+        body: redactions.keep(&body, crate::transport::BODY_LIMIT).into(),
         body_len,
+    }
+}
+
+impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
+    /// The error with every secret of `redactions` removed from every text it holds (see
+    /// [`crate::secret::redact`] for the spellings). [`ApiError::Problem`]'s document is
+    /// redacted when it is decoded (`P` is opaque here).
+    pub(crate) fn redacted(self, redactions: &Redactions) -> Self {
+        if redactions.0.is_empty() {
+            return self;
+        }
+        let text = |mut text: String| {
+            redactions.apply_to(&mut text);
+            text
+        };
+        match self {
+            Self::Problem {
+                endpoint,
+                status,
+                problem,
+            } => Self::Problem {
+                endpoint: text(endpoint),
+                status,
+                problem,
+            },
+            Self::UnexpectedResponse {
+                endpoint,
+                status,
+                retry_after,
+                content_type,
+                body,
+            } => Self::UnexpectedResponse {
+                endpoint: text(endpoint),
+                status,
+                retry_after,
+                content_type: content_type.map(text),
+                body: text(body),
+            },
+            Self::RateLimited {
+                endpoint,
+                retry_after,
+                attempts,
+                body,
+            } => Self::RateLimited {
+                endpoint: text(endpoint),
+                retry_after,
+                attempts,
+                body: text(body),
+            },
+            Self::AccountBlocked {
+                endpoint,
+                content_type,
+                body,
+            } => Self::AccountBlocked {
+                endpoint: text(endpoint),
+                content_type: content_type.map(text),
+                body: text(body),
+            },
+            Self::Auth { endpoint, error } => Self::Auth {
+                endpoint: text(endpoint),
+                error: error.redacted(redactions),
+            },
+            Self::Decode {
+                endpoint,
+                path,
+                message,
+                body,
+                body_len,
+            } => Self::Decode {
+                endpoint: text(endpoint),
+                path: text(path),
+                message: text(message),
+                body: match redactions.apply_bytes(&body) {
+                    Some(redacted) => redacted.into(),
+                    None => body,
+                },
+                body_len,
+            },
+            Self::InvalidLink { href, reason } => Self::InvalidLink {
+                href: text(href),
+                reason: text(reason),
+            },
+            Self::InvalidRequest(message) => Self::InvalidRequest(text(message)),
+            Self::UnrecognizedItem { item, count } => Self::UnrecognizedItem {
+                item: Box::new(item.redacted(redactions)),
+                count,
+            },
+            // No text from a server: a value the caller gave, counts, limits.
+            other @ (Self::RateLimiterUnavailable { .. }
+            | Self::Answer { .. }
+            | Self::Transport(_)
+            | Self::LimitExceeded(_)
+            | Self::InvalidPathParameter(_)
+            | Self::TooManyPages { .. }) => other,
+        }
     }
 }
 

@@ -347,6 +347,15 @@ impl UnrecognizedItem {
     pub fn into_raw(self) -> Value {
         self.raw
     }
+
+    /// The item with the secrets removed from its path, reason and raw JSON, as an error holds
+    /// it.
+    pub(crate) fn redacted(mut self, redactions: &crate::secret::Redactions) -> Self {
+        redactions.apply_to(&mut self.path);
+        redactions.apply_to(&mut self.reason);
+        redactions.apply_to_json(&mut self.raw);
+        self
+    }
 }
 
 /// Where and why `text` does not decode as `T` (it just failed to): the JSON path (`.` for the

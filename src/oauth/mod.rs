@@ -597,6 +597,16 @@ pub(crate) fn read_token_answer(
     grant: Grant,
     sent: &Redactions,
 ) -> Result<TokenPair, AuthError> {
+    read_token_answer_unredacted(status, bytes, grant, sent).map_err(|e| e.redacted(sent))
+}
+
+/// [`read_token_answer`] before the last redaction.
+fn read_token_answer_unredacted(
+    status: StatusCode,
+    bytes: &[u8],
+    grant: Grant,
+    sent: &Redactions,
+) -> Result<TokenPair, AuthError> {
     if status.is_success() {
         // serde's messages quote the values they refuse, and this body holds new tokens: say
         // only where it is wrong.
@@ -624,12 +634,11 @@ pub(crate) fn read_token_answer(
             expires_at: expires_at(now_utc(), answer.expires_in),
         });
     }
-    let text = String::from_utf8_lossy(bytes);
-    let text = sent.apply(&text);
     // Only Kommo's own refusal says the grant is spent; a gateway's 400 or 401 page does not
-    // (issue 20 §4), and is a passing failure like a 5xx.
+    // (issue 20 §4), and is a passing failure like a 5xx. Its fields are redacted once decoded
+    // (by `read_token_answer`), and the body an error keeps is cut and redacted first.
     if (status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED)
-        && let Some((title, detail, hint)) = refusal(&text)
+        && let Some((title, detail, hint)) = refusal(&String::from_utf8_lossy(bytes))
     {
         return Err(AuthError::Rejected {
             grant,
@@ -639,9 +648,10 @@ pub(crate) fn read_token_answer(
             hint,
         });
     }
+    let kept = sent.keep(bytes, crate::transport::BODY_LIMIT);
     Err(AuthError::TokenEndpoint {
         status,
-        body: crate::text::excerpt(&text),
+        body: crate::text::excerpt(&String::from_utf8_lossy(&kept)),
     })
 }
 
@@ -1354,32 +1364,8 @@ async fn keep_lease(shared: &SharedTokens, lock: &RefreshLock, taken: Instant) -
 /// The callback's error, or a plain error with its text when that text (or a source's) holds a
 /// secret: a database error may quote the value it failed to store.
 fn without_secrets(error: BoxError, secrets: &Redactions) -> Arc<dyn StdError + Send + Sync> {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    let debug = format!("{error:?}");
-    let leaks = |text: &str| matches!(secrets.apply(text), std::borrow::Cow::Owned(_));
-    if !leaks(&chain) && !leaks(&debug) {
-        return Arc::from(error);
-    }
-    Arc::new(RedactedError(secrets.apply(&chain).into_owned()))
+    crate::auth::without_secrets(Arc::from(error), secrets)
 }
-
-/// An error's text with the secrets removed (see [`AuthError::Callback`]).
-#[derive(Debug)]
-struct RedactedError(String);
-
-impl fmt::Display for RedactedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl StdError for RedactedError {}
 
 /// The session as the transport uses it: the bearer header, refreshed when it is about to
 /// expire or after a 401.
