@@ -59,7 +59,9 @@ fn disposable_claims() -> Value {
 }
 
 fn bot_verifier() -> BotTokenVerifier {
-    BotTokenVerifier::new(secret()).expect("a 64-byte key").at(now())
+    BotTokenVerifier::new(secret())
+        .expect("a 64-byte key")
+        .at(now())
 }
 
 fn disposable_verifier() -> DisposableTokenVerifier {

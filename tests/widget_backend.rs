@@ -133,7 +133,11 @@ async fn the_back_end_verifies_the_fake_s_widget_request_and_continues_the_bot()
         .unwrap();
     assert_eq!(answer.status(), 401, "another account's token");
     assert_eq!(fake.continued_bots().len(), 1, "nothing continued");
-    assert_eq!(fake.requests().len(), requests_before, "nothing sent to the fake");
+    assert_eq!(
+        fake.requests().len(),
+        requests_before,
+        "nothing sent to the fake"
+    );
 }
 
 #[tokio::test]

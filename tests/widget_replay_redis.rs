@@ -29,37 +29,65 @@ fn token(jti: &str, now: DateTime<Utc>, exp: DateTime<Utc>) -> String {
 async fn a_token_used_with_one_worker_is_refused_by_another_on_the_same_redis() {
     let redis = RedisServer::start();
     // Two workers: each its own connection and guard, one name.
-    let first = RedisSeenTokens::new(&RedisConnection::open(redis.url()).unwrap(), "kommo:acme").unwrap();
-    let second = RedisSeenTokens::new(&RedisConnection::open(redis.url()).unwrap(), "kommo:acme").unwrap();
+    let first =
+        RedisSeenTokens::new(&RedisConnection::open(redis.url()).unwrap(), "kommo:acme").unwrap();
+    let second =
+        RedisSeenTokens::new(&RedisConnection::open(redis.url()).unwrap(), "kommo:acme").unwrap();
     let now: DateTime<Utc> = std::time::SystemTime::now().into();
-    let verifier = DisposableTokenVerifier::new(SECRET, RECEIVER).unwrap().at(now);
+    let verifier = DisposableTokenVerifier::new(SECRET, RECEIVER)
+        .unwrap()
+        .at(now);
     let used = token("5c8e-jti", now, now + Duration::minutes(30));
 
-    assert_eq!(verifier.verify_first_use(&used, &first).await.unwrap().jti, "5c8e-jti");
+    assert_eq!(
+        verifier.verify_first_use(&used, &first).await.unwrap().jti,
+        "5c8e-jti"
+    );
     assert_eq!(
         verifier.verify_first_use(&used, &second).await,
-        Err(TokenError::Replayed { jti: "5c8e-jti".into() }),
+        Err(TokenError::Replayed {
+            jti: "5c8e-jti".into()
+        }),
         "the other worker refuses it"
     );
     assert!(
-        matches!(verifier.verify_first_use(&used, &first).await, Err(TokenError::Replayed { .. })),
+        matches!(
+            verifier.verify_first_use(&used, &first).await,
+            Err(TokenError::Replayed { .. })
+        ),
         "and so does the first"
     );
     // Another token is its own first use; another integration's guard is separate.
     let fresh = token("another-jti", now, now + Duration::minutes(30));
     assert!(verifier.verify_first_use(&fresh, &second).await.is_ok());
-    let elsewhere = RedisSeenTokens::new(&RedisConnection::open(redis.url()).unwrap(), "kommo:other").unwrap();
+    let elsewhere =
+        RedisSeenTokens::new(&RedisConnection::open(redis.url()).unwrap(), "kommo:other").unwrap();
     assert!(verifier.verify_first_use(&used, &elsewhere).await.is_ok());
 
     // The key lives as long as the verifier accepts the token (exp + 10 s leeway), then Redis
     // drops it: no key without an expiry.
-    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("{kommo:acme}:widget:jti:*").query_async(&mut conn).await.unwrap();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("{kommo:acme}:widget:jti:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(keys.len(), 2, "{keys:?}");
     for key in keys {
         assert!(!key.contains("5c8e-jti"), "the jti is hashed: {key}");
-        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
-        assert!(ttl > 29 * 60 * 1000 && ttl <= (30 * 60 + 10) * 1000, "{key}: {ttl} ms");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            ttl > 29 * 60 * 1000 && ttl <= (30 * 60 + 10) * 1000,
+            "{key}: {ttl} ms"
+        );
     }
 }
 
@@ -67,9 +95,14 @@ async fn a_token_used_with_one_worker_is_refused_by_another_on_the_same_redis() 
 async fn of_many_concurrent_first_uses_across_workers_exactly_one_wins() {
     let redis = RedisServer::start();
     let guards: Vec<RedisSeenTokens> = (0..4)
-        .map(|_| RedisSeenTokens::new(&RedisConnection::open(redis.url()).unwrap(), "kommo:acme").unwrap())
+        .map(|_| {
+            RedisSeenTokens::new(&RedisConnection::open(redis.url()).unwrap(), "kommo:acme")
+                .unwrap()
+        })
         .collect();
-    let tries = guards.iter().flat_map(|g| (0..5).map(move |_| g.first_use("same-jti", StdDuration::from_secs(60))));
+    let tries = guards
+        .iter()
+        .flat_map(|g| (0..5).map(move |_| g.first_use("same-jti", StdDuration::from_secs(60))));
     let answers = futures_util::future::join_all(tries).await;
     let won = answers.iter().filter(|a| matches!(a, Ok(true))).count();
     assert_eq!(won, 1, "{answers:?}");
@@ -80,17 +113,24 @@ async fn of_many_concurrent_first_uses_across_workers_exactly_one_wins() {
 async fn an_unreachable_redis_refuses_the_token_rather_than_letting_it_through() {
     let mut redis = RedisServer::start();
     let seen = RedisSeenTokens::new(
-        &RedisConnection::open(redis.url()).unwrap().with_timeout(StdDuration::from_secs(5)),
+        &RedisConnection::open(redis.url())
+            .unwrap()
+            .with_timeout(StdDuration::from_secs(5)),
         "kommo:acme",
     )
     .unwrap();
     redis.stop();
     let now: DateTime<Utc> = std::time::SystemTime::now().into();
-    let verifier = DisposableTokenVerifier::new(SECRET, RECEIVER).unwrap().at(now);
+    let verifier = DisposableTokenVerifier::new(SECRET, RECEIVER)
+        .unwrap()
+        .at(now);
     let err = verifier
         .verify_first_use(&token("j", now, now + Duration::minutes(5)), &seen)
         .await
         .unwrap_err();
-    assert!(matches!(&err, TokenError::ReplayUnchecked { .. }), "{err:?}");
+    assert!(
+        matches!(&err, TokenError::ReplayUnchecked { .. }),
+        "{err:?}"
+    );
     assert!(!err.to_string().contains(SECRET), "{err}");
 }

@@ -78,9 +78,13 @@ async fn a_token_of_account_a_with_a_return_url_on_account_b_is_refused_and_noth
 #[test]
 fn on_kommo_hosts_the_return_url_must_be_the_token_s_issuer_and_subdomain() {
     let url = |sub: &str| format!("https://{sub}.kommo.com/api/v4/salesbot/1/continue/2");
-    let ok = widget_request("https://mycompany.kommo.com", "mycompany", &url("mycompany"))
-        .verify(&bot_verifier())
-        .expect("the token's own account");
+    let ok = widget_request(
+        "https://mycompany.kommo.com",
+        "mycompany",
+        &url("mycompany"),
+    )
+    .verify(&bot_verifier())
+    .expect("the token's own account");
     assert_eq!(ok.claims().subdomain, "mycompany");
     assert_eq!(ok.target().bot_id(), "1");
     // A bare host as `iss` reads as https.
@@ -91,15 +95,39 @@ fn on_kommo_hosts_the_return_url_must_be_the_token_s_issuer_and_subdomain() {
     );
     for (iss, subdomain, return_url) in [
         // Another account's host.
-        ("https://mycompany.kommo.com", "mycompany", url("othercompany")),
+        (
+            "https://mycompany.kommo.com",
+            "mycompany",
+            url("othercompany"),
+        ),
         // An issuer that disagrees with its own subdomain claim.
-        ("https://othercompany.kommo.com", "mycompany", url("othercompany")),
+        (
+            "https://othercompany.kommo.com",
+            "mycompany",
+            url("othercompany"),
+        ),
         // Another scheme or port than the issuer's.
-        ("https://mycompany.kommo.com", "mycompany", "http://mycompany.kommo.com/api/v4/salesbot/1/continue/2".to_string()),
-        ("https://mycompany.kommo.com", "mycompany", "https://mycompany.kommo.com:8443/api/v4/salesbot/1/continue/2".to_string()),
+        (
+            "https://mycompany.kommo.com",
+            "mycompany",
+            "http://mycompany.kommo.com/api/v4/salesbot/1/continue/2".to_string(),
+        ),
+        (
+            "https://mycompany.kommo.com",
+            "mycompany",
+            "https://mycompany.kommo.com:8443/api/v4/salesbot/1/continue/2".to_string(),
+        ),
         // Lookalike hosts.
-        ("https://mycompany.kommo.com", "mycompany", "https://mycompany.kommo.com.evil.example/api/v4/salesbot/1/continue/2".to_string()),
-        ("https://mycompany.kommo.com", "mycompany", "https://evil.mycompany.kommo.com/api/v4/salesbot/1/continue/2".to_string()),
+        (
+            "https://mycompany.kommo.com",
+            "mycompany",
+            "https://mycompany.kommo.com.evil.example/api/v4/salesbot/1/continue/2".to_string(),
+        ),
+        (
+            "https://mycompany.kommo.com",
+            "mycompany",
+            "https://evil.mycompany.kommo.com/api/v4/salesbot/1/continue/2".to_string(),
+        ),
         // An issuer that is no address.
         ("", "mycompany", url("mycompany")),
     ] {
@@ -112,8 +140,14 @@ fn on_kommo_hosts_the_return_url_must_be_the_token_s_issuer_and_subdomain() {
         );
     }
     // The token is checked first: a forged one is a token error, whatever its return_url.
-    let forged = widget_request("https://mycompany.kommo.com", "mycompany", &url("mycompany"));
-    let other = BotTokenVerifier::new("x".repeat(64)).expect("64 bytes").at(now());
+    let forged = widget_request(
+        "https://mycompany.kommo.com",
+        "mycompany",
+        &url("mycompany"),
+    );
+    let other = BotTokenVerifier::new("x".repeat(64))
+        .expect("64 bytes")
+        .at(now());
     assert_eq!(
         forged.verify(&other).unwrap_err(),
         RequestError::Token(TokenError::BadSignature)
@@ -163,7 +197,10 @@ fn keys_shorter_than_the_hash_are_refused_when_the_verifier_is_made() {
         );
         assert!(err.to_string().contains("at least 64"), "{err}");
         if key.len() > 8 {
-            assert!(!err.to_string().contains(key), "the key is not quoted: {err}");
+            assert!(
+                !err.to_string().contains(key),
+                "the key is not quoted: {err}"
+            );
         }
     }
     for (key, length) in [("", 0), ("k", 1), (&SECRET[..31], 31)] {
@@ -195,7 +232,12 @@ fn bot_token(exp: DateTime<Utc>) -> String {
     sign_token(Algorithm::Hs512, &claims, &secret())
 }
 
-fn disposable_token(jti: &str, iat: DateTime<Utc>, nbf: DateTime<Utc>, exp: DateTime<Utc>) -> String {
+fn disposable_token(
+    jti: &str,
+    iat: DateTime<Utc>,
+    nbf: DateTime<Utc>,
+    exp: DateTime<Utc>,
+) -> String {
     let claims = json!({
         "iss": "https://mycompany.kommo.com", "aud": RECEIVER, "jti": jti,
         "iat": iat.timestamp(), "nbf": nbf.timestamp(), "exp": exp.timestamp(),
@@ -223,15 +265,27 @@ fn the_default_leeway_is_ten_seconds_at_its_exact_edges() {
     let d = disposable_verifier();
     let ahead = |s: i64| now() + Duration::seconds(s);
     let far = now() + Duration::minutes(30);
-    assert!(d.verify(&disposable_token("j1", ahead(10), now(), far)).is_ok());
+    assert!(
+        d.verify(&disposable_token("j1", ahead(10), now(), far))
+            .is_ok()
+    );
     assert_eq!(
         d.verify(&disposable_token("j2", ahead(11), now(), far)),
-        Err(TokenError::NotYetValid { claim: "iat", at: ahead(11) })
+        Err(TokenError::NotYetValid {
+            claim: "iat",
+            at: ahead(11)
+        })
     );
-    assert!(d.verify(&disposable_token("j3", now(), ahead(10), far)).is_ok());
+    assert!(
+        d.verify(&disposable_token("j3", now(), ahead(10), far))
+            .is_ok()
+    );
     assert_eq!(
         d.verify(&disposable_token("j4", now(), ahead(11), far)),
-        Err(TokenError::NotYetValid { claim: "nbf", at: ahead(11) })
+        Err(TokenError::NotYetValid {
+            claim: "nbf",
+            at: ahead(11)
+        })
     );
 }
 
@@ -254,7 +308,15 @@ fn a_leeway_that_is_set_is_honoured_at_its_edges_and_zero_is_exact() {
     let d = disposable_verifier().leeway(StdDuration::ZERO);
     let far = now() + Duration::minutes(30);
     assert!(d.verify(&disposable_token("j", now(), now(), far)).is_ok());
-    assert!(d.verify(&disposable_token("j", now() + Duration::seconds(1), now(), far)).is_err());
+    assert!(
+        d.verify(&disposable_token(
+            "j",
+            now() + Duration::seconds(1),
+            now(),
+            far
+        ))
+        .is_err()
+    );
     assert_eq!(d.leeway_allowed(), StdDuration::ZERO);
 }
 
@@ -266,11 +328,16 @@ async fn a_disposable_token_used_twice_is_refused_until_it_expires() {
     let exp = now() + Duration::minutes(30);
     let token = disposable_token("5c8e-jti", now(), now(), exp);
     let verifier = disposable_verifier();
-    let claims = verifier.verify_first_use(&token, &seen).await.expect("first use");
+    let claims = verifier
+        .verify_first_use(&token, &seen)
+        .await
+        .expect("first use");
     assert_eq!(claims.jti, "5c8e-jti");
     assert_eq!(
         verifier.verify_first_use(&token, &seen).await,
-        Err(TokenError::Replayed { jti: "5c8e-jti".to_string() })
+        Err(TokenError::Replayed {
+            jti: "5c8e-jti".to_string()
+        })
     );
     // Another token (another jti) of the same user is its own first use.
     let other = disposable_token("another-jti", now(), now(), exp);
@@ -281,9 +348,15 @@ async fn a_disposable_token_used_twice_is_refused_until_it_expires() {
     // Still refused just before exp + leeway (30 min + 10 s), and forgotten after: the
     // verifier itself refuses the token by then, and the guard holds no memory for it.
     tokio::time::advance(StdDuration::from_secs(30 * 60 + 10) - StdDuration::from_millis(1)).await;
-    assert_eq!(seen.first_use("5c8e-jti", StdDuration::from_secs(1)).await, Ok(false));
+    assert_eq!(
+        seen.first_use("5c8e-jti", StdDuration::from_secs(1)).await,
+        Ok(false)
+    );
     tokio::time::advance(StdDuration::from_millis(1)).await;
-    assert_eq!(seen.first_use("unrelated", StdDuration::from_secs(1)).await, Ok(true));
+    assert_eq!(
+        seen.first_use("unrelated", StdDuration::from_secs(1)).await,
+        Ok(true)
+    );
     assert_eq!(seen.len(), 1, "both expired entries dropped: {seen:?}");
 }
 
@@ -325,7 +398,12 @@ async fn the_guard_keeps_a_jti_as_long_as_the_verifier_accepts_the_token() {
     );
     // A token the verifier refuses never reaches the guard.
     let expired = disposable_token("old", now(), now(), now() - Duration::seconds(60));
-    assert!(disposable_verifier().verify_first_use(&expired, &guard).await.is_err());
+    assert!(
+        disposable_verifier()
+            .verify_first_use(&expired, &guard)
+            .await
+            .is_err()
+    );
     assert_eq!(guard.0.lock().unwrap().len(), 2);
 }
 
@@ -336,10 +414,25 @@ async fn the_in_process_guard_is_bounded_and_refuses_rather_than_forgets() {
     assert_eq!(seen.first_use("a", keep).await, Ok(true));
     assert_eq!(seen.first_use("b", keep).await, Ok(true));
     let full = seen.first_use("c", keep).await.unwrap_err();
-    assert!(matches!(full, TokenError::ReplayUnchecked { .. }), "{full:?}");
-    assert_eq!(seen.first_use("a", keep).await, Ok(false), "still remembered");
+    assert!(
+        matches!(full, TokenError::ReplayUnchecked { .. }),
+        "{full:?}"
+    );
+    assert_eq!(
+        seen.first_use("a", keep).await,
+        Ok(false),
+        "still remembered"
+    );
     tokio::time::advance(keep).await;
-    assert_eq!(seen.first_use("c", keep).await, Ok(true), "room again once they expired");
+    assert_eq!(
+        seen.first_use("c", keep).await,
+        Ok(true),
+        "room again once they expired"
+    );
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen.first_use("a", keep).await, Ok(true), "expired, forgotten");
+    assert_eq!(
+        seen.first_use("a", keep).await,
+        Ok(true),
+        "expired, forgotten"
+    );
 }

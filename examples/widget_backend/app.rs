@@ -96,9 +96,15 @@ pub fn app(
 }
 
 /// The widget's work for one request, then the bot goes on.
-async fn continue_bot(kommo: &kommo::Client, request: &VerifiedWidgetRequest) -> Result<(), String> {
+async fn continue_bot(
+    kommo: &kommo::Client,
+    request: &VerifiedWidgetRequest,
+) -> Result<(), String> {
     let data = serde_json::Map::from_iter([
-        ("checked_lead".to_string(), request.claims().entity_id.into()),
+        (
+            "checked_lead".to_string(),
+            request.claims().entity_id.into(),
+        ),
         ("status".to_string(), "done".into()),
     ]);
     let show: BotHandler = serde_json::from_value(serde_json::json!({

@@ -557,7 +557,9 @@ async fn widget_request_is_signed_with_the_client_secret_and_continues_the_bot_o
         .send_widget_request("marketingbot", "12", 7, Value::Null)
         .await
         .unwrap();
-    let request = widget_request(&back_end.next().await).verify(&verifier).unwrap();
+    let request = widget_request(&back_end.next().await)
+        .verify(&verifier)
+        .unwrap();
     let claims = request.claims().clone();
     assert_eq!(
         (claims.bot_type, claims.entity_id),

@@ -19,7 +19,11 @@ pub trait ReplayGuard: Send + Sync {
     /// `false` if it was (a replay). Recording and checking are one atomic step, so of two
     /// concurrent calls with one `jti` exactly one answers `true`. An error is
     /// [`TokenError::ReplayUnchecked`], naming why without the token.
-    fn first_use<'a>(&'a self, jti: &'a str, keep: Duration) -> BoxFuture<'a, Result<bool, TokenError>>;
+    fn first_use<'a>(
+        &'a self,
+        jti: &'a str,
+        keep: Duration,
+    ) -> BoxFuture<'a, Result<bool, TokenError>>;
 }
 
 /// How many `jti`s [`SeenTokens::new`] keeps at most: 100,000 (a few MiB), far more than one
@@ -98,7 +102,9 @@ impl SeenTokens {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
         // The map stays consistent at every step; a panic elsewhere cannot leave it half-written.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn record(&self, jti: &str, keep: Duration) -> Result<bool, TokenError> {
@@ -116,7 +122,9 @@ impl SeenTokens {
                 ),
             });
         }
-        let until = now.checked_add(keep).unwrap_or(now + Duration::from_secs(86_400 * 365));
+        let until = now
+            .checked_add(keep)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365));
         let seq = seen.next;
         seen.next += 1;
         seen.until.insert(jti.to_string(), until);
@@ -141,7 +149,11 @@ impl fmt::Debug for SeenTokens {
 }
 
 impl ReplayGuard for SeenTokens {
-    fn first_use<'a>(&'a self, jti: &'a str, keep: Duration) -> BoxFuture<'a, Result<bool, TokenError>> {
+    fn first_use<'a>(
+        &'a self,
+        jti: &'a str,
+        keep: Duration,
+    ) -> BoxFuture<'a, Result<bool, TokenError>> {
         let answer = self.record(jti, keep);
         Box::pin(async move { answer })
     }

@@ -131,7 +131,10 @@ impl WidgetRequest {
     /// first label ([`RequestError::OtherAccount`]). Only a [`VerifiedWidgetRequest`] can be
     /// continued ([`kommo::Client::continue_widget_request`](crate::kommo::Client::continue_widget_request)),
     /// and only by the client of that account.
-    pub fn verify(&self, verifier: &BotTokenVerifier) -> Result<VerifiedWidgetRequest, RequestError> {
+    pub fn verify(
+        &self,
+        verifier: &BotTokenVerifier,
+    ) -> Result<VerifiedWidgetRequest, RequestError> {
         let claims = verifier.verify(self.token.expose())?;
         let target = ContinueTarget::parse(&self.return_url)?;
         check_account(&claims, &target)?;

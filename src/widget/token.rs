@@ -1014,7 +1014,8 @@ impl DisposableTokenVerifier {
     ) -> Result<DisposableTokenClaims, TokenError> {
         let claims = self.verify(token)?;
         // Accepted until `exp + leeway`: remember it that long (at least a millisecond).
-        let leeway = chrono::Duration::from_std(self.checks.leeway).unwrap_or(chrono::Duration::MAX);
+        let leeway =
+            chrono::Duration::from_std(self.checks.leeway).unwrap_or(chrono::Duration::MAX);
         let until = claims
             .exp
             .checked_add_signed(leeway)
