@@ -50,6 +50,20 @@ pub enum ConfigError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// A widget token verifier's key (the integration's client secret) is shorter than its
+    /// algorithm's hash (RFC 7518 §3.2): a key that short can be guessed, and an empty one lets
+    /// anyone sign. Only the lengths are named, never the key.
+    #[error(
+        "the {algorithm} key (the integration's client secret) is {length} bytes; it must be at least {minimum} (RFC 7518 §3.2)"
+    )]
+    WeakKey {
+        /// `HS256` or `HS512`.
+        algorithm: &'static str,
+        /// The key's length in bytes.
+        length: usize,
+        /// The shortest key the algorithm accepts, in bytes.
+        minimum: usize,
+    },
 }
 
 /// Checks a Kommo account subdomain: one DNS label (letters, digits, inner hyphens, 1 to 63).

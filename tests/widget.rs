@@ -14,7 +14,8 @@ use lead_intake::widget::*;
 use lead_intake::{ConfigError, Secret};
 use serde_json::{Value, json};
 
-const SECRET: &str = "integration-client-secret-1234";
+/// 64 letters and digits, as Kommo's client secrets (the HS512 verifier needs 64 bytes).
+const SECRET: &str = "hO3kxLw0vTq9ZcNa5RjfE1uYb8sDm2GpXi7KtV6eWnA4yCrU0lHdJ9oBgF3QzM5S";
 const RECEIVER: &str = "https://widget.example.com";
 
 fn secret() -> Secret {
@@ -58,7 +59,9 @@ fn disposable_claims() -> Value {
 }
 
 fn bot_verifier() -> BotTokenVerifier {
-    BotTokenVerifier::new(secret()).at(now())
+    BotTokenVerifier::new(secret())
+        .expect("a 64-byte key")
+        .at(now())
 }
 
 fn disposable_verifier() -> DisposableTokenVerifier {
@@ -144,11 +147,12 @@ fn a_bot_token_whose_payload_was_changed_is_a_bad_signature() {
 fn an_expired_bot_token_is_refused_with_its_exp_and_leeway_extends_it() {
     let token = sign_token(Algorithm::Hs512, &bot_claims(), &secret());
     let exp = now() + Duration::seconds(300);
-    let later = BotTokenVerifier::new(secret()).at(exp);
+    let strict = bot_verifier().leeway(std::time::Duration::ZERO);
+    let later = strict.clone().at(exp);
     assert_eq!(later.verify(&token), Err(TokenError::Expired { exp }));
     let lenient = later.leeway(std::time::Duration::from_secs(5));
     assert!(lenient.verify(&token).is_ok());
-    let just_before = BotTokenVerifier::new(secret()).at(exp - Duration::seconds(1));
+    let just_before = strict.at(exp - Duration::seconds(1));
     assert!(just_before.verify(&token).is_ok());
 }
 
@@ -186,7 +190,9 @@ fn a_bot_token_for_another_audience_is_refused_only_when_an_audience_is_given() 
 #[test]
 fn an_audience_that_is_not_a_url_is_a_config_error() {
     assert!(matches!(
-        BotTokenVerifier::new(secret()).audience("widget.example.com"),
+        BotTokenVerifier::new(secret())
+            .expect("a 64-byte key")
+            .audience("widget.example.com"),
         Err(ConfigError::InvalidBaseUrl { .. })
     ));
     assert!(matches!(
@@ -424,7 +430,7 @@ fn a_disposable_token_needs_the_audience_and_its_validity_times() {
     );
 
     let mut claims = disposable_claims();
-    claims["iat"] = json!(now().timestamp() + 5);
+    claims["iat"] = json!(now().timestamp() + 11);
     let token = sign_token(Algorithm::Hs256, &claims, &secret());
     assert!(matches!(
         disposable_verifier().verify(&token),
@@ -432,7 +438,7 @@ fn a_disposable_token_needs_the_audience_and_its_validity_times() {
     ));
 
     let token = sign_token(Algorithm::Hs256, &disposable_claims(), &secret());
-    let late = disposable_verifier().at(now() + Duration::seconds(61));
+    let late = disposable_verifier().at(now() + Duration::seconds(71));
     assert!(matches!(
         late.verify(&token),
         Err(TokenError::Expired { .. })
@@ -458,7 +464,9 @@ fn no_debug_or_error_text_shows_the_secret_or_the_token() {
     let body = json!({"token": token, "data": {}, "return_url": "https://a.kommo.com/x"});
     let request = WidgetRequest::from_json(body.to_string().as_bytes()).expect("a body");
     texts.push(format!("{request:?}"));
-    let wrong = BotTokenVerifier::new("other-secret-value").at(now());
+    let wrong = BotTokenVerifier::new("other-secret-value".repeat(4))
+        .expect("64 bytes")
+        .at(now());
     for bad in [
         token.clone(),
         format!("{token}x"),
@@ -570,9 +578,31 @@ fn handlers() -> Vec<BotHandler> {
     )]
 }
 
-fn request_for(return_url: &str) -> WidgetRequest {
-    let body = json!({"token": "t", "data": {}, "return_url": return_url});
+/// A `widget_request` body with a token signed for the account at `iss` (its subdomain the
+/// host's first label).
+fn request_signed_for(iss: &str, return_url: &str) -> WidgetRequest {
+    let host = url::Url::parse(iss).expect("an URL");
+    let subdomain = host
+        .host_str()
+        .and_then(|h| h.split('.').next())
+        .expect("a host");
+    let mut claims = bot_claims();
+    claims["iss"] = json!(iss);
+    claims["subdomain"] = json!(subdomain);
+    let token = sign_token(Algorithm::Hs512, &claims, &secret());
+    let body = json!({"token": token, "data": {}, "return_url": return_url});
     WidgetRequest::from_json(body.to_string().as_bytes()).expect("a body")
+}
+
+/// A request verified for the account at `return_url`'s origin.
+fn request_for(return_url: &str) -> VerifiedWidgetRequest {
+    let origin = url::Url::parse(return_url)
+        .expect("an URL")
+        .origin()
+        .ascii_serialization();
+    request_signed_for(&origin, return_url)
+        .verify(&bot_verifier())
+        .expect("a token for the return_url's account")
 }
 
 #[tokio::test]
@@ -648,7 +678,6 @@ async fn a_return_url_on_another_host_or_path_is_refused_and_nothing_is_sent() {
         "https://evil.example/api/v4/salesbot/4131/continue/7a1c2e".to_string(),
         format!("http://localhost:{port}/api/v4/salesbot/4131/continue/7a1c2e"),
         format!("{base}/prefix/api/v4/salesbot/4131/continue/7a1c2e"),
-        format!("{base}/api/v4/salesbot/4131/resume/7a1c2e"),
     ] {
         let err = kommo
             .continue_widget_request(&request_for(&url))
@@ -661,6 +690,12 @@ async fn a_return_url_on_another_host_or_path_is_refused_and_nothing_is_sent() {
         );
         assert!(err.certainly_not_applied());
     }
+    // A return_url that is no continue URL does not even verify.
+    let resume = format!("{base}/api/v4/salesbot/4131/resume/7a1c2e");
+    assert!(matches!(
+        request_signed_for(&base, &resume).verify(&bot_verifier()),
+        Err(RequestError::ReturnUrl(_))
+    ));
     assert!(fake.requests().is_empty(), "{:?}", fake.requests());
     assert!(fake.continued_bots().is_empty());
 }

@@ -37,7 +37,7 @@ async fn start() -> (FakeServer, UnboundedReceiver<Done>, String) {
     .unwrap();
     let kommo =
         lead_intake::kommo::Client::from_base_url(&fake.base_url(), fake.kommo_token()).unwrap();
-    let verifier = BotTokenVerifier::new(fake.oauth().client_secret().clone());
+    let verifier = BotTokenVerifier::new(fake.oauth().client_secret().clone()).unwrap();
     let (router, done) = app::app(kommo, verifier);
     tokio::spawn(async move { axum::serve(listener, router).await });
     (fake, done, backend)
@@ -101,6 +101,43 @@ async fn the_back_end_verifies_the_fake_s_widget_request_and_continues_the_bot()
         .unwrap();
     assert_eq!(answer.status(), 401);
     assert_eq!(fake.continued_bots().len(), 1, "nothing continued");
+
+    // Issue 21 §3: another account's token (signed with the same integration secret, as Kommo
+    // signs every account's) with a return_url on this account is refused, and the bot that
+    // waits there is not continued.
+    fake.add_waiting_bot("salesbot", "4131", "waiting-here");
+    let requests_before = fake.requests().len();
+    let other_account = lead_intake::widget::sign_bot_token(
+        &lead_intake::widget::BotTokenClaims::new(
+            "https://othercompany.kommo.com",
+            555,
+            "othercompany",
+            "fake-client-id",
+            1001,
+            lead_intake::widget::EntityType::Leads,
+            lead_intake::widget::BotType::Salesbot,
+            chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+                + chrono::TimeDelta::minutes(5),
+        ),
+        fake.oauth().client_secret(),
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{backend}/widget"))
+        .json(&json!({
+            "token": other_account,
+            "data": {},
+            "return_url": format!("{}/api/v4/salesbot/4131/continue/waiting-here", fake.base_url()),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401, "another account's token");
+    assert_eq!(fake.continued_bots().len(), 1, "nothing continued");
+    assert_eq!(
+        fake.requests().len(),
+        requests_before,
+        "nothing sent to the fake"
+    );
 }
 
 #[tokio::test]

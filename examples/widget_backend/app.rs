@@ -1,9 +1,11 @@
 //! The back end of `examples/widget_backend`: the two URLs Kommo calls, on axum.
 //!
-//! - `POST /widget`: Salesbot's `widget_request`. The token is verified before anything else is
-//!   read into action (a forged request is answered 401 and does nothing); the answer is
-//!   immediate, and the work (here: continuing the bot with `data` and a `show` handler) happens
-//!   after, on a worker task, as Kommo expects a quick answer.
+//! - `POST /widget`: Salesbot's `widget_request`. The request is verified before anything else is
+//!   read into action: the token's signature and times, and its `return_url` on the account the
+//!   token was signed for (a forged request, or one account's token with another's
+//!   `return_url`, is answered 401 and does nothing); the answer is immediate, and the work (here:
+//!   continuing the bot with `data` and a `show` handler, with the client of that account)
+//!   happens after, on a worker task, as Kommo expects a quick answer.
 //! - `POST /webhooks`: incoming-lead webhooks (`application/x-www-form-urlencoded` PHP arrays),
 //!   typed by `lead_intake::webhooks`, answered at once and handled after.
 //!
@@ -19,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use axum::routing::post;
 use lead_intake::kommo::{self, types::BotHandler};
 use lead_intake::webhooks::{self, Event};
-use lead_intake::widget::{BotTokenClaims, BotTokenVerifier, WidgetRequest};
+use lead_intake::widget::{BotTokenVerifier, RequestError, VerifiedWidgetRequest, WidgetRequest};
 use tokio::sync::mpsc;
 
 /// What the back end did after answering: the example prints it, the end-to-end test checks it.
@@ -42,7 +44,7 @@ pub enum Done {
 }
 
 enum Work {
-    Continue(Box<WidgetRequest>, Box<BotTokenClaims>),
+    Continue(Box<VerifiedWidgetRequest>),
     Webhook(webhooks::Webhook),
 }
 
@@ -51,8 +53,11 @@ struct Backend {
     work: mpsc::UnboundedSender<Work>,
 }
 
-/// The router, and what its worker does: `kommo` continues the bots (on the account the
-/// `widget_request` must come from), `verifier` checks the tokens with the integration's secret.
+/// The router, and what its worker does: `kommo` continues the bots (the client of the one
+/// account this back end serves: a request verified for another account is refused by it, and
+/// nothing is sent), `verifier` checks the tokens with the integration's secret. A back end for
+/// several accounts picks the client by the verified claims (`subdomain`, `account_id`), never
+/// by the `return_url`.
 pub fn app(
     kommo: kommo::Client,
     verifier: BotTokenVerifier,
@@ -62,15 +67,11 @@ pub fn app(
     tokio::spawn(async move {
         while let Some(job) = jobs.recv().await {
             match job {
-                Work::Continue(request, claims) => {
-                    let bot_id = request
-                        .continue_target()
-                        .map(|t| t.bot_id().to_string())
-                        .unwrap_or_default();
-                    let result = continue_bot(&kommo, &request, &claims).await;
+                Work::Continue(request) => {
+                    let result = continue_bot(&kommo, &request).await;
                     let _ = done.send(Done::Continued {
-                        bot_id,
-                        entity_id: claims.entity_id,
+                        bot_id: request.target().bot_id().to_string(),
+                        entity_id: request.claims().entity_id,
                         result,
                     });
                 }
@@ -97,11 +98,13 @@ pub fn app(
 /// The widget's work for one request, then the bot goes on.
 async fn continue_bot(
     kommo: &kommo::Client,
-    request: &WidgetRequest,
-    claims: &BotTokenClaims,
+    request: &VerifiedWidgetRequest,
 ) -> Result<(), String> {
     let data = serde_json::Map::from_iter([
-        ("checked_lead".to_string(), claims.entity_id.into()),
+        (
+            "checked_lead".to_string(),
+            request.claims().entity_id.into(),
+        ),
         ("status".to_string(), "done".into()),
     ]);
     let show: BotHandler = serde_json::from_value(serde_json::json!({
@@ -135,17 +138,20 @@ async fn widget_request(
         }
     };
     // Verify before acting: the token says which account and lead this is, signed with the
-    // integration's secret. The error never contains the token or the secret.
-    let claims = match request.verify(&backend.verifier) {
-        Ok(claims) => claims,
-        Err(e) => {
+    // integration's secret, and the return_url must be on that account. The error never
+    // contains the token or the secret.
+    let request = match request.verify(&backend.verifier) {
+        Ok(request) => request,
+        Err(e @ (RequestError::Token(_) | RequestError::OtherAccount { .. })) => {
             eprintln!("widget_request refused: {e}");
             return StatusCode::UNAUTHORIZED;
         }
+        Err(e) => {
+            eprintln!("widget_request refused: {e}");
+            return StatusCode::BAD_REQUEST;
+        }
     };
-    let _ = backend
-        .work
-        .send(Work::Continue(Box::new(request), Box::new(claims)));
+    let _ = backend.work.send(Work::Continue(Box::new(request)));
     StatusCode::OK
 }
 

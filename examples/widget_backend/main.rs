@@ -6,7 +6,7 @@
 //! cargo run -p lead-intake-fake -- --port 8080 --widget-url http://127.0.0.1:3000/widget \
 //!     --webhook-url http://127.0.0.1:3000/webhooks &
 //! KOMMO_BASE_URL=http://127.0.0.1:8080 KOMMO_TOKEN=fake-kommo-token \
-//!     KOMMO_CLIENT_SECRET=fake-client-secret cargo run --example widget_backend
+//!     KOMMO_CLIENT_SECRET=fake-client-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI cargo run --example widget_backend
 //! curl -X POST http://127.0.0.1:8080/__admin/widget_request -d '{"bot_id": "4131", "data": {"a": 1}}'
 //! ```
 //!
@@ -31,7 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_string());
 
     let kommo = lead_intake::kommo::Client::from_base_url(&base_url, token)?;
-    let (router, mut done) = app::app(kommo, BotTokenVerifier::new(secret));
+    // A client secret shorter than 64 bytes is refused here (Kommo's are 64 letters and digits).
+    let (router, mut done) = app::app(kommo, BotTokenVerifier::new(secret)?);
     tokio::spawn(async move {
         while let Some(done) = done.recv().await {
             println!("{done:?}");

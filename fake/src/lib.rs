@@ -929,9 +929,10 @@ impl FakeServer {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// // The back end under test listens here; it verifies the token with
-    /// // `BotTokenVerifier::new(client secret)` and continues the bot through `return_url`.
+    /// // `BotTokenVerifier::new(client secret)`, checks the request (`WidgetRequest::verify`)
+    /// // and continues the bot through `return_url`.
     /// let fake = FakeServer::start(Config::default().widget_url("http://127.0.0.1:3000/widget"))?;
-    /// let _verifier = BotTokenVerifier::new(fake.oauth().client_secret().clone());
+    /// let _verifier = BotTokenVerifier::new(fake.oauth().client_secret().clone())?;
     /// let sent = fake
     ///     .send_widget_request("salesbot", "4131", 1001, serde_json::json!({"phone": "+1 415 555"}))
     ///     .await?;

@@ -42,7 +42,8 @@ OPTIONS:
     --kommo-token T        the Kommo bearer token to accept (default: fake-kommo-token)
     --closebot-key K       the CloseBot API key to accept (default: fake-closebot-key)
     --client-id ID         the OAuth integration's ID (default: fake-client-id)
-    --client-secret S      its secret key (default: fake-client-secret)
+    --client-secret S      its secret key (default: fake-client-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI;
+                           a widget back end's verifier needs 64 bytes)
     --redirect-uri URI     its redirect URI (default: https://example.com/oauth)
     --access-token-lifetime SECONDS
                            how long an OAuth access token works (default: 86400; fractions

@@ -63,7 +63,7 @@ const KEEP: usize = 10_000;
 /// | setting | default |
 /// |---|---|
 /// | [`client_id`](Self::client_id) (set by [`new`](Self::new)) | `fake-client-id` |
-/// | [`client_secret`](Self::client_secret) | `fake-client-secret` |
+/// | [`client_secret`](Self::client_secret) | `fake-client-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI` (64 bytes, as Kommo's secret keys; the widget token verifiers refuse shorter ones) |
 /// | [`redirect_uri`](Self::redirect_uri) | `https://example.com/oauth` |
 /// | [`access_token_lifetime`](Self::access_token_lifetime) | 24 hours (Kommo's) |
 /// | [`refresh_token_lifetime`](Self::refresh_token_lifetime) | 90 days (users report 30 days to 3 months) |
@@ -94,7 +94,7 @@ impl Default for OAuthConfig {
     fn default() -> Self {
         Self::new(
             "fake-client-id",
-            "fake-client-secret",
+            "fake-client-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI",
             "https://example.com/oauth",
         )
     }

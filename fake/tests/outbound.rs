@@ -13,7 +13,9 @@ use lead_intake::Secret;
 use lead_intake::kommo::types::{self, IncomingLeadCategory};
 use lead_intake::prelude::*;
 use lead_intake::webhooks::{self, Decision, Event, IncomingLeadDeleted, IncomingLeadEvent};
-use lead_intake::widget::{BotTokenVerifier, BotType, EntityType, TokenError, WidgetRequest};
+use lead_intake::widget::{
+    BotTokenVerifier, BotType, EntityType, RequestError, TokenError, WidgetRequest,
+};
 use lead_intake_fake::{Config, FakeError, Fault, Fixtures, WidgetRequestSent};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -484,10 +486,11 @@ async fn widget_request_is_signed_with_the_client_secret_and_continues_the_bot_o
     assert_eq!(received.content_type.as_deref(), Some("application/json"));
     let request = widget_request(&received);
 
-    let verifier = BotTokenVerifier::new(fake.oauth().client_secret().clone());
-    let claims = request
+    let verifier = BotTokenVerifier::new(fake.oauth().client_secret().clone()).unwrap();
+    let verified = request
         .verify(&verifier)
-        .expect("signed with the client secret");
+        .expect("signed with the client secret, for the fake's own account");
+    let claims = verified.claims().clone();
     assert_eq!(claims.iss, fake.base_url());
     assert_eq!(claims.account_id, ACCOUNT);
     assert_eq!(claims.subdomain, SUBDOMAIN);
@@ -501,10 +504,10 @@ async fn widget_request_is_signed_with_the_client_secret_and_continues_the_bot_o
         "expires in 10 minutes: {}",
         claims.exp
     );
-    let wrong = BotTokenVerifier::new(Secret::new("not-the-client-secret"));
+    let wrong = BotTokenVerifier::new(Secret::new("not-the-client-secret".repeat(4))).unwrap();
     assert_eq!(
         request.verify(&wrong).unwrap_err(),
-        TokenError::BadSignature
+        RequestError::Token(TokenError::BadSignature)
     );
 
     assert_eq!(request.data, json!({"phone": "+1 415 555"}));
@@ -525,9 +528,9 @@ async fn widget_request_is_signed_with_the_client_secret_and_continues_the_bot_o
     assert_eq!(sent.data, request.data);
     assert_eq!(fake.widget_requests(), std::slice::from_ref(&sent));
 
-    // The back end continues the bot on the fake, from the request alone.
+    // The back end continues the bot on the fake, from the verified request alone.
     fake.kommo()
-        .continue_widget_request(&request)
+        .continue_widget_request(&verified)
         .data(serde_json::Map::from_iter([(
             "status".to_string(),
             json!("done"),
@@ -546,7 +549,7 @@ async fn widget_request_is_signed_with_the_client_secret_and_continues_the_bot_o
     );
     assert_eq!(continued.data, Some(json!({"status": "done"})));
     // Once: the bot no longer waits on that continue ID.
-    let again = fake.kommo().continue_widget_request(&request).send().await;
+    let again = fake.kommo().continue_widget_request(&verified).send().await;
     assert_eq!(status(&again.unwrap_err()), 404);
 
     // A Marketingbot, and a second request to the same bot gets a continue ID of its own.
@@ -554,8 +557,10 @@ async fn widget_request_is_signed_with_the_client_secret_and_continues_the_bot_o
         .send_widget_request("marketingbot", "12", 7, Value::Null)
         .await
         .unwrap();
-    let request = widget_request(&back_end.next().await);
-    let claims = request.verify(&verifier).unwrap();
+    let request = widget_request(&back_end.next().await)
+        .verify(&verifier)
+        .unwrap();
+    let claims = request.claims().clone();
     assert_eq!(
         (claims.bot_type, claims.entity_id),
         (BotType::Marketingbot, 7)
@@ -652,9 +657,10 @@ async fn the_admin_api_sends_widget_requests_and_lists_them_and_the_webhooks() {
     .await;
     assert_eq!(code, 200, "{sent}");
     let request = widget_request(&back_end.next().await);
-    let claims = request
-        .verify(&BotTokenVerifier::new(fake.oauth().client_secret().clone()))
+    let verified = request
+        .verify(&BotTokenVerifier::new(fake.oauth().client_secret().clone()).unwrap())
         .unwrap();
+    let claims = verified.claims().clone();
     assert_eq!(
         (claims.bot_type, claims.entity_id),
         (BotType::Marketingbot, 7)
@@ -678,7 +684,7 @@ async fn the_admin_api_sends_widget_requests_and_lists_them_and_the_webhooks() {
         "no token in the answer"
     );
     fake.kommo()
-        .continue_widget_request(&request)
+        .continue_widget_request(&verified)
         .send()
         .await
         .unwrap();
@@ -693,9 +699,10 @@ async fn the_admin_api_sends_widget_requests_and_lists_them_and_the_webhooks() {
     )
     .await;
     assert_eq!(code, 200, "{sent}");
-    let claims = widget_request(&back_end.next().await)
-        .verify(&BotTokenVerifier::new(fake.oauth().client_secret().clone()))
+    let verified = widget_request(&back_end.next().await)
+        .verify(&BotTokenVerifier::new(fake.oauth().client_secret().clone()).unwrap())
         .unwrap();
+    let claims = verified.claims().clone();
     assert_eq!((claims.bot_type, claims.entity_id), (BotType::Salesbot, 1));
     assert_eq!(sent["data"], Value::Null);
 

@@ -14,6 +14,9 @@
 //! - [`TokenStore`], implemented by [`RedisTokenStore`]: the token pair with a version, saved by
 //!   compare-and-set, and a refresh lock with a fencing token, so a refresh token is sent at
 //!   most once across processes.
+//! - [`RedisSeenTokens`]: the widget's disposable tokens already used (their `jti`, until they
+//!   expire), so a token used with one worker is refused by every other
+//!   ([`DisposableTokenVerifier::verify_first_use`](crate::widget::DisposableTokenVerifier::verify_first_use)).
 //!
 //! Both take a [`RedisConnection`] (one connection, multiplexed, that reconnects by itself after
 //! Redis restarts; clone it to share it) and a key name of your choosing, e.g. the integration and
@@ -49,6 +52,7 @@
 //! pair in your own database too.
 
 mod limit;
+mod seen;
 #[cfg(feature = "redis-tls")]
 mod tls;
 mod tokens;
@@ -63,6 +67,7 @@ use redis::{ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, ServerErr
 
 pub use crate::oauth::{RefreshLock, Saved, StoredTokens, TokenStore};
 pub use limit::{RedisRateLimit, SharedPermit};
+pub use seen::RedisSeenTokens;
 #[cfg(feature = "redis-tls")]
 pub use tls::RedisTls;
 pub use tokens::RedisTokenStore;

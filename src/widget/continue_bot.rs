@@ -1,20 +1,24 @@
 //! Continuing the bot a `widget_request` came from, in one call, on the client's own account.
 
-use super::request::{ContinueTarget, ReturnUrlError, WidgetRequest};
+use super::request::{ContinueTarget, ReturnUrlError, VerifiedWidgetRequest};
 use crate::error::ApiError;
 use crate::kommo::types::{BotHandler, ContinueBotData, ContinueBotRequest};
 use crate::kommo::{self, ClientInfo};
 
-/// What names a bot to continue: a [`WidgetRequest`] (its `return_url`) or a
-/// [`ContinueTarget`].
+/// What names a bot to continue: a [`VerifiedWidgetRequest`] (its `return_url`, on the
+/// account its token was signed for), or a [`ContinueTarget`] you made yourself.
+///
+/// An unverified [`WidgetRequest`](super::WidgetRequest) is not one: verify it first
+/// ([`WidgetRequest::verify`](super::WidgetRequest::verify)). Do not build a `ContinueTarget`
+/// from an unverified `return_url` either: that skips the check that ties it to the token.
 pub trait ContinueFrom {
     /// The target, or why there is none.
     fn continue_target(&self) -> Result<ContinueTarget, ReturnUrlError>;
 }
 
-impl ContinueFrom for WidgetRequest {
+impl ContinueFrom for VerifiedWidgetRequest {
     fn continue_target(&self) -> Result<ContinueTarget, ReturnUrlError> {
-        WidgetRequest::continue_target(self)
+        Ok(self.target().clone())
     }
 }
 
@@ -90,12 +94,14 @@ impl ContinueWidgetRequest<'_> {
 }
 
 impl kommo::Client {
-    /// Continues the bot that sent a `widget_request`: the kind, bot ID and continue ID come
-    /// from its `return_url`, which must be on this client's account. See
+    /// Continues the bot that sent a verified `widget_request`: the kind, bot ID and continue
+    /// ID come from its `return_url`, which [`WidgetRequest::verify`](crate::widget::WidgetRequest::verify)
+    /// tied to the token's account, and which must be on this client's account too: the client
+    /// of another account refuses it ([`ApiError::InvalidLink`]) and sends nothing. See
     /// [`ContinueWidgetRequest::send`] for what is refused.
     ///
     /// ```no_run
-    /// # async fn f(kommo: lead_intake::kommo::Client, request: lead_intake::widget::WidgetRequest)
+    /// # async fn f(kommo: lead_intake::kommo::Client, request: lead_intake::widget::VerifiedWidgetRequest)
     /// # -> Result<(), lead_intake::kommo::Error> {
     /// kommo
     ///     .continue_widget_request(&request)

@@ -69,6 +69,25 @@ pub enum RequestError {
         /// What is wrong there.
         message: String,
     },
+    /// The `token` is refused: forged, expired, of another algorithm, ...
+    #[error("the widget_request's token is refused: {0}")]
+    Token(#[from] TokenError),
+    /// The `return_url` is not a bot's continue URL.
+    #[error(transparent)]
+    ReturnUrl(#[from] ReturnUrlError),
+    /// The `return_url` is on another account than the one the token was signed for. Every
+    /// account that installs the integration gets tokens signed with the same secret, so a
+    /// token of one account with a `return_url` of another is how one account would make the
+    /// back end act on another's.
+    #[error(
+        "the return_url {return_url:?} is not on the account the token was signed for ({account})"
+    )]
+    OtherAccount {
+        /// The `return_url` (cut to 300 characters).
+        return_url: String,
+        /// The token's account: its `iss` and `subdomain`.
+        account: String,
+    },
 }
 
 impl WidgetRequest {
@@ -105,14 +124,104 @@ impl WidgetRequest {
         Self::from_json(body)
     }
 
-    /// The token's typed claims, once `verifier` has checked it.
-    pub fn verify(&self, verifier: &BotTokenVerifier) -> Result<BotTokenClaims, TokenError> {
-        verifier.verify(self.token.expose())
+    /// Checks the request as a whole: `verifier` checks the token
+    /// ([`RequestError::Token`]); the `return_url` must be a continue URL
+    /// ([`RequestError::ReturnUrl`]) on the account the token names: the origin of its `iss`
+    /// (`https://{subdomain}.kommo.com`), and, on a host under it, the `subdomain` claim as its
+    /// first label ([`RequestError::OtherAccount`]). Only a [`VerifiedWidgetRequest`] can be
+    /// continued ([`kommo::Client::continue_widget_request`](crate::kommo::Client::continue_widget_request)),
+    /// and only by the client of that account.
+    pub fn verify(
+        &self,
+        verifier: &BotTokenVerifier,
+    ) -> Result<VerifiedWidgetRequest, RequestError> {
+        let claims = verifier.verify(self.token.expose())?;
+        let target = ContinueTarget::parse(&self.return_url)?;
+        check_account(&claims, &target)?;
+        Ok(VerifiedWidgetRequest {
+            claims,
+            target,
+            data: self.data.clone(),
+            other: self.other.clone(),
+        })
     }
 
-    /// The bot to continue, read from `return_url`.
+    /// The bot to continue, read from the (unverified) `return_url`. To continue it, use
+    /// [`verify`](Self::verify): it ties the URL to the token's account.
     pub fn continue_target(&self) -> Result<ContinueTarget, ReturnUrlError> {
         ContinueTarget::parse(&self.return_url)
+    }
+}
+
+/// The `return_url`'s origin must be the token's `iss` (the account's address), and a host
+/// named after the account must carry its `subdomain` as first label.
+fn check_account(claims: &BotTokenClaims, target: &ContinueTarget) -> Result<(), RequestError> {
+    let url = target.url();
+    let refuse = || RequestError::OtherAccount {
+        return_url: url.as_str().chars().take(300).collect(),
+        account: format!(
+            "iss {:?}, subdomain {:?}",
+            claims.iss.chars().take(100).collect::<String>(),
+            claims.subdomain.chars().take(63).collect::<String>()
+        ),
+    };
+    // `iss` is the account's address, `https://mycompany.kommo.com`; a bare host is read as https.
+    let iss = if claims.iss.contains("://") {
+        url::Url::parse(&claims.iss)
+    } else {
+        url::Url::parse(&format!("https://{}", claims.iss))
+    }
+    .map_err(|_| refuse())?;
+    if iss.host_str().is_none() || iss.origin() != url.origin() {
+        return Err(refuse());
+    }
+    // Kommo's hosts are `{subdomain}.kommo.com` (or `.amocrm.ru`, `.amocrm.com`): there the
+    // first label is the account. Another host (a test server on loopback) has only `iss`.
+    if let Some(url::Host::Domain(host)) = url.host() {
+        let host = host.to_ascii_lowercase();
+        let kommo = ["kommo.com", "amocrm.ru", "amocrm.com"]
+            .iter()
+            .any(|domain| host.ends_with(&format!(".{domain}")));
+        let first = host.split('.').next().unwrap_or_default();
+        if kommo && !first.eq_ignore_ascii_case(&claims.subdomain) {
+            return Err(refuse());
+        }
+    }
+    Ok(())
+}
+
+/// A `widget_request` whose token verified and whose `return_url` is on the account the token
+/// was signed for ([`WidgetRequest::verify`]): what a back end acts on, and what
+/// [`kommo::Client::continue_widget_request`](crate::kommo::Client::continue_widget_request)
+/// continues. `Debug` shows no token (it keeps none).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct VerifiedWidgetRequest {
+    claims: BotTokenClaims,
+    target: ContinueTarget,
+    data: Value,
+    other: Map<String, Value>,
+}
+
+impl VerifiedWidgetRequest {
+    /// The token's claims: the account (`account_id`, `subdomain`, `iss`), the lead or customer.
+    pub fn claims(&self) -> &BotTokenClaims {
+        &self.claims
+    }
+
+    /// The bot to continue, on the token's account.
+    pub fn target(&self) -> &ContinueTarget {
+        &self.target
+    }
+
+    /// What the bot step sent (`null` when absent).
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+
+    /// The body's other fields, as sent.
+    pub fn other(&self) -> &Map<String, Value> {
+        &self.other
     }
 }
 

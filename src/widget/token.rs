@@ -34,9 +34,16 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 /// text: a long one is cut).
 const MAX_QUOTED_ALG: usize = 32;
 
-/// The clock leeway both verifiers allow by default: none, as the official SDK
-/// (`LooseValidAt` with no leeway).
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(0);
+/// The clock leeway both verifiers allow by default: 10 seconds past `exp`, and 10 seconds
+/// before `nbf` and `iat`.
+///
+/// Kommo writes these times in whole seconds from its own clock and sends the token at once, so a
+/// back end whose clock is a fraction of a second behind Kommo's would otherwise read a fresh
+/// token's `iat` as "in the future" (the official SDK allows no leeway at all). Ten seconds
+/// covers any clock kept by NTP with a wide margin while adding under 1% to the life of a
+/// disposable token (30 minutes). Change it with the verifiers' `leeway`; a replay guard keeps a
+/// token's `jti` for the leeway too ([`DisposableTokenVerifier::verify_first_use`]).
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
 
 /// The HMAC algorithms Kommo signs widget tokens with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +56,35 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The shortest key this algorithm is verified with, in bytes: the size of the hash's output
+    /// (RFC 7518 §3.2), 32 for HS256 and 64 for HS512. Kommo's client secrets are 64 letters and
+    /// digits, long enough for both.
+    ///
+    /// ```
+    /// use lead_intake::widget::Algorithm;
+    /// assert_eq!((Algorithm::Hs256.min_key_len(), Algorithm::Hs512.min_key_len()), (32, 64));
+    /// ```
+    pub fn min_key_len(self) -> usize {
+        match self {
+            Self::Hs256 => 32,
+            Self::Hs512 => 64,
+        }
+    }
+
+    /// The key, if it is long enough for this algorithm; otherwise
+    /// [`ConfigError::WeakKey`](crate::ConfigError::WeakKey), which names the lengths only.
+    fn check_key(self, key: Secret) -> Result<Secret, crate::ConfigError> {
+        let length = key.expose().len();
+        if length < self.min_key_len() {
+            return Err(crate::ConfigError::WeakKey {
+                algorithm: self.name(),
+                length,
+                minimum: self.min_key_len(),
+            });
+        }
+        Ok(key)
+    }
+
     /// The header's name for it: `HS256`, `HS512`.
     pub fn name(self) -> &'static str {
         match self {
@@ -124,10 +160,11 @@ impl fmt::Display for TokenPart {
 ///
 /// ```
 /// use lead_intake::widget::{BotTokenVerifier, TokenError, TokenPart};
-/// let verifier = BotTokenVerifier::new("client-secret");
+/// let verifier = BotTokenVerifier::new("hO3kxLw0vTq9ZcNa5RjfE1uYb8sDm2GpXi7KtV6eWnA4yCrU0lHdJ9oBgF3QzM5S")?;
 /// let e = verifier.verify("not-a-jwt").unwrap_err();
 /// assert!(matches!(e, TokenError::Malformed { part: TokenPart::Token, .. }));
 /// assert_eq!(e.to_string(), "malformed token: the token is not three base64url parts separated by `.` (found 1)");
+/// # Ok::<(), lead_intake::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -190,6 +227,20 @@ pub enum TokenError {
         claim: &'static str,
         /// What it should be, e.g. `an integer`.
         expected: &'static str,
+    },
+    /// A disposable token whose `jti` was already used, and has not expired since
+    /// ([`DisposableTokenVerifier::verify_first_use`]): a replay.
+    #[error("the token {jti:?} was already used (a replay); it is refused until it expires")]
+    Replayed {
+        /// The token's `jti` (cut to 64 characters): an ID, not a credential.
+        jti: String,
+    },
+    /// Whether the token was already used could not be checked (the replay guard is full, or
+    /// its store cannot be reached), so it is refused.
+    #[error("cannot tell whether the token was already used, so it is refused: {reason}")]
+    ReplayUnchecked {
+        /// Why (with no token in it).
+        reason: String,
     },
 }
 
@@ -765,15 +816,15 @@ pub fn sign_disposable_token(claims: &DisposableTokenClaims, secret: &Secret) ->
 /// ```
 /// use chrono::{TimeZone, Utc};
 /// use lead_intake::widget::*;
-/// let secret = lead_intake::Secret::new("client-secret");
+/// let secret = lead_intake::Secret::new("hO3kxLw0vTq9ZcNa5RjfE1uYb8sDm2GpXi7KtV6eWnA4yCrU0lHdJ9oBgF3QzM5S");
 /// let exp = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
 /// let claims = BotTokenClaims::new("https://mycompany.kommo.com", 31, "mycompany", "c0ffee",
 ///     1001, EntityType::Leads, BotType::Salesbot, exp);
 /// let token = sign_bot_token(&claims, &secret);
 ///
-/// let verifier = BotTokenVerifier::new(secret).at(exp - chrono::Duration::seconds(60));
+/// let verifier = BotTokenVerifier::new(secret)?.at(exp - chrono::Duration::seconds(60));
 /// assert_eq!(verifier.verify(&token)?, claims);
-/// # Ok::<(), TokenError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct BotTokenVerifier {
@@ -781,21 +832,31 @@ pub struct BotTokenVerifier {
 }
 
 impl BotTokenVerifier {
-    /// A verifier keyed with the integration's client secret, with no audience check.
-    pub fn new(client_secret: impl Into<Secret>) -> Self {
-        Self {
+    /// A verifier keyed with the integration's client secret, with no audience check and the
+    /// [`DEFAULT_LEEWAY`]. A secret shorter than 64 bytes (HS512's hash, RFC 7518 §3.2; Kommo's
+    /// are 64 letters and digits) is [`ConfigError::WeakKey`](crate::ConfigError::WeakKey).
+    ///
+    /// ```
+    /// use lead_intake::widget::BotTokenVerifier;
+    /// assert!(BotTokenVerifier::new("").is_err());
+    /// assert!(BotTokenVerifier::new("short-secret").is_err());
+    /// assert!(BotTokenVerifier::new("k".repeat(64)).is_ok());
+    /// ```
+    pub fn new(client_secret: impl Into<Secret>) -> Result<Self, crate::ConfigError> {
+        let algorithm = Algorithm::Hs512;
+        Ok(Self {
             checks: Checks {
-                key: client_secret.into(),
-                algorithm: Algorithm::Hs512,
+                key: algorithm.check_key(client_secret.into())?,
+                algorithm,
                 audience: None,
                 leeway: DEFAULT_LEEWAY,
                 clock: Clock::System,
             },
-        }
+        })
     }
 
-    /// A verifier keyed with the app's client secret.
-    pub fn from_app(app: &OAuthApp) -> Self {
+    /// A verifier keyed with the app's client secret (see [`new`](Self::new)).
+    pub fn from_app(app: &OAuthApp) -> Result<Self, crate::ConfigError> {
         Self::new(app.client_secret().clone())
     }
 
@@ -812,7 +873,9 @@ impl BotTokenVerifier {
         Ok(self)
     }
 
-    /// Accepts tokens up to `leeway` past `exp` or before `nbf`/`iat` (clock skew).
+    /// Accepts tokens up to `leeway` past `exp` or before `nbf`/`iat` (clock skew);
+    /// [`DEFAULT_LEEWAY`] (10 s) unless set. A token is refused from `exp + leeway` on, and while
+    /// `nbf` or `iat` is later than now plus `leeway`.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.checks.leeway = leeway;
         self
@@ -839,7 +902,7 @@ impl BotTokenVerifier {
 /// ```
 /// use chrono::{TimeZone, Utc};
 /// use lead_intake::widget::*;
-/// let secret = lead_intake::Secret::new("client-secret");
+/// let secret = lead_intake::Secret::new("hO3kxLw0vTq9ZcNa5RjfE1uYb8sDm2GpXi7KtV6eWnA4yCrU0lHdJ9oBgF3QzM5S");
 /// let exp = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
 /// let claims = DisposableTokenClaims::new("https://mycompany.kommo.com", "https://widget.example",
 ///     "5c8e-jti", exp, 31, "mycompany", "c0ffee", 7);
@@ -857,11 +920,15 @@ pub struct DisposableTokenVerifier {
 
 impl DisposableTokenVerifier {
     /// A verifier keyed with the client secret, for tokens meant for `redirect_uri`'s
-    /// `scheme://host` (the integration's redirect URI).
+    /// `scheme://host` (the integration's redirect URI), with the [`DEFAULT_LEEWAY`]. A secret
+    /// shorter than 32 bytes (HS256's hash, RFC 7518 §3.2) is
+    /// [`ConfigError::WeakKey`](crate::ConfigError::WeakKey); a redirect URI without a host,
+    /// [`ConfigError::InvalidBaseUrl`](crate::ConfigError::InvalidBaseUrl).
     pub fn new(
         client_secret: impl Into<Secret>,
         redirect_uri: &str,
     ) -> Result<Self, crate::ConfigError> {
+        let key = Algorithm::Hs256.check_key(client_secret.into())?;
         let audience =
             audience_of(redirect_uri).map_err(|reason| crate::ConfigError::InvalidBaseUrl {
                 value: redirect_uri.to_string(),
@@ -869,7 +936,7 @@ impl DisposableTokenVerifier {
             })?;
         Ok(Self {
             checks: Checks {
-                key: client_secret.into(),
+                key,
                 algorithm: Algorithm::Hs256,
                 audience: Some(audience),
                 leeway: DEFAULT_LEEWAY,
@@ -883,7 +950,9 @@ impl DisposableTokenVerifier {
         Self::new(app.client_secret().clone(), app.redirect_uri())
     }
 
-    /// Accepts tokens up to `leeway` past `exp` or before `nbf`/`iat` (clock skew).
+    /// Accepts tokens up to `leeway` past `exp` or before `nbf`/`iat` (clock skew);
+    /// [`DEFAULT_LEEWAY`] (10 s) unless set. A token is refused from `exp + leeway` on, and while
+    /// `nbf` or `iat` is later than now plus `leeway`.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.checks.leeway = leeway;
         self
@@ -900,9 +969,68 @@ impl DisposableTokenVerifier {
         self.checks.audience.as_deref().unwrap_or_default()
     }
 
-    /// The token's typed claims, once every check has passed.
+    /// The clock leeway this verifier allows ([`DEFAULT_LEEWAY`] unless set).
+    pub fn leeway_allowed(&self) -> Duration {
+        self.checks.leeway
+    }
+
+    /// The token's typed claims, once every check has passed. This does not remember the token:
+    /// the same token verifies again until it expires; see
+    /// [`verify_first_use`](Self::verify_first_use).
     pub fn verify(&self, token: &str) -> Result<DisposableTokenClaims, TokenError> {
         DisposableTokenClaims::from_claims(self.checks.verify(token)?)
+    }
+
+    /// [`verify`](Self::verify), then `seen` records the token's `jti` for as long as this
+    /// verifier would still accept the token (until `exp` plus the leeway): a token already
+    /// recorded is [`TokenError::Replayed`]. A guard that cannot answer (full, or its Redis
+    /// unreachable) is [`TokenError::ReplayUnchecked`]: the token is refused rather than let
+    /// through unchecked. Use one guard for every worker that shares the tokens:
+    /// [`SeenTokens`](super::SeenTokens) in one process,
+    /// `lead_intake::shared::RedisSeenTokens` (feature `redis`) across several.
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use lead_intake::widget::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let secret = lead_intake::Secret::new("k".repeat(64));
+    /// let exp = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+    /// let claims = DisposableTokenClaims::new("https://mycompany.kommo.com", "https://widget.example",
+    ///     "5c8e-jti", exp, 31, "mycompany", "c0ffee", 7);
+    /// let token = sign_disposable_token(&claims, &secret);
+    /// let verifier = DisposableTokenVerifier::new(secret, "https://widget.example/oauth")?
+    ///     .at(exp - chrono::Duration::seconds(60));
+    ///
+    /// let seen = SeenTokens::new();
+    /// assert_eq!(verifier.verify_first_use(&token, &seen).await?.user_id, 7);
+    /// assert!(matches!(verifier.verify_first_use(&token, &seen).await,
+    ///     Err(TokenError::Replayed { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub async fn verify_first_use(
+        &self,
+        token: &str,
+        seen: &(impl super::ReplayGuard + ?Sized),
+    ) -> Result<DisposableTokenClaims, TokenError> {
+        let claims = self.verify(token)?;
+        // Accepted until `exp + leeway`: remember it that long (at least a millisecond).
+        let leeway =
+            chrono::Duration::from_std(self.checks.leeway).unwrap_or(chrono::Duration::MAX);
+        let until = claims
+            .exp
+            .checked_add_signed(leeway)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let keep = (until - self.checks.now())
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_millis(1));
+        if seen.first_use(&claims.jti, keep).await? {
+            Ok(claims)
+        } else {
+            Err(TokenError::Replayed {
+                jti: claims.jti.chars().take(64).collect(),
+            })
+        }
     }
 }
 
