@@ -248,6 +248,10 @@ mod walk {
         /// The number of the first page (Kommo counts from 1, CloseBot from 0).
         const FIRST_PAGE: u32;
 
+        /// The secrets of the client's credentials, removed from the errors a stream makes
+        /// itself (an odd item it refuses).
+        fn secrets(client: &Self::Client) -> Vec<crate::Secret>;
+
         /// The request for page `page`, or why the API cannot take that number.
         fn page_request(page: u32) -> Result<Self::Request, String>;
 
@@ -563,7 +567,8 @@ impl<P: Walk> State<P> {
             return None;
         }
         if let Err(e) = refuse_unrecognized(self.on_unrecognized, page.odd_items()) {
-            return Some((Err(e), self));
+            let secrets = crate::secret::Redactions::new(P::secrets(&self.client));
+            return Some((Err(e.redacted(&secrets)), self));
         }
         self.next = page.next_request(&self.client, &mut self.memory, &request, self.page_size);
         Some((Ok(page), self))
@@ -657,6 +662,10 @@ impl<P: KommoPage> Walk for P {
     const API: &'static str = "Kommo";
     const MAX_PAGE_SIZE: u32 = KOMMO_MAX_PAGE_SIZE;
     const FIRST_PAGE: u32 = 1;
+
+    fn secrets(client: &Self::Client) -> Vec<crate::Secret> {
+        client.redactions().0.as_ref().clone()
+    }
 
     fn page_request(page: u32) -> Result<KommoRequest, String> {
         NonZeroU32::new(page)
@@ -1031,7 +1040,7 @@ impl Drain {
                             refuse_unrecognized(self.on_unrecognized, std::slice::from_ref(odd))
                         {
                             self.done = true;
-                            return Some((Err(e), self));
+                            return Some((Err(e.redacted(&self.client.redactions())), self));
                         }
                         if self.on_unrecognized == OnUnrecognized::Yield {
                             self.buffered.push_back(item);
@@ -1068,6 +1077,10 @@ impl Walk for SourcePage {
     const API: &'static str = "CloseBot";
     const MAX_PAGE_SIZE: u32 = CLOSEBOT_MAX_PAGE_SIZE;
     const FIRST_PAGE: u32 = 0;
+
+    fn secrets(client: &Self::Client) -> Vec<crate::Secret> {
+        client.redactions().0.as_ref().clone()
+    }
 
     fn page_request(page: u32) -> Result<i32, String> {
         i32::try_from(page).map_err(|_| {

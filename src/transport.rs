@@ -136,6 +136,12 @@ impl Pipeline {
         })
     }
 
+    /// The secrets of the client's credentials as they are now, for errors made outside a
+    /// call's context (a pager refusing an odd item).
+    pub(crate) fn redactions(&self) -> crate::secret::Redactions {
+        self.authorizer.redactions()
+    }
+
     /// Sends a request of a client (its `exec` hook), and leaves the call's context for
     /// [`scope`].
     pub(crate) async fn execute(

@@ -522,3 +522,45 @@ proptest! {
         runtime().block_on(run(&case))?;
     }
 }
+
+/// A pager told to stop on an odd item makes its `ApiError::UnrecognizedItem` itself, outside a
+/// call's answer: the item's raw JSON, path and reason lose the client's secrets too.
+#[test]
+fn a_pager_s_refused_odd_item_carries_no_secret() {
+    const TOKEN: &str = "PAGER-SECRET-TOKEN-123";
+    runtime().block_on(async {
+        let page = serde_json::json!({
+            "_page": 1,
+            "_embedded": {"widgets": [
+                {"id": TOKEN, "code": TOKEN, "version": {"echo": TOKEN}},
+            ]},
+        });
+        let server = ScriptServer::start(move |_, n| {
+            if n == 0 {
+                Reply::json(200, page.clone())
+            } else {
+                Reply::status(204)
+            }
+        })
+        .await;
+        let client = kommo::Client::builder()
+            .base_url(&server.base_url)
+            .token(TOKEN)
+            .no_rate_limit()
+            .retry(RetryPolicy::none())
+            .http_client(http_without_timeouts())
+            .build()
+            .unwrap();
+        let mut items = client.list_widgets_pager(|r| r).typed_items();
+        let err = futures_util::StreamExt::next(&mut items)
+            .await
+            .expect("the stream yields the refusal")
+            .expect_err("an odd item ends a typed stream");
+        let lead_intake::error::ApiError::UnrecognizedItem { item, .. } = &err else {
+            panic!("{err:?}");
+        };
+        for text in [err.to_string(), format!("{err:?}"), item.raw().to_string()] {
+            assert!(!text.contains(TOKEN), "{text}");
+        }
+    });
+}

@@ -322,6 +322,13 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The secrets of the client's credentials, for errors made outside a call (a pager's).
+    pub(crate) fn redactions(&self) -> crate::secret::Redactions {
+        self.inner().pipeline.redactions()
+    }
+}
+
 impl progenitor_client::ClientHooks<ClientState> for Client {
     async fn pre<E>(
         &self,
