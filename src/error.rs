@@ -475,7 +475,8 @@ pub(crate) enum Answer<T> {
 /// Awaits a raw call (a generated one, or one made like it) and classifies its outcome.
 ///
 /// Not an `async fn`: [`crate::transport::scope`] boxes the call now, so the future returned
-/// here does not hold the call's kilobytes inline (see `scope`).
+/// here does not hold the call's kilobytes inline (see `scope`); the classification (which
+/// reads an error's body and redacts it) is boxed too, for the same reason.
 pub(crate) fn answer<T, P>(
     call: impl Future<Output = RawCall<T>>,
 ) -> impl Future<Output = Result<Answer<T>, ApiError<P>>>
@@ -486,7 +487,7 @@ where
     let scoped = crate::transport::scope(call);
     async move {
         let (result, context) = scoped.await;
-        classify(result, context.unwrap_or_default()).await
+        Box::pin(classify(result, context.unwrap_or_default())).await
     }
 }
 
