@@ -1,8 +1,9 @@
 -- One step of RedisRateLimit::acquire, atomic in Redis, on Redis's clock.
 --
 -- KEYS[1] places: ZSET, member = place id, score = anchor (µs since the epoch): the latest time
---                 the server can have counted the request (its grant + margin, lowered to its
---                 answer by finish.lua). A place leaves the window at anchor + period.
+--                 the server can have counted the request: its grant + margin while it has no
+--                 answer, then its answer (finish.lua sets it, lower or higher). A place leaves
+--                 the window at anchor + period.
 -- KEYS[2] queue:  ZSET of waiters, member = the waiter's token (chosen by the client, so it can
 --                 leave even if it never saw an answer), score = its ticket: rank = arrival order.
 -- KEYS[3] alive:  ZSET of the same tokens, score = the waiter's liveness deadline (µs).

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use redis::Script;
 
 use super::{RedisConnection, SharedError, check_name};
@@ -26,9 +28,21 @@ const MAX_POLL: Duration = Duration::from_secs(1);
 const LIVENESS_SLACK: Duration = Duration::from_secs(1);
 
 /// A sliding-window rate limit shared by every process that uses the same Redis and name: no
-/// window of one `period` holds more than `max` requests, counted as
-/// [`RateLimiter`] counts them (each request holds its place from its grant until its answer,
-/// for at most the margin).
+/// window of one `period` holds more than `max` requests, each counted from its grant until its
+/// answer ([`SharedPermit::finish`]), or until its grant plus the margin while it has none.
+///
+/// **A late answer moves the place, both ways.** The server counts a request when it arrives,
+/// which can be later than the margin after the grant: the grant's answer from Redis, the
+/// process's scheduling, a new connection or a slow network all come between. The answer is the
+/// only moment the client knows the server has counted it, so [`SharedPermit::finish`] sets the
+/// place's anchor to that moment, lower *or higher* than the grant plus the margin, and the
+/// place leaves the window one period after the answer. (Measured, issue 20: beside the other
+/// tests of `tests/multi_process.rs`, up to 31 requests a run reached the fake 100 to 257 ms
+/// after their grant; keeping the margin let the next grant in while the fake still counted
+/// them, and drew 429s.) The margin only bounds a request whose answer never comes (its process
+/// died, its permit was dropped) or comes after the place has left, at the grant plus the period
+/// and the margin. This costs a request answered after the margin its round trip instead of the
+/// margin; the in-process [`RateLimiter`] keeps the margin as its bound.
 ///
 /// Each step runs as one Lua script in Redis, on Redis's clock (`TIME`), so the workers' clocks do
 /// not matter. Waiters take a ticket and are served in ticket order across all processes; a
@@ -300,6 +314,8 @@ impl RedisRateLimit {
         loop {
             let error = match self.step(&turn.token, turn.ticket).await {
                 Ok(Step::Granted { id, at_us }) => {
+                    // The place leaves the window by itself by then: finishing it later is moot.
+                    let leaves = Instant::now() + self.inner.period + self.inner.margin;
                     turn.queued = false;
                     if self.inner.on_fallback.swap(false, Ordering::Relaxed) {
                         tracing::info!(
@@ -313,6 +329,7 @@ impl RedisRateLimit {
                             limit: self.clone(),
                             id,
                             at_us,
+                            leaves,
                         },
                     });
                 }
@@ -391,12 +408,22 @@ impl RedisRateLimit {
         }
     }
 
-    async fn finish(&self, id: u64) -> Result<(), SharedError> {
+    /// Records the answer of place `id`: tries again while Redis is unavailable, until the
+    /// place leaves the window by itself (`leaves`), as a late answer raises its anchor.
+    async fn finish(&self, id: u64, leaves: Instant) -> Result<(), SharedError> {
         let inner = &self.inner;
         let mut invocation = FINISH.prepare_invoke();
-        invocation.key(&inner.keys[0]).arg(id);
-        inner.redis.run::<i64>(&inner.keys[0], &invocation).await?;
-        Ok(())
+        invocation.key(&inner.keys[0]).arg(id).arg(micros(inner.period));
+        loop {
+            match inner.redis.run::<i64>(&inner.keys[0], &invocation).await {
+                Ok(_) => return Ok(()),
+                Err(error) if error.is_unavailable() && Instant::now() < leaves => {
+                    let pause = leaves.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(pause.min(inner.poll)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 }
 
@@ -472,6 +499,8 @@ enum PermitKind {
         limit: RedisRateLimit,
         id: u64,
         at_us: i64,
+        /// When the place leaves the window by itself, at the latest (this process's clock).
+        leaves: Instant,
     },
     Local(Permit),
 }
@@ -493,13 +522,20 @@ impl SharedPermit {
     }
 
     /// The answer has arrived, so the server has counted the request by now: its place leaves
-    /// the window one period from now (Redis's now) rather than one period after its grant plus
-    /// the margin. If Redis cannot be reached, the place keeps its margin, which only lowers the
-    /// rate (logged at DEBUG).
+    /// the window one period from now (Redis's now), sooner than one period after its grant plus
+    /// the margin if the answer came within the margin, later if it came after (the request may
+    /// have reached the server late: see [`RedisRateLimit`]). Call it as soon as the answer (or
+    /// an error) arrives.
+    ///
+    /// While Redis cannot be reached (it is restarting), it tries again every poll interval
+    /// until the place would have left the window anyway (the period and the margin after the
+    /// grant); then the place keeps its margin (logged at DEBUG).
     pub async fn finish(self) {
         match self.kind {
-            PermitKind::Redis { limit, id, .. } => {
-                if let Err(error) = limit.finish(id).await {
+            PermitKind::Redis {
+                limit, id, leaves, ..
+            } => {
+                if let Err(error) = limit.finish(id, leaves).await {
                     tracing::debug!(
                         target: "lead_intake::shared",
                         name = limit.inner.name,
@@ -516,7 +552,9 @@ impl SharedPermit {
 impl fmt::Debug for SharedPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            PermitKind::Redis { limit, id, at_us } => f
+            PermitKind::Redis {
+                limit, id, at_us, ..
+            } => f
                 .debug_struct("SharedPermit")
                 .field("name", &limit.inner.name)
                 .field("id", id)
