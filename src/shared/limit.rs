@@ -39,10 +39,11 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(1);
 /// place leaves the window one period after the answer. (Measured, issue 20: beside the other
 /// tests of `tests/multi_process.rs`, up to 37 requests a run reached the fake 100 to 292 ms
 /// after their grant; keeping the margin let the next grant in while the fake still counted
-/// them, and drew 429s in 3 of 7 runs.) The margin only bounds a request whose answer never comes (its process
-/// died, its permit was dropped) or comes after the place has left, at the grant plus the period
-/// and the margin. This costs a request answered after the margin its round trip instead of the
-/// margin; the in-process [`RateLimiter`] keeps the margin as its bound.
+/// them, and drew 429s in 3 of 7 runs.) The margin only bounds a request whose answer never
+/// comes (its process died, its permit was dropped) or comes after the place has left, at the
+/// grant plus the period and the margin. This costs a request answered after the margin its
+/// round trip instead of the margin; the in-process [`RateLimiter`] keeps the margin as its
+/// bound.
 ///
 /// Each step runs as one Lua script in Redis, on Redis's clock (`TIME`), so the workers' clocks do
 /// not matter. Waiters take a ticket and are served in ticket order across all processes; a
