@@ -436,6 +436,39 @@ async fn an_answer_after_the_margin_keeps_the_place_a_period_after_the_answer() 
     );
 }
 
+/// Issue 20 §2: a request still in flight may reach the server at any moment before its answer
+/// (measured under load: over a second after its grant), so its place must not leave the window
+/// at the grant plus the margin and the period: the permit's lease keeps moving it up until the
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_keeps_its_place_past_the_margin_and_the_period() {
+    let server = RedisServer::start();
+    let mut look = raw(&server).await;
+    let name = "in-flight";
+    with_history(&mut look, name).await;
+    let period = Duration::from_secs(1);
+    let limit = RedisRateLimit::new(&connection(&server), name, 1, period)
+        .unwrap()
+        .with_margin(Duration::ZERO);
+    let permit = limit.acquire().await.unwrap();
+    let granted = granted_us(&permit);
+    // Without its answer, half a period after the place would have left (grant + margin +
+    // period), on Redis's clock.
+    let late = granted + (period * 3 / 2).as_micros() as i64;
+    let mut now = micros(redis_now(&mut look).await);
+    while now < late {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        now = micros(redis_now(&mut look).await);
+    }
+    let (_, anchor) = only_place(&mut look, name).await;
+    assert!(
+        anchor + period.as_micros() as i64 > now,
+        "the place of a request in flight left the window at {} (granted at {granted}, now {now})",
+        anchor + period.as_micros() as i64
+    );
+    permit.finish().await;
+}
+
 /// Issue 20 §2: an answer that comes while Redis restarts (it keeps its data) is recorded once
 /// Redis is back, so the place of a request that reached the server late is not let go at the
 /// grant plus the margin.

@@ -17,6 +17,7 @@ use crate::ratelimit::{
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("acquire.lua")));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("finish.lua")));
 static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("leave.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend.lua")));
 
 /// The longest period (and margin) a limit takes, as [`RateLimiter`]'s: 365 days.
 const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -315,8 +316,6 @@ impl RedisRateLimit {
         loop {
             let error = match self.step(&turn.token, turn.ticket).await {
                 Ok(Step::Granted { id, at_us }) => {
-                    // The place leaves the window by itself by then: finishing it later is moot.
-                    let leaves = Instant::now() + self.inner.period + self.inner.margin;
                     turn.queued = false;
                     if self.inner.on_fallback.swap(false, Ordering::Relaxed) {
                         tracing::info!(
@@ -330,7 +329,7 @@ impl RedisRateLimit {
                             limit: self.clone(),
                             id,
                             at_us,
-                            leaves,
+                            lease: Lease(tokio::spawn(self.clone().lease(id))),
                         },
                     });
                 }
@@ -409,9 +408,36 @@ impl RedisRateLimit {
         }
     }
 
+    /// Keeps place `id` in the window while its request is in flight: every quarter period, its
+    /// anchor moves up to Redis's now, so it never leaves the window before the answer (a
+    /// request may reach the server any time before its answer). Ends when the permit is
+    /// finished or dropped (the task is aborted); a failed extension is tried again at the next.
+    async fn lease(self, id: u64) {
+        let inner = &self.inner;
+        let every = (inner.period / 4).max(Duration::from_millis(1));
+        let mut invocation = EXTEND.prepare_invoke();
+        invocation
+            .key(&inner.keys[0])
+            .arg(id)
+            .arg(micros(inner.period));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(error) = inner.redis.run::<i64>(&inner.keys[0], &invocation).await {
+                tracing::debug!(
+                    target: "lead_intake::shared",
+                    name = inner.name,
+                    %error,
+                    "shared rate limit: could not extend the place of a request in flight"
+                );
+            }
+        }
+    }
+
     /// Records the answer of place `id`: tries again while Redis is unavailable, until the
-    /// place leaves the window by itself (`leaves`), as a late answer raises its anchor.
-    async fn finish(&self, id: u64, leaves: Instant) -> Result<(), SharedError> {
+    /// place has surely left the window by itself (a period and the margin from now: its lease
+    /// extended it to now at most), as a late answer raises its anchor.
+    async fn finish(&self, id: u64) -> Result<(), SharedError> {
+        let leaves = Instant::now() + self.inner.period + self.inner.margin;
         let inner = &self.inner;
         let mut invocation = FINISH.prepare_invoke();
         invocation
@@ -491,6 +517,15 @@ impl fmt::Debug for RedisRateLimit {
     }
 }
 
+/// The task that extends a place in flight ([`RedisRateLimit::lease`]), aborted when dropped.
+struct Lease(tokio::task::JoinHandle<()>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A request the [`RedisRateLimit`] let through (or its local fallback did).
 /// [`finish`](Self::finish) it when the answer (or an error) arrives.
 #[must_use = "call finish() when the answer arrives, or the request keeps its place for the whole margin"]
@@ -503,8 +538,8 @@ enum PermitKind {
         limit: RedisRateLimit,
         id: u64,
         at_us: i64,
-        /// When the place leaves the window by itself, at the latest (this process's clock).
-        leaves: Instant,
+        /// Keeps the place in the window until the answer; aborted when the permit ends.
+        lease: Lease,
     },
     Local(Permit),
 }
@@ -537,9 +572,10 @@ impl SharedPermit {
     pub async fn finish(self) {
         match self.kind {
             PermitKind::Redis {
-                limit, id, leaves, ..
+                limit, id, lease, ..
             } => {
-                if let Err(error) = limit.finish(id, leaves).await {
+                drop(lease);
+                if let Err(error) = limit.finish(id).await {
                     tracing::debug!(
                         target: "lead_intake::shared",
                         name = limit.inner.name,
