@@ -40,11 +40,15 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(1);
 /// place leaves the window one period after the answer. (Measured, issue 20: beside the other
 /// tests of `tests/multi_process.rs`, up to 37 requests a run reached the fake 100 to 292 ms
 /// after their grant; keeping the margin let the next grant in while the fake still counted
-/// them, and drew 429s in 3 of 7 runs.) The margin only bounds a request whose answer never
-/// comes (its process died, its permit was dropped) or comes after the place has left, at the
-/// grant plus the period and the margin. This costs a request answered after the margin its
-/// round trip instead of the margin; the in-process [`RateLimiter`] keeps the margin as its
-/// bound.
+/// them, and drew 429s in 3 of 7 runs; beside a CPU load, requests reached it over a second
+/// after their grant.) While the request is in flight, the permit keeps its place in the window:
+/// a lease task of the permit moves the anchor up to Redis's now every quarter period, so the
+/// place cannot leave before the answer however late the request reaches the server; a request
+/// answered within a quarter period costs no extra Redis call. The margin only bounds a permit
+/// dropped without [`SharedPermit::finish`]; the place of a process that died leaves a period
+/// after its last extension (at most a quarter period before it died) or after its grant plus
+/// the margin, whichever is later. This costs a request answered after the margin its round trip
+/// instead of the margin; the in-process [`RateLimiter`] keeps the margin as its bound.
 ///
 /// Each step runs as one Lua script in Redis, on Redis's clock (`TIME`), so the workers' clocks do
 /// not matter. Waiters take a ticket and are served in ticket order across all processes; a
