@@ -469,6 +469,31 @@ async fn a_request_in_flight_keeps_its_place_past_the_margin_and_the_period() {
     permit.finish().await;
 }
 
+/// Issue 20 §2: Redis loses its data (a restart without persistence) while a request is in
+/// flight: the window forgets its place although the server counts the request. Its answer puts
+/// the place back (as its lease would while it is in flight), under a member no new grant can
+/// take (place ids start again with the lost counter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_lost_with_redis_s_data_is_put_back_by_its_answer() {
+    let server = RedisServer::start();
+    let mut look = raw(&server).await;
+    let name = "lost-in-flight";
+    with_history(&mut look, name).await;
+    let period = Duration::from_secs(60);
+    let limit = RedisRateLimit::new(&connection(&server), name, 2, period)
+        .unwrap()
+        .with_margin(Duration::ZERO);
+    let in_flight = limit.acquire().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut look).await.unwrap();
+    let lost_at = micros(redis_now(&mut look).await);
+    in_flight.finish().await;
+    let (_, anchor) = only_place(&mut look, name).await;
+    assert!(
+        anchor >= lost_at,
+        "the answered place is anchored at {anchor}, before the loss at {lost_at}"
+    );
+}
+
 /// Issue 20 §2: an answer that comes while Redis restarts (it keeps its data) is recorded once
 /// Redis is back, so the place of a request that reached the server late is not let go at the
 /// grant plus the margin.

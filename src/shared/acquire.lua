@@ -1,6 +1,8 @@
 -- One step of RedisRateLimit::acquire, atomic in Redis, on Redis's clock.
 --
--- KEYS[1] places: ZSET, member = place id, score = anchor (µs since the epoch): the latest time
+-- KEYS[1] places: ZSET, member = the granted waiter's token (unique to the grant: place ids start
+--                 again when Redis loses its data, so finish.lua and extend.lua, which put a
+--                 lost place back, must not meet a new one), score = anchor (µs since the epoch): the latest time
 --                 the server can have counted the request: its grant + margin while it has no
 --                 answer, then its answer (finish.lua sets it, lower or higher). A place leaves
 --                 the window at anchor + period.
@@ -93,7 +95,7 @@ if rank < free then
     redis.call('ZREM', alive, token)
   end
   local id = redis.call('INCR', seq)
-  redis.call('ZADD', places, now + margin, id)
+  redis.call('ZADD', places, now + margin, token)
   keep(places, keep_ms)
   return {1, id, now}
 end

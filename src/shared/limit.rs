@@ -333,7 +333,8 @@ impl RedisRateLimit {
                             limit: self.clone(),
                             id,
                             at_us,
-                            lease: Lease(tokio::spawn(self.clone().lease(id))),
+                            lease: Lease(tokio::spawn(self.clone().lease(turn.token.clone()))),
+                            place: turn.token.clone(),
                         },
                     });
                 }
@@ -416,13 +417,13 @@ impl RedisRateLimit {
     /// anchor moves up to Redis's now, so it never leaves the window before the answer (a
     /// request may reach the server any time before its answer). Ends when the permit is
     /// finished or dropped (the task is aborted); a failed extension is tried again at the next.
-    async fn lease(self, id: u64) {
+    async fn lease(self, place: String) {
         let inner = &self.inner;
         let every = (inner.period / 4).max(Duration::from_millis(1));
         let mut invocation = EXTEND.prepare_invoke();
         invocation
             .key(&inner.keys[0])
-            .arg(id)
+            .arg(place)
             .arg(micros(inner.period));
         loop {
             tokio::time::sleep(every).await;
@@ -440,13 +441,13 @@ impl RedisRateLimit {
     /// Records the answer of place `id`: tries again while Redis is unavailable, until the
     /// place has surely left the window by itself (a period and the margin from now: its lease
     /// extended it to now at most), as a late answer raises its anchor.
-    async fn finish(&self, id: u64) -> Result<(), SharedError> {
+    async fn finish(&self, place: &str) -> Result<(), SharedError> {
         let leaves = Instant::now() + self.inner.period + self.inner.margin;
         let inner = &self.inner;
         let mut invocation = FINISH.prepare_invoke();
         invocation
             .key(&inner.keys[0])
-            .arg(id)
+            .arg(place)
             .arg(micros(inner.period));
         loop {
             match inner.redis.run::<i64>(&inner.keys[0], &invocation).await {
@@ -544,6 +545,9 @@ enum PermitKind {
         at_us: i64,
         /// Keeps the place in the window until the answer; aborted when the permit ends.
         lease: Lease,
+        /// The place's member in `:places`: the granted acquire's token, unique to this grant
+        /// (ids start again when Redis loses its data; tokens do not meet).
+        place: String,
     },
     Local(Permit),
 }
@@ -576,10 +580,13 @@ impl SharedPermit {
     pub async fn finish(self) {
         match self.kind {
             PermitKind::Redis {
-                limit, id, lease, ..
+                limit,
+                lease,
+                place,
+                ..
             } => {
                 drop(lease);
-                if let Err(error) = limit.finish(id).await {
+                if let Err(error) = limit.finish(&place).await {
                     tracing::debug!(
                         target: "lead_intake::shared",
                         name = limit.inner.name,
