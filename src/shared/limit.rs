@@ -70,8 +70,10 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(1);
 /// **A limit without history waits one period.** When `:seq` is missing (the name was never
 /// used, or Redis came back without its data while workers were sending), the window cannot
 /// know what was sent in the last period: the first grant waits for the period and the margin
-/// (`:hold`), so a Redis restart that loses the data never lets more than `max` through. The
-/// very first request under a new name waits once, about a second for Kommo's limit.
+/// (`:hold`), and the requests still in flight put their places back (their lease, within a
+/// quarter period, or their answer), so a Redis restart that loses the data never lets more
+/// than `max` through. The very first request under a new name waits once, about a second for
+/// Kommo's limit.
 ///
 /// ```no_run
 /// use std::time::Duration;
