@@ -89,9 +89,12 @@ enum Backend {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A rate limit kept outside this process (feature `redis`: `lead_intake::shared::RedisRateLimit`),
-/// for [`RateLimiter::shared`]. It must keep the same rule as the in-process limiter: no window
-/// of [`period`](Self::period) holds more than [`max`](Self::max) granted requests, each counted
-/// from its grant until [`SharedGrant::finish`], for at most the [`margin`](Self::margin).
+/// for [`RateLimiter::shared`]. It must keep at least the rule of the in-process limiter: no
+/// window of [`period`](Self::period) holds more than [`max`](Self::max) granted requests, each
+/// counted from its grant until [`SharedGrant::finish`], for at least the
+/// [`margin`](Self::margin) if it is never finished. It may count a request longer:
+/// `RedisRateLimit` keeps a place answered after the margin until a period after its answer, as
+/// the request may have reached the server late.
 pub trait SharedLimit: Send + Sync + fmt::Debug + 'static {
     /// Waits until a request may start, and counts it; or fails, and then the request is not
     /// sent. A wait that is cancelled should take no place.
@@ -106,8 +109,8 @@ pub trait SharedLimit: Send + Sync + fmt::Debug + 'static {
 
 /// A request a [`SharedLimit`] let through.
 pub trait SharedGrant: Send + fmt::Debug {
-    /// The answer arrived: the place may leave the window one period from now. Failing to
-    /// record it must only lower the rate (the place keeps its margin).
+    /// The answer arrived: the place may leave the window one period from now (not sooner).
+    /// Failing to record it must only lower the rate (the place keeps its margin).
     fn finish(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 

@@ -370,6 +370,163 @@ async fn a_redis_that_never_answers_times_out_without_showing_its_password() {
     }
 }
 
+/// The place of the one request under `name`, and its anchor (µs on Redis's clock).
+async fn only_place(look: &mut redis::aio::MultiplexedConnection, name: &str) -> (String, i64) {
+    let places: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(format!("{{{name}}}:limit:places"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(look)
+        .await
+        .unwrap();
+    assert_eq!(places.len(), 1, "{places:?}");
+    let (id, anchor) = places[0].clone();
+    (id, anchor as i64)
+}
+
+/// A limit under `name` that has history (its counter exists), so its first grant does not wait
+/// for the hold of a limit without one.
+async fn with_history(look: &mut redis::aio::MultiplexedConnection, name: &str) {
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{{name}}}:limit:seq"))
+        .arg(0)
+        .query_async(look)
+        .await
+        .unwrap();
+}
+
+/// Issue 20 §2: a request may reach the server later than the margin after its grant (the
+/// grant's answer from Redis, a busy machine, a slow network come between); its answer is the
+/// only moment the client knows the server has counted it. An answer after the margin must move
+/// the place's anchor up to the answer, so the place stays in the window for a period after it
+/// (and the places' key must live that long). With margin zero, every answer is late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_after_the_margin_keeps_the_place_a_period_after_the_answer() {
+    let server = RedisServer::start();
+    let mut look = raw(&server).await;
+    let name = "late-answer";
+    with_history(&mut look, name).await;
+    let period = Duration::from_secs(60);
+    let limit = RedisRateLimit::new(&connection(&server), name, 1, period)
+        .unwrap()
+        .with_margin(Duration::ZERO);
+    let permit = limit.acquire().await.unwrap();
+    let granted = granted_us(&permit);
+    // The answer comes after the grant plus the margin (zero) on Redis's clock.
+    let mut answered = micros(redis_now(&mut look).await);
+    while answered <= granted {
+        answered = micros(redis_now(&mut look).await);
+    }
+    permit.finish().await;
+    let (_, anchor) = only_place(&mut look, name).await;
+    assert!(
+        anchor >= answered,
+        "the place is anchored at {anchor}, before the answer at {answered} \
+         (granted at {granted}): the server may still count it for a period after"
+    );
+    let expires_ms: i64 = redis::cmd("PEXPIRETIME")
+        .arg(format!("{{{name}}}:limit:places"))
+        .query_async(&mut look)
+        .await
+        .unwrap();
+    assert!(
+        expires_ms * 1000 >= anchor + period.as_micros() as i64,
+        "the places expire at {expires_ms} ms, before the place leaves the window"
+    );
+}
+
+/// Issue 20 §2: a request still in flight may reach the server at any moment before its answer
+/// (measured under load: over a second after its grant), so its place must not leave the window
+/// at the grant plus the margin and the period: the permit's lease keeps moving it up until the
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_keeps_its_place_past_the_margin_and_the_period() {
+    let server = RedisServer::start();
+    let mut look = raw(&server).await;
+    let name = "in-flight";
+    with_history(&mut look, name).await;
+    let period = Duration::from_secs(1);
+    let limit = RedisRateLimit::new(&connection(&server), name, 1, period)
+        .unwrap()
+        .with_margin(Duration::ZERO);
+    let permit = limit.acquire().await.unwrap();
+    let granted = granted_us(&permit);
+    // Without its answer, half a period after the place would have left (grant + margin +
+    // period), on Redis's clock.
+    let late = granted + (period * 3 / 2).as_micros() as i64;
+    let mut now = micros(redis_now(&mut look).await);
+    while now < late {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        now = micros(redis_now(&mut look).await);
+    }
+    let (_, anchor) = only_place(&mut look, name).await;
+    assert!(
+        anchor + period.as_micros() as i64 > now,
+        "the place of a request in flight left the window at {} (granted at {granted}, now {now})",
+        anchor + period.as_micros() as i64
+    );
+    permit.finish().await;
+}
+
+/// Issue 20 §2: Redis loses its data (a restart without persistence) while a request is in
+/// flight: the window forgets its place although the server counts the request. Its answer puts
+/// the place back (as its lease would while it is in flight), under a member no new grant can
+/// take (place ids start again with the lost counter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_lost_with_redis_s_data_is_put_back_by_its_answer() {
+    let server = RedisServer::start();
+    let mut look = raw(&server).await;
+    let name = "lost-in-flight";
+    with_history(&mut look, name).await;
+    let period = Duration::from_secs(60);
+    let limit = RedisRateLimit::new(&connection(&server), name, 2, period)
+        .unwrap()
+        .with_margin(Duration::ZERO);
+    let in_flight = limit.acquire().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut look).await.unwrap();
+    let lost_at = micros(redis_now(&mut look).await);
+    in_flight.finish().await;
+    let (_, anchor) = only_place(&mut look, name).await;
+    assert!(
+        anchor >= lost_at,
+        "the answered place is anchored at {anchor}, before the loss at {lost_at}"
+    );
+}
+
+/// Issue 20 §2: an answer that comes while Redis restarts (it keeps its data) is recorded once
+/// Redis is back, so the place of a request that reached the server late is not let go at the
+/// grant plus the margin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_while_redis_restarts_is_recorded_once_it_is_back() {
+    let mut server = RedisServer::start_persistent();
+    let name = "late-restart";
+    with_history(&mut raw(&server).await, name).await;
+    let limit = RedisRateLimit::new(
+        &connection(&server).with_timeout(Duration::from_millis(500)),
+        name,
+        1,
+        Duration::from_secs(60),
+    )
+    .unwrap()
+    .with_margin(Duration::ZERO);
+    let permit = limit.acquire().await.unwrap();
+    let granted = granted_us(&permit);
+    server.stop();
+    let finish = tokio::spawn(permit.finish());
+    server.start_again();
+    tokio::time::timeout(PROGRESS, finish)
+        .await
+        .expect("the finish ends")
+        .unwrap();
+    let mut look = raw(&server).await;
+    let (_, anchor) = only_place(&mut look, name).await;
+    assert!(
+        anchor > granted,
+        "the answer during the restart was not recorded: anchored at the grant {granted}"
+    );
+}
+
 /// Acquires until Redis (not the fallback) grants, after a restart: the first tries may still
 /// meet the dead connection.
 async fn until_redis_grants(limit: &RedisRateLimit) -> SharedPermit {

@@ -1,8 +1,11 @@
 -- One step of RedisRateLimit::acquire, atomic in Redis, on Redis's clock.
 --
--- KEYS[1] places: ZSET, member = place id, score = anchor (µs since the epoch): the latest time
---                 the server can have counted the request (its grant + margin, lowered to its
---                 answer by finish.lua). A place leaves the window at anchor + period.
+-- KEYS[1] places: ZSET, member = the granted waiter's token (unique to the grant: place ids start
+--                 again when Redis loses its data, so finish.lua and extend_place.lua, which put a
+--                 lost place back, must not meet a new one), score = anchor (µs since the epoch): the latest time
+--                 the server can have counted the request: its grant + margin while it has no
+--                 answer, then its answer (finish.lua sets it, lower or higher). A place leaves
+--                 the window at anchor + period.
 -- KEYS[2] queue:  ZSET of waiters, member = the waiter's token (chosen by the client, so it can
 --                 leave even if it never saw an answer), score = its ticket: rank = arrival order.
 -- KEYS[3] alive:  ZSET of the same tokens, score = the waiter's liveness deadline (µs).
@@ -92,7 +95,7 @@ if rank < free then
     redis.call('ZREM', alive, token)
   end
   local id = redis.call('INCR', seq)
-  redis.call('ZADD', places, now + margin, id)
+  redis.call('ZADD', places, now + margin, token)
   keep(places, keep_ms)
   return {1, id, now}
 end

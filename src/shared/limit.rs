@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use redis::Script;
 
 use super::{RedisConnection, SharedError, check_name};
@@ -15,6 +17,7 @@ use crate::ratelimit::{
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("acquire.lua")));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("finish.lua")));
 static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("leave.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend_place.lua")));
 
 /// The longest period (and margin) a limit takes, as [`RateLimiter`]'s: 365 days.
 const MAX_PERIOD: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -26,9 +29,26 @@ const MAX_POLL: Duration = Duration::from_secs(1);
 const LIVENESS_SLACK: Duration = Duration::from_secs(1);
 
 /// A sliding-window rate limit shared by every process that uses the same Redis and name: no
-/// window of one `period` holds more than `max` requests, counted as
-/// [`RateLimiter`] counts them (each request holds its place from its grant until its answer,
-/// for at most the margin).
+/// window of one `period` holds more than `max` requests, each counted from its grant until its
+/// answer ([`SharedPermit::finish`]), or until its grant plus the margin while it has none.
+///
+/// **A late answer moves the place, both ways.** The server counts a request when it arrives,
+/// which can be later than the margin after the grant: the grant's answer from Redis, the
+/// process's scheduling, a new connection or a slow network all come between. The answer is the
+/// only moment the client knows the server has counted it, so [`SharedPermit::finish`] sets the
+/// place's anchor to that moment, lower *or higher* than the grant plus the margin, and the
+/// place leaves the window one period after the answer. (Measured, issue 20: beside the other
+/// tests of `tests/multi_process.rs`, up to 37 requests a run reached the fake 100 to 292 ms
+/// after their grant; keeping the margin let the next grant in while the fake still counted
+/// them, and drew 429s in 3 of 7 runs; beside a CPU load, requests reached it over a second
+/// after their grant.) While the request is in flight, the permit keeps its place in the window:
+/// a lease task of the permit moves the anchor up to Redis's now every quarter period, so the
+/// place cannot leave before the answer however late the request reaches the server; a request
+/// answered within a quarter period costs no extra Redis call. The margin only bounds a permit
+/// dropped without [`SharedPermit::finish`]; the place of a process that died leaves a period
+/// after its last extension (at most a quarter period before it died) or after its grant plus
+/// the margin, whichever is later. This costs a request answered after the margin its round trip
+/// instead of the margin; the in-process [`RateLimiter`] keeps the margin as its bound.
 ///
 /// Each step runs as one Lua script in Redis, on Redis's clock (`TIME`), so the workers' clocks do
 /// not matter. Waiters take a ticket and are served in ticket order across all processes; a
@@ -50,8 +70,10 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(1);
 /// **A limit without history waits one period.** When `:seq` is missing (the name was never
 /// used, or Redis came back without its data while workers were sending), the window cannot
 /// know what was sent in the last period: the first grant waits for the period and the margin
-/// (`:hold`), so a Redis restart that loses the data never lets more than `max` through. The
-/// very first request under a new name waits once, about a second for Kommo's limit.
+/// (`:hold`), and the requests still in flight put their places back (their lease, within a
+/// quarter period, or their answer), so a Redis restart that loses the data never lets more
+/// than `max` through. The very first request under a new name waits once, about a second for
+/// Kommo's limit.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -313,6 +335,8 @@ impl RedisRateLimit {
                             limit: self.clone(),
                             id,
                             at_us,
+                            lease: Lease(tokio::spawn(self.clone().lease(turn.token.clone()))),
+                            place: turn.token.clone(),
                         },
                     });
                 }
@@ -391,12 +415,52 @@ impl RedisRateLimit {
         }
     }
 
-    async fn finish(&self, id: u64) -> Result<(), SharedError> {
+    /// Keeps place `id` in the window while its request is in flight: every quarter period, its
+    /// anchor moves up to Redis's now, so it never leaves the window before the answer (a
+    /// request may reach the server any time before its answer). Ends when the permit is
+    /// finished or dropped (the task is aborted); a failed extension is tried again at the next.
+    async fn lease(self, place: String) {
+        let inner = &self.inner;
+        let every = (inner.period / 4).max(Duration::from_millis(1));
+        let mut invocation = EXTEND.prepare_invoke();
+        invocation
+            .key(&inner.keys[0])
+            .arg(place)
+            .arg(micros(inner.period));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(error) = inner.redis.run::<i64>(&inner.keys[0], &invocation).await {
+                tracing::debug!(
+                    target: "lead_intake::shared",
+                    name = inner.name,
+                    %error,
+                    "shared rate limit: could not extend the place of a request in flight"
+                );
+            }
+        }
+    }
+
+    /// Records the answer of place `id`: tries again while Redis is unavailable, until the
+    /// place has surely left the window by itself (a period and the margin from now: its lease
+    /// extended it to now at most), as a late answer raises its anchor.
+    async fn finish(&self, place: &str) -> Result<(), SharedError> {
+        let leaves = Instant::now() + self.inner.period + self.inner.margin;
         let inner = &self.inner;
         let mut invocation = FINISH.prepare_invoke();
-        invocation.key(&inner.keys[0]).arg(id);
-        inner.redis.run::<i64>(&inner.keys[0], &invocation).await?;
-        Ok(())
+        invocation
+            .key(&inner.keys[0])
+            .arg(place)
+            .arg(micros(inner.period));
+        loop {
+            match inner.redis.run::<i64>(&inner.keys[0], &invocation).await {
+                Ok(_) => return Ok(()),
+                Err(error) if error.is_unavailable() && Instant::now() < leaves => {
+                    let pause = leaves.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(pause.min(inner.poll)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 }
 
@@ -460,6 +524,15 @@ impl fmt::Debug for RedisRateLimit {
     }
 }
 
+/// The task that extends a place in flight ([`RedisRateLimit::lease`]), aborted when dropped.
+struct Lease(tokio::task::JoinHandle<()>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A request the [`RedisRateLimit`] let through (or its local fallback did).
 /// [`finish`](Self::finish) it when the answer (or an error) arrives.
 #[must_use = "call finish() when the answer arrives, or the request keeps its place for the whole margin"]
@@ -472,6 +545,11 @@ enum PermitKind {
         limit: RedisRateLimit,
         id: u64,
         at_us: i64,
+        /// Keeps the place in the window until the answer; aborted when the permit ends.
+        lease: Lease,
+        /// The place's member in `:places`: the granted acquire's token, unique to this grant
+        /// (ids start again when Redis loses its data; tokens do not meet).
+        place: String,
     },
     Local(Permit),
 }
@@ -493,13 +571,24 @@ impl SharedPermit {
     }
 
     /// The answer has arrived, so the server has counted the request by now: its place leaves
-    /// the window one period from now (Redis's now) rather than one period after its grant plus
-    /// the margin. If Redis cannot be reached, the place keeps its margin, which only lowers the
-    /// rate (logged at DEBUG).
+    /// the window one period from now (Redis's now), sooner than one period after its grant plus
+    /// the margin if the answer came within the margin, later if it came after (the request may
+    /// have reached the server late: see [`RedisRateLimit`]). Call it as soon as the answer (or
+    /// an error) arrives.
+    ///
+    /// While Redis cannot be reached (it is restarting), it tries again every poll interval
+    /// until the place would have left the window anyway (the period and the margin after the
+    /// grant); then the place keeps its margin (logged at DEBUG).
     pub async fn finish(self) {
         match self.kind {
-            PermitKind::Redis { limit, id, .. } => {
-                if let Err(error) = limit.finish(id).await {
+            PermitKind::Redis {
+                limit,
+                lease,
+                place,
+                ..
+            } => {
+                drop(lease);
+                if let Err(error) = limit.finish(&place).await {
                     tracing::debug!(
                         target: "lead_intake::shared",
                         name = limit.inner.name,
@@ -516,7 +605,9 @@ impl SharedPermit {
 impl fmt::Debug for SharedPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            PermitKind::Redis { limit, id, at_us } => f
+            PermitKind::Redis {
+                limit, id, at_us, ..
+            } => f
                 .debug_struct("SharedPermit")
                 .field("name", &limit.inner.name)
                 .field("id", id)

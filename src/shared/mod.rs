@@ -7,8 +7,9 @@
 //! Redis, where every process sees it:
 //!
 //! - [`RedisRateLimit`]: the sliding window of [`RateLimiter`](crate::ratelimit::RateLimiter),
-//!   with the same rule and margin, kept by one Lua script run atomically on Redis's own clock,
-//!   with fair waiters across processes. When Redis cannot be reached it answers
+//!   with its rule and margin, kept by one Lua script run atomically on Redis's own clock, with
+//!   fair waiters across processes; a request answered after the margin keeps its place until a
+//!   period after its answer (it may have reached the server late). When Redis cannot be reached it answers
 //!   [`SharedError::Unavailable`] and grants nothing, unless you opt in to a local fallback
 //!   ([`RedisRateLimit::with_local_fallback`]).
 //! - [`TokenStore`], implemented by [`RedisTokenStore`]: the token pair with a version, saved by

@@ -16,7 +16,7 @@ use crate::oauth::{RefreshLock, Saved, StoredTokens, TokenPair, TokenStore};
 static LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lock.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
 static SAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("save.lua")));
-static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend_lock.lua")));
 
 /// A [`TokenStore`] in Redis: the pair as JSON with a version, saved by a compare-and-set
 /// script (against the version and the refresh token of the pair refreshed from; it stores even
