@@ -8,7 +8,7 @@
 #   servers of their own.
 #
 # The README's test command is this script followed by `cargo test --workspace`, and `.ci/run`
-# runs that very line, read from the README. Idempotent: with both tools present it only prints
+# runs that very line word for word (and checks the README still says it). Idempotent: with both tools present it only prints
 # their versions. Installing needs root or sudo, and apt-get (Debian or Ubuntu).
 set -eu
 here="$(dirname "$0")"
