@@ -145,10 +145,7 @@ impl AuthError {
         if redactions.0.is_empty() {
             return self;
         }
-        let text = |mut text: String| {
-            redactions.apply_to(&mut text);
-            text
-        };
+        let text = |text| redactions.scrubbed(text);
         match self {
             AuthError::Rejected {
                 grant,

@@ -738,10 +738,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
         if redactions.0.is_empty() {
             return self;
         }
-        let text = |mut text: String| {
-            redactions.apply_to(&mut text);
-            text
-        };
+        let text = |text| redactions.scrubbed(text);
         match self {
             Self::Problem {
                 endpoint,

@@ -89,6 +89,12 @@ impl Redactions {
         redact(text, self.searched())
     }
 
+    /// `text` with every secret removed ([`Redactions::apply_to`]), by value.
+    pub(crate) fn scrubbed(&self, mut text: String) -> String {
+        self.apply_to(&mut text);
+        text
+    }
+
     /// `text` redacted in place ([`Redactions::apply`]).
     pub(crate) fn apply_to(&self, text: &mut String) {
         if let std::borrow::Cow::Owned(redacted) = self.apply(text) {
