@@ -368,6 +368,18 @@ pub trait ApiResponse {
 /// let page = client.list_widgets().limit(250).send().or_empty().await?; // 204: an empty page
 /// # let _ = (widget, page); Ok(()) }
 /// ```
+///
+/// **Forgot `.send()`?** A request builder is not a call: `client.op().body()` does not compile,
+/// and the compiler's message ("the method `body` exists ... but its trait bounds were not
+/// satisfied", naming `Future` and a generated builder type) points into generated code. The
+/// builder's `.send()` makes the call; `.body()`, `.or_empty()` and `.or_gone()` finish it.
+///
+/// ```compile_fail
+/// # async fn f(client: lead_intake::kommo::Client) {
+/// use lead_intake::prelude::*;
+/// let page = client.list_widgets().or_empty().await; // missing .send()
+/// # }
+/// ```
 pub trait ResponseExt<T>:
     Future<Output = Result<ResponseValue<T>, progenitor_client::Error<()>>> + Sized
 {

@@ -51,6 +51,11 @@ pub mod _texts {
 pub use config::ConfigError;
 pub use secret::Secret;
 
+/// The date and time crate of the public API (`BotTokenClaims::new`'s expiry, the generated
+/// types' `date-time` fields), re-exported so that a caller uses the same version without adding
+/// it: `lead_intake::chrono::Utc::now()`.
+pub use chrono;
+
 /// Everything a caller needs in scope: `use lead_intake::prelude::*;`.
 pub mod prelude {
     pub use crate::batch::{BatchOptions, BatchReport, ItemOutcome};
