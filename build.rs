@@ -91,8 +91,8 @@ fn hooks_check() -> Result<String, String> {
     Ok(format!(
         "A client generated with build.rs's hooks setting and a `ClientHooks` impl compiles:\n\n\
          ```\n{expected}{with_impl}fn main() {{}}\n```\n\n\
-         Without the impl it does not:\n\n\
-         ```compile_fail\n{expected}fn main() {{}}\n```\n\n\
+         Without the impl it does not (E0277: `Client: ClientHooks<()>` is not satisfied):\n\n\
+         ```compile_fail,E0277\n{expected}fn main() {{}}\n```\n\n\
          progenitor's default (`HooksMode::Optional`) would compile it without the impl:\n\n\
          ```\n{optional}fn main() {{}}\n```\n"
     ))

@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::retry::RetryRules;
+
 /// Options for one call: a timeout per attempt, a deadline for the whole call, the number of
 /// attempts and extra headers. Unset options keep the client's settings.
 ///
@@ -44,6 +46,7 @@ pub struct CallOptions {
     pub(crate) deadline: Option<Duration>,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) headers: HeaderMap,
+    pub(crate) rules: RetryRules,
 }
 
 impl fmt::Debug for CallOptions {
@@ -53,6 +56,7 @@ impl fmt::Debug for CallOptions {
             .field("deadline", &self.deadline)
             .field("max_attempts", &self.max_attempts)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -90,6 +94,14 @@ impl CallOptions {
     /// `Authorization` is set after it and wins).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.append(name, value);
+        self
+    }
+
+    /// Retry rules for this call, added to the client's
+    /// ([`ClientBuilder::retry_rules`](crate::kommo::ClientBuilder::retry_rules)); see
+    /// [`crate::retry`].
+    pub fn retry_rules(mut self, rules: RetryRules) -> Self {
+        self.rules = self.rules.and(&rules);
         self
     }
 

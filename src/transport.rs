@@ -34,7 +34,7 @@ pub(crate) use crate::answer::{AnswerError, AnswerLimits};
 use crate::auth::{AuthError, Authorizer};
 use crate::options::{CallOptions, Waiting};
 use crate::ratelimit::{RateLimiter, RateLimiterUnavailable};
-use crate::retry::{self, Attempt, GiveUp, Next, RetryPolicy};
+use crate::retry::{self, Attempt, CallRules, GiveUp, Next, RetryPolicy, RetryRules};
 use crate::secret::Redactions;
 use crate::segment::InvalidPathParameter;
 
@@ -67,9 +67,12 @@ pub(crate) struct CallContext {
     pub(crate) attempt_timeout: Option<std::time::Duration>,
 }
 
-/// The bounds of one call beyond the client's retry policy (from its [`CallOptions`]).
-#[derive(Clone, Copy, Debug, Default)]
+/// The bounds of one call beyond the client's retry policy (from its [`CallOptions`]), and what
+/// the retry rules say of it.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Bounds {
+    /// The client's and the call's [`RetryRules`], for this call.
+    pub(crate) rules: CallRules,
     /// When the whole call must have ended, and the deadline as given.
     pub(crate) deadline: Option<(Instant, std::time::Duration)>,
     /// Each attempt's timeout.
@@ -78,8 +81,9 @@ pub(crate) struct Bounds {
 
 impl Bounds {
     /// The bounds of a call with `options`, starting now.
-    fn of(options: &CallOptions) -> Self {
+    fn of(options: &CallOptions, rules: CallRules) -> Self {
         Self {
+            rules,
             deadline: options.deadline.map(|d| (Instant::now() + d, d)),
             attempt_timeout: options.attempt_timeout,
         }
@@ -140,6 +144,8 @@ pub(crate) struct Pipeline {
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
     pub(crate) limits: AnswerLimits,
+    /// The client's extensions of the retry table.
+    pub(crate) rules: RetryRules,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -149,6 +155,7 @@ impl std::fmt::Debug for Pipeline {
             .field("limiter", &self.limiter)
             .field("retry", &self.retry)
             .field("limits", &self.limits)
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -159,12 +166,14 @@ impl Pipeline {
         limiter: Option<RateLimiter>,
         retry: RetryPolicy,
         limits: AnswerLimits,
+        rules: RetryRules,
     ) -> Arc<Self> {
         Arc::new(Self {
             authorizer,
             limiter,
             retry,
             limits,
+            rules,
         })
     }
 
@@ -174,12 +183,25 @@ impl Pipeline {
         self.authorizer.redactions()
     }
 
-    /// Sends a request of a client (its `exec` hook), and leaves the call's context for
-    /// [`scope`].
+    /// Sends a request of a client that is not one of its generated operations, and leaves
+    /// the call's context for [`scope`]. Its retry rules match it by method and path only.
+    // The raw call's entry (issue 22 §1); the generated operations use `execute_operation`.
+    #[allow(dead_code)]
     pub(crate) async fn execute(
         &self,
         http: &reqwest::Client,
         request: Request,
+    ) -> reqwest::Result<Response> {
+        self.execute_operation(http, request, None).await
+    }
+
+    /// Sends a request of a client (its `exec` hook, with the generated operation's id), and
+    /// leaves the call's context for [`scope`].
+    pub(crate) async fn execute_operation(
+        &self,
+        http: &reqwest::Client,
+        request: Request,
+        operation: Option<&str>,
     ) -> reqwest::Result<Response> {
         let mut context = CallContext {
             endpoint: request.url().path().to_string(),
@@ -196,7 +218,12 @@ impl Pipeline {
             Some(n) => self.retry.with_max_attempts(n),
             None => self.retry,
         };
-        let bounds = Bounds::of(&options);
+        let rules = self.rules.and(&options.rules).of(&retry::Call {
+            operation,
+            method: request.method(),
+            path: request.url().path(),
+        });
+        let bounds = Bounds::of(&options, rules);
         context.attempt_timeout = bounds.attempt_timeout;
         let result = self
             .run(http, request, &policy, &bounds, &mut context)
@@ -491,7 +518,10 @@ pub(crate) async fn send_within(
         if by_deadline && matches!(&result, Err(e) if e.is_timeout()) {
             return (Ok(result), attempt, Some(Waiting::Answer));
         }
-        match (retry::decide(policy, &method, attempt, &outcome), spare) {
+        match (
+            retry::decide(policy, &bounds.rules, &method, attempt, &outcome),
+            spare,
+        ) {
             (Next::RetryAfter(wait), Some(spare))
                 if bounds.left().is_some_and(|left| wait >= left) =>
             {
@@ -568,6 +598,14 @@ pub(crate) async fn send_within(
                         attempts = attempt,
                         reason = outcome.reason(),
                         "not retried: the request may have been applied and the method is not idempotent"
+                    ),
+                    Next::GiveUp(GiveUp::NeverRetry) => tracing::debug!(
+                        target: "lead_intake::retry",
+                        %method,
+                        path,
+                        attempts = attempt,
+                        reason = outcome.reason(),
+                        "not retried: the retry rules say never to retry this operation"
                     ),
                     Next::Return => {}
                 }

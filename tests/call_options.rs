@@ -297,3 +297,123 @@ async fn extra_headers_are_sent_and_the_credentials_win() {
     assert_eq!(authorizations, vec![format!("Bearer {TOKEN}")]);
     assert_eq!(requests[1].header("x-request-id"), None, "the call's alone");
 }
+
+mod retry_rules {
+    use super::*;
+    use lead_intake::retry::{Operation, RetryRules};
+    use reqwest::{Method, StatusCode};
+
+    fn conflict_then_sources() -> Vec<Reply> {
+        vec![
+            Reply::json(409, serde_json::json!({"title": "Conflict", "status": 409})),
+            sources(),
+        ]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_retries_a_status_its_rules_add() {
+        let server = ScriptServer::sequence(conflict_then_sources()).await;
+        let kommo = Client::builder()
+            .base_url(&server.base_url)
+            .token(TOKEN)
+            .no_rate_limit()
+            .retry(patient())
+            .retry_rules(RetryRules::new().retry_status(StatusCode::CONFLICT))
+            .http_client(http_without_timeouts())
+            .build()
+            .unwrap();
+        kommo.list_sources().send().or_empty().await.unwrap();
+        assert_eq!(server.requests().len(), 2);
+
+        // The default client does not.
+        let server = ScriptServer::sequence(conflict_then_sources()).await;
+        let err = client(&server, None)
+            .list_sources()
+            .send()
+            .or_empty()
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::CONFLICT));
+        assert_eq!(server.requests().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_can_add_a_status_or_stop_retrying_its_operation() {
+        let server = ScriptServer::sequence(conflict_then_sources()).await;
+        let kommo = client(&server, None);
+        let add_409 = RetryRules::new().retry_status(StatusCode::CONFLICT);
+        kommo
+            .list_sources()
+            .send()
+            .with_options(CallOptions::new().retry_rules(add_409))
+            .or_empty()
+            .await
+            .unwrap();
+        assert_eq!(server.requests().len(), 2);
+
+        let server = ScriptServer::sequence(vec![Reply::status(503)]).await;
+        let kommo = client(&server, None);
+        let never = RetryRules::new().never_retry(Operation::id("list_sources"));
+        let err = kommo
+            .list_sources()
+            .send()
+            .with_options(CallOptions::new().retry_rules(never))
+            .or_empty()
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(server.requests().len(), 1);
+        // A rule for another operation changes nothing.
+        let other = RetryRules::new().never_retry(Operation::id("list_widgets"));
+        kommo
+            .list_sources()
+            .send()
+            .with_options(CallOptions::new().retry_rules(other))
+            .or_empty()
+            .await
+            .unwrap_err();
+        assert_eq!(server.requests().len(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_post_marked_safe_is_sent_again_after_a_5xx() {
+        let add = |kommo: Client, rules: RetryRules| async move {
+            kommo
+                .add_sources()
+                .body(
+                    serde_json::from_value::<lead_intake::kommo::types::AddSourcesRequest>(
+                        serde_json::json!([{"name": "chat", "external_id": "x1"}]),
+                    )
+                    .unwrap(),
+                )
+                .send()
+                .with_options(CallOptions::new().retry_rules(rules))
+                .body()
+                .await
+        };
+        let replies = || {
+            vec![
+                Reply::status(503),
+                Reply::json(200, example("addSources.response.200.json")),
+            ]
+        };
+        let server = ScriptServer::sequence(replies()).await;
+        let safe = RetryRules::new().safe_to_resend(Operation::id("add_sources"));
+        add(client(&server, None), safe).await.unwrap();
+        assert_eq!(server.requests().len(), 2);
+
+        let server = ScriptServer::sequence(replies()).await;
+        let by_route =
+            RetryRules::new().safe_to_resend(Operation::route(Method::POST, "/api/v4/sources"));
+        add(client(&server, None), by_route).await.unwrap();
+        assert_eq!(server.requests().len(), 2);
+
+        // Without the mark a POST is not sent again after a 5xx.
+        let server = ScriptServer::sequence(replies()).await;
+        let err = add(client(&server, None), RetryRules::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(server.requests().len(), 1);
+    }
+}
