@@ -1,5 +1,5 @@
 //! A request that could not be sent or whose answer did not come, with its cause in words:
-//! [`TransportError`], the payload of [`ApiError::Transport`](crate::error::ApiError::Transport).
+//! [`TransportError`], the payload of `ApiError::Transport`.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -31,8 +31,7 @@ pub enum TransportCause {
 }
 
 /// Which timeout ended an attempt ([`TransportCause::Timeout`]). The answer's own timeout is
-/// [`ApiError::Answer`](crate::error::ApiError::Answer) and the call's deadline
-/// [`ApiError::DeadlineExceeded`](crate::error::ApiError::DeadlineExceeded).
+/// `ApiError::Answer` and the call's deadline `ApiError::DeadlineExceeded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimeoutBound {

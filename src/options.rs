@@ -1,5 +1,5 @@
-//! Settings for one call: [`CallOptions`], applied with
-//! [`ResponseExt::with_options`](crate::error::ResponseExt::with_options).
+//! Settings for one call: [`CallOptions`], applied with `ResponseExt::with_options` (in
+//! `lead_intake::prelude`).
 //!
 //! A call's options bound that call alone; the client's settings (README "Defaults") hold for
 //! every other call, and for whatever the options leave unset.
@@ -34,8 +34,7 @@ use crate::retry::RetryRules;
 /// The deadline covers everything the call waits for: the rate limiter (local or shared through
 /// Redis), each attempt's answer, the backoff between attempts and a server's `Retry-After`.
 /// When it would be passed the call stops at once and fails with
-/// [`ApiError::DeadlineExceeded`](crate::error::ApiError::DeadlineExceeded), which says what the
-/// call was waiting for ([`Waiting`]); a wait that cannot end before the deadline (a
+/// `ApiError::DeadlineExceeded`, which says what the call was waiting for ([`Waiting`]); a wait that cannot end before the deadline (a
 /// `Retry-After` or a backoff longer than the time left) is not begun.
 ///
 /// `Debug` shows the names of the extra headers, not their values (a header may carry a secret).
@@ -69,8 +68,8 @@ impl CallOptions {
 
     /// How long each attempt may take, from sending the request to the end of its answer's
     /// body (it replaces the HTTP client's request timeout for this call). An attempt that
-    /// takes longer fails with a timeout ([`TransportCause::Timeout`](crate::error::TransportCause::Timeout)
-    /// naming this bound) and is retried like any timeout.
+    /// takes longer fails with a timeout (`TransportCause::Timeout` naming this bound) and is
+    /// retried like any timeout.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
@@ -97,8 +96,7 @@ impl CallOptions {
         self
     }
 
-    /// Retry rules for this call, added to the client's
-    /// ([`ClientBuilder::retry_rules`](crate::kommo::ClientBuilder::retry_rules)); see
+    /// Retry rules for this call, added to the client's (its builder's `retry_rules`); see
     /// [`crate::retry`].
     pub fn retry_rules(mut self, rules: RetryRules) -> Self {
         self.rules = self.rules.and(&rules);
@@ -111,8 +109,7 @@ impl CallOptions {
     }
 }
 
-/// What a call was waiting for when its deadline came
-/// ([`ApiError::DeadlineExceeded`](crate::error::ApiError::DeadlineExceeded)).
+/// What a call was waiting for when its deadline came (`ApiError::DeadlineExceeded`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Waiting {
@@ -142,7 +139,7 @@ tokio::task_local! {
     static OPTIONS: CallOptions;
 }
 
-/// Runs `call` with `options` (for the raw call and [`ResponseExt::with_options`](crate::error::ResponseExt::with_options)).
+/// Runs `call` with `options` (for the raw call and `ResponseExt::with_options`).
 pub(crate) fn with_options<F: Future>(
     call: F,
     options: CallOptions,

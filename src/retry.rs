@@ -12,9 +12,8 @@
 //! | 403 | never: Kommo answers it to a blocked account, and more requests keep it blocked (`ApiError::AccountBlocked`) |
 //! | anything else | no |
 //!
-//! The table is the default; [`RetryRules`] extend it, per client
-//! ([`ClientBuilder::retry_rules`](crate::kommo::ClientBuilder::retry_rules)) and per call
-//! ([`CallOptions::retry_rules`](crate::options::CallOptions::retry_rules)): a status to retry
+//! The table is the default; [`RetryRules`] extend it, per client (the builders'
+//! `retry_rules`) and per call (`CallOptions::retry_rules`): a status to retry
 //! as a 5xx is (408, 409), an operation never to retry, a POST or PATCH that is safe to send
 //! again. Every decision is made in one place, from the table and the rules together.
 //!

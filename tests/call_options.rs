@@ -417,3 +417,74 @@ mod retry_rules {
         assert_eq!(server.requests().len(), 1);
     }
 }
+
+/// The deadline against a limit shared through a real Redis (its clock cannot be paused: real
+/// time passes, and only lower bounds on it are asserted).
+mod shared_limit {
+    use super::*;
+    use common::redis_server::RedisServer;
+    use lead_intake::shared::{RedisConnection, RedisRateLimit};
+
+    async fn queued(server: &RedisServer, key: &str) -> i64 {
+        let mut con = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("ZCARD")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wait_for_a_shared_limit_ends_at_the_deadline_and_leaves_the_queue() {
+        let redis = RedisServer::start();
+        let server = ScriptServer::sequence(vec![sources()]).await;
+        // One request in 30 s for every client of the key.
+        let limit = RedisRateLimit::new(
+            &RedisConnection::open(redis.url()).unwrap(),
+            "deadline",
+            1,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let kommo = client(&server, Some(limit.into()));
+        kommo.list_sources().send().or_empty().await.unwrap();
+        let started = std::time::Instant::now();
+        let err = kommo
+            .list_sources()
+            .send()
+            .with_options(CallOptions::new().deadline(Duration::from_millis(300)))
+            .or_empty()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApiError::DeadlineExceeded {
+                    waiting_for: Waiting::Limiter,
+                    attempts: 0,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "the second request was not sent"
+        );
+        // The cancelled wait gave its place in the shared queue up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while queued(&redis, "{deadline}:limit:queue").await != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queue kept the waiter"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
