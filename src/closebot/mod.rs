@@ -215,9 +215,12 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
     async fn exec(
         &self,
         request: reqwest::Request,
-        _info: &progenitor_client::OperationInfo,
+        info: &progenitor_client::OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
-        self.inner().pipeline.execute(self.client(), request).await
+        let pipeline = &self.inner().pipeline;
+        pipeline
+            .execute_operation(self.client(), request, Some(info.operation_id))
+            .await
     }
 }
 

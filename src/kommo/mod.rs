@@ -74,7 +74,8 @@ const ACCEPT_VALUE: &str = "application/hal+json, application/problem+json, appl
 ///
 /// Defaults: Kommo's rate limit of 7 requests per second ([`RateLimiter::kommo_default`],
 /// shared by the client's clones), [`RetryPolicy::default`](crate::retry::RetryPolicy::default), and an HTTP client with a 15 s
-/// connect timeout and a 60 s request timeout.
+/// connect timeout and a 60 s request timeout. Every default, client-wide and per call, is in
+/// the README's table "Defaults".
 ///
 /// ```
 /// use lead_intake::ratelimit::RateLimiter;
@@ -345,8 +346,11 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
     async fn exec(
         &self,
         request: reqwest::Request,
-        _info: &progenitor_client::OperationInfo,
+        info: &progenitor_client::OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
-        self.inner().pipeline.execute(self.client(), request).await
+        let pipeline = &self.inner().pipeline;
+        pipeline
+            .execute_operation(self.client(), request, Some(info.operation_id))
+            .await
     }
 }
