@@ -2,9 +2,11 @@
 //! test binary started again with the ignored test [`sync_worker`] selected and
 //! [`WORKER_ENV`] set) sync the same desired sources against one fake at the same moment: each
 //! builds its client, says it is ready, and waits for a line on stdin, so all list before any
-//! adds. The fake answers those four lists late (injected [`Fault::Slow`]), so every worker sees
+//! adds. The fake handles every request a second late ([`Faults::slow`]), so every worker sees
 //! no source and adds them all; Kommo (and the fake) refuses all but the first add of an
 //! `external_id` with `NotUnique`.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +16,9 @@ use lead_intake::kommo::types::AddSource;
 use lead_intake::prelude::*;
 use lead_intake::retry::RetryPolicy;
 use lead_intake::sync::{SourceSync, SyncOptions};
-use lead_intake_fake::{Config, FakeServer, Fault, Fixtures};
+use lead_intake_fake::{Config, FakeServer, Faults, Fixtures};
+
+use common::script::{Reply, ScriptServer, http_without_timeouts};
 
 /// Set in a worker's environment: the fake's base URL and token, tab-separated.
 const WORKER_ENV: &str = "LEAD_INTAKE_SYNC_WORKER";
@@ -136,10 +140,16 @@ fn report_of(mut child: Child, out: BufReader<std::process::ChildStdout>) -> ser
 
 #[test]
 fn four_processes_syncing_at_once_all_complete_each_source_once() {
-    let fake = FakeServer::start(Config::default().fixtures(Fixtures::empty())).unwrap();
+    // Every request is handled a second after it arrives: a worker's add arrives after its
+    // list's answer, so it is handled at least a second after every list that arrived within
+    // a second of that list: all four workers read the sources before any add is handled.
+    let fake = FakeServer::start(
+        Config::default()
+            .fixtures(Fixtures::empty())
+            .faults(Faults::none().slow(1.0, Duration::from_secs(1))),
+    )
+    .unwrap();
     let mut workers: Vec<_> = (0..PROCESSES).map(|_| start_worker(&fake)).collect();
-    // The four lists are answered one second late, so all four are read before any add is.
-    fake.inject((0..PROCESSES).map(|_| Fault::Slow(Duration::from_secs(1))));
     for (child, _) in &mut workers {
         let stdin = child.stdin.as_mut().unwrap();
         stdin.write_all(b"go\n").unwrap();
@@ -208,5 +218,83 @@ fn four_processes_syncing_at_once_all_complete_each_source_once() {
             .iter()
             .any(|r| r["report"].as_str().unwrap().contains("already existed")),
         "no worker met another's source: {reports:?}"
+    );
+}
+
+fn sources_page(sources: serde_json::Value) -> Reply {
+    Reply::json(
+        200,
+        serde_json::json!({"_total_items": 1, "_embedded": {"sources": sources}}),
+    )
+    .header("content-type", "application/hal+json")
+}
+
+/// The loser of a race whose winner created the source with other values makes it as it
+/// desires: the duplicate is read again and updated, one list, one add, one list, one update.
+#[tokio::test(start_paused = true)]
+async fn a_source_another_worker_created_differently_is_read_again_and_updated() {
+    let theirs = serde_json::json!({"id": 17619939, "name": "Phone", "pipeline_id": 1,
+        "external_id": "cb-phone", "services": [], "default": false, "origin_code": null});
+    let mut ours = theirs.clone();
+    ours["name"] = "Phone line".into();
+    ours["pipeline_id"] = 5867030.into();
+    let server = ScriptServer::sequence(vec![
+        Reply::status(204),
+        Reply::json(
+            400,
+            serde_json::json!({"validation-errors": [{"request_id": "0", "errors": [{"code": "NotUnique",
+                "path": "external_id", "detail": "A source with the external_id \"cb-phone\" already exists."}]}],
+                "title": "Bad Request", "type": "https://httpstatus.es/400", "status": 400,
+                "detail": "Request validation failed"}),
+        )
+        .header("content-type", "application/problem+json"),
+        sources_page(serde_json::json!([theirs])),
+        sources_page(serde_json::json!([ours])),
+    ])
+    .await;
+    let kommo = lead_intake::kommo::Client::builder()
+        .base_url(&server.base_url)
+        .token("long-lived-token")
+        .no_rate_limit()
+        .retry(RetryPolicy::none())
+        .http_client(http_without_timeouts())
+        .build()
+        .unwrap();
+
+    let desired = [AddSource::new("Phone line", "cb-phone").with_pipeline_id(5867030)];
+    let report = kommo
+        .sync_sources(&desired, &SyncOptions::new())
+        .await
+        .unwrap();
+
+    assert!(report.is_complete(), "{report:?}");
+    let SourceSync::AlreadyExisted(source) = report.sources()[0].outcome() else {
+        panic!("{report:?}")
+    };
+    assert_eq!(
+        (source.name.as_deref(), source.pipeline_id),
+        (Some("Phone line"), Some(5867030))
+    );
+    assert_eq!(
+        report.to_string(),
+        "0 created, 0 updated, 0 unchanged, 0 deleted, 0 failed, 1 already existed (created by another worker)"
+    );
+    let sent: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "GET /api/v4/sources",
+            "POST /api/v4/sources",
+            "GET /api/v4/sources",
+            "PATCH /api/v4/sources"
+        ]
+    );
+    assert_eq!(
+        server.requests()[3].json(),
+        serde_json::json!([{"id": 17619939, "name": "Phone line", "pipeline_id": 5867030}])
     );
 }
