@@ -3,7 +3,10 @@
 //! Setting up sources idempotently means listing them, matching by `external_id`, adding the
 //! missing, updating the changed and, when asked, deleting the integration's sources that are no
 //! longer wanted, within Kommo's limit of 50 sources per integration. A second run with the same
-//! desired sources sends no request but the list.
+//! desired sources sends no request but the list. Any number of workers may sync the same
+//! sources at once: a source another worker created meanwhile is read again and reconciled
+//! ([`SourceSync::AlreadyExisted`]), and only the sources the sync manages are ever deleted
+//! ([`SyncOptions::managing_prefix`], [`SyncOptions::managing`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -329,9 +332,15 @@ impl kommo::Client {
     /// the missing ones, updates the changed ones (name, pipeline, default, origin code,
     /// services; fields a desired source leaves unset are not compared), leaves the rest, and
     /// deletes the integration's sources that are not desired only with
-    /// [`SyncOptions::with_delete_undesired`]. Going over the limit of sources is reported before
-    /// anything is sent. The adds, updates and deletes go through the batch calls, so a rejected
-    /// source does not stop the others.
+    /// [`SyncOptions::with_delete_undesired`] (and of those, only the ones it manages:
+    /// [`SyncOptions::managing_prefix`], [`SyncOptions::managing`]). Going over the limit of
+    /// sources is reported before anything is sent. The adds, updates and deletes go through the
+    /// batch calls, so a rejected source does not stop the others.
+    ///
+    /// Several workers may sync at once: an add Kommo refuses because another worker (or a
+    /// person) created the source since our list (`NotUnique` on `external_id`) is settled by
+    /// reading the sources again and updating the source if it differs; it is reported
+    /// [`SourceSync::AlreadyExisted`], and the report stays complete.
     ///
     /// ```no_run
     /// use lead_intake::kommo::types::AddSource;
