@@ -160,7 +160,8 @@ pub enum SourceSync {
     /// It was the integration's and not desired, but not one the sync manages
     /// ([`SyncOptions::managing_prefix`], [`SyncOptions::managing`]): left as it is.
     LeftAlone(Source),
-    /// It was the integration's, not desired, and was deleted (its ID).
+    /// It was the integration's, not desired, and is deleted (its ID): by this sync, or by
+    /// another worker syncing at the same time (Kommo answered `NotFound` to our delete).
     Deleted(i64),
     /// Its add, update or delete did not succeed: the batch's outcome for it.
     Failed(ItemOutcome<Source>),
@@ -502,6 +503,7 @@ impl kommo::Client {
                 .delete_sources_batched(&items, &options.batch)
                 .await
                 .into_outcomes();
+            let deleted = self.settle_deletes(&items, deleted, options).await;
             for (source, outcome) in undesired.iter().zip(deleted) {
                 sources.push(SyncedSource {
                     external_id: source
@@ -549,6 +551,18 @@ fn is_duplicate(errors: &[crate::kommo::types::ValidationError]) -> bool {
         })
 }
 
+/// Whether Kommo refused a delete because the source is gone (another worker deleted it):
+/// `NotFound` on `id`.
+fn is_gone(errors: &[crate::kommo::types::ValidationError]) -> bool {
+    !errors.is_empty()
+        && errors.iter().all(|e| {
+            e.code.as_deref() == Some("NotFound")
+                && e.path
+                    .as_deref()
+                    .is_some_and(|p| p == "id" || p.ends_with(".id"))
+        })
+}
+
 /// The indices of the adds to settle by reading again: those refused as duplicates and, when
 /// there are any, those refused only because they were in a request with one (safe to resend).
 fn races(added: &[ItemOutcome<Source>]) -> Vec<usize> {
@@ -571,6 +585,45 @@ fn races(added: &[ItemOutcome<Source>]) -> Vec<usize> {
 }
 
 impl kommo::Client {
+    /// Settles the deletes another worker made first: a delete Kommo refuses because the source
+    /// is gone (`NotFound` on `id`) reached what was wanted, so it counts as deleted; the items
+    /// refused only for being in a request with one are sent again (at most
+    /// [`MAX_RACE_ROUNDS`] times).
+    async fn settle_deletes(
+        &self,
+        items: &[DeleteSourcesItem],
+        mut outcomes: Vec<ItemOutcome<i64>>,
+        options: &SyncOptions,
+    ) -> Vec<ItemOutcome<i64>> {
+        for _ in 0..MAX_RACE_ROUNDS {
+            let mut any_gone = false;
+            for (outcome, item) in outcomes.iter_mut().zip(items) {
+                if matches!(outcome, ItemOutcome::Rejected(e) if is_gone(e)) {
+                    *outcome = ItemOutcome::Succeeded(item.id);
+                    any_gone = true;
+                }
+            }
+            let resend: Vec<usize> = outcomes
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| matches!(o, ItemOutcome::NotApplied))
+                .map(|(i, _)| i)
+                .collect();
+            if !any_gone || resend.is_empty() {
+                break;
+            }
+            let again: Vec<DeleteSourcesItem> = resend.iter().map(|&i| items[i].clone()).collect();
+            let answers = self
+                .delete_sources_batched(&again, &options.batch)
+                .await
+                .into_outcomes();
+            for (k, &i) in resend.iter().enumerate() {
+                outcomes[i] = answers.get(k).cloned().unwrap_or(ItemOutcome::NotAttempted);
+            }
+        }
+        outcomes
+    }
+
     /// Every source of the integration (an empty list answers 204).
     async fn sources_now(&self) -> Result<Vec<Source>, kommo::Error> {
         Ok(self

@@ -1,4 +1,5 @@
-//! Issue 24 §1: `sync_sources` run by several copies at once converges. Four OS processes (this
+//! Issue 24 §1 and §2: `sync_sources` run by several copies at once converges, and deletes only
+//! the sources it manages. Four OS processes (this
 //! test binary started again with the ignored test [`sync_worker`] selected and
 //! [`WORKER_ENV`] set) sync the same desired sources against one fake at the same moment: each
 //! builds its client, says it is ready, and waits for a line on stdin, so all list before any
@@ -32,6 +33,14 @@ fn desired() -> Vec<AddSource> {
         AddSource::new("Instagram", "cb-instagram"),
         AddSource::new("Referral partners", "cb-referral"),
     ]
+}
+
+/// Every worker deletes the undesired sources it manages: those whose `external_id` starts
+/// with `cb-`.
+fn options() -> SyncOptions {
+    SyncOptions::new()
+        .with_delete_undesired(true)
+        .managing_prefix("cb-")
 }
 
 fn word(outcome: &SourceSync) -> &'static str {
@@ -68,10 +77,7 @@ fn sync_worker() {
         println!("READY");
         let mut go = String::new();
         std::io::stdin().read_line(&mut go).unwrap();
-        let report = kommo
-            .sync_sources(&desired(), &SyncOptions::new())
-            .await
-            .unwrap();
+        let report = kommo.sync_sources(&desired(), &options()).await.unwrap();
         let outcomes: Vec<(String, &str)> = report
             .sources()
             .iter()
@@ -145,7 +151,12 @@ fn four_processes_syncing_at_once_all_complete_each_source_once() {
     // a second of that list: all four workers read the sources before any add is handled.
     let fake = FakeServer::start(
         Config::default()
-            .fixtures(Fixtures::empty())
+            .fixtures(
+                Fixtures::empty()
+                    .source(serde_json::json!({"name": "Retired bot", "external_id": "cb-retired"}))
+                    .source(serde_json::json!({"name": "Old form", "external_id": "cb-old-form"}))
+                    .source(serde_json::json!({"name": "Made by hand", "external_id": "manual-1"})),
+            )
             .faults(Faults::none().slow(1.0, Duration::from_secs(1))),
     )
     .unwrap();
@@ -189,8 +200,32 @@ fn four_processes_syncing_at_once_all_complete_each_source_once() {
         .collect();
     listed.sort();
     let mut wanted: Vec<String> = desired().into_iter().map(|s| s.external_id).collect();
+    let mut expected = wanted.clone();
+    expected.push("manual-1".into());
+    expected.sort();
     wanted.sort();
-    assert_eq!(listed, wanted, "each desired source exists once");
+    assert_eq!(
+        listed, expected,
+        "each desired source exists once, the managed undesired ones are gone, the other is kept"
+    );
+    // Each undesired source is deleted for every worker (by it or by another at the same
+    // time); the unmanaged one is left alone by all.
+    for (external_id, expected) in [
+        ("cb-retired", "deleted"),
+        ("cb-old-form", "deleted"),
+        ("manual-1", "left_alone"),
+    ] {
+        for report in &reports {
+            let words: Vec<&str> = report["outcomes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|o| o[0] == external_id)
+                .map(|o| o[1].as_str().unwrap())
+                .collect();
+            assert_eq!(words, [expected], "{external_id}: {report}");
+        }
+    }
     // One worker created each source; the others found it created by another worker.
     for external_id in &wanted {
         let words: Vec<&str> = reports
