@@ -563,6 +563,18 @@ fn is_gone(errors: &[crate::kommo::types::ValidationError]) -> bool {
         })
 }
 
+/// Counts the deletes refused because the source is gone as deleted; whether there were any.
+fn gone_is_deleted(items: &[DeleteSourcesItem], outcomes: &mut [ItemOutcome<i64>]) -> bool {
+    let mut any = false;
+    for (outcome, item) in outcomes.iter_mut().zip(items) {
+        if matches!(outcome, ItemOutcome::Rejected(e) if is_gone(e)) {
+            *outcome = ItemOutcome::Succeeded(item.id);
+            any = true;
+        }
+    }
+    any
+}
+
 /// The indices of the adds to settle by reading again: those refused as duplicates and, when
 /// there are any, those refused only because they were in a request with one (safe to resend).
 fn races(added: &[ItemOutcome<Source>]) -> Vec<usize> {
@@ -596,13 +608,7 @@ impl kommo::Client {
         options: &SyncOptions,
     ) -> Vec<ItemOutcome<i64>> {
         for _ in 0..MAX_RACE_ROUNDS {
-            let mut any_gone = false;
-            for (outcome, item) in outcomes.iter_mut().zip(items) {
-                if matches!(outcome, ItemOutcome::Rejected(e) if is_gone(e)) {
-                    *outcome = ItemOutcome::Succeeded(item.id);
-                    any_gone = true;
-                }
-            }
+            let any_gone = gone_is_deleted(items, &mut outcomes);
             let resend: Vec<usize> = outcomes
                 .iter()
                 .enumerate()
@@ -621,6 +627,7 @@ impl kommo::Client {
                 outcomes[i] = answers.get(k).cloned().unwrap_or(ItemOutcome::NotAttempted);
             }
         }
+        gone_is_deleted(items, &mut outcomes);
         outcomes
     }
 
