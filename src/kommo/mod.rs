@@ -35,6 +35,8 @@ pub mod types {
 
 mod continue_bot;
 pub use continue_bot::{MAX_BUTTONS, MAX_HANDLERS, MAX_SHOW_TEXT};
+mod decide;
+pub use decide::{Decided, PriorDecision};
 mod leads;
 mod lists;
 mod problem;
