@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::export;
 
 /// The APIs, by spec stem.
-const APIS: &[&str] = &["kommo", "closebot"];
+pub(crate) const APIS: &[&str] = &["kommo", "closebot"];
 /// openapi-generator targets, each with the additional properties it gets.
 const GENERATORS: &[(&str, &str)] = &[
     ("python", ""),
@@ -39,12 +39,14 @@ const GENERATORS: &[(&str, &str)] = &[
 
 pub fn main(args: &[String]) -> ExitCode {
     let mut install = true;
+    let mut decode_only = false;
     for arg in args {
         match arg.as_str() {
             "--skip-install" => install = false,
+            "--decode-only" => decode_only = true,
             other => {
                 eprintln!(
-                    "error: unexpected argument `{other}`\nusage: cargo xtask conformance [--skip-install]"
+                    "error: unexpected argument `{other}`\nusage: cargo xtask conformance [--skip-install] [--decode-only]"
                 );
                 return ExitCode::from(2);
             }
@@ -84,6 +86,22 @@ pub fn main(args: &[String]) -> ExitCode {
         });
     };
 
+    if decode_only {
+        // Only the decoding checks, on the clients a full run generated.
+        for decoder in crate::decode::DECODERS {
+            step(
+                &format!("decode: {}", decoder.name),
+                &|cx| decoder.version(cx),
+                &|cx| crate::decode::run(cx, decoder),
+            );
+        }
+        print_table(&rows);
+        return if rows.iter().all(|r| r.result.is_ok()) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     if install {
         step("install-conformance-tools.sh", &|_| "-".into(), &|cx| {
             cx.run(
@@ -121,6 +139,13 @@ pub fn main(args: &[String]) -> ExitCode {
         &|cx| cx.py_version("openapi-python-client"),
         &openapi_python_client,
     );
+    for decoder in crate::decode::DECODERS {
+        step(
+            &format!("decode: {}", decoder.name),
+            &|cx| decoder.version(cx),
+            &|cx| crate::decode::run(cx, decoder),
+        );
+    }
     step(
         "openapi-typescript + tsc --strict",
         &|cx| {
@@ -162,7 +187,7 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-type Outcome = Result<String, String>;
+pub(crate) type Outcome = Result<String, String>;
 
 struct Row {
     tool: String,
@@ -192,26 +217,26 @@ fn print_table(rows: &[Row]) {
     println!();
 }
 
-struct Cx {
-    root: PathBuf,
-    tools: PathBuf,
-    out: PathBuf,
+pub(crate) struct Cx {
+    pub(crate) root: PathBuf,
+    pub(crate) tools: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 impl Cx {
-    fn node_bin(&self, name: &str) -> PathBuf {
+    pub(crate) fn node_bin(&self, name: &str) -> PathBuf {
         self.tools.join("node/node_modules/.bin").join(name)
     }
 
-    fn py_bin(&self, name: &str) -> PathBuf {
+    pub(crate) fn py_bin(&self, name: &str) -> PathBuf {
         self.tools.join("python/bin").join(name)
     }
 
-    fn export(&self, file: &str) -> PathBuf {
+    pub(crate) fn export(&self, file: &str) -> PathBuf {
         self.root.join(export::EXPORT_DIR).join(file)
     }
 
-    fn npm_version(&self, package: &str) -> String {
+    pub(crate) fn npm_version(&self, package: &str) -> String {
         let manifest = self
             .tools
             .join("node/node_modules")
@@ -224,7 +249,7 @@ impl Cx {
             .unwrap_or_else(|| "(not installed)".into())
     }
 
-    fn py_version(&self, package: &str) -> String {
+    pub(crate) fn py_version(&self, package: &str) -> String {
         let out = Command::new(self.py_bin("python"))
             .args([
                 "-c",
@@ -239,7 +264,7 @@ impl Cx {
     }
 
     /// Runs `cmd` with its output in `<out>/logs/<name>.log`; on failure, the log's tail.
-    fn run(&self, name: &str, cmd: &mut Command) -> Result<String, String> {
+    pub(crate) fn run(&self, name: &str, cmd: &mut Command) -> Result<String, String> {
         let logs = self.out.join("logs");
         let _ = fs::create_dir_all(&logs);
         let log = logs.join(format!("{name}.log"));
@@ -266,7 +291,7 @@ impl Cx {
     }
 
     /// A fresh output folder `<out>/<rel>`.
-    fn fresh(&self, rel: &str) -> Result<PathBuf, String> {
+    pub(crate) fn fresh(&self, rel: &str) -> Result<PathBuf, String> {
         let dir = self.out.join(rel);
         if dir.exists() {
             fs::remove_dir_all(&dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
@@ -276,7 +301,7 @@ impl Cx {
     }
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -546,7 +571,7 @@ for name in sys.argv[1:]:
 
 /// Builds a generated Go client with Debian's Go, offline: its one dependency,
 /// gopkg.in/validator.v2, comes from Debian's golang-gopkg-validator.v2-dev.
-fn go_build(cx: &Cx, api: &str, dir: &Path) -> Outcome {
+pub(crate) fn go_build(cx: &Cx, api: &str, dir: &Path) -> Outcome {
     let validator = cx.out.join("go/validator.v2");
     if !validator.join("go.mod").is_file() {
         let source = Path::new("/usr/share/gocode/src/gopkg.in/validator.v2");

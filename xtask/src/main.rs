@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod conformance;
+mod decode;
 mod export;
 mod layers;
 // The OAS-to-JSON-Schema converter has one home, the fake server's crate: both check against
