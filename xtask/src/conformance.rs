@@ -8,7 +8,9 @@
 //!    errors, and zero warnings except those listed with their reason in
 //!    `.redocly.lint-ignore.yaml`;
 //! 4. generators: openapi-generator (`python`, `typescript-fetch`, `go`), openapi-python-client,
-//!    openapi-typescript; each output must install and import, or compile;
+//!    openapi-typescript; each output must install and import, or compile; then each client
+//!    (but openapi-typescript's types) decodes every answer of `openapi/examples/` and
+//!    `openapi/corpus/` and writes it back, with nothing raised or lost (`crate::decode`);
 //! 5. Prism (`prism mock`) serving each exported document, with `tests/prism_contract.rs`
 //!    calling every operation through it; then a negative control: a copy of the spec with one
 //!    parameter renamed must make that test fail.
@@ -27,14 +29,21 @@ use crate::export;
 
 /// The APIs, by spec stem.
 pub(crate) const APIS: &[&str] = &["kommo", "closebot"];
-/// openapi-generator targets, each with the additional properties it gets.
-const GENERATORS: &[(&str, &str)] = &[
-    ("python", ""),
+/// openapi-generator targets, each with the additional properties and other arguments the
+/// README's recipe gives it.
+const GENERATORS: &[(&str, &str, &[&str])] = &[
+    ("python", "", &[]),
     // typescript-fetch's runtime-check helpers cannot take a oneOf whose branches are maps
     // (WidgetSettingValue: string | users map | users_lp map): it calls `instanceOfany`, which it
-    // never defines. Without them the types and API classes are complete.
-    ("typescript-fetch", "withoutRuntimeChecks=true"),
-    ("go", ""),
+    // never defines. Without them the JSON is cast to the interfaces, so they must name the wire's
+    // keys: original property names, and `default` kept as it is (a legal property name in
+    // TypeScript, which the generator would rename `_default`).
+    (
+        "typescript-fetch",
+        "withoutRuntimeChecks=true,modelPropertyNaming=original",
+        &["--reserved-words-mappings", "default=default"],
+    ),
+    ("go", "", &[]),
 ];
 
 pub fn main(args: &[String]) -> ExitCode {
@@ -127,11 +136,11 @@ pub fn main(args: &[String]) -> ExitCode {
         &|cx| cx.npm_version("@stoplight/spectral-cli"),
         &spectral,
     );
-    for (generator, props) in GENERATORS {
+    for (generator, props, extra) in GENERATORS {
         step(
             &format!("openapi-generator {generator}"),
             &|cx| cx.py_version("openapi-generator-cli"),
-            &|cx| openapi_generator(cx, generator, props),
+            &|cx| openapi_generator(cx, generator, props, extra),
         );
     }
     step(
@@ -461,7 +470,7 @@ fn spectral(cx: &Cx) -> Outcome {
 
 // ---- generators -----------------------------------------------------------------------------
 
-fn openapi_generator(cx: &Cx, generator: &str, props: &str) -> Outcome {
+fn openapi_generator(cx: &Cx, generator: &str, props: &str, extra: &[&str]) -> Outcome {
     let base = cx.fresh(&format!("openapi-generator/{generator}"))?;
     let mut built = Vec::new();
     for api in APIS {
@@ -479,6 +488,7 @@ fn openapi_generator(cx: &Cx, generator: &str, props: &str) -> Outcome {
         if !props.is_empty() {
             cmd.arg(format!("--additional-properties={props}"));
         }
+        cmd.args(extra);
         cx.run(&format!("openapi-generator-{generator}-{api}"), &mut cmd)?;
         let what = match generator {
             "python" => python_install_and_import(cx, &format!("og-python-{api}"), &dir)?,
