@@ -104,6 +104,11 @@ pub fn main(args: &[String]) -> ExitCode {
                 &|cx| crate::decode::run(cx, decoder),
             );
         }
+        step(
+            "decode: negative control",
+            &|cx| cx.py_version("openapi-generator-cli"),
+            &crate::decode::negative_control,
+        );
         print_table(&rows);
         return if rows.iter().all(|r| r.result.is_ok()) {
             ExitCode::SUCCESS
@@ -155,6 +160,11 @@ pub fn main(args: &[String]) -> ExitCode {
             &|cx| crate::decode::run(cx, decoder),
         );
     }
+    step(
+        "decode: negative control",
+        &|cx| cx.py_version("openapi-generator-cli"),
+        &crate::decode::negative_control,
+    );
     step(
         "openapi-typescript + tsc --strict",
         &|cx| {

@@ -376,6 +376,59 @@ pub fn run(cx: &Cx, decoder: &Decoder) -> Outcome {
     }
 }
 
+/// The key the negative control adds to one answer.
+const UNDECLARED: &str = "x_undeclared_by_the_spec";
+
+/// Proof that the comparison catches a loss through a real driver: one answer with a field the
+/// spec does not declare, which openapi-generator's `python` drops when it decodes (issue 23's
+/// table), must come back as exactly that one lost value.
+pub fn negative_control(cx: &Cx) -> Outcome {
+    let export = cx.export("kommo.json");
+    let doc: Value = fs::read_to_string(&export)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("{}: {e}", export.display()))?;
+    let mut case = cases(&doc, &cx.root.join("openapi/corpus/kommo"), "kommo")?
+        .into_iter()
+        .find(|c| c.schema == "Source" && c.body.is_object())
+        .ok_or("no example of a Source to alter")?;
+    case.id = format!("negative control: {} + {UNDECLARED}", case.id);
+    if let Some(body) = case.body.as_object_mut() {
+        body.insert(UNDECLARED.into(), "a value real answers may carry".into());
+    }
+    let dir = cx.out.join("decode");
+    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let cases_file = dir.join("cases-negative-control.json");
+    let results_file = dir.join("results-negative-control.json");
+    let cases = [case];
+    write_json(&cases_file, &cases_json(&cases))?;
+    let _ = fs::remove_file(&results_file);
+    let python = DECODERS
+        .iter()
+        .find(|d| matches!(d.kind, Kind::GeneratorPython))
+        .ok_or("no openapi-generator python decoder")?;
+    let schemas = BTreeSet::from([cases[0].schema.clone()]);
+    python.drive(cx, "kommo", &schemas, &cases_file, &results_file)?;
+    let results: Value = fs::read_to_string(&results_file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("{}: {e}", results_file.display()))?;
+    let tally = judge(&cases, &results)?;
+    let expected = format!("/{UNDECLARED}: ");
+    if tally.raised.is_empty() && tally.lost.len() == 1 && tally.lost[0].1.starts_with(&expected) {
+        Ok(format!(
+            "a Source with an undeclared `{UNDECLARED}`: openapi-generator python drops it, and \
+             the check reports it lost, as it must"
+        ))
+    } else {
+        Err(format!(
+            "the altered answer should come back with exactly `{UNDECLARED}` lost; got: {}\n{}",
+            tally.summary(1),
+            tally.details(10)
+        ))
+    }
+}
+
 fn write_json(path: &Path, value: &Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
