@@ -39,7 +39,7 @@ enum Kind {
     Go,
 }
 
-/// The generators the README recommends, each decoding every answer.
+/// The generated clients whose decoding the run checks (Go is reported, not recommended).
 pub const DECODERS: &[Decoder] = &[
     Decoder {
         name: "openapi-python-client",
