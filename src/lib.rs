@@ -26,6 +26,7 @@ pub mod list;
 pub mod oauth;
 pub mod pagination;
 pub mod ratelimit;
+pub mod raw;
 pub mod retry;
 mod secret;
 mod segment;
@@ -54,7 +55,7 @@ pub use secret::Secret;
 /// Everything a caller needs in scope: `use lead_intake::prelude::*;`.
 pub mod prelude {
     pub use crate::batch::{BatchOptions, BatchReport, ItemOutcome};
-    pub use crate::error::{ApiError, ResponseExt};
+    pub use crate::error::{ApiError, ResponseExt, WithMetadata};
     pub use crate::list::{Items, ListItem, UnrecognizedItem};
     pub use crate::oauth::{AuthError, OAuth, OAuthApp, TokenPair};
     pub use crate::pagination::{KommoPage, OnUnrecognized};
