@@ -656,7 +656,7 @@ fn is_sensitive_header(name: &str) -> bool {
 
 /// Headers with every secret of `redactions` removed from their values (a value that is not a
 /// valid header value once scrubbed is dropped).
-fn redact_headers(headers: Box<HeaderMap>, redactions: &Redactions) -> Box<HeaderMap> {
+fn redact_headers(headers: &HeaderMap, redactions: &Redactions) -> Box<HeaderMap> {
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers.iter() {
         let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -956,7 +956,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
                 endpoint: text(endpoint),
                 status,
                 problem,
-                headers: redact_headers(headers, redactions),
+                headers: redact_headers(&headers, redactions),
             },
             Self::UnexpectedResponse {
                 endpoint,
@@ -971,7 +971,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
                 retry_after,
                 content_type: content_type.map(text),
                 body: text(body),
-                headers: redact_headers(headers, redactions),
+                headers: redact_headers(&headers, redactions),
             },
             Self::RateLimited {
                 endpoint,
@@ -984,7 +984,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
                 retry_after,
                 attempts,
                 body: text(body),
-                headers: redact_headers(headers, redactions),
+                headers: redact_headers(&headers, redactions),
             },
             Self::AccountBlocked {
                 endpoint,
@@ -995,7 +995,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
                 endpoint: text(endpoint),
                 content_type: content_type.map(text),
                 body: text(body),
-                headers: redact_headers(headers, redactions),
+                headers: redact_headers(&headers, redactions),
             },
             Self::Auth { endpoint, error } => Self::Auth {
                 endpoint: text(endpoint),

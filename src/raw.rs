@@ -153,6 +153,7 @@ raw_client!(
 /// [`body_with_metadata`](Self::body_with_metadata), [`bytes`](Self::bytes)) is awaited.
 /// `Debug` shows the method and path, not the headers or the body.
 #[must_use = "a raw request does nothing until a finishing call such as `.body()` is awaited"]
+#[derive(Clone)]
 pub struct RawRequest<C: RawClient> {
     client: C,
     method: Method,
@@ -184,6 +185,38 @@ impl<C: RawClient> RawRequest<C> {
             body: None,
             headers: HeaderMap::new(),
             error: None,
+        }
+    }
+
+    /// A GET of a URL already resolved under the client's base URL (`links::resolve`): its
+    /// path after the base URL's path, checked like any raw path, and its query as it is.
+    pub(crate) fn get_url(client: &C, url: &url::Url) -> Self {
+        let prefix = url::Url::parse(&format!("{}/", client.base().trim_end_matches('/')))
+            .map(|base| base.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        let path = url
+            .path()
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(url.path());
+        let path = if path.is_empty() { "/" } else { path };
+        let checked = crate::segment::check_path(path).map(|()| path.to_string());
+        let mut request = Self::new(client.clone(), Method::GET, checked);
+        if let Some(query) = url.query().filter(|q| !q.is_empty()) {
+            request.query.push(query.to_string());
+        }
+        request
+    }
+
+    /// The client the request is sent with.
+    pub(crate) fn client(&self) -> &C {
+        &self.client
+    }
+
+    /// The path, for an error about its answer.
+    pub(crate) fn endpoint(&self) -> String {
+        match &self.path {
+            Ok(path) => path.clone(),
+            Err(e) => e.path().to_string(),
         }
     }
 

@@ -13,6 +13,7 @@ use common::{API_KEY, KOMMO_ACCEPT, TOKEN, assert_not_leaked, example};
 use lead_intake::error::{AnswerError, ApiError, PathParameterProblem, PathProblem};
 use lead_intake::kommo::Client;
 use lead_intake::kommo::types::SourceList;
+use lead_intake::list::ListItem;
 use lead_intake::oauth::{OAuth, OAuthApp, TokenPair};
 use lead_intake::prelude::*;
 use lead_intake::retry::RetryPolicy;
@@ -631,4 +632,130 @@ async fn a_closebot_raw_call_carries_the_api_key() {
     let request = &server.requests()[0];
     assert_eq!(request.target, "/botops/source/a%2Fb?page=0");
     assert_eq!(request.header("x-cb-key"), Some(API_KEY));
+}
+
+// ------------------------------------------------------------------ pagers on any HAL list
+
+#[derive(Debug, serde::Deserialize, PartialEq)]
+struct Lead {
+    id: i64,
+    name: String,
+}
+
+/// Page `n` of a leads list of 5 pages of 2 (the last with 1), with `next` links, the third
+/// page's second lead an odd one.
+fn leads_page(r: &common::script::Recorded, base: &str) -> Reply {
+    let page: u32 = r
+        .target
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("page="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    let leads: Vec<Value> = match page {
+        1 => vec![json!({"id": 1, "name": "a"}), json!({"id": 2, "name": "b"})],
+        2 => vec![json!({"id": 3, "name": "c"}), json!({"id": 4, "name": "d"})],
+        3 => vec![
+            json!({"id": 5, "name": "e"}),
+            json!({"id": "six", "name": 6}),
+        ],
+        _ => vec![json!({"id": 7, "name": "g"})],
+    };
+    let mut links = json!({"self": {"href": format!("{base}/api/v4/leads?limit=2&page={page}")}});
+    if page < 4 {
+        links["next"] =
+            json!({"href": format!("{base}/api/v4/leads?limit=2&page={}&with=contacts", page + 1)});
+    }
+    Reply::json(
+        200,
+        json!({"_page": page, "_links": links, "_embedded": {"leads": leads, "other": {"x": 1}}}),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pager_reads_any_hal_list_through_the_raw_call_and_keeps_odd_items() {
+    let base = Arc::new(Mutex::new(String::new()));
+    let shared = base.clone();
+    let server = ScriptServer::start(move |r, _| leads_page(r, &shared.lock().unwrap())).await;
+    *base.lock().unwrap() = server.base_url.clone();
+    let kommo = client(&server);
+
+    let items: Vec<ListItem<Lead>> = kommo
+        .request(Method::GET, "/api/v4/leads")
+        .query(&json!({"filter": {"pipeline_id": 7}}))
+        .pager::<Lead>("leads")
+        .page_size(2)
+        .items()
+        .try_collect()
+        .await
+        .unwrap();
+
+    let ids: Vec<Option<i64>> = items.iter().map(|i| i.typed().map(|l| l.id)).collect();
+    assert_eq!(
+        ids,
+        [Some(1), Some(2), Some(3), Some(4), Some(5), None, Some(7)]
+    );
+    let odd = items[5].unrecognized().unwrap();
+    assert_eq!((odd.index(), odd.path()), (1, "id"));
+    let targets = server.targets();
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    let first = php_parse_str(targets[0].split_once('?').unwrap().1);
+    assert_eq!(
+        first,
+        json!({"filter": {"pipeline_id": "7"}, "page": "1", "limit": "2"})
+    );
+    assert_eq!(targets[1], "/api/v4/leads?limit=2&page=2&with=contacts");
+    for request in server.requests() {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+
+    // `typed_items` stops on the odd item, as the typed pagers do.
+    let err = kommo
+        .request(Method::GET, "/api/v4/leads")
+        .pager::<Lead>("leads")
+        .page_size(2)
+        .typed_items()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::UnrecognizedItem { count: 1, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pager_refuses_a_next_link_to_another_origin_and_ends_on_204() {
+    let server = ScriptServer::sequence(vec![Reply::json(
+        200,
+        json!({"_links": {"next": {"href": "https://evil.example/api/v4/leads?page=2"}},
+                   "_embedded": {"leads": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}}),
+    )])
+    .await;
+    let results: Vec<_> = client(&server)
+        .request(Method::GET, "/api/v4/leads")
+        .pager::<Lead>("leads")
+        .page_size(2)
+        .typed_items()
+        .collect()
+        .await;
+    assert_eq!(results.len(), 3);
+    assert!(
+        matches!(results[2], Err(ApiError::InvalidLink { .. })),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(server.requests().len(), 1);
+
+    let server = ScriptServer::sequence(vec![Reply::status(204)]).await;
+    let none: Vec<Lead> = client(&server)
+        .request(Method::GET, "/api/v4/leads")
+        .pager::<Lead>("leads")
+        .typed_items()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }
