@@ -6,6 +6,7 @@
 //! | [`kommo::Client::list_widgets_pager`] | [`KommoPager<WidgetList>`] | [`WidgetList`] | [`kommo::types::Widget`] |
 //! | [`kommo::Client::list_incoming_leads_pager`] | [`KommoPager<IncomingLeadList>`] | [`IncomingLeadList`] | [`kommo::types::IncomingLead`] |
 //! | [`closebot::Client::list_sources_pager`] | [`CloseBotPager`] | [`SourcePage`] | [`closebot::types::Source`] |
+//! | [`RawRequest::pager`](crate::raw::RawRequest::pager) (any Kommo HAL list, `_embedded.<key>`) | [`KommoPager<HalPage<T>>`] | [`HalPage<T>`] | `T` |
 //!
 //! [`items`](Pager::items) yields each item as a [`ListItem`]: [`ListItem::Typed`], or
 //! [`ListItem::Unrecognized`] in its place for an item that does not decode into its type
@@ -704,11 +705,13 @@ impl crate::raw::RawRequest<kommo::Client> {
                         .map(|url| crate::raw::RawRequest::get_url(client, &url))
                         .map_err(|reason| ApiError::InvalidLink { href, reason }),
                 };
+                let client = client.clone();
                 Box::pin(async move {
                     let request = request?;
                     let endpoint = request.endpoint();
                     let body: HalBody = request.or_empty().await?;
-                    hal_page(body, &key, &endpoint)
+                    // serde's message may quote a value of the list: no secret in it.
+                    hal_page(body, &key, &endpoint).map_err(|e| e.redacted(&client.redactions()))
                 })
             },
         );
