@@ -225,7 +225,7 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     /// `execute_handlers`); it was refused before anything was sent.
     #[error("invalid request, not sent: {0}")]
     LimitExceeded(#[source] LimitExceeded),
-    /// The path of a raw call (`client.request(method, path)`, [`crate::raw`]) that could reach
+    /// The path of a raw call (`client.request(method, path)`, `lead_intake::raw`) that could reach
     /// something outside the client's base URL (another origin, a dot segment, a query or a
     /// backslash in the path): refused before anything was sent.
     #[error(transparent)]
@@ -558,7 +558,7 @@ impl<T> Answer<T> {
 
 /// A decoded body with the status and headers of its answer: from
 /// [`ResponseExt::body_with_metadata`] and the raw call's `body_with_metadata`
-/// ([`crate::raw`]). `Debug` hides the values of cookies and credential-looking headers.
+/// (`lead_intake::raw`). `Debug` hides the values of cookies and credential-looking headers.
 ///
 /// ```
 /// use lead_intake::error::WithMetadata;

@@ -639,6 +639,8 @@ impl ApiResponse for HalBody {
 }
 
 /// The `_embedded.<key>` of a HAL body as a page of `T`.
+// The error is the one every Kommo call returns (a stream's item).
+#[allow(clippy::result_large_err)]
 fn hal_page<T: DeserializeOwned>(
     body: HalBody,
     key: &str,

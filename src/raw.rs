@@ -24,7 +24,7 @@
 //! as exactly one segment, as typed calls encode their path parameters.
 //!
 //! A raw `GET` of a Kommo HAL list pages like the typed lists:
-//! [`RawRequest::pager`] (`.pager::<T>("leads")`, in [`crate::pagination`]).
+//! [`RawRequest::pager`] (`.pager::<T>("leads")`, in `lead_intake::pagination`).
 //!
 //! Query parameters and form bodies are written in PHP's bracket form (`filter[id][0]=7`,
 //! `order[created_at]=desc`), which Kommo's PHP reads back as the same arrays.
