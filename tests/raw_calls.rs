@@ -3,6 +3,9 @@
 //! time), PHP's own `parse_str()` for the query and form bodies, and the fake.
 
 mod common;
+// The fake crate's test helper (a server whose answers are checked against the spec).
+#[path = "../fake/tests/fake_common/mod.rs"]
+mod fake_common;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -758,4 +761,70 @@ async fn a_pager_refuses_a_next_link_to_another_origin_and_ends_on_204() {
         .await
         .unwrap();
     assert!(none.is_empty());
+}
+
+// ------------------------------------------------------------------------------- the fake
+
+#[tokio::test]
+async fn against_the_fake_a_raw_call_creates_what_a_typed_call_then_reads() {
+    let fake = fake_common::Fake::default();
+    let kommo = fake.kommo();
+    let created: SourceList = kommo
+        .request(Method::POST, "/api/v4/sources")
+        .json(&json!([{"name": "Raw chat", "external_id": "raw-chat-1"}]))
+        .body()
+        .await
+        .unwrap();
+    let id = created.sources()[0].id;
+    let typed = kommo.get_source().id(id).send().body().await.unwrap();
+    assert_eq!(typed.name.as_deref(), Some("Raw chat"));
+    let raw: Option<Value> = kommo
+        .request_segments(Method::GET, &["api", "v4", "sources", &id.to_string()])
+        .or_gone()
+        .await
+        .unwrap();
+    assert_eq!(raw.unwrap()["external_id"], "raw-chat-1");
+    // The fake's 401 for another token is a problem document, as Kommo's.
+    let err = fake
+        .kommo_with("NOT-THE-FAKE-TOKEN")
+        .request(Method::GET, "/api/v4/sources")
+        .or_empty::<Value>()
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
+    assert!(err.problem().is_some(), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_typed_call_s_error_keeps_the_answer_s_headers_with_cookies_hidden_in_debug() {
+    let server = ScriptServer::sequence(vec![
+        Reply::html(503, "<h1>down</h1>")
+            .header("retry-after", "120")
+            .header("set-cookie", "sid=COOKIE-VALUE-1")
+            .header("x-trace", "t-42"),
+    ])
+    .await;
+    let err = client(&server)
+        .list_sources()
+        .send()
+        .or_empty()
+        .await
+        .unwrap_err();
+    let headers = err.headers().expect("made from an answer");
+    assert_eq!(headers.get("x-trace").unwrap(), "t-42");
+    assert_eq!(headers.get("set-cookie").unwrap(), "sid=COOKIE-VALUE-1");
+    let debug = format!("{err:?}");
+    assert!(
+        debug.contains("t-42") && !debug.contains("COOKIE-VALUE-1"),
+        "{debug}"
+    );
+    // An error without an answer has none.
+    let refused = client(&server)
+        .get_widget()
+        .widget_code("..")
+        .send()
+        .body()
+        .await
+        .unwrap_err();
+    assert!(refused.headers().is_none());
 }
