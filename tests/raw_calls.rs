@@ -828,3 +828,105 @@ async fn a_typed_call_s_error_keeps_the_answer_s_headers_with_cookies_hidden_in_
         .unwrap_err();
     assert!(refused.headers().is_none());
 }
+
+// ------------------------------------------------------------- batches on any endpoint
+
+/// Answers a JSON list of leads as Kommo does: every lead created with its `request_id` (its
+/// own, or its index), or a 400 naming the invalid ones (`name: "bad"`) and creating none.
+fn create_leads(r: &common::script::Recorded, _: usize) -> Reply {
+    let items = r.json();
+    let items = items.as_array().expect("a list");
+    let key = |i: usize, item: &Value| {
+        item.get("request_id")
+            .and_then(Value::as_str)
+            .map_or_else(|| i.to_string(), str::to_string)
+    };
+    let invalid: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| item["name"] == "bad")
+        .map(|(i, item)| {
+            json!({"request_id": key(i, item), "errors": [
+                {"code": "InvalidType", "path": "name", "detail": "bad name"}]})
+        })
+        .collect();
+    if !invalid.is_empty() {
+        return Reply::status(400)
+            .header("content-type", "application/problem+json")
+            .body(
+                json!({"title": "Bad Request", "status": 400, "detail": "Request validation failed",
+                       "validation-errors": invalid})
+                .to_string(),
+            );
+    }
+    let leads: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| json!({"id": 1000 + i, "request_id": key(i, item), "name": item["name"]}))
+        .collect();
+    Reply::json(200, json!({"_embedded": {"leads": leads}}))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_of_any_endpoint_reports_each_item_and_resends_the_valid_rest() {
+    let server = ScriptServer::start(create_leads).await;
+    let leads = vec![
+        json!({"name": "a"}),
+        json!({"name": "b"}),
+        json!({"name": "c"}),
+        json!({"name": "bad"}),
+        json!({"name": "e", "request_id": "own-e"}),
+    ];
+    let report = client(&server)
+        .request_batched(
+            Method::POST,
+            "/api/v4/leads",
+            "leads",
+            &leads,
+            &BatchOptions::new().with_chunk_size(2),
+        )
+        .await;
+
+    assert_eq!(report.to_string(), "5 items: 4 succeeded, 1 rejected");
+    let names: Vec<(usize, String)> = report
+        .succeeded()
+        .map(|(i, lead)| (i, lead["name"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (0, "a".into()),
+            (1, "b".into()),
+            (2, "c".into()),
+            (4, "e".into())
+        ]
+    );
+    let rejected: Vec<usize> = report.rejected().map(|(i, _)| i).collect();
+    assert_eq!(rejected, [3]);
+    // Chunks of 2: [a, b], [c, bad] refused whole, [c] again, [e].
+    let bodies: Vec<Value> = server.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
+    assert!(bodies.contains(&json!([{"name": "c"}])), "{bodies:?}");
+    for request in server.requests() {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+        assert_eq!(request.path(), "/api/v4/leads");
+    }
+
+    // A path that could leave the base URL: nothing sent, every item not applied.
+    let before = server.requests().len();
+    let report = client(&server)
+        .request_batched(
+            Method::POST,
+            "/api/v4/../admin",
+            "leads",
+            &leads,
+            &BatchOptions::new(),
+        )
+        .await;
+    assert_eq!(report.succeeded().count(), 0);
+    assert_eq!(report.to_resend().len(), 5, "{report}");
+    assert_eq!(server.requests().len(), before);
+}
