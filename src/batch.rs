@@ -3,7 +3,9 @@
 //!
 //! Kommo's batch calls take at most 50 entities per request. The `*_batched` methods of
 //! [`kommo::Client`] take any number of items, send them in chunks in input order, and return
-//! a [`BatchReport`] with one [`ItemOutcome`] per input item, by input index:
+//! a [`BatchReport`] with one [`ItemOutcome`] per input item, by input index. Any other
+//! create or update endpoint that answers per item (`POST /api/v4/leads`, ...) batches the same
+//! way through raw calls: [`kommo::Client::request_batched`]. The outcomes:
 //!
 //! | outcome | meaning | resend? |
 //! |---|---|---|
