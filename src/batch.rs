@@ -3,7 +3,9 @@
 //!
 //! Kommo's batch calls take at most 50 entities per request. The `*_batched` methods of
 //! [`kommo::Client`] take any number of items, send them in chunks in input order, and return
-//! a [`BatchReport`] with one [`ItemOutcome`] per input item, by input index:
+//! a [`BatchReport`] with one [`ItemOutcome`] per input item, by input index. Any other
+//! create or update endpoint that answers per item (`POST /api/v4/leads`, ...) batches the same
+//! way through raw calls: [`kommo::Client::request_batched`]. The outcomes:
 //!
 //! | outcome | meaning | resend? |
 //! |---|---|---|
@@ -480,13 +482,14 @@ impl BatchItem for types::AddIncomingForm {
 }
 
 /// One of the batch calls: how to send a chunk and key the answer by its items.
-trait Operation {
-    type Item: BatchItem;
-    type Output: Clone;
+trait Operation: Sync {
+    type Item: BatchItem + Send + Sync;
+    type Output: Clone + Send;
     /// The most items one request takes.
-    const LIMIT: usize;
+    fn limit(&self) -> usize;
     /// Sends one chunk and returns the answered items with their keys.
     fn send(
+        &self,
         client: &kommo::Client,
         items: Vec<Self::Item>,
     ) -> impl Future<Output = Result<Vec<(String, Self::Output)>, kommo::Error>> + Send;
@@ -519,9 +522,13 @@ macro_rules! batch_calls {
             impl Operation for $op {
                 type Item = $item;
                 type Output = $output;
-                const LIMIT: usize = $limit;
+
+                fn limit(&self) -> usize {
+                    $limit
+                }
 
                 async fn send(
+                    &self,
                     $client: &kommo::Client,
                     $items: Vec<$item>,
                 ) -> Result<Vec<(String, $output)>, kommo::Error> $send
@@ -536,7 +543,7 @@ macro_rules! batch_calls {
                     I: IntoIterator,
                     I::Item: Borrow<$item>,
                 {
-                    run::<$op, _>(self, items, options).await
+                    run(&$op, self, items, options).await
                 }
             )*
         }
@@ -592,6 +599,106 @@ batch_calls! {
         }
 }
 
+// ------------------------------------------------------------------- any endpoint (raw calls)
+
+/// The most items [`kommo::Client::request_batched`] sends in one request: Kommo's limit for
+/// its entity lists (250). Kommo advises at most 50 per create call, the default chunk size.
+pub const MAX_RAW_CHUNK_SIZE: usize = 250;
+
+/// An item of a raw batch is matched by its own `request_id` when it has one (a string).
+impl BatchItem for serde_json::Value {
+    fn own_request_id(&self) -> Option<&str> {
+        self.get("request_id").and_then(serde_json::Value::as_str)
+    }
+}
+
+/// A create or update call of any endpoint through a raw call: the items as a JSON list, the
+/// answer's `_embedded.<key>` matched to them by `request_id`.
+struct RawOperation {
+    method: reqwest::Method,
+    path: String,
+    key: String,
+}
+
+impl Operation for RawOperation {
+    type Item = serde_json::Value;
+    type Output = serde_json::Value;
+
+    fn limit(&self) -> usize {
+        MAX_RAW_CHUNK_SIZE
+    }
+
+    async fn send(
+        &self,
+        client: &kommo::Client,
+        items: Vec<serde_json::Value>,
+    ) -> Result<Vec<(String, serde_json::Value)>, kommo::Error> {
+        let mut answer: serde_json::Value = client
+            .request(self.method.clone(), &self.path)
+            .json(&items)
+            .or_empty()
+            .await?;
+        let listed = match answer
+            .get_mut("_embedded")
+            .and_then(|e| e.get_mut(&self.key))
+            .map(serde_json::Value::take)
+        {
+            Some(serde_json::Value::Array(listed)) => listed,
+            _ => Vec::new(),
+        };
+        Ok(keyed(listed, |item| match item.get("request_id") {
+            Some(serde_json::Value::String(id)) => Some(id.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        }))
+    }
+}
+
+impl kommo::Client {
+    /// A batch of any create or update endpoint that answers per item (`POST /api/v4/leads`,
+    /// `POST /api/v4/contacts`, ...) through raw calls ([`kommo::Client::request`]): the items
+    /// are sent as JSON lists of `options.chunk_size()` (at most [`MAX_RAW_CHUNK_SIZE`]), and
+    /// the items of each answer's `_embedded.<key>` are matched to them by `request_id` (the
+    /// item's own, a string, or its index in the request, which Kommo echoes), with the same
+    /// per-item outcomes, validation errors and resending of the valid rest as the typed batch
+    /// calls. See [the module](crate::batch).
+    ///
+    /// ```no_run
+    /// use lead_intake::prelude::*;
+    /// use reqwest::Method;
+    /// # async fn f(kommo: lead_intake::kommo::Client) {
+    /// let leads: Vec<serde_json::Value> = (0..120)
+    ///     .map(|i| serde_json::json!({ "name": format!("Lead {i}"), "price": 100 }))
+    ///     .collect();
+    /// let report = kommo
+    ///     .request_batched(Method::POST, "/api/v4/leads", "leads", &leads, &BatchOptions::new())
+    ///     .await;
+    /// for (i, created) in report.succeeded() {
+    ///     println!("{i}: lead {}", created["id"]);
+    /// }
+    /// # }
+    /// ```
+    pub async fn request_batched<I>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        items: I,
+        options: &BatchOptions,
+    ) -> BatchReport<serde_json::Value>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<serde_json::Value>,
+    {
+        let op = RawOperation {
+            method,
+            path: path.to_string(),
+            key: key.to_string(),
+        };
+        run(&op, self, items, options).await
+    }
+}
+
 // ------------------------------------------------------------------------------------ engine
 
 /// One request of a batch, planned before anything is sent.
@@ -638,6 +745,7 @@ struct ChunkResult<R> {
 }
 
 async fn run<O: Operation, I>(
+    op: &O,
     client: &kommo::Client,
     items: I,
     options: &BatchOptions,
@@ -649,7 +757,7 @@ where
     // The caller's items are cloned, never modified.
     let items: Vec<O::Item> = items.into_iter().map(|i| i.borrow().clone()).collect();
     let len = items.len();
-    if let Err(error) = options.check(O::LIMIT) {
+    if let Err(error) = options.check(op.limit()) {
         return BatchReport::refused(len, *error);
     }
     let chunks = match plan(items, options.chunk_size) {
@@ -660,7 +768,7 @@ where
     let stop = &stop;
     let max_sends = options.max_sends;
     let results: Vec<ChunkResult<O::Output>> = stream::iter(chunks)
-        .map(|chunk| send_chunk::<O>(client, chunk, stop, max_sends))
+        .map(|chunk| send_chunk(op, client, chunk, stop, max_sends))
         .buffered(options.concurrency)
         .collect()
         .await;
@@ -705,17 +813,18 @@ fn plan<T: BatchItem>(items: Vec<T>, chunk_size: usize) -> Result<Vec<Chunk<T>>,
 /// Sends a chunk, then, while its answer rejects some items and proves the others unapplied,
 /// the rest again without the rejected ones (at most `max_sends` sends of an item in all).
 async fn send_chunk<O: Operation>(
+    op: &O,
     client: &kommo::Client,
     chunk: Chunk<O::Item>,
     stop: &AtomicBool,
     max_sends: u32,
 ) -> ChunkResult<O::Output> {
     if max_sends <= 1 {
-        return send_once::<O>(client, chunk, stop).await;
+        return send_once(op, client, chunk, stop).await;
     }
     let start = chunk.start;
     let items = chunk.items.clone();
-    let mut result = send_once::<O>(client, chunk, stop).await;
+    let mut result = send_once(op, client, chunk, stop).await;
     // Positions in the chunk of the items the last request carried.
     let mut sent: Vec<usize> = (0..items.len()).collect();
     for _ in 1..max_sends {
@@ -741,7 +850,7 @@ async fn send_chunk<O: Operation>(
             first = start + rest[0],
             "batch chunk refused for other items; sending the valid rest again"
         );
-        let answer = send_once::<O>(client, again, stop).await;
+        let answer = send_once(op, client, again, stop).await;
         for (outcome, &p) in answer.outcomes.into_iter().zip(&rest) {
             result.outcomes[p] = outcome;
         }
@@ -752,6 +861,7 @@ async fn send_chunk<O: Operation>(
 }
 
 async fn send_once<O: Operation>(
+    op: &O,
     client: &kommo::Client,
     chunk: Chunk<O::Item>,
     stop: &AtomicBool,
@@ -772,7 +882,7 @@ async fn send_once<O: Operation>(
             error: None,
         };
     }
-    match O::send(client, chunk.items).await {
+    match op.send(client, chunk.items).await {
         Ok(answered) => {
             let mut by_key = HashMap::with_capacity(answered.len());
             for (key, item) in answered {

@@ -15,13 +15,14 @@ use std::future::Future;
 
 use progenitor_client::ResponseValue;
 use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 
 pub use crate::answer::{AnswerError, DEFAULT_ANSWER_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE};
 pub use crate::cause::{TimeoutBound, TransportCause, TransportError};
 pub use crate::options::Waiting;
 use crate::secret::Redactions;
-pub use crate::segment::{InvalidPathParameter, PathParameterProblem};
+pub use crate::segment::{InvalidPath, InvalidPathParameter, PathParameterProblem, PathProblem};
 use crate::text::{excerpt, is_json_media_type};
 use crate::transport::CallContext;
 
@@ -70,6 +71,9 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         status: StatusCode,
         /// The decoded problem document.
         problem: P,
+        /// The answer's headers (also [`ApiError::headers`]); `Debug` hides the values of
+        /// cookies and of credential-looking headers.
+        headers: Box<HeaderMap>,
     },
     /// The API answered a status the call does not expect, or an error whose body is not the
     /// problem document (Kommo's gateway answers 429 and a blocked account's 403 with HTML).
@@ -89,6 +93,8 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         content_type: Option<String>,
         /// The body as text (lossy UTF-8, at most 64 KiB).
         body: String,
+        /// The answer's headers (also [`ApiError::headers`]).
+        headers: Box<HeaderMap>,
     },
     /// 429 Too Many Requests, still after every retry the policy allows (or with a
     /// `Retry-After` longer than its maximum delay). The body is often an HTML page.
@@ -105,6 +111,8 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         attempts: u32,
         /// The body as text (lossy UTF-8, at most 64 KiB).
         body: String,
+        /// The answer's headers (also [`ApiError::headers`]).
+        headers: Box<HeaderMap>,
     },
     /// A 403 that is not the API's problem document: Kommo's page for an account blocked after
     /// exceeding the rate limits. It is never retried (more requests keep the account blocked);
@@ -120,6 +128,8 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         content_type: Option<String>,
         /// The body as text (lossy UTF-8, at most 64 KiB).
         body: String,
+        /// The answer's headers (also [`ApiError::headers`]).
+        headers: Box<HeaderMap>,
     },
     /// OAuth failed: the refresh token was refused, the callback could not store new tokens,
     /// or the token endpoint failed. See [`crate::oauth::AuthError`].
@@ -236,6 +246,11 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
     /// `execute_handlers`); it was refused before anything was sent.
     #[error("invalid request, not sent: {0}")]
     LimitExceeded(#[source] LimitExceeded),
+    /// The path of a raw call (`client.request(method, path)`, `lead_intake::raw`) that could reach
+    /// something outside the client's base URL (another origin, a dot segment, a query or a
+    /// backslash in the path): refused before anything was sent.
+    #[error(transparent)]
+    InvalidPath(InvalidPath),
 }
 
 /// A value of a request over a limit the API documents, found before sending: where it is, which
@@ -336,6 +351,30 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
         }
     }
 
+    /// The headers of the answer the error was made from (a problem, an unexpected status, a
+    /// 429, a blocked account's 403), e.g. Kommo's rate-limit or request-ID headers; `None` for
+    /// an error without an answer. Values that held a secret of the client's credentials are
+    /// redacted like the body.
+    ///
+    /// ```no_run
+    /// # async fn f(kommo: lead_intake::kommo::Client) {
+    /// use lead_intake::prelude::*;
+    /// if let Err(e) = kommo.list_sources().send().or_empty().await {
+    ///     let server = e.headers().and_then(|h| h.get("server"));
+    ///     println!("{e} (server: {server:?})");
+    /// }
+    /// # }
+    /// ```
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        match self {
+            Self::Problem { headers, .. }
+            | Self::UnexpectedResponse { headers, .. }
+            | Self::RateLimited { headers, .. }
+            | Self::AccountBlocked { headers, .. } => Some(headers),
+            _ => None,
+        }
+    }
+
     /// The problem document, when the API sent one.
     pub fn problem(&self) -> Option<&P> {
         match self {
@@ -384,6 +423,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
             Self::InvalidLink { .. }
             | Self::InvalidRequest(_)
             | Self::InvalidPathParameter(_)
+            | Self::InvalidPath(_)
             | Self::LimitExceeded(_)
             | Self::TooManyPages { .. }
             | Self::RateLimiterUnavailable { .. }
@@ -438,14 +478,36 @@ pub trait ResponseExt<T>:
         let call = answer(self);
         async move {
             match call.await? {
-                Answer::Body(value) => Ok(value),
-                Answer::NoContent { endpoint } => Err(ApiError::UnexpectedResponse {
-                    endpoint,
-                    status: StatusCode::NO_CONTENT,
-                    retry_after: None,
-                    content_type: None,
-                    body: String::new(),
-                }),
+                Answer::Body(value) => Ok(value.into_inner()),
+                no_content @ Answer::NoContent { .. } => Err(no_content.unexpected()),
+            }
+        }
+    }
+
+    /// Like [`ResponseExt::body`], with the answer's status and headers: for a header the API
+    /// sends beside the body (a request ID, a rate-limit count), as Stainless's
+    /// `with_raw_response` gives them. Errors are [`ResponseExt::body`]'s, and carry the headers
+    /// too ([`ApiError::headers`]).
+    ///
+    /// ```no_run
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// use lead_intake::prelude::*;
+    /// let answer = kommo.get_source().id(17619939).send().body_with_metadata().await?;
+    /// println!("{} {:?}", answer.status(), answer.headers().get("date"));
+    /// let source = answer.into_body();
+    /// # let _ = source; Ok(()) }
+    /// ```
+    fn body_with_metadata(
+        self,
+    ) -> impl Future<Output = Result<WithMetadata<T>, ApiError<T::Problem>>>
+    where
+        T: DeserializeOwned + ApiResponse,
+    {
+        let call = answer(self);
+        async move {
+            match call.await? {
+                Answer::Body(value) => Ok(WithMetadata::from(value)),
+                no_content @ Answer::NoContent { .. } => Err(no_content.unexpected()),
             }
         }
     }
@@ -471,7 +533,7 @@ pub trait ResponseExt<T>:
         let call = answer(self);
         async move {
             match call.await {
-                Ok(Answer::Body(value)) => Ok(Some(value)),
+                Ok(Answer::Body(value)) => Ok(Some(value.into_inner())),
                 Ok(Answer::NoContent { .. }) => Ok(None),
                 Err(e) if is_gone(&e) => Ok(None),
                 Err(e) => Err(e),
@@ -507,7 +569,7 @@ pub trait ResponseExt<T>:
         let call = answer(self);
         async move {
             match call.await? {
-                Answer::Body(value) => Ok(value),
+                Answer::Body(value) => Ok(value.into_inner()),
                 Answer::NoContent { .. } => Ok(T::default()),
             }
         }
@@ -515,7 +577,7 @@ pub trait ResponseExt<T>:
 }
 
 /// What [`ResponseExt::or_gone`] reads as "gone".
-fn is_gone<P: fmt::Debug + ProblemSummary>(error: &ApiError<P>) -> bool {
+pub(crate) fn is_gone<P: fmt::Debug + ProblemSummary>(error: &ApiError<P>) -> bool {
     match error {
         ApiError::Problem { status, .. } => *status == StatusCode::NOT_FOUND,
         ApiError::UnexpectedResponse { status, body, .. } => {
@@ -542,10 +604,146 @@ fn of_endpoint(endpoint: &str) -> String {
 /// A raw generated call's outcome.
 pub(crate) type RawCall<T> = Result<ResponseValue<T>, progenitor_client::Error<()>>;
 
-/// A call's answer that is not an error: its body, or `204 No Content`.
+/// A call's answer that is not an error: its body (with its status and headers), or `204 No
+/// Content`.
 pub(crate) enum Answer<T> {
-    Body(T),
-    NoContent { endpoint: String },
+    Body(ResponseValue<T>),
+    NoContent {
+        endpoint: String,
+        headers: Box<HeaderMap>,
+    },
+}
+
+impl<T> Answer<T> {
+    /// A 204 where a body was expected, as the error [`ResponseExt::body`] returns.
+    pub(crate) fn unexpected<P: fmt::Debug + ProblemSummary>(self) -> ApiError<P> {
+        let (endpoint, headers) = match self {
+            Answer::NoContent { endpoint, headers } => (endpoint, headers),
+            Answer::Body(value) => (String::new(), Box::new(value.headers().clone())),
+        };
+        ApiError::UnexpectedResponse {
+            endpoint,
+            status: StatusCode::NO_CONTENT,
+            retry_after: None,
+            content_type: None,
+            body: String::new(),
+            headers,
+        }
+    }
+}
+
+/// A decoded body with the status and headers of its answer: from
+/// [`ResponseExt::body_with_metadata`] and the raw call's `body_with_metadata`
+/// (`lead_intake::raw`). `Debug` hides the values of cookies and credential-looking headers.
+///
+/// ```
+/// use lead_intake::error::WithMetadata;
+/// let answer = WithMetadata::new(reqwest::StatusCode::OK, reqwest::header::HeaderMap::new(), 7);
+/// assert_eq!((answer.status().as_u16(), *answer.body()), (200, 7));
+/// assert_eq!(answer.into_body(), 7);
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct WithMetadata<T> {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: T,
+}
+
+impl<T> WithMetadata<T> {
+    /// A body with its status and headers.
+    pub fn new(status: StatusCode, headers: HeaderMap, body: T) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The answer's status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The answer's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The decoded body.
+    pub fn body(&self) -> &T {
+        &self.body
+    }
+
+    /// The decoded body, without the rest.
+    pub fn into_body(self) -> T {
+        self.body
+    }
+
+    /// The status, the headers and the body.
+    pub fn into_parts(self) -> (StatusCode, HeaderMap, T) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+impl<T> From<ResponseValue<T>> for WithMetadata<T> {
+    fn from(value: ResponseValue<T>) -> Self {
+        let status = value.status();
+        let headers = value.headers().clone();
+        Self::new(status, headers, value.into_inner())
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for WithMetadata<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithMetadata")
+            .field("status", &self.status)
+            .field("headers", &SafeHeaders(&self.headers))
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+/// Headers for `Debug`: the values of cookies and of headers whose name suggests a credential
+/// (`authorization`, `*token*`, `*key*`, `*secret*`, `*session*`, `*auth*`) are shown as
+/// `[redacted]`.
+pub(crate) struct SafeHeaders<'a>(pub(crate) &'a HeaderMap);
+
+impl fmt::Debug for SafeHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            if is_sensitive_header(name.as_str()) {
+                map.entry(&name.as_str(), &format_args!("[redacted]"));
+            } else {
+                map.entry(&name.as_str(), value);
+            }
+        }
+        map.finish()
+    }
+}
+
+/// Whether a header's value is hidden from `Debug` (see [`SafeHeaders`]).
+fn is_sensitive_header(name: &str) -> bool {
+    const WORDS: [&str; 6] = ["cookie", "auth", "token", "key", "secret", "session"];
+    let name = name.to_ascii_lowercase();
+    WORDS.iter().any(|w| name.contains(w))
+}
+
+/// Headers with every secret of `redactions` removed from their values (a value that is not a
+/// valid header value once scrubbed is dropped).
+fn redact_headers(headers: &HeaderMap, redactions: &Redactions) -> Box<HeaderMap> {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers.iter() {
+        let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let scrubbed = redactions.scrubbed(text.clone());
+        if scrubbed == text {
+            out.append(name.clone(), value.clone());
+        } else if let Ok(value) = reqwest::header::HeaderValue::from_str(&scrubbed) {
+            out.append(name.clone(), value);
+        }
+    }
+    Box::new(out)
 }
 
 /// Awaits a raw call (a generated one, or one made like it) and classifies its outcome.
@@ -633,7 +831,7 @@ where
         return Err(ApiError::Auth { endpoint, error });
     }
     let response = match result {
-        Ok(value) => return Ok(Answer::Body(value.into_inner())),
+        Ok(value) => return Ok(Answer::Body(value)),
         Err(Raw::UnexpectedResponse(response)) => response,
         Err(Raw::InvalidResponsePayload(body, _)) => {
             return Err(decode_error::<T, P>(endpoint, body, &redactions));
@@ -648,6 +846,7 @@ where
                 retry_after: None,
                 content_type: None,
                 body: String::new(),
+                headers: Box::new(value.headers().clone()),
             });
         }
         Err(Raw::InvalidRequest(message)) => {
@@ -662,8 +861,12 @@ where
         endpoint
     };
     let status = response.status();
+    let kept_headers = Box::new(response.headers().clone());
     if status == StatusCode::NO_CONTENT {
-        return Ok(Answer::NoContent { endpoint });
+        return Ok(Answer::NoContent {
+            endpoint,
+            headers: kept_headers,
+        });
     }
     let headers = response.headers();
     let content_type = headers
@@ -696,6 +899,7 @@ where
             retry_after: header_wait.or_else(body_wait),
             attempts: attempts.max(1),
             body: text(),
+            headers: kept_headers,
         });
     }
     if (is_json || content_type.is_none())
@@ -706,6 +910,7 @@ where
             endpoint,
             status,
             problem,
+            headers: kept_headers,
         });
     }
     if status == StatusCode::FORBIDDEN && P::forbidden_page_means_blocked() {
@@ -713,6 +918,7 @@ where
             endpoint,
             content_type,
             body: text(),
+            headers: kept_headers,
         });
     }
     Err(ApiError::UnexpectedResponse {
@@ -721,6 +927,7 @@ where
         retry_after,
         content_type,
         body: text(),
+        headers: kept_headers,
     })
 }
 
@@ -838,10 +1045,12 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
                 endpoint,
                 status,
                 problem,
+                headers,
             } => Self::Problem {
                 endpoint: text(endpoint),
                 status,
                 problem,
+                headers: redact_headers(&headers, redactions),
             },
             Self::UnexpectedResponse {
                 endpoint,
@@ -849,32 +1058,38 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
                 retry_after,
                 content_type,
                 body,
+                headers,
             } => Self::UnexpectedResponse {
                 endpoint: text(endpoint),
                 status,
                 retry_after,
                 content_type: content_type.map(text),
                 body: text(body),
+                headers: redact_headers(&headers, redactions),
             },
             Self::RateLimited {
                 endpoint,
                 retry_after,
                 attempts,
                 body,
+                headers,
             } => Self::RateLimited {
                 endpoint: text(endpoint),
                 retry_after,
                 attempts,
                 body: text(body),
+                headers: redact_headers(&headers, redactions),
             },
             Self::AccountBlocked {
                 endpoint,
                 content_type,
                 body,
+                headers,
             } => Self::AccountBlocked {
                 endpoint: text(endpoint),
                 content_type: content_type.map(text),
                 body: text(body),
+                headers: redact_headers(&headers, redactions),
             },
             Self::Auth { endpoint, error } => Self::Auth {
                 endpoint: text(endpoint),
@@ -912,6 +1127,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
             | Self::DeadlineExceeded { .. }
             | Self::LimitExceeded(_)
             | Self::InvalidPathParameter(_)
+            | Self::InvalidPath(_)
             | Self::TooManyPages { .. }) => other,
         }
     }
@@ -924,11 +1140,13 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 endpoint,
                 status,
                 problem,
+                headers,
             } => f
                 .debug_struct("Problem")
                 .field("endpoint", endpoint)
                 .field("status", status)
                 .field("problem", problem)
+                .field("headers", &SafeHeaders(headers))
                 .finish(),
             Self::UnexpectedResponse {
                 endpoint,
@@ -936,6 +1154,7 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 retry_after,
                 content_type,
                 body,
+                headers,
             } => f
                 .debug_struct("UnexpectedResponse")
                 .field("endpoint", endpoint)
@@ -943,28 +1162,33 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .field("retry_after", retry_after)
                 .field("content_type", content_type)
                 .field("body", body)
+                .field("headers", &SafeHeaders(headers))
                 .finish(),
             Self::RateLimited {
                 endpoint,
                 retry_after,
                 attempts,
                 body,
+                headers,
             } => f
                 .debug_struct("RateLimited")
                 .field("endpoint", endpoint)
                 .field("retry_after", retry_after)
                 .field("attempts", attempts)
                 .field("body", body)
+                .field("headers", &SafeHeaders(headers))
                 .finish(),
             Self::AccountBlocked {
                 endpoint,
                 content_type,
                 body,
+                headers,
             } => f
                 .debug_struct("AccountBlocked")
                 .field("endpoint", endpoint)
                 .field("content_type", content_type)
                 .field("body", body)
+                .field("headers", &SafeHeaders(headers))
                 .finish(),
             Self::Auth { endpoint, error } => f
                 .debug_struct("Auth")
@@ -1025,6 +1249,7 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
             Self::InvalidPathParameter(e) => {
                 f.debug_tuple("InvalidPathParameter").field(e).finish()
             }
+            Self::InvalidPath(e) => f.debug_tuple("InvalidPath").field(e).finish(),
             Self::TooManyPages { pages } => f
                 .debug_struct("TooManyPages")
                 .field("pages", pages)

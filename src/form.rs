@@ -324,6 +324,47 @@ impl FormMap {
     }
 }
 
+/// A serialized value (a struct or a map) as a query string or form body in PHP's bracket form,
+/// written by [`FormMap::to_form`]: a map's entries as `name[key]=..`, a list's as
+/// `name[0]=..&name[1]=..` (PHP reads both back as the same array), `true`/`false` as `1`/`0` and
+/// `null` left out, as PHP's `http_build_query` writes them. `Err` says why a value is not a map.
+pub(crate) fn to_php_form(value: &Value) -> Result<String, String> {
+    match (value.is_object(), from_json(value)) {
+        (true, Some(FormValue::Map(map))) => Ok(map.to_form()),
+        _ => Err(format!(
+            "a query or form body must serialize to a map (a struct or a map), not {}",
+            match value {
+                Value::Array(_) => "a list",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                Value::Null => "null",
+                Value::Object(_) => "a map",
+            }
+        )),
+    }
+}
+
+/// A JSON value as a form value (see [`to_php_form`]); `None` for `null`.
+fn from_json(value: &Value) -> Option<FormValue> {
+    let map = |entries: Vec<(String, FormValue)>| FormValue::Map(FormMap { entries });
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(b) => FormValue::String(if *b { "1" } else { "0" }.to_string()),
+        Value::Number(n) => FormValue::String(n.to_string()),
+        Value::String(s) => FormValue::String(s.clone()),
+        Value::Array(items) => map(items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| Some((i.to_string(), from_json(v)?)))
+            .collect()),
+        Value::Object(fields) => map(fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), from_json(v)?)))
+            .collect()),
+    })
+}
+
 fn write_form(out: &mut String, name: &str, value: &FormValue) {
     match value {
         FormValue::String(s) => {

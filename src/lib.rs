@@ -28,6 +28,7 @@ pub mod oauth;
 pub mod options;
 pub mod pagination;
 pub mod ratelimit;
+pub mod raw;
 pub mod retry;
 mod secret;
 mod segment;
@@ -67,7 +68,7 @@ pub use chrono;
 /// Everything a caller needs in scope: `use lead_intake::prelude::*;`.
 pub mod prelude {
     pub use crate::batch::{BatchOptions, BatchReport, ItemOutcome};
-    pub use crate::error::{ApiError, ResponseExt};
+    pub use crate::error::{ApiError, ResponseExt, WithMetadata};
     pub use crate::list::{Items, ListItem, UnrecognizedItem};
     pub use crate::oauth::{AuthError, OAuth, OAuthApp, TokenPair};
     pub use crate::options::CallOptions;

@@ -149,7 +149,7 @@ where
         }
     };
     match answer(call).await? {
-        Answer::Body(value) => Ok(Some(value)),
+        Answer::Body(value) => Ok(Some(value.into_inner())),
         Answer::NoContent { .. } => Ok(None),
     }
 }

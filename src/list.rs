@@ -242,6 +242,31 @@ impl<'de, T: ListItemType> Deserialize<'de> for Items<T> {
     }
 }
 
+/// Any `DeserializeOwned` type as a list item (its `Deserialize` is its only decoder): for the
+/// lists of raw calls (`Items::decode_any`).
+struct AnyItem<T>(T);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for AnyItem<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(AnyItem)
+    }
+}
+
+impl<T: DeserializeOwned> ListItemType for AnyItem<T> {}
+
+impl<T: DeserializeOwned> Items<T> {
+    /// A JSON list of any item type, with the same tolerance as the typed lists: an item that
+    /// does not decode is kept as an [`UnrecognizedItem`] in its place. `Err` when the text is
+    /// not a list.
+    pub(crate) fn decode_any(text: &str) -> Result<Self, serde_json::Error> {
+        let items: Items<AnyItem<T>> = serde_json::from_str(text)?;
+        Ok(Items {
+            typed: items.typed.into_iter().map(|AnyItem(item)| item).collect(),
+            unrecognized: items.unrecognized,
+        })
+    }
+}
+
 /// What a JSON text is, for an error that must not quote it.
 fn json_kind(text: &str) -> &'static str {
     match text.as_bytes().first() {

@@ -6,6 +6,7 @@
 //! | [`kommo::Client::list_widgets_pager`] | [`KommoPager<WidgetList>`] | [`WidgetList`] | [`kommo::types::Widget`] |
 //! | [`kommo::Client::list_incoming_leads_pager`] | [`KommoPager<IncomingLeadList>`] | [`IncomingLeadList`] | [`kommo::types::IncomingLead`] |
 //! | [`closebot::Client::list_sources_pager`] | [`CloseBotPager`] | [`SourcePage`] | [`closebot::types::Source`] |
+//! | [`RawRequest::pager`](crate::raw::RawRequest::pager) (any Kommo HAL list, `_embedded.<key>`) | [`KommoPager<HalPage<T>>`] | [`HalPage<T>`] | `T` |
 //!
 //! [`items`](Pager::items) yields each item as a [`ListItem`]: [`ListItem::Typed`], or
 //! [`ListItem::Unrecognized`] in its place for an item that does not decode into its type
@@ -133,7 +134,7 @@ use crate::kommo::{
     types::{IncomingLeadList, Links, WidgetList},
 };
 use crate::list::{Items, ListItem, UnrecognizedItem};
-use walk::{Fetch, KommoRequest, Walk};
+use walk::{Fetch, HalTarget, KommoRequest, Walk};
 
 /// The largest `limit` Kommo's lists accept, and the default page size of a [`KommoPager`].
 pub const KOMMO_MAX_PAGE_SIZE: u32 = 250;
@@ -215,6 +216,16 @@ mod walk {
             + Send
             + Sync,
     >;
+
+    /// What a [`HalPage`]'s fetch is asked for: a page by number through the caller's
+    /// request, or a `next` href.
+    #[derive(Clone, Debug)]
+    pub enum HalTarget {
+        /// This page (1-based) through the caller's request.
+        Page(NonZeroU32),
+        /// This `next` href of the last page.
+        Follow(String),
+    }
 
     /// The next request of a Kommo stream.
     #[derive(Clone, Debug)]
@@ -575,6 +586,206 @@ impl<P: Walk> State<P> {
     }
 }
 
+// ------------------------------------------------------------------- any HAL list (raw calls)
+
+/// A page of any Kommo HAL list read by a raw call ([`crate::raw`]): the items of its
+/// `_embedded.<key>` as `T` (an item that does not decode into `T` is kept as an
+/// [`UnrecognizedItem`] in its place, as in the typed lists), and its `_links`. Made by
+/// [`RawRequest::pager`](crate::raw::RawRequest::pager).
+#[derive(Clone, Debug)]
+pub struct HalPage<T> {
+    items: Items<T>,
+    links: Option<Links>,
+}
+
+impl<T> Default for HalPage<T> {
+    fn default() -> Self {
+        Self {
+            items: Items::new(),
+            links: None,
+        }
+    }
+}
+
+impl<T> HalPage<T> {
+    /// The page's items (`_embedded.<key>`); empty when absent.
+    pub fn items(&self) -> &Items<T> {
+        &self.items
+    }
+
+    /// The page's items, owned.
+    pub fn into_items(self) -> Items<T> {
+        self.items
+    }
+
+    /// The page's HAL links (`_links`).
+    pub fn links(&self) -> Option<&Links> {
+        self.links.as_ref()
+    }
+}
+
+/// A HAL page's body before its list is picked out: the entries of `_embedded` are kept as
+/// their raw text, and only the one asked for is decoded.
+#[derive(Default, serde::Deserialize)]
+struct HalBody {
+    #[serde(rename = "_links", default)]
+    links: Option<Links>,
+    #[serde(rename = "_embedded", default)]
+    embedded: Option<std::collections::HashMap<String, Box<serde_json::value::RawValue>>>,
+}
+
+impl ApiResponse for HalBody {
+    type Problem = kommo::types::Problem;
+}
+
+/// The `_embedded.<key>` of a HAL body as a page of `T`.
+// The error is the one every Kommo call returns (a stream's item).
+#[allow(clippy::result_large_err)]
+fn hal_page<T: DeserializeOwned>(
+    body: HalBody,
+    key: &str,
+    endpoint: &str,
+) -> Result<HalPage<T>, kommo::Error> {
+    let items = match body.embedded.as_ref().and_then(|e| e.get(key)) {
+        None => Items::new(),
+        Some(raw) => Items::decode_any(raw.get()).map_err(|e| ApiError::Decode {
+            endpoint: endpoint.to_string(),
+            path: format!("_embedded.{key}"),
+            message: e.to_string(),
+            body: bytes::Bytes::new(),
+            body_len: raw.get().len(),
+        })?,
+    };
+    Ok(HalPage {
+        items,
+        links: body.links,
+    })
+}
+
+impl crate::raw::RawRequest<kommo::Client> {
+    /// A pager over any Kommo HAL list: this request is the first page (the pager adds `page`
+    /// and `limit` to its query), then each page's `_links.next` is followed, through the
+    /// client's pipeline, and the items are read from `_embedded.<key>` as `T`. The pages end
+    /// by the rules of the typed Kommo pagers (see the [module](crate::pagination)), and an item
+    /// that does not decode into `T` is kept as an unrecognized item, as there.
+    ///
+    /// ```no_run
+    /// use lead_intake::prelude::*;
+    /// use reqwest::Method;
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Lead {
+    ///     id: i64,
+    ///     name: String,
+    /// }
+    /// let mut leads = kommo
+    ///     .request(Method::GET, "/api/v4/leads")
+    ///     .query(&serde_json::json!({ "filter": { "pipeline_id": 6950551 } }))
+    ///     .pager::<Lead>("leads")
+    ///     .typed_items();
+    /// while let Some(lead) = leads.try_next().await? {
+    ///     println!("{} {}", lead.id, lead.name);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn pager<T>(self, key: &str) -> KommoPager<HalPage<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let key: Arc<str> = Arc::from(key);
+        let first = self;
+        let client = first.client().clone();
+        let fetch = fetch(
+            move |client: &kommo::Client, target: HalTarget, limit: NonZeroU32| {
+                let key = Arc::clone(&key);
+                let request = match target {
+                    HalTarget::Page(page) => Ok(first.clone().query(&serde_json::json!({
+                        "page": page.get(),
+                        "limit": limit.get(),
+                    }))),
+                    HalTarget::Follow(href) => crate::links::resolve(client.baseurl(), &href)
+                        .map(|url| crate::raw::RawRequest::get_url(client, &url))
+                        .map_err(|reason| ApiError::InvalidLink { href, reason }),
+                };
+                let client = client.clone();
+                Box::pin(async move {
+                    let request = request?;
+                    let endpoint = request.endpoint();
+                    let body: HalBody = request.or_empty().await?;
+                    // serde's message may quote a value of the list: no secret in it.
+                    hal_page(body, &key, &endpoint).map_err(|e| e.redacted(&client.redactions()))
+                })
+            },
+        );
+        Pager::new(client, fetch)
+    }
+}
+
+/// Any HAL list: like the typed Kommo lists, but every page through the caller's fetch (the
+/// first by number, the next ones by their href) so that the `_embedded` key goes with it.
+impl<T: DeserializeOwned + Send + 'static> Walk for HalPage<T> {
+    type Client = kommo::Client;
+    type Problem = kommo::types::Problem;
+    type Item = T;
+    type Number = HalTarget;
+    type Request = KommoRequest;
+    type Memory = HashSet<u128>;
+
+    const API: &'static str = "Kommo";
+    const MAX_PAGE_SIZE: u32 = KOMMO_MAX_PAGE_SIZE;
+    const FIRST_PAGE: u32 = 1;
+
+    fn secrets(client: &Self::Client) -> Vec<crate::Secret> {
+        client.redactions().0.as_ref().clone()
+    }
+
+    fn page_request(page: u32) -> Result<KommoRequest, String> {
+        <WidgetList as Walk>::page_request(page)
+    }
+
+    fn send<'a>(
+        client: &'a kommo::Client,
+        fetch: &'a Fetch<Self>,
+        request: &'a KommoRequest,
+        page_size: NonZeroU32,
+    ) -> BoxFuture<'a, Result<Option<Self>, kommo::Error>> {
+        let target = match request {
+            KommoRequest::Page(page) => HalTarget::Page(*page),
+            KommoRequest::Follow(href) => HalTarget::Follow(href.clone()),
+        };
+        fetch(client, target, page_size).map_ok(Some).boxed()
+    }
+
+    fn next_request(
+        &self,
+        client: &kommo::Client,
+        seen: &mut HashSet<u128>,
+        request: &KommoRequest,
+        page_size: NonZeroU32,
+    ) -> Option<KommoRequest> {
+        next_kommo_request(
+            client.baseurl(),
+            self.links.as_ref(),
+            self.items.total(),
+            seen,
+            request,
+            page_size,
+        )
+    }
+
+    fn sent(&self) -> usize {
+        self.items.total()
+    }
+
+    fn odd_items(&self) -> &[UnrecognizedItem] {
+        self.items.unrecognized()
+    }
+
+    fn entries(self) -> Items<T> {
+        self.items
+    }
+}
+
 // ------------------------------------------------------------------------------------- Kommo
 
 mod sealed {
@@ -692,20 +903,14 @@ impl<P: KommoPage> Walk for P {
         request: &KommoRequest,
         page_size: NonZeroU32,
     ) -> Option<KommoRequest> {
-        let base = client.baseurl();
-        let requested_limit = match request {
-            KommoRequest::Page(_) => Some(page_size.get()),
-            KommoRequest::Follow(href) => {
-                seen.insert(link_id(base, href));
-                link_limit(base, href)
-            }
-        };
-        if let Some(own) = self_href(self) {
-            seen.insert(link_id(base, own));
-        }
-        let short = requested_limit.is_some_and(|limit| self.item_count() < limit as usize);
-        let next = next_href(self).filter(|next| !short && !seen.contains(&link_id(base, next)))?;
-        Some(KommoRequest::Follow(next.to_string()))
+        next_kommo_request(
+            client.baseurl(),
+            self.links(),
+            self.item_count(),
+            seen,
+            request,
+            page_size,
+        )
     }
 
     fn sent(&self) -> usize {
@@ -719,6 +924,35 @@ impl<P: KommoPage> Walk for P {
     fn entries(self) -> Items<Self::Item> {
         self.into_items()
     }
+}
+
+/// The request after a Kommo page (its links, how many items it had), or `None` when it was
+/// the last: no `next` link, a page shorter than the `limit` it was asked with, or a `next`
+/// link already fetched (the loop guard, `seen`).
+fn next_kommo_request(
+    base: &str,
+    links: Option<&Links>,
+    item_count: usize,
+    seen: &mut HashSet<u128>,
+    request: &KommoRequest,
+    page_size: NonZeroU32,
+) -> Option<KommoRequest> {
+    let requested_limit = match request {
+        KommoRequest::Page(_) => Some(page_size.get()),
+        KommoRequest::Follow(href) => {
+            seen.insert(link_id(base, href));
+            link_limit(base, href)
+        }
+    };
+    let href =
+        |get: fn(&Links) -> Option<&str>| links.and_then(get).filter(|h| !h.trim().is_empty());
+    if let Some(own) = href(Links::self_href) {
+        seen.insert(link_id(base, own));
+    }
+    let short = requested_limit.is_some_and(|limit| item_count < limit as usize);
+    let next =
+        href(Links::next_href).filter(|next| !short && !seen.contains(&link_id(base, next)))?;
+    Some(KommoRequest::Follow(next.to_string()))
 }
 
 /// A page's `next` href, unless blank.

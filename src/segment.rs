@@ -155,6 +155,199 @@ fn problem(value: &str) -> Option<PathParameterProblem> {
     }
 }
 
+/// The path of a raw call (`client.request(method, path)`, `lead_intake::raw`) refused before
+/// anything was sent, because it could reach something outside the client's base URL:
+/// `ApiError::InvalidPath`.
+///
+/// ```
+/// use lead_intake::error::{ApiError, PathProblem};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Nothing listens there: the request is refused before it would be sent.
+/// let kommo = lead_intake::kommo::Client::builder()
+///     .base_url("http://127.0.0.1:9/proxy/kommo")
+///     .token("token")
+///     .build()?;
+/// let refused = kommo
+///     .request(reqwest::Method::GET, "/api/v4/%2e%2e/%2e%2e/admin")
+///     .body::<serde_json::Value>()
+///     .await;
+/// match refused {
+///     Err(ApiError::InvalidPath(e)) => assert_eq!(e.problem(), PathProblem::DotSegment),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the path {path:?} of a raw call {problem}; the request was not sent")]
+pub struct InvalidPath {
+    path: String,
+    problem: PathProblem,
+}
+
+impl InvalidPath {
+    pub(crate) fn new(path: &str, problem: PathProblem) -> Self {
+        Self {
+            path: path.chars().take(KEPT_CHARS * 2).collect(),
+            problem,
+        }
+    }
+
+    /// The refused path (its first 128 characters).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Why it was refused.
+    pub fn problem(&self) -> PathProblem {
+        self.problem
+    }
+}
+
+/// Why the path of a raw call was refused: [`InvalidPath::problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PathProblem {
+    /// It does not start with `/` (a path relative to the base URL starts with one).
+    NotFromRoot,
+    /// It starts with `//`, which a URL parser reads as another host.
+    SchemeRelative,
+    /// It holds a `?` or `#`: give the query with `.query(..)`.
+    QueryOrFragment,
+    /// It holds a `\`, which a URL parser reads as `/` in `http(s)` URLs.
+    Backslash,
+    /// It holds a byte a URL path does not carry as it is (a space, a control, a non-ASCII
+    /// character, `"`, `<`, ...): encode it, or give the path as segments.
+    Character,
+    /// It holds an empty segment (`a//b`), which some servers and proxies merge.
+    EmptySegment,
+    /// A segment is `.` or `..`, or percent-decodes (once or more) to one (`%2e%2e`, `..;`).
+    DotSegment,
+    /// A segment percent-decodes to a `/` or `\` (`%2f`, `%5c`): a server decoding it before
+    /// routing would read another path.
+    EncodedSeparator,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// Joined to the base URL, it is not under the base URL's origin and path.
+    OutsideBase,
+    /// A segment given with `request_segments` is empty, `.`, `..`, or decodes to one.
+    Segment {
+        /// The segment's index in the slice.
+        index: usize,
+        /// Why it cannot be one segment.
+        problem: PathParameterProblem,
+    },
+}
+
+impl fmt::Display for PathProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFromRoot => f.write_str("does not start with `/`"),
+            Self::SchemeRelative => {
+                f.write_str("starts with `//`, which a URL parser reads as another host")
+            }
+            Self::QueryOrFragment => {
+                f.write_str("holds a `?` or `#` (give query parameters with `.query(..)`)")
+            }
+            Self::Backslash => f.write_str("holds a `\\`, which a URL parser reads as `/`"),
+            Self::Character => f.write_str(
+                "holds a character a URL path does not carry as it is (percent-encode it, or give the path as segments)",
+            ),
+            Self::EmptySegment => f.write_str("holds an empty segment (`//`)"),
+            Self::DotSegment => f.write_str(
+                "holds a dot segment (`.` or `..`, also percent-encoded), which would leave the base URL's path",
+            ),
+            Self::EncodedSeparator => f.write_str(
+                "holds a segment that percent-decodes to a `/` or `\\`, which a server decoding it would read as another path",
+            ),
+            Self::BadEscape => f.write_str("holds a `%` not followed by two hex digits"),
+            Self::OutsideBase => f.write_str("is not under the client's base URL"),
+            Self::Segment { index, problem } => write!(f, "has a segment {index} that {problem}"),
+        }
+    }
+}
+
+/// A raw call's path, checked: one that starts with `/` and whose every segment stays in its
+/// place, for a URL parser and for a server that percent-decodes before routing.
+pub(crate) fn check_path(path: &str) -> Result<(), InvalidPath> {
+    let fail = |problem| Err(InvalidPath::new(path, problem));
+    if !path.starts_with('/') {
+        return fail(PathProblem::NotFromRoot);
+    }
+    if path.starts_with("//") {
+        return fail(PathProblem::SchemeRelative);
+    }
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let problem = match b {
+            b'?' | b'#' => PathProblem::QueryOrFragment,
+            b'\\' => PathProblem::Backslash,
+            b'%' => {
+                let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if hex(i + 1) && hex(i + 2) {
+                    continue;
+                }
+                PathProblem::BadEscape
+            }
+            b'/' | b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*'
+            | b'+' | b',' | b';' | b'=' | b':' | b'@' => continue,
+            b if b.is_ascii_alphanumeric() => continue,
+            _ => PathProblem::Character,
+        };
+        return fail(problem);
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        // A trailing `/` is a path of its own (`/api/v4/leads/`), not a hole in one.
+        if segment.is_empty() {
+            if i == last {
+                continue;
+            }
+            return fail(PathProblem::EmptySegment);
+        }
+        let mut current = segment.as_bytes().to_vec();
+        loop {
+            let name = current.split(|&b| b == b';').next().unwrap_or_default();
+            if name == b"." || name == b".." {
+                return fail(PathProblem::DotSegment);
+            }
+            if current.iter().any(|&b| b == b'/' || b == b'\\') {
+                return fail(PathProblem::EncodedSeparator);
+            }
+            let decoded: Vec<u8> = percent_decode(&current).collect();
+            if decoded == current {
+                break;
+            }
+            current = decoded;
+        }
+    }
+    Ok(())
+}
+
+/// Segments as a path from the root, each percent-encoded as one segment ([`encode`]).
+pub(crate) fn join_segments(segments: &[&str]) -> Result<String, InvalidPath> {
+    let mut path = String::new();
+    for (index, segment) in segments.iter().enumerate() {
+        let encoded = encode("request_segments", "segments", segment).map_err(|e| {
+            let shown = segments.join("/");
+            InvalidPath::new(
+                &format!("/{shown}"),
+                PathProblem::Segment {
+                    index,
+                    problem: e.problem(),
+                },
+            )
+        })?;
+        path.push('/');
+        path.push_str(&encoded);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +393,63 @@ mod tests {
         let long = format!("%{}2e", "25".repeat(39));
         let e = encode("op", "p", &long).unwrap_err();
         assert_eq!(e.value().chars().count(), KEPT_CHARS);
+    }
+
+    #[test]
+    fn raw_paths_that_could_leave_the_base_are_refused() {
+        use PathProblem::*;
+        for (path, problem) in [
+            ("api/v4/leads", NotFromRoot),
+            ("http://evil.example/x", NotFromRoot),
+            ("//evil.example/x", SchemeRelative),
+            ("/api/v4/leads?x=1", QueryOrFragment),
+            ("/api/v4/leads#x", QueryOrFragment),
+            ("/api\\..\\admin", Backslash),
+            ("/api/v4/a b", Character),
+            ("/api/v4/\u{e9}", Character),
+            ("/api/v4/\t", Character),
+            ("/api//v4", EmptySegment),
+            ("/api/../admin", DotSegment),
+            ("/api/./v4", DotSegment),
+            ("/api/%2e%2e/admin", DotSegment),
+            ("/api/%2E./admin", DotSegment),
+            ("/api/%252e%252e/admin", DotSegment),
+            ("/api/..;/admin", DotSegment),
+            ("/api/..%2fadmin", EncodedSeparator),
+            ("/api/x%5cadmin", EncodedSeparator),
+            ("/api/x%255cadmin", EncodedSeparator),
+            ("/api/%zz", BadEscape),
+            ("/api/%2", BadEscape),
+        ] {
+            let e = check_path(path).expect_err(path);
+            assert_eq!(e.problem(), problem, "{path}");
+        }
+        for path in [
+            "/",
+            "/api/v4/leads",
+            "/api/v4/leads/",
+            "/api/v4/leads/a%20b",
+            "/a/...",
+            "/a:b@c",
+        ] {
+            check_path(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+    }
+
+    #[test]
+    fn segments_keep_their_place() {
+        assert_eq!(
+            join_segments(&["api", "v4", "a/b?c"]).unwrap(),
+            "/api/v4/a%2Fb%3Fc"
+        );
+        let e = join_segments(&["api", "..", "x"]).unwrap_err();
+        assert_eq!(
+            e.problem(),
+            PathProblem::Segment {
+                index: 1,
+                problem: PathParameterProblem::DotSegment
+            }
+        );
+        assert_eq!(join_segments(&[]).unwrap(), "/");
     }
 }

@@ -121,6 +121,7 @@ async fn a_401_problem_document_is_a_problem() {
         endpoint,
         status,
         problem: Problem::ProblemDetails(details),
+        ..
     } = &err
     else {
         panic!("a problem+json 401 is a Problem with details: {err:?}");

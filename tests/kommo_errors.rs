@@ -41,6 +41,7 @@ fn assert_body_204<T: Debug>(result: Result<T, lead_intake::kommo::Error>, path:
             retry_after,
             content_type,
             body,
+            ..
         }) => {
             assert_eq!(status, 204);
             assert_eq!(endpoint, path);
@@ -154,6 +155,7 @@ async fn a_400_with_validation_errors_is_a_problem_naming_the_rejected_item_and_
         endpoint,
         status,
         problem,
+        ..
     } = &err
     else {
         panic!("a problem+json 400 is a Problem: {err:?}");
@@ -249,6 +251,7 @@ async fn a_404_is_a_problem_with_status_404() {
         endpoint,
         status,
         problem,
+        ..
     } = &err
     else {
         panic!("a problem+json 404 is a Problem: {err:?}");
@@ -476,6 +479,7 @@ async fn an_html_429_without_retry_after_is_rate_limited_and_keeps_the_page() {
         retry_after,
         attempts,
         body,
+        ..
     } = &err
     else {
         panic!("an HTML 429 is RateLimited: {err:?}");

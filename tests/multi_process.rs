@@ -412,6 +412,85 @@ fn under_load_with_tokens_expiring_every_two_seconds_each_pair_is_refreshed_once
     assert!(!fake.is_blocked());
 }
 
+/// The same load, half of it raw calls (`client.request`, issue 22 §1) of an endpoint the
+/// typed calls do not use: the raw calls go through the same shared limit and the same token
+/// store, so there is still no 429, and each pair is still refreshed once.
+#[test]
+fn typed_and_raw_calls_mixed_share_the_limit_and_each_pair_is_refreshed_once() {
+    let redis = RedisServer::start();
+    let fake = fake(
+        Config::default()
+            .oauth(OAuthConfig::default().access_token_lifetime(std::time::Duration::from_secs(2))),
+    );
+    let key = "kommo:oauth-mixed";
+    assert_eq!(store_first_pair(&fake, &redis, key, false), 1);
+    let job = Job::Mixed {
+        requests_per_task: 12,
+    };
+    let configs: Vec<_> = (0..PROCESSES)
+        .map(|_| config(&fake, &redis.url(), key, Mode::Redis, job.clone()))
+        .collect();
+    let configs = with_oauth(configs, &fake, key, 5_000, 1_000);
+    let mut workers = start_oauth(&fake, &configs);
+    workers.go();
+    let reports = workers.reports();
+
+    let total = worker::total(&reports);
+    let oauth = fake.oauth_stats();
+    let stats = fake.stats();
+    assert_eq!(
+        total.errors(),
+        0,
+        "every request authorised: {total:?} {oauth:?}"
+    );
+    assert_eq!(total.ok, (PROCESSES * TASKS * 12) as u64);
+    let answered = |operation: &str| {
+        stats
+            .by_operation
+            .get(operation)
+            .map(|by_status| {
+                by_status
+                    .iter()
+                    .filter(|(status, _)| (200..300).contains(*status))
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+            })
+            .unwrap_or_default()
+    };
+    // Answered with a success (the sources' list is empty: 204).
+    let half = (PROCESSES * TASKS * 6) as u64;
+    assert_eq!(
+        answered("kommo.listWidgets"),
+        half,
+        "the raw calls: {stats:?}"
+    );
+    assert_eq!(
+        answered("kommo.listSources"),
+        half,
+        "the typed calls: {stats:?}"
+    );
+    assert_eq!(
+        oauth.revoked_reuses, 0,
+        "a refresh token was spent twice: {oauth:?}"
+    );
+    assert!(
+        oauth.refreshes >= 3,
+        "the run outlasted several expiries: {oauth:?}"
+    );
+    let callbacks: u64 = reports.iter().map(|r| r.refreshes).sum();
+    assert_eq!(callbacks, oauth.refreshes, "on_refresh once per refresh");
+    assert_eq!(
+        stored_version(&redis, key),
+        1 + oauth.refreshes,
+        "every refresh stored"
+    );
+    assert_eq!(
+        stats.rate_limited, 0,
+        "raw calls go through the shared limit too"
+    );
+    assert!(!fake.is_blocked());
+}
+
 /// A process that holds the refresh lock is killed (SIGKILL) while its token request hangs (it
 /// went to a server that never answers, so the refresh token is unspent). The others wait for
 /// the lock to run out, then one of them refreshes, once.

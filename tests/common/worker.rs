@@ -63,6 +63,9 @@ pub enum Mode {
 pub enum Job {
     /// Each task sends `requests_per_task` `GET /api/v4/sources`, one after another.
     List { requests_per_task: usize },
+    /// Like `List`, but every second request is a raw call (`client.request`) of
+    /// `GET /api/v4/widgets?limit=50` instead of the typed `list_sources`.
+    Mixed { requests_per_task: usize },
     /// One batch import of `items` incoming-lead forms through `add_incoming_forms_batched`
     /// (`tasks` chunks in flight at once), each with the `request_id` `{prefix}-{i}`; every item
     /// whose index is a multiple of `invalid_every` (if set) names a pipeline the account does
@@ -328,7 +331,12 @@ async fn work(config: WorkerConfig, token: String) -> Report {
     }
 
     match config.job {
-        Job::List { requests_per_task } => list(&client, config.tasks, requests_per_task).await,
+        Job::List { requests_per_task } => {
+            list(&client, config.tasks, requests_per_task, false).await
+        }
+        Job::Mixed { requests_per_task } => {
+            list(&client, config.tasks, requests_per_task, true).await
+        }
         Job::Batch {
             items,
             prefix,
@@ -376,16 +384,26 @@ async fn shared_oauth(redis_url: &str, config: &OAuthWorker) -> lead_intake::oau
         })
 }
 
-async fn list(client: &kommo::Client, tasks: usize, each: usize) -> Report {
+async fn list(client: &kommo::Client, tasks: usize, each: usize, mixed: bool) -> Report {
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let client = client.clone();
         handles.push(tokio::spawn(async move {
             let mut counts = Counts::default();
             let (mut first, mut last) = (None::<u64>, None::<u64>);
-            for _ in 0..each {
-                match client.list_sources().send().or_empty().await {
-                    Ok(_) => {
+            for i in 0..each {
+                let result = if mixed && i % 2 == 1 {
+                    client
+                        .request(reqwest::Method::GET, "/api/v4/widgets")
+                        .query(&serde_json::json!({"limit": 50}))
+                        .or_empty::<serde_json::Value>()
+                        .await
+                        .map(drop)
+                } else {
+                    client.list_sources().send().or_empty().await.map(drop)
+                };
+                match result {
+                    Ok(()) => {
                         counts.ok += 1;
                         let at = now_us();
                         first = Some(first.map_or(at, |f| f.min(at)));
