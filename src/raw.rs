@@ -72,6 +72,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Answer, ApiError, ProblemSummary, RawCall, WithMetadata, answer};
+use crate::options::CallOptions;
 use crate::segment::{InvalidPath, PathProblem};
 use crate::{closebot, kommo};
 
@@ -97,9 +98,13 @@ mod sealed {
     }
 }
 
-/// The operation name the hooks see for a raw call.
+/// The operation id the hooks see for a raw call; they pass no operation id on to the pipeline
+/// for it, so retry rules match a raw call by its method and path only.
+pub(crate) const RAW_OPERATION_ID: &str = "raw_request";
+
+/// The operation the hooks see for a raw call.
 const OPERATION: OperationInfo = OperationInfo {
-    operation_id: "raw_request",
+    operation_id: RAW_OPERATION_ID,
 };
 
 macro_rules! raw_client {
@@ -167,6 +172,8 @@ pub struct RawRequest<C: RawClient> {
     /// The first builder error (a body that did not serialize, a bad header), reported by the
     /// finishing call.
     error: Option<String>,
+    /// Options for this call alone.
+    options: CallOptions,
 }
 
 impl<C: RawClient> fmt::Debug for RawRequest<C> {
@@ -188,6 +195,7 @@ impl<C: RawClient> RawRequest<C> {
             body: None,
             headers: HeaderMap::new(),
             error: None,
+            options: CallOptions::default(),
         }
     }
 
@@ -288,6 +296,28 @@ impl<C: RawClient> RawRequest<C> {
             }
             Err(_) => self.fail(format!("the value of the header `{name}` is not valid")),
         }
+    }
+
+    /// Options for this call alone ([`CallOptions`]: a deadline, a timeout per attempt, the
+    /// number of attempts, extra headers, retry rules), as `ResponseExt::with_options` gives a
+    /// typed call. Retry rules match a raw call by [`Operation::route`](crate::retry::Operation::route)
+    /// (its method and path).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use lead_intake::prelude::*;
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// let options = CallOptions::new().deadline(Duration::from_secs(5));
+    /// let leads: serde_json::Value = kommo
+    ///     .request(reqwest::Method::GET, "/api/v4/leads")
+    ///     .options(options)
+    ///     .or_empty()
+    ///     .await?;
+    /// # let _ = leads; Ok(()) }
+    /// ```
+    pub fn options(mut self, options: CallOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Sends the request and decodes a success answer's body as `T`. A `204`, like any status
@@ -397,14 +427,15 @@ impl<C: RawClient> RawRequest<C> {
             ApiError::InvalidRequest(format!("the request could not be built: {e}"))
         })?;
         let client = self.client;
-        Ok(async move {
+        let call = async move {
             let response = client.run(request).await?;
             if response.status().is_success() {
                 read(response).await
             } else {
                 Err(progenitor_client::Error::UnexpectedResponse(response))
             }
-        })
+        };
+        Ok(crate::options::with_options(call, self.options))
     }
 }
 

@@ -138,6 +138,12 @@ pub(crate) fn path_segment(
     })
 }
 
+/// The operation id an `exec` hook passes on to [`Pipeline::execute_operation`]: a generated
+/// operation's, or none for a raw call (whose retry rules match its method and path).
+pub(crate) fn operation_id(info: &progenitor_client::OperationInfo) -> Option<&'static str> {
+    (info.operation_id != crate::raw::RAW_OPERATION_ID).then_some(info.operation_id)
+}
+
 /// Everything a client shares with its clones: credentials, limiter, retry policy.
 pub(crate) struct Pipeline {
     authorizer: Arc<dyn Authorizer>,
@@ -181,18 +187,6 @@ impl Pipeline {
     /// call's context (a pager refusing an odd item).
     pub(crate) fn redactions(&self) -> crate::secret::Redactions {
         self.authorizer.redactions()
-    }
-
-    /// Sends a request of a client that is not one of its generated operations, and leaves
-    /// the call's context for [`scope`]. Its retry rules match it by method and path only.
-    // The raw call's entry (issue 22 §1); the generated operations use `execute_operation`.
-    #[allow(dead_code)]
-    pub(crate) async fn execute(
-        &self,
-        http: &reqwest::Client,
-        request: Request,
-    ) -> reqwest::Result<Response> {
-        self.execute_operation(http, request, None).await
     }
 
     /// Sends a request of a client (its `exec` hook, with the generated operation's id), and

@@ -418,6 +418,78 @@ mod retry_rules {
     }
 }
 
+/// A raw call (`client.request(..)`) takes the same options: the deadline, and retry rules,
+/// which match it by its method and path (it has no operation id).
+mod raw_call {
+    use super::*;
+    use lead_intake::retry::{Operation, RetryRules};
+    use reqwest::{Method, StatusCode};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_raw_call_s_deadline_cuts_a_retry_after_wait() {
+        let server = ScriptServer::sequence(vec![
+            Reply::json(
+                429,
+                serde_json::json!({"title": "Too Many Requests", "status": 429}),
+            )
+            .header("retry-after", "60"),
+            sources(),
+        ])
+        .await;
+        let kommo = client(&server, None);
+        let started = Instant::now();
+        let err = kommo
+            .request(Method::GET, "/api/v4/leads/pipelines")
+            .options(deadline(10))
+            .or_empty::<serde_json::Value>()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApiError::DeadlineExceeded {
+                    waiting_for: Waiting::RetryAfter,
+                    attempts: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(11));
+        assert_eq!(server.requests().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_raw_post_marked_safe_by_route_is_sent_again_and_ids_do_not_match_it() {
+        let replies = || {
+            vec![
+                Reply::status(503),
+                Reply::json(200, serde_json::json!({"_embedded": {"leads": []}})),
+            ]
+        };
+        let post = |kommo: Client, rules: RetryRules| async move {
+            kommo
+                .request(Method::POST, "/api/v4/leads/complex")
+                .json(&serde_json::json!([{"name": "x"}]))
+                .options(CallOptions::new().retry_rules(rules))
+                .body::<serde_json::Value>()
+                .await
+        };
+        let server = ScriptServer::sequence(replies()).await;
+        let by_route = RetryRules::new()
+            .safe_to_resend(Operation::route(Method::POST, "/api/v4/leads/complex"));
+        post(client(&server, None), by_route).await.unwrap();
+        assert_eq!(server.requests().len(), 2);
+
+        // The hooks' name for a raw call is not an operation id a rule can match.
+        let server = ScriptServer::sequence(replies()).await;
+        let by_id = RetryRules::new().safe_to_resend(Operation::id("raw_request"));
+        let err = post(client(&server, None), by_id).await.unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(server.requests().len(), 1);
+    }
+}
+
 /// The deadline against a limit shared through a real Redis (its clock cannot be paused: real
 /// time passes, and only lower bounds on it are asserted).
 mod shared_limit {

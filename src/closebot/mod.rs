@@ -48,7 +48,7 @@ use crate::builder::Common;
 use crate::config::ConfigError;
 use crate::error::ProblemSummary;
 use crate::secret::Secret;
-use crate::transport::Pipeline;
+use crate::transport::{Pipeline, operation_id};
 
 /// CloseBot's API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.closebot.com";
@@ -219,7 +219,7 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
     ) -> reqwest::Result<reqwest::Response> {
         let pipeline = &self.inner().pipeline;
         pipeline
-            .execute_operation(self.client(), request, Some(info.operation_id))
+            .execute_operation(self.client(), request, operation_id(info))
             .await
     }
 }

@@ -53,7 +53,7 @@ use crate::config::{self, ConfigError};
 use crate::oauth::{OAuth, Session, TokenPair};
 use crate::ratelimit::RateLimiter;
 use crate::secret::Secret;
-use crate::transport::Pipeline;
+use crate::transport::{Pipeline, operation_id};
 
 /// An error from a Kommo call: its problem document, an unexpected answer, a decoding failure
 /// or a transport failure.
@@ -352,7 +352,7 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
     ) -> reqwest::Result<reqwest::Response> {
         let pipeline = &self.inner().pipeline;
         pipeline
-            .execute_operation(self.client(), request, Some(info.operation_id))
+            .execute_operation(self.client(), request, operation_id(info))
             .await
     }
 }
