@@ -20,6 +20,7 @@ pub mod form;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod kommo;
 pub mod links;
 pub mod list;
