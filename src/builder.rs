@@ -58,10 +58,9 @@ impl Common {
 
 /// The HTTP client a builder was given: a whole one, or additions to the default one.
 pub(crate) enum HttpChoice {
-    /// [`http_client`](crate::kommo::ClientBuilder::http_client): used as it is.
+    /// `http_client` on a client's builder: used as it is.
     Client(reqwest::Client),
-    /// [`http_client_builder`](crate::kommo::ClientBuilder::http_client_builder): applied to
-    /// the default client's builder.
+    /// `http_client_builder` on a client's builder: applied to the default client's builder.
     Extend(Box<dyn FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send>),
 }
 

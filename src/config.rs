@@ -154,7 +154,7 @@ pub(crate) fn http_client() -> Result<reqwest::Client, ConfigError> {
     client_builder().build().map_err(ConfigError::HttpClient)
 }
 
-/// The settings of the default HTTP client ([`crate::http::client_builder`]): user agent,
+/// The settings of the default HTTP client (`lead_intake::http::client_builder`): user agent,
 /// timeouts, the same-origin redirect policy, and no proxy from the environment unless the
 /// `system-proxy` feature is on.
 pub(crate) fn client_builder() -> reqwest::ClientBuilder {

@@ -9,12 +9,10 @@
 //! | proxy | none: `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` are not read, unless the `system-proxy` feature is on (then they are, with `NO_PROXY`, and on macOS and Windows the system's settings too) | from the environment |
 //!
 //! A CA file, a client certificate for mutual TLS, or a proxy with credentials go on top of
-//! these: on a client's builder with `http_client_builder`
-//! ([Kommo](crate::kommo::ClientBuilder::http_client_builder),
-//! [CloseBot](crate::closebot::ClientBuilder::http_client_builder)), which keeps the redirect
-//! policy whatever the additions, or from [`client_builder`] for a `reqwest::Client` of your
-//! own (to share one connection pool between clients, or for
-//! [`oauth::exchange_code_with_client`](crate::oauth::exchange_code_with_client)).
+//! these: on a client's builder with `http_client_builder` (`lead_intake::kommo::ClientBuilder`,
+//! `lead_intake::closebot::ClientBuilder`), which keeps the redirect policy whatever the
+//! additions, or from [`client_builder`] for a `reqwest::Client` of your own (to share one
+//! connection pool between clients, or for `lead_intake::oauth::exchange_code_with_client`).
 
 /// The builder of the default HTTP client, with the settings of the table above, for you to
 /// add to and build.

@@ -24,6 +24,12 @@ pub mod http;
 pub mod kommo;
 pub mod links;
 pub mod list;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+// The same hooks, recording nothing.
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics_off.rs"]
+mod metrics;
 pub mod oauth;
 pub mod pagination;
 pub mod ratelimit;

@@ -293,12 +293,13 @@ pub(crate) async fn send(
     // not belong in logs.
     let host = request.url().host_str().unwrap_or("").to_string();
     let path = request.url().path().to_string();
+    let endpoint = crate::metrics::endpoint(&request);
     let mut attempt: u32 = 1;
     loop {
         // A body that cannot be cloned (a stream) is sent once.
         let spare = request.try_clone();
         let permit = match limiter {
-            Some(limiter) => match limiter.acquire().await {
+            Some(limiter) => match crate::metrics::acquire(limiter, &endpoint).await {
                 Ok(permit) => Some(permit),
                 Err(e) => return (Err(e), attempt - 1),
             },
@@ -312,6 +313,7 @@ pub(crate) async fn send(
             permit.finish();
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        crate::metrics::answered(&endpoint, &method, &result, started.elapsed());
         // A 429 without `Retry-After` may say how long to wait in its JSON body (Kommo's
         // `retry_after`): read it, and put the body back for whoever reads the answer next.
         let mut result = result;
@@ -358,6 +360,7 @@ pub(crate) async fn send(
         };
         match (retry::decide(policy, &method, attempt, &outcome), spare) {
             (Next::RetryAfter(wait), Some(spare)) => {
+                crate::metrics::retrying(&endpoint, &outcome);
                 let delay_from = match outcome {
                     Attempt::Status {
                         retry_after: Some(_),

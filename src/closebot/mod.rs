@@ -215,9 +215,12 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
     async fn exec(
         &self,
         request: reqwest::Request,
-        _info: &progenitor_client::OperationInfo,
+        info: &progenitor_client::OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
-        self.inner().pipeline.execute(self.client(), request).await
+        crate::metrics::operation(info, request, |request| {
+            self.inner().pipeline.execute(self.client(), request)
+        })
+        .await
     }
 }
 
