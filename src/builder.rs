@@ -61,7 +61,7 @@ pub(crate) enum HttpChoice {
     /// `http_client` on a client's builder: used as it is.
     Client(reqwest::Client),
     /// `http_client_builder` on a client's builder: applied to the default client's builder.
-    Extend(Box<dyn FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send>),
+    Extend(Box<dyn FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync>),
 }
 
 impl std::fmt::Debug for HttpChoice {
@@ -180,7 +180,7 @@ macro_rules! builder_setters {
         /// ```
         pub fn http_client_builder(
             mut self,
-            extend: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + 'static,
+            extend: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync + 'static,
         ) -> Self {
             self.common.http = Some($crate::builder::HttpChoice::Extend(Box::new(extend)));
             self

@@ -166,7 +166,10 @@ async fn proxy_variables_only_with_the_system_proxy_feature() {
 #[tokio::test]
 #[ignore = "run by proxy_variables_only_with_the_system_proxy_feature in a child process"]
 async fn proxy_child() {
-    let base_url = std::env::var(CHILD_BASE_URL).expect("run by its parent test");
+    // Run alone (`--include-ignored`) it has nothing to call; its parent checks that it called.
+    let Ok(base_url) = std::env::var(CHILD_BASE_URL) else {
+        return;
+    };
     let kommo = Client::builder()
         .base_url(&base_url)
         .token(TOKEN)
