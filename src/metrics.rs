@@ -100,12 +100,14 @@ pub(crate) fn endpoint(request: &Request) -> Endpoint {
 fn template(path: &str) -> String {
     let plain = |segment: &str| {
         let word = segment.trim_end_matches(|c: char| c.is_ascii_digit());
-        !word.is_empty()
-            && segment.len() - word.len() <= 2
-            && segment.len() <= 32
-            && word
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-')
+        // An empty segment (a trailing slash) stays empty.
+        segment.is_empty()
+            || !word.is_empty()
+                && segment.len() - word.len() <= 2
+                && segment.len() <= 32
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-')
     };
     let mut out = String::with_capacity(path.len());
     for segment in path.split('/').skip(1) {
@@ -232,6 +234,8 @@ mod tests {
             "/api/v4/widgets/{id}"
         );
         assert_eq!(template("/"), "/");
+        assert_eq!(template("/api/v4/sources/"), "/api/v4/sources/");
+        assert_eq!(template("/api/v4/sources/12/"), "/api/v4/sources/{id}/");
         assert_eq!(template(""), "/");
     }
 }
