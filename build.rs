@@ -39,6 +39,63 @@ fn main() {
             Err(message) => fail(&shown, &message),
         }
     }
+    let out = out_dir.join("hooks_check.md");
+    match hooks_check() {
+        Ok(text) => {
+            if let Err(e) = std::fs::write(&out, text) {
+                fail("build.rs", &format!("cannot write {}: {e}", out.display()));
+            }
+        }
+        Err(message) => fail("build.rs's hooks probe", &message),
+    }
+}
+
+/// Whether a generated client must have a `ClientHooks` impl. `Expected`: a client whose impl
+/// was lost (it would send requests without credentials, limiter or retries: progenitor's
+/// `Optional` gives it empty hooks) does not compile. The doctests of `hooks_check` prove it.
+const HOOKS: progenitor::HooksMode = progenitor::HooksMode::Expected;
+
+/// The text of the doctests that prove [`HOOKS`] (included by src/lib.rs in a hidden module):
+/// a one-operation client generated with [`HOOKS`] compiles with a `ClientHooks` impl and fails
+/// to compile without one, while the same client generated with progenitor's default
+/// (`Optional`) compiles without one (the check would pass unnoticed under it).
+fn hooks_check() -> Result<String, String> {
+    let spec = serde_json::json!({
+        "openapi": "3.0.3",
+        "info": { "title": "probe", "version": "1" },
+        "paths": { "/ping": { "get": {
+            "operationId": "ping",
+            "responses": { "200": { "description": "ok",
+                "content": { "application/json": { "schema": { "type": "string" } } } } }
+        } } }
+    });
+    let spec: openapiv3::OpenAPI =
+        serde_json::from_value(spec).map_err(|e| format!("the probe spec: {e}"))?;
+    let code = |hooks: progenitor::HooksMode| -> Result<String, String> {
+        let mut settings = progenitor::GenerationSettings::new();
+        settings
+            .with_interface(progenitor::InterfaceStyle::Builder)
+            .with_hooks(hooks);
+        let tokens = progenitor::Generator::new(&settings)
+            .generate_tokens(&spec)
+            .map_err(|e| e.to_string())?;
+        let file: syn::File = syn::parse2(tokens).map_err(|e| e.to_string())?;
+        // Every line hidden (`# `): the doctest compiles it, the page does not show it.
+        Ok(prettyplease::unparse(&file)
+            .lines()
+            .map(|line| format!("# {line}\n"))
+            .collect())
+    };
+    let (expected, optional) = (code(HOOKS)?, code(progenitor::HooksMode::Optional)?);
+    let with_impl = "impl progenitor_client::ClientHooks<()> for Client {}\n";
+    Ok(format!(
+        "A client generated with build.rs's hooks setting and a `ClientHooks` impl compiles:\n\n\
+         ```\n{expected}{with_impl}fn main() {{}}\n```\n\n\
+         Without the impl it does not (E0277: `Client: ClientHooks<()>` is not satisfied):\n\n\
+         ```compile_fail,E0277\n{expected}fn main() {{}}\n```\n\n\
+         progenitor's default (`HooksMode::Optional`) would compile it without the impl:\n\n\
+         ```\n{optional}fn main() {{}}\n```\n"
+    ))
 }
 
 fn fail(spec: &str, message: &str) -> ! {
@@ -353,6 +410,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     settings
         .with_interface(progenitor::InterfaceStyle::Builder)
         .with_tag(progenitor::TagStyle::Merged)
+        .with_hooks(HOOKS)
         .with_inner_type(quote!(crate::#module_ident::ClientState))
         .with_derive("schemars::JsonSchema")
         .with_derive("PartialEq");

@@ -8,7 +8,7 @@ use crate::answer::AnswerLimits;
 use crate::auth::Authorizer;
 use crate::config::{self, ConfigError};
 use crate::ratelimit::RateLimiter;
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryPolicy, RetryRules};
 use crate::transport::Pipeline;
 
 /// The settings both builders take alike.
@@ -17,6 +17,7 @@ pub(crate) struct Common {
     pub(crate) allow_insecure: bool,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) rules: RetryRules,
     pub(crate) http: Option<HttpChoice>,
     pub(crate) limits: AnswerLimits,
 }
@@ -28,6 +29,7 @@ impl Common {
             allow_insecure: false,
             limiter,
             retry: RetryPolicy::default(),
+            rules: RetryRules::default(),
             http: None,
             limits: AnswerLimits::default(),
         }
@@ -51,6 +53,7 @@ impl Common {
             http,
             limiter: self.limiter,
             retry: self.retry,
+            rules: self.rules,
             limits: self.limits,
         })
     }
@@ -79,13 +82,20 @@ pub(crate) struct Connection {
     pub(crate) http: reqwest::Client,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) rules: RetryRules,
     pub(crate) limits: AnswerLimits,
 }
 
 impl Connection {
     /// The pipeline of the client's requests, with its credentials.
     pub(crate) fn pipeline(&self, authorizer: Arc<dyn Authorizer>) -> Arc<Pipeline> {
-        Pipeline::new(authorizer, self.limiter.clone(), self.retry, self.limits)
+        Pipeline::new(
+            authorizer,
+            self.limiter.clone(),
+            self.retry,
+            self.limits,
+            self.rules.clone(),
+        )
     }
 }
 
@@ -113,6 +123,15 @@ macro_rules! builder_setters {
         /// The retry policy; see [`crate::retry`].
         pub fn retry(mut self, retry: $crate::retry::RetryPolicy) -> Self {
             self.common.retry = retry;
+            self
+        }
+
+        /// Extensions of the retry table for every call of the client (default: none): statuses
+        /// to retry, operations never to retry, requests safe to send again; see
+        /// [`crate::retry`]. A call's [`CallOptions`](crate::options::CallOptions) can add to
+        /// them.
+        pub fn retry_rules(mut self, rules: $crate::retry::RetryRules) -> Self {
+            self.common.rules = rules;
             self
         }
 

@@ -18,6 +18,8 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 pub use crate::answer::{AnswerError, DEFAULT_ANSWER_TIMEOUT, DEFAULT_MAX_ANSWER_SIZE};
+pub use crate::cause::{TimeoutBound, TransportCause, TransportError};
+pub use crate::options::Waiting;
 use crate::secret::Redactions;
 pub use crate::segment::{InvalidPathParameter, PathParameterProblem};
 use crate::text::{excerpt, is_json_media_type};
@@ -168,9 +170,28 @@ pub enum ApiError<P: fmt::Debug + ProblemSummary> {
         /// The length of the whole body, in bytes.
         body_len: usize,
     },
-    /// The request could not be sent, or the answer not received.
-    #[error("the request failed: {0}")]
-    Transport(#[source] reqwest::Error),
+    /// The request could not be sent, or the answer not received: the message names the path,
+    /// the cause ([`TransportCause`]: refused, DNS, TLS, a timeout and which, a reset) and the
+    /// attempts; see [`ApiError::is_timeout`] and [`ApiError::is_connect`].
+    #[error("{0}")]
+    Transport(#[source] TransportError),
+    /// The call's deadline ([`CallOptions::deadline`](crate::options::CallOptions::deadline))
+    /// came: every wait of the call counts (the rate limiter, each answer, backoffs,
+    /// `Retry-After`). It says what the call was waiting for; a wait that could not end before
+    /// the deadline was not begun.
+    #[error(
+        "{endpoint}: the call's deadline of {deadline:?} came while waiting for {waiting_for}, after {attempts} attempt(s)"
+    )]
+    DeadlineExceeded {
+        /// The path that was called.
+        endpoint: String,
+        /// The deadline, as given.
+        deadline: std::time::Duration,
+        /// How many times the request was sent.
+        attempts: u32,
+        /// What the call was waiting for when it stopped.
+        waiting_for: Waiting,
+    },
     /// A HAL link that is not one of the client's own API (another origin, a path outside the
     /// base URL's path, or not a URL, such as the documents' placeholder `LINK`). It was not
     /// followed.
@@ -277,9 +298,32 @@ fn content_type_note(content_type: &Option<String>) -> String {
 }
 
 impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
-    /// A transport failure, its URL without the query ([`without_query`]).
-    pub(crate) fn transport(e: reqwest::Error) -> Self {
-        Self::Transport(without_query(e))
+    /// A transport failure of a call, its URL without the query ([`without_query`]).
+    pub(crate) fn transport(e: reqwest::Error, context: &CallContext) -> Self {
+        Self::Transport(TransportError::new(
+            context.endpoint.clone(),
+            without_query(e),
+            context.attempts,
+            context.attempt_timeout,
+        ))
+    }
+
+    /// True when a call ended because something did not come in time: a connect or request
+    /// timeout ([`ApiError::Transport`]), the answer's timeout ([`ApiError::Answer`]), or the
+    /// call's deadline ([`ApiError::DeadlineExceeded`]).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Transport(e) => e.is_timeout(),
+            Self::Answer { error, .. } => matches!(error, AnswerError::TimedOut { .. }),
+            Self::DeadlineExceeded { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// True when no connection could be made ([`ApiError::Transport`] with a refused
+    /// connection, a DNS failure, a TLS failure or a connect timeout): nothing was sent.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Transport(e) if e.is_connect())
     }
 
     /// The HTTP status, when the API answered with an error.
@@ -345,6 +389,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
             | Self::RateLimiterUnavailable { .. }
             | Self::Auth { .. } => true,
             Self::Transport(e) => e.is_connect() || e.is_builder(),
+            Self::DeadlineExceeded { attempts, .. } => *attempts == 0,
             Self::Decode { .. } | Self::UnrecognizedItem { .. } | Self::Answer { .. } => false,
             other => other.status().is_some_and(|s| s.is_client_error()),
         }
@@ -367,6 +412,18 @@ pub trait ApiResponse {
 /// let widget = client.get_widget().widget_code("amo_asterisk").send().body().await?;
 /// let page = client.list_widgets().limit(250).send().or_empty().await?; // 204: an empty page
 /// # let _ = (widget, page); Ok(()) }
+/// ```
+///
+/// **Forgot `.send()`?** A request builder is not a call: `client.op().body()` does not compile,
+/// and the compiler's message ("the method `body` exists ... but its trait bounds were not
+/// satisfied", naming `Future` and a generated builder type) points into generated code. The
+/// builder's `.send()` makes the call; `.body()`, `.or_empty()` and `.or_gone()` finish it.
+///
+/// ```compile_fail
+/// # async fn f(client: lead_intake::kommo::Client) {
+/// use lead_intake::prelude::*;
+/// let page = client.list_widgets().or_empty().await; // missing .send()
+/// # }
 /// ```
 pub trait ResponseExt<T>:
     Future<Output = Result<ResponseValue<T>, progenitor_client::Error<()>>> + Sized
@@ -420,6 +477,25 @@ pub trait ResponseExt<T>:
                 Err(e) => Err(e),
             }
         }
+    }
+
+    /// The same call with options for it alone ([`CallOptions`](crate::options::CallOptions):
+    /// a deadline, a timeout per attempt, the number of attempts, extra headers); every other
+    /// call of the client keeps the client's settings. Finish it as any call:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use lead_intake::prelude::*;
+    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
+    /// let options = CallOptions::new().deadline(Duration::from_secs(5)).max_attempts(2);
+    /// let sources = kommo.list_sources().send().with_options(options).or_empty().await?;
+    /// # let _ = sources; Ok(()) }
+    /// ```
+    fn with_options(
+        self,
+        options: crate::options::CallOptions,
+    ) -> impl Future<Output = Result<ResponseValue<T>, progenitor_client::Error<()>>> {
+        crate::options::with_options(self, options)
     }
 
     /// Like [`ResponseExt::body`], but `204 No Content` (Kommo's empty list, and the end of
@@ -521,11 +597,29 @@ where
         auth_failure,
         limiter_failure,
         path_failure,
+        deadline_hit,
+        attempt_timeout,
     } = context;
     // A path parameter refused before the request was built (crate::transport::path_segment).
     if let Some(error) = path_failure {
         return Err(ApiError::InvalidPathParameter(error));
     }
+    // The stand-in answer of a call whose deadline came (crate::transport's doc).
+    if let Some((waiting_for, deadline)) = deadline_hit {
+        return Err(ApiError::DeadlineExceeded {
+            endpoint,
+            deadline,
+            attempts,
+            waiting_for,
+        });
+    }
+    // The context again, for the transport errors below (its parts are taken apart above).
+    let context = CallContext {
+        endpoint: endpoint.clone(),
+        attempts,
+        attempt_timeout,
+        ..CallContext::default()
+    };
     // The stand-in answer of a request the rate limiter could not grant, or whose token request
     // it could not grant (crate::transport's doc).
     if let Some(error) = limiter_failure {
@@ -545,7 +639,7 @@ where
             return Err(decode_error::<T, P>(endpoint, body, &redactions));
         }
         Err(Raw::CommunicationError(e) | Raw::ResponseBodyError(e) | Raw::InvalidUpgrade(e)) => {
-            return Err(body_failure(endpoint, e));
+            return Err(body_failure(&context, e));
         }
         Err(Raw::ErrorResponse(value)) => {
             return Err(ApiError::UnexpectedResponse {
@@ -583,7 +677,7 @@ where
     let bytes = match crate::transport::read_limited(response).await {
         Ok(bytes) => bytes,
         // A body error carries no URL of its own: say which answer it was.
-        Err(e) => return Err(body_failure(endpoint, e.with_url(url))),
+        Err(e) => return Err(body_failure(&context, e.with_url(url))),
     };
     // A server that echoes the request's credentials must not put them into the error, nor a
     // cut at the limit the first characters of one.
@@ -633,15 +727,15 @@ where
 /// A failure to send or to read an answer: [`ApiError::Answer`] when the bounded reader gave up
 /// on the body (too large, too slow), else [`ApiError::Transport`].
 fn body_failure<P: fmt::Debug + ProblemSummary>(
-    endpoint: String,
+    context: &CallContext,
     e: reqwest::Error,
 ) -> ApiError<P> {
     match AnswerError::find(&e) {
         Some(error) => ApiError::Answer {
-            endpoint,
+            endpoint: context.endpoint.clone(),
             error: error.clone(),
         },
-        None => ApiError::transport(e),
+        None => ApiError::transport(e, context),
     }
 }
 
@@ -815,6 +909,7 @@ impl<P: fmt::Debug + ProblemSummary> ApiError<P> {
             other @ (Self::RateLimiterUnavailable { .. }
             | Self::Answer { .. }
             | Self::Transport(_)
+            | Self::DeadlineExceeded { .. }
             | Self::LimitExceeded(_)
             | Self::InvalidPathParameter(_)
             | Self::TooManyPages { .. }) => other,
@@ -901,6 +996,18 @@ impl<P: fmt::Debug + ProblemSummary> fmt::Debug for ApiError<P> {
                 .field("error", error)
                 .finish(),
             Self::Transport(e) => f.debug_tuple("Transport").field(e).finish(),
+            Self::DeadlineExceeded {
+                endpoint,
+                deadline,
+                attempts,
+                waiting_for,
+            } => f
+                .debug_struct("DeadlineExceeded")
+                .field("endpoint", endpoint)
+                .field("deadline", deadline)
+                .field("attempts", attempts)
+                .field("waiting_for", waiting_for)
+                .finish(),
             Self::InvalidLink { href, reason } => f
                 .debug_struct("InvalidLink")
                 .field("href", href)

@@ -12,6 +12,31 @@
 //! | 403 | never: Kommo answers it to a blocked account, and more requests keep it blocked (`ApiError::AccountBlocked`) |
 //! | anything else | no |
 //!
+//! The table is the default; [`RetryRules`] extend it, per client (the builders'
+//! `retry_rules`) and per call (`CallOptions::retry_rules`): a status to retry
+//! as a 5xx is (408, 409), an operation never to retry, a POST or PATCH that is safe to send
+//! again. Every decision is made in one place, from the table and the rules together.
+//!
+//! ```
+//! use lead_intake::retry::{Operation, RetryRules};
+//! use reqwest::{Method, StatusCode};
+//!
+//! let rules = RetryRules::new()
+//!     .retry_status(StatusCode::REQUEST_TIMEOUT)
+//!     .retry_status(StatusCode::CONFLICT)
+//!     // Creating a source twice would make two: never send it again.
+//!     .never_retry(Operation::id("add_sources"))
+//!     // This PATCH sets the same values each time: sending it twice does no harm.
+//!     .safe_to_resend(Operation::route(Method::PATCH, "/api/v4/sources"));
+//! let client = lead_intake::kommo::Client::builder()
+//!     .subdomain("mycompany")
+//!     .token("token")
+//!     .retry_rules(rules)
+//!     .build()?;
+//! # let _ = client;
+//! # Ok::<(), lead_intake::ConfigError>(())
+//! ```
+//!
 //! Backoff before retry *n* (1-based) is `min(max_delay, base_delay × 2ⁿ⁻¹)`, of which a random
 //! half is jitter ("equal jitter"), so clients that failed together do not retry together.
 //!
@@ -122,6 +147,129 @@ impl RetryPolicy {
     }
 }
 
+/// Which requests a [`RetryRules`] entry is about: an operation of a generated client by its id
+/// (the snake_case name of its method, e.g. `"add_sources"` for `Client::add_sources`), or a
+/// method and a path (relative to the host, without the query: `/api/v4/sources`), for calls
+/// that are not generated operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// A generated operation, by its id.
+    Id(String),
+    /// A method and a path.
+    Route {
+        /// The HTTP method.
+        method: Method,
+        /// The path, e.g. `/api/v4/sources`.
+        path: String,
+    },
+}
+
+impl Operation {
+    /// A generated operation, by its id (`"add_sources"`).
+    pub fn id(id: impl Into<String>) -> Self {
+        Self::Id(id.into())
+    }
+
+    /// A method and a path (`Method::POST, "/api/v4/leads/complex"`).
+    pub fn route(method: Method, path: impl Into<String>) -> Self {
+        Self::Route {
+            method,
+            path: path.into(),
+        }
+    }
+
+    fn matches(&self, call: &Call<'_>) -> bool {
+        match self {
+            Self::Id(id) => call.operation == Some(id.as_str()),
+            Self::Route { method, path } => method == call.method && path == call.path,
+        }
+    }
+}
+
+/// Extensions of the retry table (see the module doc): statuses to retry, operations never to
+/// retry, and requests that are safe to send again although their method is not idempotent.
+/// The default extends nothing: the table holds as it is.
+///
+/// A client's rules and a call's add up: a call's options can add to the client's rules, not
+/// take them away.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct RetryRules {
+    statuses: Vec<StatusCode>,
+    never: Vec<Operation>,
+    safe: Vec<Operation>,
+}
+
+impl RetryRules {
+    /// No extension.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Retries `status` as a 5xx is retried: for idempotent methods, and for requests marked
+    /// [`RetryRules::safe_to_resend`]; with backoff, or the answer's `Retry-After`.
+    pub fn retry_status(mut self, status: StatusCode) -> Self {
+        if !self.statuses.contains(&status) {
+            self.statuses.push(status);
+        }
+        self
+    }
+
+    /// Never retries `operation`, whatever its failure (a 429 and a refused connection too):
+    /// every request of it is sent once (the OAuth round after a 401 still happens).
+    pub fn never_retry(mut self, operation: Operation) -> Self {
+        self.never.push(operation);
+        self
+    }
+
+    /// Retries `operation` as if its method were idempotent: after a 5xx or a broken
+    /// connection, when it may have been applied already. Only for requests that do no harm
+    /// twice.
+    pub fn safe_to_resend(mut self, operation: Operation) -> Self {
+        self.safe.push(operation);
+        self
+    }
+
+    /// These rules and `more`.
+    pub(crate) fn and(&self, more: &RetryRules) -> RetryRules {
+        let mut rules = self.clone();
+        for status in &more.statuses {
+            rules = rules.retry_status(*status);
+        }
+        rules.never.extend(more.never.iter().cloned());
+        rules.safe.extend(more.safe.iter().cloned());
+        rules
+    }
+
+    /// What the rules say of one call.
+    pub(crate) fn of(&self, call: &Call<'_>) -> CallRules {
+        CallRules {
+            statuses: self.statuses.clone(),
+            never: self.never.iter().any(|o| o.matches(call)),
+            safe: self.safe.iter().any(|o| o.matches(call)),
+        }
+    }
+}
+
+/// A call, as [`RetryRules`] match it.
+pub(crate) struct Call<'a> {
+    pub(crate) operation: Option<&'a str>,
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+}
+
+/// What [`RetryRules`] say of one call: the input of [`decide`] besides the policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CallRules {
+    /// Statuses retried as a 5xx is.
+    pub(crate) statuses: Vec<StatusCode>,
+    /// Never retried.
+    pub(crate) never: bool,
+    /// Retried as if idempotent.
+    pub(crate) safe: bool,
+}
+
 /// Whether an HTTP method may be repeated without changing the result (RFC 9110, 9.2.2).
 pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(
@@ -150,6 +298,8 @@ pub(crate) enum GiveUp {
     RetryAfterTooLong(Duration),
     /// A 5xx or a broken connection on a POST or PATCH, which may have been applied.
     NotIdempotent,
+    /// The retry rules say never to retry this operation.
+    NeverRetry,
 }
 
 /// The outcome of an attempt, reduced to what the decision needs.
@@ -180,19 +330,25 @@ impl Attempt {
 }
 
 /// Decides whether attempt number `attempt` (1-based) is retried.
+///
+/// The one place where retries are decided: the module doc's table, extended by the call's
+/// [`RetryRules`] (`rules`).
 pub(crate) fn decide(
     policy: &RetryPolicy,
+    rules: &CallRules,
     method: &Method,
     attempt: u32,
     outcome: &Attempt,
 ) -> Next {
+    let resendable = is_idempotent(method) || rules.safe;
+    // A 5xx, or a status the rules add.
+    let like_5xx =
+        |status: &StatusCode| status.is_server_error() || rules.statuses.contains(status);
     let wait = match outcome {
         Attempt::Status {
             status,
             retry_after,
-        } if *status == StatusCode::TOO_MANY_REQUESTS
-            || (status.is_server_error() && is_idempotent(method)) =>
-        {
+        } if *status == StatusCode::TOO_MANY_REQUESTS || (like_5xx(status) && resendable) => {
             match retry_after {
                 Some(wait) if *wait > policy.max_delay => {
                     return Next::GiveUp(GiveUp::RetryAfterTooLong(*wait));
@@ -201,15 +357,16 @@ pub(crate) fn decide(
                 None => policy.backoff(attempt),
             }
         }
-        Attempt::Status { status, .. } if status.is_server_error() => {
+        Attempt::Status { status, .. } if like_5xx(status) => {
             return Next::GiveUp(GiveUp::NotIdempotent);
         }
         Attempt::Status { .. } => return Next::Return,
-        Attempt::Failed { nothing_sent } if *nothing_sent || is_idempotent(method) => {
-            policy.backoff(attempt)
-        }
+        Attempt::Failed { nothing_sent } if *nothing_sent || resendable => policy.backoff(attempt),
         Attempt::Failed { .. } => return Next::GiveUp(GiveUp::NotIdempotent),
     };
+    if rules.never {
+        return Next::GiveUp(GiveUp::NeverRetry);
+    }
     if attempt >= policy.max_attempts {
         return Next::GiveUp(GiveUp::Exhausted);
     }
@@ -272,39 +429,55 @@ mod tests {
         let post = Method::POST;
         let patch = Method::PATCH;
         assert_eq!(
-            decide(&p, &post, 1, &status(429, Some(2))),
+            decide(&p, &CallRules::default(), &post, 1, &status(429, Some(2))),
             Next::RetryAfter(Duration::from_secs(2))
         );
         assert!(matches!(
-            decide(&p, &post, 1, &status(429, None)),
+            decide(&p, &CallRules::default(), &post, 1, &status(429, None)),
             Next::RetryAfter(_)
         ));
         assert_eq!(
-            decide(&p, &get, 1, &status(429, Some(3600))),
+            decide(&p, &CallRules::default(), &get, 1, &status(429, Some(3600))),
             Next::GiveUp(GiveUp::RetryAfterTooLong(Duration::from_secs(3600)))
         );
         assert!(matches!(
-            decide(&p, &get, 1, &status(503, None)),
+            decide(&p, &CallRules::default(), &get, 1, &status(503, None)),
             Next::RetryAfter(_)
         ));
         assert_eq!(
-            decide(&p, &post, 1, &status(503, None)),
+            decide(&p, &CallRules::default(), &post, 1, &status(503, None)),
             Next::GiveUp(GiveUp::NotIdempotent)
         );
         assert_eq!(
-            decide(&p, &patch, 1, &status(500, None)),
+            decide(&p, &CallRules::default(), &patch, 1, &status(500, None)),
             Next::GiveUp(GiveUp::NotIdempotent)
         );
-        assert_eq!(decide(&p, &get, 1, &status(403, None)), Next::Return);
-        assert_eq!(decide(&p, &get, 1, &status(401, None)), Next::Return);
-        assert_eq!(decide(&p, &get, 1, &status(400, None)), Next::Return);
+        assert_eq!(
+            decide(&p, &CallRules::default(), &get, 1, &status(403, None)),
+            Next::Return
+        );
+        assert_eq!(
+            decide(&p, &CallRules::default(), &get, 1, &status(401, None)),
+            Next::Return
+        );
+        assert_eq!(
+            decide(&p, &CallRules::default(), &get, 1, &status(400, None)),
+            Next::Return
+        );
         assert!(matches!(
-            decide(&p, &post, 1, &Attempt::Failed { nothing_sent: true }),
+            decide(
+                &p,
+                &CallRules::default(),
+                &post,
+                1,
+                &Attempt::Failed { nothing_sent: true }
+            ),
             Next::RetryAfter(_)
         ));
         assert_eq!(
             decide(
                 &p,
+                &CallRules::default(),
                 &post,
                 1,
                 &Attempt::Failed {
@@ -316,6 +489,7 @@ mod tests {
         assert!(matches!(
             decide(
                 &p,
+                &CallRules::default(),
                 &Method::DELETE,
                 1,
                 &Attempt::Failed {
@@ -326,14 +500,162 @@ mod tests {
         ));
         // The last attempt is never retried.
         assert_eq!(
-            decide(&p, &get, 4, &status(429, Some(1))),
+            decide(&p, &CallRules::default(), &get, 4, &status(429, Some(1))),
             Next::GiveUp(GiveUp::Exhausted)
         );
         assert_eq!(
-            decide(&RetryPolicy::none(), &get, 1, &status(503, None)),
+            decide(
+                &RetryPolicy::none(),
+                &CallRules::default(),
+                &get,
+                1,
+                &status(503, None)
+            ),
             Next::GiveUp(GiveUp::Exhausted)
         );
-        assert_eq!(decide(&p, &get, 4, &status(200, None)), Next::Return);
+        assert_eq!(
+            decide(&p, &CallRules::default(), &get, 4, &status(200, None)),
+            Next::Return
+        );
+    }
+
+    /// The default rules are the table: whatever the operation, nothing changes.
+    #[test]
+    fn the_default_rules_say_nothing() {
+        let call = Call {
+            operation: Some("add_sources"),
+            method: &Method::POST,
+            path: "/api/v4/sources",
+        };
+        assert_eq!(RetryRules::default().of(&call), CallRules::default());
+    }
+
+    #[test]
+    fn an_added_status_is_retried_like_a_5xx() {
+        let p = RetryPolicy::default();
+        let call = |method| Call {
+            operation: None,
+            method,
+            path: "/x",
+        };
+        let rules = RetryRules::new()
+            .retry_status(StatusCode::REQUEST_TIMEOUT)
+            .retry_status(StatusCode::CONFLICT);
+        for code in [408, 409] {
+            let get = rules.of(&call(&Method::GET));
+            assert!(matches!(
+                decide(&p, &get, &Method::GET, 1, &status(code, None)),
+                Next::RetryAfter(_)
+            ));
+            assert_eq!(
+                decide(&p, &get, &Method::GET, 1, &status(code, Some(3))),
+                Next::RetryAfter(Duration::from_secs(3))
+            );
+            let post = rules.of(&call(&Method::POST));
+            assert_eq!(
+                decide(&p, &post, &Method::POST, 1, &status(code, None)),
+                Next::GiveUp(GiveUp::NotIdempotent)
+            );
+            assert_eq!(
+                decide(&p, &get, &Method::GET, 4, &status(code, None)),
+                Next::GiveUp(GiveUp::Exhausted)
+            );
+        }
+        // Others are not.
+        let get = rules.of(&call(&Method::GET));
+        assert_eq!(
+            decide(&p, &get, &Method::GET, 1, &status(400, None)),
+            Next::Return
+        );
+    }
+
+    #[test]
+    fn an_operation_never_retried_is_sent_once() {
+        let p = RetryPolicy::default();
+        let rules = RetryRules::new().never_retry(Operation::id("list_sources"));
+        let listed = rules.of(&Call {
+            operation: Some("list_sources"),
+            method: &Method::GET,
+            path: "/api/v4/sources",
+        });
+        for outcome in [
+            status(429, Some(1)),
+            status(503, None),
+            Attempt::Failed { nothing_sent: true },
+        ] {
+            assert_eq!(
+                decide(&p, &listed, &Method::GET, 1, &outcome),
+                Next::GiveUp(GiveUp::NeverRetry)
+            );
+        }
+        assert_eq!(
+            decide(&p, &listed, &Method::GET, 1, &status(200, None)),
+            Next::Return
+        );
+        // Another operation keeps the table.
+        let other = rules.of(&Call {
+            operation: Some("list_widgets"),
+            method: &Method::GET,
+            path: "/api/v4/widgets",
+        });
+        assert!(matches!(
+            decide(&p, &other, &Method::GET, 1, &status(503, None)),
+            Next::RetryAfter(_)
+        ));
+    }
+
+    #[test]
+    fn a_post_marked_safe_is_resent() {
+        let p = RetryPolicy::default();
+        let rules = RetryRules::new()
+            .safe_to_resend(Operation::route(Method::POST, "/api/v4/leads/complex"));
+        let safe = rules.of(&Call {
+            operation: None,
+            method: &Method::POST,
+            path: "/api/v4/leads/complex",
+        });
+        assert!(matches!(
+            decide(&p, &safe, &Method::POST, 1, &status(503, None)),
+            Next::RetryAfter(_)
+        ));
+        assert!(matches!(
+            decide(
+                &p,
+                &safe,
+                &Method::POST,
+                1,
+                &Attempt::Failed {
+                    nothing_sent: false
+                }
+            ),
+            Next::RetryAfter(_)
+        ));
+        // The same path with another method, or another path, is not.
+        for (method, path) in [
+            (Method::PATCH, "/api/v4/leads/complex"),
+            (Method::POST, "/api/v4/leads"),
+        ] {
+            let not = rules.of(&Call {
+                operation: None,
+                method: &method,
+                path,
+            });
+            assert_eq!(
+                decide(&p, &not, &method, 1, &status(503, None)),
+                Next::GiveUp(GiveUp::NotIdempotent)
+            );
+        }
+    }
+
+    #[test]
+    fn a_calls_rules_add_to_the_clients() {
+        let client = RetryRules::new().retry_status(StatusCode::CONFLICT);
+        let call = RetryRules::new()
+            .retry_status(StatusCode::CONFLICT)
+            .never_retry(Operation::id("add_sources"));
+        let both = client.and(&call);
+        assert_eq!(both.statuses, vec![StatusCode::CONFLICT]);
+        assert_eq!(both.never, vec![Operation::id("add_sources")]);
     }
 
     #[test]

@@ -3,10 +3,14 @@
 //! Setting up sources idempotently means listing them, matching by `external_id`, adding the
 //! missing, updating the changed and, when asked, deleting the integration's sources that are no
 //! longer wanted, within Kommo's limit of 50 sources per integration. A second run with the same
-//! desired sources sends no request but the list.
+//! desired sources sends no request but the list. Any number of workers may sync the same
+//! sources at once: a source another worker created meanwhile is read again and reconciled
+//! ([`SourceSync::AlreadyExisted`]), and only the sources the sync manages are ever deleted
+//! ([`SyncOptions::managing_prefix`], [`SyncOptions::managing`]).
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -27,7 +31,28 @@ pub struct SyncOptions {
     delete_undesired: bool,
     max_sources: usize,
     batch: BatchOptions,
+    managing_prefix: Option<String>,
+    managing: Option<Managing>,
 }
+
+/// The predicate of [`SyncOptions::managing`]. Two are equal when they are the same closure
+/// (one `Arc`).
+#[derive(Clone)]
+struct Managing(Arc<dyn Fn(&Source) -> bool + Send + Sync>);
+
+impl fmt::Debug for Managing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Managing(<predicate>)")
+    }
+}
+
+impl PartialEq for Managing {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Managing {}
 
 impl Default for SyncOptions {
     fn default() -> Self {
@@ -35,6 +60,8 @@ impl Default for SyncOptions {
             delete_undesired: false,
             max_sources: MAX_SOURCES,
             batch: BatchOptions::default(),
+            managing_prefix: None,
+            managing: None,
         }
     }
 }
@@ -46,11 +73,59 @@ impl SyncOptions {
     }
 
     /// Delete the integration's sources whose `external_id` is not among the desired ones
-    /// (default: leave them).
+    /// (default: leave them). Only the sources the sync manages are deleted: all of the
+    /// integration's by default, or those [`SyncOptions::managing_prefix`] and
+    /// [`SyncOptions::managing`] select; the others are reported as
+    /// [`SourceSync::LeftAlone`].
     #[must_use]
     pub fn with_delete_undesired(mut self, delete: bool) -> Self {
         self.delete_undesired = delete;
         self
+    }
+
+    /// Manage only the sources whose `external_id` starts with `prefix` (say `"cb-"` for the
+    /// sources mirrored from CloseBot): an undesired source without it (or without an
+    /// `external_id`) is never deleted. Desired sources are synced whatever their prefix.
+    ///
+    /// ```
+    /// use lead_intake::sync::SyncOptions;
+    /// let options = SyncOptions::new().with_delete_undesired(true).managing_prefix("cb-");
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn managing_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.managing_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Manage only the sources `predicate` accepts: an undesired source it refuses is never
+    /// deleted. With [`SyncOptions::managing_prefix`] too, a source is managed when both accept
+    /// it. Desired sources are synced whatever the predicate says.
+    ///
+    /// ```
+    /// use lead_intake::sync::SyncOptions;
+    /// // Ours are the sources of pipeline 6950551.
+    /// let options = SyncOptions::new()
+    ///     .with_delete_undesired(true)
+    ///     .managing(|source| source.pipeline_id == Some(6950551));
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn managing(mut self, predicate: impl Fn(&Source) -> bool + Send + Sync + 'static) -> Self {
+        self.managing = Some(Managing(Arc::new(predicate)));
+        self
+    }
+
+    /// Whether the sync manages `source` ([`SyncOptions::managing_prefix`],
+    /// [`SyncOptions::managing`]; every source when neither is set).
+    pub fn manages(&self, source: &Source) -> bool {
+        let prefix_ok = self.managing_prefix.as_deref().is_none_or(|prefix| {
+            source
+                .external_id
+                .as_ref()
+                .is_some_and(|e| e.as_str().starts_with(prefix))
+        });
+        prefix_ok && self.managing.as_ref().is_none_or(|m| (m.0)(source))
     }
 
     /// The most sources the integration may own after the sync (default [`MAX_SOURCES`]).
@@ -78,7 +153,15 @@ pub enum SourceSync {
     Updated(Source),
     /// It existed as desired: nothing was sent for it.
     Unchanged(Source),
-    /// It was the integration's, not desired, and was deleted (its ID).
+    /// It was missing when listed, and another worker (or a person) created it meanwhile: Kommo
+    /// refused our add as a duplicate (`NotUnique`), so the sync read it again and updated it
+    /// if it differed. It is as desired now: the source as it is.
+    AlreadyExisted(Source),
+    /// It was the integration's and not desired, but not one the sync manages
+    /// ([`SyncOptions::managing_prefix`], [`SyncOptions::managing`]): left as it is.
+    LeftAlone(Source),
+    /// It was the integration's, not desired, and is deleted (its ID): by this sync, or by
+    /// another worker syncing at the same time (Kommo answered `NotFound` to our delete).
     Deleted(i64),
     /// Its add, update or delete did not succeed: the batch's outcome for it.
     Failed(ItemOutcome<Source>),
@@ -141,7 +224,16 @@ impl fmt::Display for SyncReport {
             count(|o| matches!(o, SourceSync::Unchanged(_))),
             count(|o| matches!(o, SourceSync::Deleted(_))),
             count(|o| matches!(o, SourceSync::Failed(_) | SourceSync::DeleteFailed(_))),
-        )
+        )?;
+        let existed = count(|o| matches!(o, SourceSync::AlreadyExisted(_)));
+        if existed > 0 {
+            write!(f, ", {existed} already existed (created by another worker)")?;
+        }
+        let left = count(|o| matches!(o, SourceSync::LeftAlone(_)));
+        if left > 0 {
+            write!(f, ", {left} left alone (not managed)")?;
+        }
+        Ok(())
     }
 }
 
@@ -241,9 +333,15 @@ impl kommo::Client {
     /// the missing ones, updates the changed ones (name, pipeline, default, origin code,
     /// services; fields a desired source leaves unset are not compared), leaves the rest, and
     /// deletes the integration's sources that are not desired only with
-    /// [`SyncOptions::with_delete_undesired`]. Going over the limit of sources is reported before
-    /// anything is sent. The adds, updates and deletes go through the batch calls, so a rejected
-    /// source does not stop the others.
+    /// [`SyncOptions::with_delete_undesired`] (and of those, only the ones it manages:
+    /// [`SyncOptions::managing_prefix`], [`SyncOptions::managing`]). Going over the limit of
+    /// sources is reported before anything is sent. The adds, updates and deletes go through the
+    /// batch calls, so a rejected source does not stop the others.
+    ///
+    /// Several workers may sync at once: an add Kommo refuses because another worker (or a
+    /// person) created the source since our list (`NotUnique` on `external_id`) is settled by
+    /// reading the sources again and updating the source if it differs; it is reported
+    /// [`SourceSync::AlreadyExisted`], and the report stays complete.
     ///
     /// ```no_run
     /// use lead_intake::kommo::types::AddSource;
@@ -274,17 +372,10 @@ impl kommo::Client {
             seen.insert(&source.external_id, i);
         }
         let existing = self
-            .list_sources()
-            .send()
-            .or_empty()
+            .sources_now()
             .await
-            .map_err(|e| SyncError::List(Box::new(e)))?
-            .into_sources()
-            .into_vec();
-        let by_external: HashMap<String, &Source> = existing
-            .iter()
-            .filter_map(|s| s.external_id.as_ref().map(|e| (e.to_string(), s)))
-            .collect();
+            .map_err(|e| SyncError::List(Box::new(e)))?;
+        let by_external = by_external_id(&existing);
 
         let mut to_add = Vec::new();
         let mut to_update = Vec::new();
@@ -307,14 +398,14 @@ impl kommo::Client {
                 },
             }
         }
-        let undesired: Vec<&Source> = existing
+        let (undesired, left_alone): (Vec<&Source>, Vec<&Source>) = existing
             .iter()
             .filter(|s| {
                 s.external_id
                     .as_ref()
                     .is_none_or(|e| !seen.contains_key(e.as_str()))
             })
-            .collect();
+            .partition(|s| options.manages(s));
         let kept = existing.len()
             - if options.delete_undesired {
                 undesired.len()
@@ -343,6 +434,8 @@ impl kommo::Client {
                 .await
                 .into_outcomes()
         };
+        // Adds another worker won: read again and reconcile (below).
+        let raced = races(&added);
         let mut sources: Vec<SyncedSource> = plan
             .into_iter()
             .map(|(external_id, step)| {
@@ -365,6 +458,42 @@ impl kommo::Client {
                 }
             })
             .collect();
+        if !raced.is_empty() {
+            let slots: Vec<usize> = sources
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s.outcome, SourceSync::Failed(_)))
+                .map(|(slot, _)| slot)
+                .collect();
+            // The slots of the adds that raced, in the order of `to_add`.
+            let pending: Vec<(usize, &AddSource, ItemOutcome<Source>)> = to_add
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| raced.contains(i))
+                .filter_map(|(i, source)| {
+                    let slot = slots
+                        .iter()
+                        .copied()
+                        .find(|&slot| sources[slot].external_id == source.external_id)?;
+                    Some((slot, source, added[i].clone()))
+                })
+                .collect();
+            for (slot, outcome) in self.settle_races(pending, options).await {
+                sources[slot].outcome = outcome;
+            }
+        }
+        if options.delete_undesired {
+            for source in &left_alone {
+                sources.push(SyncedSource {
+                    external_id: source
+                        .external_id
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                    outcome: SourceSync::LeftAlone((*source).clone()),
+                });
+            }
+        }
         if options.delete_undesired && !undesired.is_empty() {
             let items: Vec<DeleteSourcesItem> = undesired
                 .iter()
@@ -374,6 +503,7 @@ impl kommo::Client {
                 .delete_sources_batched(&items, &options.batch)
                 .await
                 .into_outcomes();
+            let deleted = self.settle_deletes(&items, deleted, options).await;
             for (source, outcome) in undesired.iter().zip(deleted) {
                 sources.push(SyncedSource {
                     external_id: source
@@ -396,4 +526,198 @@ enum Plan {
     Add(usize),
     Update(usize),
     Unchanged(Box<Source>),
+}
+
+/// How many times a sync reads the sources again after adds another worker won.
+const MAX_RACE_ROUNDS: usize = 3;
+
+/// The sources by `external_id`.
+fn by_external_id(sources: &[Source]) -> HashMap<String, &Source> {
+    sources
+        .iter()
+        .filter_map(|s| s.external_id.as_ref().map(|e| (e.to_string(), s)))
+        .collect()
+}
+
+/// Whether Kommo refused the add because a source with its `external_id` exists (another
+/// worker, or a person, created it after our list): `NotUnique` on `external_id`.
+fn is_duplicate(errors: &[crate::kommo::types::ValidationError]) -> bool {
+    !errors.is_empty()
+        && errors.iter().all(|e| {
+            e.code.as_deref() == Some("NotUnique")
+                && e.path
+                    .as_deref()
+                    .is_some_and(|p| p == "external_id" || p.ends_with(".external_id"))
+        })
+}
+
+/// Whether Kommo refused a delete because the source is gone (another worker deleted it):
+/// `NotFound` on `id`.
+fn is_gone(errors: &[crate::kommo::types::ValidationError]) -> bool {
+    !errors.is_empty()
+        && errors.iter().all(|e| {
+            e.code.as_deref() == Some("NotFound")
+                && e.path
+                    .as_deref()
+                    .is_some_and(|p| p == "id" || p.ends_with(".id"))
+        })
+}
+
+/// Counts the deletes refused because the source is gone as deleted; whether there were any.
+fn gone_is_deleted(items: &[DeleteSourcesItem], outcomes: &mut [ItemOutcome<i64>]) -> bool {
+    let mut any = false;
+    for (outcome, item) in outcomes.iter_mut().zip(items) {
+        if matches!(outcome, ItemOutcome::Rejected(e) if is_gone(e)) {
+            *outcome = ItemOutcome::Succeeded(item.id);
+            any = true;
+        }
+    }
+    any
+}
+
+/// The indices of the adds to settle by reading again: those refused as duplicates and, when
+/// there are any, those refused only because they were in a request with one (safe to resend).
+fn races(added: &[ItemOutcome<Source>]) -> Vec<usize> {
+    let duplicates = added
+        .iter()
+        .any(|o| matches!(o, ItemOutcome::Rejected(e) if is_duplicate(e)));
+    if !duplicates {
+        return Vec::new();
+    }
+    added
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| match o {
+            ItemOutcome::Rejected(e) => is_duplicate(e),
+            ItemOutcome::NotApplied => true,
+            _ => false,
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+impl kommo::Client {
+    /// Settles the deletes another worker made first: a delete Kommo refuses because the source
+    /// is gone (`NotFound` on `id`) reached what was wanted, so it counts as deleted; the items
+    /// refused only for being in a request with one are sent again (at most
+    /// [`MAX_RACE_ROUNDS`] times).
+    async fn settle_deletes(
+        &self,
+        items: &[DeleteSourcesItem],
+        mut outcomes: Vec<ItemOutcome<i64>>,
+        options: &SyncOptions,
+    ) -> Vec<ItemOutcome<i64>> {
+        for _ in 0..MAX_RACE_ROUNDS {
+            let any_gone = gone_is_deleted(items, &mut outcomes);
+            let resend: Vec<usize> = outcomes
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| matches!(o, ItemOutcome::NotApplied))
+                .map(|(i, _)| i)
+                .collect();
+            if !any_gone || resend.is_empty() {
+                break;
+            }
+            let again: Vec<DeleteSourcesItem> = resend.iter().map(|&i| items[i].clone()).collect();
+            let answers = self
+                .delete_sources_batched(&again, &options.batch)
+                .await
+                .into_outcomes();
+            for (k, &i) in resend.iter().enumerate() {
+                outcomes[i] = answers.get(k).cloned().unwrap_or(ItemOutcome::NotAttempted);
+            }
+        }
+        gone_is_deleted(items, &mut outcomes);
+        outcomes
+    }
+
+    /// Every source of the integration (an empty list answers 204).
+    async fn sources_now(&self) -> Result<Vec<Source>, kommo::Error> {
+        Ok(self
+            .list_sources()
+            .send()
+            .or_empty()
+            .await?
+            .into_sources()
+            .into_vec())
+    }
+
+    /// Settles the adds another worker won: reads the sources again; one that exists now is
+    /// reconciled (updated if it differs) and reported [`SourceSync::AlreadyExisted`]; one
+    /// still missing is added again. At most [`MAX_RACE_ROUNDS`] rounds; what is still
+    /// unsettled then keeps its last outcome as [`SourceSync::Failed`].
+    async fn settle_races(
+        &self,
+        mut pending: Vec<(usize, &AddSource, ItemOutcome<Source>)>,
+        options: &SyncOptions,
+    ) -> Vec<(usize, SourceSync)> {
+        let mut settled = Vec::with_capacity(pending.len());
+        for _ in 0..MAX_RACE_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let Ok(now) = self.sources_now().await else {
+                break;
+            };
+            let by_external = by_external_id(&now);
+            let mut to_update = Vec::new();
+            let mut updating = Vec::new();
+            let mut to_add = Vec::new();
+            let mut adding = Vec::new();
+            for (slot, desired, last) in pending.drain(..) {
+                match by_external.get(&desired.external_id) {
+                    Some(found) => match update_for(desired, found) {
+                        Some(update) => {
+                            to_update.push(update);
+                            updating.push(slot);
+                        }
+                        None => settled.push((slot, SourceSync::AlreadyExisted((*found).clone()))),
+                    },
+                    None => {
+                        to_add.push(desired.clone());
+                        adding.push((slot, desired, last));
+                    }
+                }
+            }
+            if !to_update.is_empty() {
+                let updated = self
+                    .update_sources_batched(&to_update, &options.batch)
+                    .await
+                    .into_outcomes();
+                for (i, slot) in updating.into_iter().enumerate() {
+                    settled.push((
+                        slot,
+                        match updated.get(i) {
+                            Some(ItemOutcome::Succeeded(s)) => {
+                                SourceSync::AlreadyExisted(s.clone())
+                            }
+                            Some(other) => SourceSync::Failed(other.clone()),
+                            None => SourceSync::Failed(ItemOutcome::NotAttempted),
+                        },
+                    ));
+                }
+            }
+            if !to_add.is_empty() {
+                let added = self
+                    .add_sources_batched(&to_add, &options.batch)
+                    .await
+                    .into_outcomes();
+                let again = races(&added);
+                for (i, (slot, desired, _)) in adding.into_iter().enumerate() {
+                    let outcome = added.get(i).cloned().unwrap_or(ItemOutcome::NotAttempted);
+                    match outcome {
+                        ItemOutcome::Succeeded(s) => settled.push((slot, SourceSync::Created(s))),
+                        other if again.contains(&i) => pending.push((slot, desired, other)),
+                        other => settled.push((slot, SourceSync::Failed(other))),
+                    }
+                }
+            }
+        }
+        settled.extend(
+            pending
+                .into_iter()
+                .map(|(slot, _, last)| (slot, SourceSync::Failed(last))),
+        );
+        settled
+    }
 }

@@ -32,8 +32,9 @@ use tokio::time::Instant;
 
 pub(crate) use crate::answer::{AnswerError, AnswerLimits};
 use crate::auth::{AuthError, Authorizer};
+use crate::options::{CallOptions, Waiting};
 use crate::ratelimit::{RateLimiter, RateLimiterUnavailable};
-use crate::retry::{self, Attempt, GiveUp, Next, RetryPolicy};
+use crate::retry::{self, Attempt, CallRules, GiveUp, Next, RetryPolicy, RetryRules};
 use crate::secret::Redactions;
 use crate::segment::InvalidPathParameter;
 
@@ -58,6 +59,41 @@ pub(crate) struct CallContext {
     pub(crate) limiter_failure: Option<RateLimiterUnavailable>,
     /// A path parameter could not be one segment: the request was never built.
     pub(crate) path_failure: Option<InvalidPathParameter>,
+    /// The call's deadline ([`CallOptions::deadline`]) came: what the call was waiting for, and
+    /// the deadline. The answer is the stand-in 504 or the last attempt's.
+    pub(crate) deadline_hit: Option<(Waiting, std::time::Duration)>,
+    /// The timeout the attempts were sent with when the call's options set one
+    /// ([`CallOptions::attempt_timeout`]), to name it when an attempt timed out.
+    pub(crate) attempt_timeout: Option<std::time::Duration>,
+}
+
+/// The bounds of one call beyond the client's retry policy (from its [`CallOptions`]), and what
+/// the retry rules say of it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bounds {
+    /// The client's and the call's [`RetryRules`], for this call.
+    pub(crate) rules: CallRules,
+    /// When the whole call must have ended, and the deadline as given.
+    pub(crate) deadline: Option<(Instant, std::time::Duration)>,
+    /// Each attempt's timeout.
+    pub(crate) attempt_timeout: Option<std::time::Duration>,
+}
+
+impl Bounds {
+    /// The bounds of a call with `options`, starting now.
+    fn of(options: &CallOptions, rules: CallRules) -> Self {
+        Self {
+            rules,
+            deadline: options.deadline.map(|d| (Instant::now() + d, d)),
+            attempt_timeout: options.attempt_timeout,
+        }
+    }
+
+    /// The time left before the deadline (`None` without one).
+    fn left(&self) -> Option<std::time::Duration> {
+        self.deadline
+            .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+    }
 }
 
 tokio::task_local! {
@@ -108,6 +144,8 @@ pub(crate) struct Pipeline {
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
     pub(crate) limits: AnswerLimits,
+    /// The client's extensions of the retry table.
+    pub(crate) rules: RetryRules,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -117,6 +155,7 @@ impl std::fmt::Debug for Pipeline {
             .field("limiter", &self.limiter)
             .field("retry", &self.retry)
             .field("limits", &self.limits)
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -127,12 +166,14 @@ impl Pipeline {
         limiter: Option<RateLimiter>,
         retry: RetryPolicy,
         limits: AnswerLimits,
+        rules: RetryRules,
     ) -> Arc<Self> {
         Arc::new(Self {
             authorizer,
             limiter,
             retry,
             limits,
+            rules,
         })
     }
 
@@ -142,18 +183,51 @@ impl Pipeline {
         self.authorizer.redactions()
     }
 
-    /// Sends a request of a client (its `exec` hook), and leaves the call's context for
-    /// [`scope`].
+    /// Sends a request of a client that is not one of its generated operations, and leaves
+    /// the call's context for [`scope`]. Its retry rules match it by method and path only.
+    // The raw call's entry (issue 22 §1); the generated operations use `execute_operation`.
+    #[allow(dead_code)]
     pub(crate) async fn execute(
         &self,
         http: &reqwest::Client,
         request: Request,
     ) -> reqwest::Result<Response> {
+        self.execute_operation(http, request, None).await
+    }
+
+    /// Sends a request of a client (its `exec` hook, with the generated operation's id), and
+    /// leaves the call's context for [`scope`].
+    pub(crate) async fn execute_operation(
+        &self,
+        http: &reqwest::Client,
+        request: Request,
+        operation: Option<&str>,
+    ) -> reqwest::Result<Response> {
         let mut context = CallContext {
             endpoint: request.url().path().to_string(),
             ..CallContext::default()
         };
-        let result = self.run(http, request, &mut context).await;
+        // The call's own options (crate::options), if it has any: extra headers (before the
+        // credentials, which win), its number of attempts, its timeouts.
+        let options = crate::options::current().unwrap_or_default();
+        let mut request = request;
+        for (name, value) in &options.headers {
+            request.headers_mut().append(name, value.clone());
+        }
+        let policy = match options.max_attempts {
+            Some(n) => self.retry.with_max_attempts(n),
+            None => self.retry,
+        };
+        let rules = self.rules.and(&options.rules).of(&retry::Call {
+            operation,
+            method: request.method(),
+            path: request.url().path(),
+        });
+        let bounds = Bounds::of(&options, rules);
+        context.attempt_timeout = bounds.attempt_timeout;
+        let result = self
+            .run(http, request, &policy, &bounds, &mut context)
+            .await;
         // Taken after the call: a refresh during it added the new tokens.
         context.redactions = self.authorizer.redactions();
         // Outside a scope (a raw generated call) nobody reads it.
@@ -167,6 +241,8 @@ impl Pipeline {
         &self,
         http: &reqwest::Client,
         mut request: Request,
+        policy: &RetryPolicy,
+        bounds: &Bounds,
         context: &mut CallContext,
     ) -> reqwest::Result<Response> {
         let limiter = self.limiter.as_ref();
@@ -177,8 +253,12 @@ impl Pipeline {
             Err(e) => return Ok(not_sent(&request, e, context)),
         };
         let (method, path) = (request.method().clone(), request.url().path().to_string());
-        let (result, attempts) = send(http, request, limiter, &self.retry, self.limits).await;
+        let (result, attempts, hit) =
+            send_within(http, request, limiter, policy, self.limits, bounds).await;
         context.attempts = attempts;
+        if let Some(waiting) = hit {
+            return Ok(deadline_passed(&method, &path, waiting, bounds, context));
+        }
         let result = match result {
             Ok(result) => result,
             Err(e) => return Ok(not_granted(&method, &path, e, context)),
@@ -197,13 +277,47 @@ impl Pipeline {
         if let Err(e) = self.authorizer.authorize(&mut again).await {
             return Ok(not_sent(&again, e, context));
         }
-        let (result, attempts) = send(http, again, limiter, &self.retry, self.limits).await;
+        let (result, attempts, hit) =
+            send_within(http, again, limiter, policy, self.limits, bounds).await;
         context.attempts = attempts;
+        if let Some(waiting) = hit {
+            return Ok(deadline_passed(&method, &path, waiting, bounds, context));
+        }
         match result {
             Ok(result) => result,
             Err(e) => Ok(not_granted(&method, &path, e, context)),
         }
     }
+}
+
+/// The stand-in answer of a call whose deadline came (see the module doc): a `504`; the typed
+/// error goes into the context.
+fn deadline_passed(
+    method: &reqwest::Method,
+    path: &str,
+    waiting: Waiting,
+    bounds: &Bounds,
+    context: &mut CallContext,
+) -> Response {
+    let deadline = bounds.deadline.map(|(_, d)| d).unwrap_or_default();
+    tracing::debug!(
+        %method,
+        path,
+        attempts = context.attempts,
+        deadline_ms = deadline.as_millis() as u64,
+        waiting_for = %waiting,
+        "call stopped: its deadline came"
+    );
+    let mut response = http::Response::new(format!(
+        "the call's deadline of {deadline:?} came while waiting for {waiting}"
+    ));
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    context.deadline_hit = Some((waiting, deadline));
+    Response::from(response)
 }
 
 /// The stand-in answer to a request the rate limiter could not grant (see the module doc); the
@@ -280,13 +394,34 @@ fn describe(error: &reqwest::Error) -> String {
 /// within `limits` ([`bounded`]), whoever reads it.
 pub(crate) async fn send(
     http: &reqwest::Client,
-    mut request: Request,
+    request: Request,
     limiter: Option<&RateLimiter>,
     policy: &RetryPolicy,
     limits: AnswerLimits,
 ) -> (
     Result<reqwest::Result<Response>, RateLimiterUnavailable>,
     u32,
+) {
+    let bounds = Bounds::default();
+    let (result, attempts, _) = send_within(http, request, limiter, policy, limits, &bounds).await;
+    (result, attempts)
+}
+
+/// [`send`] within a call's [`Bounds`]: each attempt is sent with the attempt timeout, or the
+/// time left before the deadline when that is shorter, and no wait (the limiter, a backoff, a
+/// `Retry-After`) goes past the deadline. When the deadline came, the third value says what the
+/// call was waiting for (the first is then of no use).
+pub(crate) async fn send_within(
+    http: &reqwest::Client,
+    mut request: Request,
+    limiter: Option<&RateLimiter>,
+    policy: &RetryPolicy,
+    limits: AnswerLimits,
+    bounds: &Bounds,
+) -> (
+    Result<reqwest::Result<Response>, RateLimiterUnavailable>,
+    u32,
+    Option<Waiting>,
 ) {
     let method = request.method().clone();
     // The path only: a query string may carry values (search terms, a user's data) that do
@@ -298,13 +433,37 @@ pub(crate) async fn send(
     loop {
         // A body that cannot be cloned (a stream) is sent once.
         let spare = request.try_clone();
-        let permit = match limiter {
-            Some(limiter) => match crate::metrics::acquire(limiter, &endpoint).await {
-                Ok(permit) => Some(permit),
-                Err(e) => return (Err(e), attempt - 1),
-            },
+        // The wait for the limiter ends at the deadline (a cancelled wait takes no place).
+        let acquired = match (limiter, bounds.deadline) {
+            (Some(limiter), Some((at, _))) => {
+                match tokio::time::timeout_at(at, crate::metrics::acquire(limiter, &endpoint)).await
+                {
+                    Ok(acquired) => Some(acquired),
+                    Err(_) => {
+                        let none = Ok(Ok(empty_response()));
+                        return (none, attempt - 1, Some(Waiting::Limiter));
+                    }
+                }
+            }
+            (Some(limiter), None) => Some(crate::metrics::acquire(limiter, &endpoint).await),
+            (None, _) => None,
+        };
+        let permit = match acquired {
+            Some(Ok(permit)) => Some(permit),
+            Some(Err(e)) => return (Err(e), attempt - 1, None),
             None => None,
         };
+        // This attempt's timeout: the call's own, cut to the time left before its deadline
+        // (reqwest applies it to the whole attempt, body included, in place of the client's).
+        let left = bounds.left();
+        let by_deadline = left.is_some_and(|left| bounds.attempt_timeout.is_none_or(|t| left < t));
+        if let Some(timeout) = if by_deadline {
+            left
+        } else {
+            bounds.attempt_timeout
+        } {
+            *request.timeout_mut() = Some(timeout);
+        }
         tracing::trace!(%method, host, path, attempt, "sending request");
         let started = Instant::now();
         let result = http.execute(request).await.map(|r| bounded(r, limits));
@@ -358,7 +517,28 @@ pub(crate) async fn send(
                 }
             }
         };
-        match (retry::decide(policy, &method, attempt, &outcome), spare) {
+        // An attempt cut short by the deadline: the call ends here.
+        if by_deadline && matches!(&result, Err(e) if e.is_timeout()) {
+            return (Ok(result), attempt, Some(Waiting::Answer));
+        }
+        match (
+            retry::decide(policy, &bounds.rules, &method, attempt, &outcome),
+            spare,
+        ) {
+            (Next::RetryAfter(wait), Some(spare))
+                if bounds.left().is_some_and(|left| wait >= left) =>
+            {
+                // A wait that cannot end before the deadline is not begun.
+                let waiting = match outcome {
+                    Attempt::Status {
+                        retry_after: Some(_),
+                        ..
+                    } => Waiting::RetryAfter,
+                    _ => Waiting::Backoff,
+                };
+                drop(spare);
+                return (Ok(result), attempt, Some(waiting));
+            }
             (Next::RetryAfter(wait), Some(spare)) => {
                 crate::metrics::retrying(&endpoint, &outcome);
                 let delay_from = match outcome {
@@ -423,9 +603,17 @@ pub(crate) async fn send(
                         reason = outcome.reason(),
                         "not retried: the request may have been applied and the method is not idempotent"
                     ),
+                    Next::GiveUp(GiveUp::NeverRetry) => tracing::debug!(
+                        target: "lead_intake::retry",
+                        %method,
+                        path,
+                        attempts = attempt,
+                        reason = outcome.reason(),
+                        "not retried: the retry rules say never to retry this operation"
+                    ),
                     Next::Return => {}
                 }
-                return (Ok(result), attempt);
+                return (Ok(result), attempt, None);
             }
         }
     }

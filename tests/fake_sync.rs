@@ -30,6 +30,8 @@ fn outcomes(report: &lead_intake::sync::SyncReport) -> Vec<(String, &'static str
                 SourceSync::Updated(_) => "updated",
                 SourceSync::Unchanged(_) => "unchanged",
                 SourceSync::Deleted(_) => "deleted",
+                SourceSync::LeftAlone(_) => "left_alone",
+                SourceSync::AlreadyExisted(_) => "already_existed",
                 _ => "failed",
             };
             (s.external_id().to_string(), what)
@@ -131,4 +133,53 @@ async fn over_the_limit_or_a_duplicate_is_refused_before_anything_is_sent() {
         "{err}"
     );
     assert_eq!(fake.stats().requests - before, 1, "nothing more");
+}
+
+#[tokio::test]
+async fn deleting_undesired_sources_touches_only_the_managed_ones() {
+    let fake = Fake::start(Config::default().fixtures(
+        Fixtures::empty()
+            .source(serde_json::json!({"name": "Old CloseBot source", "external_id": "cb-old"}))
+            .source(serde_json::json!({"name": "Made by hand", "external_id": "manual-1"}))
+            .source(serde_json::json!({"name": "Another kind", "external_id": "cb-keep", "pipeline_id": 5867030})),
+    ));
+    let kommo = fake.kommo();
+    let desired = vec![AddSource::new("Website chat", "cb-site-chat")];
+
+    // By prefix: `manual-1` is not ours; by predicate: neither are the sources of pipeline
+    // 5867030.
+    let options = SyncOptions::new()
+        .with_delete_undesired(true)
+        .managing_prefix("cb-")
+        .managing(|source| source.pipeline_id != Some(5867030));
+    let report = kommo.sync_sources(&desired, &options).await.unwrap();
+    let mut got = outcomes(&report);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("cb-keep".to_string(), "left_alone"),
+            ("cb-old".into(), "deleted"),
+            ("cb-site-chat".into(), "created"),
+            ("manual-1".into(), "left_alone"),
+        ]
+    );
+    assert!(report.is_complete());
+    assert_eq!(
+        report.to_string(),
+        "1 created, 0 updated, 0 unchanged, 1 deleted, 0 failed, 2 left alone (not managed)"
+    );
+    let mut left: Vec<String> = kommo
+        .list_sources()
+        .send()
+        .body()
+        .await
+        .unwrap()
+        .into_sources()
+        .into_vec()
+        .into_iter()
+        .filter_map(|s| s.external_id.map(|e| e.to_string()))
+        .collect();
+    left.sort();
+    assert_eq!(left, ["cb-keep", "cb-site-chat", "manual-1"]);
 }

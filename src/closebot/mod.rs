@@ -218,7 +218,9 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
         info: &progenitor_client::OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
         crate::metrics::operation(info, request, |request| {
-            self.inner().pipeline.execute(self.client(), request)
+            self.inner()
+                .pipeline
+                .execute_operation(self.client(), request, Some(info.operation_id))
         })
         .await
     }

@@ -35,6 +35,8 @@ pub mod types {
 
 mod continue_bot;
 pub use continue_bot::{MAX_BUTTONS, MAX_HANDLERS, MAX_SHOW_TEXT};
+mod decide;
+pub use decide::{Decided, PriorDecision};
 mod leads;
 mod lists;
 mod problem;
@@ -74,7 +76,8 @@ const ACCEPT_VALUE: &str = "application/hal+json, application/problem+json, appl
 ///
 /// Defaults: Kommo's rate limit of 7 requests per second ([`RateLimiter::kommo_default`],
 /// shared by the client's clones), [`RetryPolicy::default`](crate::retry::RetryPolicy::default), and an HTTP client with a 15 s
-/// connect timeout and a 60 s request timeout.
+/// connect timeout and a 60 s request timeout. Every default, client-wide and per call, is in
+/// the README's table "Defaults".
 ///
 /// ```
 /// use lead_intake::ratelimit::RateLimiter;
@@ -348,7 +351,9 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
         info: &progenitor_client::OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
         crate::metrics::operation(info, request, |request| {
-            self.inner().pipeline.execute(self.client(), request)
+            self.inner()
+                .pipeline
+                .execute_operation(self.client(), request, Some(info.operation_id))
         })
         .await
     }

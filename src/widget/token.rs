@@ -814,7 +814,7 @@ pub fn sign_disposable_token(claims: &DisposableTokenClaims, secret: &Secret) ->
 /// `src/AmoCRM/OAuth/AmoCRMOAuth.php`). `Debug` hides the secret.
 ///
 /// ```
-/// use chrono::{TimeZone, Utc};
+/// use lead_intake::chrono::{self, TimeZone, Utc}; // re-exported: no chrono dependency needed
 /// use lead_intake::widget::*;
 /// let secret = lead_intake::Secret::new("hO3kxLw0vTq9ZcNa5RjfE1uYb8sDm2GpXi7KtV6eWnA4yCrU0lHdJ9oBgF3QzM5S");
 /// let exp = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();

@@ -8,7 +8,9 @@
 //!    errors, and zero warnings except those listed with their reason in
 //!    `.redocly.lint-ignore.yaml`;
 //! 4. generators: openapi-generator (`python`, `typescript-fetch`, `go`), openapi-python-client,
-//!    openapi-typescript; each output must install and import, or compile;
+//!    openapi-typescript; each output must install and import, or compile; then each client
+//!    (but openapi-typescript's types) decodes every answer of `openapi/examples/` and
+//!    `openapi/corpus/` and writes it back, with nothing raised or lost (`crate::decode`);
 //! 5. Prism (`prism mock`) serving each exported document, with `tests/prism_contract.rs`
 //!    calling every operation through it; then a negative control: a copy of the spec with one
 //!    parameter renamed must make that test fail.
@@ -26,25 +28,34 @@ use serde_json::Value;
 use crate::export;
 
 /// The APIs, by spec stem.
-const APIS: &[&str] = &["kommo", "closebot"];
-/// openapi-generator targets, each with the additional properties it gets.
-const GENERATORS: &[(&str, &str)] = &[
-    ("python", ""),
+pub(crate) const APIS: &[&str] = &["kommo", "closebot"];
+/// openapi-generator targets, each with the additional properties and other arguments the
+/// README's recipe gives it.
+const GENERATORS: &[(&str, &str, &[&str])] = &[
+    ("python", "", &[]),
     // typescript-fetch's runtime-check helpers cannot take a oneOf whose branches are maps
     // (WidgetSettingValue: string | users map | users_lp map): it calls `instanceOfany`, which it
-    // never defines. Without them the types and API classes are complete.
-    ("typescript-fetch", "withoutRuntimeChecks=true"),
-    ("go", ""),
+    // never defines. Without them the JSON is cast to the interfaces, so they must name the wire's
+    // keys: original property names, and `default` kept as it is (a legal property name in
+    // TypeScript, which the generator would rename `_default`).
+    (
+        "typescript-fetch",
+        "withoutRuntimeChecks=true,modelPropertyNaming=original",
+        &["--reserved-words-mappings", "default=default"],
+    ),
+    ("go", "", &[]),
 ];
 
 pub fn main(args: &[String]) -> ExitCode {
     let mut install = true;
+    let mut decode_only = false;
     for arg in args {
         match arg.as_str() {
             "--skip-install" => install = false,
+            "--decode-only" => decode_only = true,
             other => {
                 eprintln!(
-                    "error: unexpected argument `{other}`\nusage: cargo xtask conformance [--skip-install]"
+                    "error: unexpected argument `{other}`\nusage: cargo xtask conformance [--skip-install] [--decode-only]"
                 );
                 return ExitCode::from(2);
             }
@@ -84,6 +95,27 @@ pub fn main(args: &[String]) -> ExitCode {
         });
     };
 
+    if decode_only {
+        // Only the decoding checks, on the clients a full run generated.
+        for decoder in crate::decode::DECODERS {
+            step(
+                &format!("decode: {}", decoder.name),
+                &|cx| decoder.version(cx),
+                &|cx| crate::decode::run(cx, decoder),
+            );
+        }
+        step(
+            "decode: negative control",
+            &|cx| cx.py_version("openapi-generator-cli"),
+            &crate::decode::negative_control,
+        );
+        print_table(&rows);
+        return if rows.iter().all(|r| r.result.is_ok()) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     if install {
         step("install-conformance-tools.sh", &|_| "-".into(), &|cx| {
             cx.run(
@@ -109,17 +141,29 @@ pub fn main(args: &[String]) -> ExitCode {
         &|cx| cx.npm_version("@stoplight/spectral-cli"),
         &spectral,
     );
-    for (generator, props) in GENERATORS {
+    for (generator, props, extra) in GENERATORS {
         step(
             &format!("openapi-generator {generator}"),
             &|cx| cx.py_version("openapi-generator-cli"),
-            &|cx| openapi_generator(cx, generator, props),
+            &|cx| openapi_generator(cx, generator, props, extra),
         );
     }
     step(
         "openapi-python-client",
         &|cx| cx.py_version("openapi-python-client"),
         &openapi_python_client,
+    );
+    for decoder in crate::decode::DECODERS {
+        step(
+            &format!("decode: {}", decoder.name),
+            &|cx| decoder.version(cx),
+            &|cx| crate::decode::run(cx, decoder),
+        );
+    }
+    step(
+        "decode: negative control",
+        &|cx| cx.py_version("openapi-generator-cli"),
+        &crate::decode::negative_control,
     );
     step(
         "openapi-typescript + tsc --strict",
@@ -162,7 +206,7 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-type Outcome = Result<String, String>;
+pub(crate) type Outcome = Result<String, String>;
 
 struct Row {
     tool: String,
@@ -192,26 +236,26 @@ fn print_table(rows: &[Row]) {
     println!();
 }
 
-struct Cx {
-    root: PathBuf,
-    tools: PathBuf,
-    out: PathBuf,
+pub(crate) struct Cx {
+    pub(crate) root: PathBuf,
+    pub(crate) tools: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 impl Cx {
-    fn node_bin(&self, name: &str) -> PathBuf {
+    pub(crate) fn node_bin(&self, name: &str) -> PathBuf {
         self.tools.join("node/node_modules/.bin").join(name)
     }
 
-    fn py_bin(&self, name: &str) -> PathBuf {
+    pub(crate) fn py_bin(&self, name: &str) -> PathBuf {
         self.tools.join("python/bin").join(name)
     }
 
-    fn export(&self, file: &str) -> PathBuf {
+    pub(crate) fn export(&self, file: &str) -> PathBuf {
         self.root.join(export::EXPORT_DIR).join(file)
     }
 
-    fn npm_version(&self, package: &str) -> String {
+    pub(crate) fn npm_version(&self, package: &str) -> String {
         let manifest = self
             .tools
             .join("node/node_modules")
@@ -224,7 +268,7 @@ impl Cx {
             .unwrap_or_else(|| "(not installed)".into())
     }
 
-    fn py_version(&self, package: &str) -> String {
+    pub(crate) fn py_version(&self, package: &str) -> String {
         let out = Command::new(self.py_bin("python"))
             .args([
                 "-c",
@@ -239,7 +283,7 @@ impl Cx {
     }
 
     /// Runs `cmd` with its output in `<out>/logs/<name>.log`; on failure, the log's tail.
-    fn run(&self, name: &str, cmd: &mut Command) -> Result<String, String> {
+    pub(crate) fn run(&self, name: &str, cmd: &mut Command) -> Result<String, String> {
         let logs = self.out.join("logs");
         let _ = fs::create_dir_all(&logs);
         let log = logs.join(format!("{name}.log"));
@@ -266,7 +310,7 @@ impl Cx {
     }
 
     /// A fresh output folder `<out>/<rel>`.
-    fn fresh(&self, rel: &str) -> Result<PathBuf, String> {
+    pub(crate) fn fresh(&self, rel: &str) -> Result<PathBuf, String> {
         let dir = self.out.join(rel);
         if dir.exists() {
             fs::remove_dir_all(&dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
@@ -276,7 +320,7 @@ impl Cx {
     }
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -436,7 +480,7 @@ fn spectral(cx: &Cx) -> Outcome {
 
 // ---- generators -----------------------------------------------------------------------------
 
-fn openapi_generator(cx: &Cx, generator: &str, props: &str) -> Outcome {
+fn openapi_generator(cx: &Cx, generator: &str, props: &str, extra: &[&str]) -> Outcome {
     let base = cx.fresh(&format!("openapi-generator/{generator}"))?;
     let mut built = Vec::new();
     for api in APIS {
@@ -454,6 +498,7 @@ fn openapi_generator(cx: &Cx, generator: &str, props: &str) -> Outcome {
         if !props.is_empty() {
             cmd.arg(format!("--additional-properties={props}"));
         }
+        cmd.args(extra);
         cx.run(&format!("openapi-generator-{generator}-{api}"), &mut cmd)?;
         let what = match generator {
             "python" => python_install_and_import(cx, &format!("og-python-{api}"), &dir)?,
@@ -546,7 +591,7 @@ for name in sys.argv[1:]:
 
 /// Builds a generated Go client with Debian's Go, offline: its one dependency,
 /// gopkg.in/validator.v2, comes from Debian's golang-gopkg-validator.v2-dev.
-fn go_build(cx: &Cx, api: &str, dir: &Path) -> Outcome {
+pub(crate) fn go_build(cx: &Cx, api: &str, dir: &Path) -> Outcome {
     let validator = cx.out.join("go/validator.v2");
     if !validator.join("go.mod").is_file() {
         let source = Path::new("/usr/share/gocode/src/gopkg.in/validator.v2");

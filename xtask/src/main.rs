@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod conformance;
+mod decode;
 mod export;
 mod layers;
 // The OAS-to-JSON-Schema converter has one home, the fake server's crate: both check against
@@ -26,11 +27,14 @@ commands:
                           --check fails if the checked-in files are stale
   surface [--check]       write openapi/surface/<api>.md: the generated Rust API
                           (types, fields, operations); --check fails if stale
-  conformance [--skip-install]
+  conformance [--skip-install] [--decode-only]
                           install the pinned third-party tools (scripts/install-
                           conformance-tools.sh), then check the exported documents with
-                          linters, other languages' generators and a Prism contract
-                          test of the Rust client; prints tool | version | result
+                          linters, other languages' generators (each decoding every
+                          example and corpus answer and writing it back unchanged) and
+                          a Prism contract test of the Rust client; prints tool |
+                          version | result; --decode-only: only the decoding checks,
+                          on the clients the last full run generated
   layers [--root DIR]     check that the modules of src/ use each other without a
                           cycle; prints them in layer order
   help                    show this message";
