@@ -18,7 +18,7 @@ pub(crate) struct Common {
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) retry: RetryPolicy,
     pub(crate) rules: RetryRules,
-    pub(crate) http: Option<reqwest::Client>,
+    pub(crate) http: Option<HttpChoice>,
     pub(crate) limits: AnswerLimits,
 }
 
@@ -39,7 +39,13 @@ impl Common {
     pub(crate) fn connect(self, base_url: &str) -> Result<Connection, ConfigError> {
         let base_url = config::base_url(base_url, self.allow_insecure)?;
         let http = match self.http {
-            Some(http) => http,
+            Some(HttpChoice::Client(http)) => http,
+            Some(HttpChoice::Extend(extend)) => extend(config::client_builder())
+                // Put back after the caller's additions: it is what keeps the credentials
+                // on the base URL's origin.
+                .redirect(config::same_origin_redirects())
+                .build()
+                .map_err(ConfigError::HttpClient)?,
             None => config::http_client()?,
         };
         Ok(Connection {
@@ -50,6 +56,23 @@ impl Common {
             rules: self.rules,
             limits: self.limits,
         })
+    }
+}
+
+/// The HTTP client a builder was given: a whole one, or additions to the default one.
+pub(crate) enum HttpChoice {
+    /// `http_client` on a client's builder: used as it is.
+    Client(reqwest::Client),
+    /// `http_client_builder` on a client's builder: applied to the default client's builder.
+    Extend(Box<dyn FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync>),
+}
+
+impl std::fmt::Debug for HttpChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Client(http) => f.debug_tuple("Client").field(http).finish(),
+            Self::Extend(_) => f.write_str("Extend(..)"),
+        }
     }
 }
 
@@ -143,12 +166,42 @@ macro_rules! builder_setters {
             self
         }
 
-        /// Your own `reqwest::Client` (proxies, timeouts, TLS).
+        /// Your own `reqwest::Client`, used as it is.
         ///
         /// Its redirect policy is yours: the default client follows redirects only within the
         #[doc = concat!("base URL's origin, while reqwest's own default follows them to any host ", $redirects, ".")]
+        /// To keep the default client's settings and add to them (a CA, a client certificate,
+        /// a proxy), use [`http_client_builder`](Self::http_client_builder), or start from
+        /// [`lead_intake::http::client_builder`](crate::http::client_builder).
         pub fn http_client(mut self, http: reqwest::Client) -> Self {
-            self.common.http = Some(http);
+            self.common.http = Some($crate::builder::HttpChoice::Client(http));
+            self
+        }
+
+        /// Adds to the default HTTP client's settings rather than replacing them: `extend` gets
+        /// [`lead_intake::http::client_builder`](crate::http::client_builder) (user agent,
+        /// timeouts, no proxy from the environment unless the `system-proxy` feature is on)
+        /// and returns it with your additions, such as a CA, a client certificate for mutual
+        /// TLS or a proxy with its credentials. The same-origin redirect policy is put back
+        /// after `extend`, so the credentials never follow a redirect to another origin; a
+        /// different policy takes [`http_client`](Self::http_client).
+        ///
+        /// ```
+        /// # fn f() -> Result<(), Box<dyn std::error::Error>> {
+        /// let proxy = reqwest::Proxy::https("http://proxy.internal:3128")?
+        ///     .basic_auth("intake", "proxy-password");
+        #[doc = concat!("let client = ", $example)]
+        ///     .http_client_builder(move |http| http.proxy(proxy))
+        ///     .build()?;
+        /// # let _ = client;
+        /// # Ok(())
+        /// # }
+        /// ```
+        pub fn http_client_builder(
+            mut self,
+            extend: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync + 'static,
+        ) -> Self {
+            self.common.http = Some($crate::builder::HttpChoice::Extend(Box::new(extend)));
             self
         }
     };

@@ -151,15 +151,30 @@ pub(crate) fn secret_header(
 
 /// The HTTP client both APIs use by default.
 pub(crate) fn http_client() -> Result<reqwest::Client, ConfigError> {
-    let timeout = std::time::Duration::from_secs(60);
-    reqwest::Client::builder()
-        .user_agent(concat!("lead-intake/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(std::time::Duration::from_secs(15))
-        .timeout(timeout)
-        .redirect(same_origin_redirects())
-        .build()
-        .map_err(ConfigError::HttpClient)
+    client_builder().build().map_err(ConfigError::HttpClient)
 }
+
+/// The settings of the default HTTP client (`lead_intake::http::client_builder`): user agent,
+/// timeouts, the same-origin redirect policy, and no proxy from the environment unless the
+/// `system-proxy` feature is on.
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(same_origin_redirects());
+    // reqwest reads `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` unless told not to.
+    #[cfg(not(feature = "system-proxy"))]
+    let builder = builder.no_proxy();
+    builder
+}
+
+/// The `User-Agent` of the default HTTP client.
+pub(crate) const USER_AGENT: &str = concat!("lead-intake/", env!("CARGO_PKG_VERSION"));
+/// How long the default HTTP client waits for a connection.
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long the default HTTP client gives a whole request.
+pub(crate) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How many redirects the default client follows for one request.
 const MAX_REDIRECTS: usize = 10;
@@ -169,7 +184,7 @@ const MAX_REDIRECTS: usize = 10;
 /// CloseBot's `X-CB-KEY` would go along to the other host, and so would a token request's body
 /// (client secret and refresh token) after a 307 or 308. A redirect elsewhere is not followed:
 /// the 3xx comes back as the answer.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let Some(first) = attempt.previous().first() else {
             return attempt.stop();

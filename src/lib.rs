@@ -21,9 +21,16 @@ pub mod form;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod kommo;
 pub mod links;
 pub mod list;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+// The same hooks, recording nothing.
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics_off.rs"]
+mod metrics;
 pub mod oauth;
 pub mod options;
 pub mod pagination;

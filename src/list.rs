@@ -229,6 +229,7 @@ impl<'de, T: ListItemType> Deserialize<'de> for Items<T> {
             }
         }
         if let Some(first) = items.unrecognized.first() {
+            crate::metrics::unrecognized_items(items.unrecognized.len());
             tracing::warn!(
                 target: "lead_intake::list",
                 unrecognized = items.unrecognized.len(),

@@ -422,6 +422,7 @@ pub(crate) async fn send_within(
     // not belong in logs.
     let host = request.url().host_str().unwrap_or("").to_string();
     let path = request.url().path().to_string();
+    let endpoint = crate::metrics::endpoint(&request);
     let mut attempt: u32 = 1;
     loop {
         // A body that cannot be cloned (a stream) is sent once.
@@ -429,7 +430,8 @@ pub(crate) async fn send_within(
         // The wait for the limiter ends at the deadline (a cancelled wait takes no place).
         let acquired = match (limiter, bounds.deadline) {
             (Some(limiter), Some((at, _))) => {
-                match tokio::time::timeout_at(at, limiter.acquire()).await {
+                match tokio::time::timeout_at(at, crate::metrics::acquire(limiter, &endpoint)).await
+                {
                     Ok(acquired) => Some(acquired),
                     Err(_) => {
                         let none = Ok(Ok(empty_response()));
@@ -437,7 +439,7 @@ pub(crate) async fn send_within(
                     }
                 }
             }
-            (Some(limiter), None) => Some(limiter.acquire().await),
+            (Some(limiter), None) => Some(crate::metrics::acquire(limiter, &endpoint).await),
             (None, _) => None,
         };
         let permit = match acquired {
@@ -464,6 +466,7 @@ pub(crate) async fn send_within(
             permit.finish();
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        crate::metrics::answered(&endpoint, &method, &result, started.elapsed());
         // A 429 without `Retry-After` may say how long to wait in its JSON body (Kommo's
         // `retry_after`): read it, and put the body back for whoever reads the answer next.
         let mut result = result;
@@ -531,6 +534,7 @@ pub(crate) async fn send_within(
                 return (Ok(result), attempt, Some(waiting));
             }
             (Next::RetryAfter(wait), Some(spare)) => {
+                crate::metrics::retrying(&endpoint, &outcome);
                 let delay_from = match outcome {
                     Attempt::Status {
                         retry_after: Some(_),

@@ -350,9 +350,12 @@ impl progenitor_client::ClientHooks<ClientState> for Client {
         request: reqwest::Request,
         info: &progenitor_client::OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
-        let pipeline = &self.inner().pipeline;
-        pipeline
-            .execute_operation(self.client(), request, operation_id(info))
-            .await
+        let operation = operation_id(info);
+        crate::metrics::operation(operation, request, |request| {
+            self.inner()
+                .pipeline
+                .execute_operation(self.client(), request, operation)
+        })
+        .await
     }
 }

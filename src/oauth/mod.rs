@@ -1222,7 +1222,12 @@ impl Session {
             Grant::RefreshToken,
             &self.redactions(),
         )
-        .await?;
+        .await;
+        crate::metrics::token_refresh(
+            pair.is_ok(),
+            matches!(pair, Err(AuthError::Rejected { .. })),
+        );
+        let pair = pair?;
         self.remember(&pair);
         tracing::info!(
             client_id = self.app.client_id,
