@@ -234,6 +234,30 @@ async fn a_batch_of_120_goes_in_requests_of_at_most_50_with_an_outcome_per_lead(
 }
 
 #[tokio::test]
+async fn a_chunk_over_kommos_limit_of_50_leads_is_refused_before_sending() {
+    let fake = Fake::start(Config::default().fixtures(Fixtures::empty()));
+    let kommo = fake.kommo();
+    let inputs: Vec<ComplexLead> = (1..=60).map(lead).collect();
+
+    let report = kommo
+        .add_complex_leads_batched(&inputs, &BatchOptions::new().with_chunk_size(51))
+        .await;
+
+    assert!(
+        matches!(
+            report.error(),
+            Some(lead_intake::batch::BatchError::ChunkSize {
+                chunk_size: 51,
+                max: 50
+            })
+        ),
+        "{:?}",
+        report.error()
+    );
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
 async fn the_fake_keeps_the_leads_it_created_through_a_state_round_trip() {
     let fake = Fake::start(Config::default().fixtures(Fixtures::empty()));
     let kommo = fake.kommo();
