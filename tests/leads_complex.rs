@@ -16,8 +16,8 @@ use fake_common::Fake;
 use httpmock::Method::{GET, POST};
 use lead_intake::batch::{BatchOptions, ItemOutcome};
 use lead_intake::kommo::types::{
-    AddSource, ComplexCompany, ComplexContact, ComplexLead, CustomFieldValue,
-    CustomFieldValueItem, LeadSource, PipelineList,
+    AddSource, ComplexCompany, ComplexContact, ComplexLead, CustomFieldValue, CustomFieldValueItem,
+    LeadSource, PipelineList,
 };
 use lead_intake::prelude::*;
 use lead_intake::sync::{SourceSync, SyncOptions};
@@ -34,10 +34,12 @@ fn documented_lead() -> ComplexLead {
         .with_price(5000)
         .with_pipeline_id(6950551)
         .with_request_id("1")
-        .with_custom_fields_values(vec![CustomFieldValue::new(vec![
-            CustomFieldValueItem::new().with_value("Our first client"),
+        .with_custom_fields_values(vec![
+            CustomFieldValue::new(vec![
+                CustomFieldValueItem::new().with_value("Our first client"),
+            ])
+            .with_field_id(294471),
         ])
-        .with_field_id(294471)])
         .with_contact(
             ComplexContact::new()
                 .with_first_name("Jane")
@@ -111,13 +113,22 @@ async fn list_pipelines_gets_the_list_and_decodes_pipelines_with_their_statuses(
     let main = list.main().expect("a main pipeline");
     assert_eq!(main.id, 6950551);
     assert_eq!(
-        (main.is_unsorted_on, main.is_archive, main.account_id, main.sort),
+        (
+            main.is_unsorted_on,
+            main.is_archive,
+            main.account_id,
+            main.sort
+        ),
         (Some(true), Some(false), Some(31361463), Some(1))
     );
     let incoming = &main.statuses()[0];
     assert_eq!(incoming.id, 58141803);
     assert_eq!(
-        (incoming.type_, incoming.is_editable, incoming.color.as_deref()),
+        (
+            incoming.type_,
+            incoming.is_editable,
+            incoming.color.as_deref()
+        ),
         (Some(1), Some(false), Some("#c1c1c1"))
     );
     assert_eq!(main.status(142).and_then(|s| s.pipeline_id), Some(6950551));
@@ -206,7 +217,9 @@ async fn a_batch_of_120_goes_in_requests_of_at_most_50_with_an_outcome_per_lead(
     assert!(sent.iter().all(|r| r.method == "POST"));
 
     let state = fake.state();
-    let stored = state["kommo"]["leads"].as_array().expect("leads in the state");
+    let stored = state["kommo"]["leads"]
+        .as_array()
+        .expect("leads in the state");
     assert_eq!(stored.len(), 115);
     let mut ids = HashSet::new();
     for (i, outcome) in report.outcomes().iter().enumerate() {
@@ -278,7 +291,8 @@ async fn the_fake_keeps_the_leads_it_created_through_a_state_round_trip() {
 
     fake.reset(false);
     assert_eq!(fake.state()["kommo"]["leads"], json!([]));
-    fake.load_state(saved.clone()).expect("the saved state loads");
+    fake.load_state(saved.clone())
+        .expect("the saved state loads");
     assert_eq!(fake.state(), saved);
 
     // A lead loaded from a state keeps its ids: the next one gets a new one.
