@@ -142,6 +142,8 @@ const LISTS: &[(&str, &str, &str)] = &[
     ("kommo", "WidgetListEmbedded", "widgets"),
     ("kommo", "IncomingLeadListEmbedded", "unsorted"),
     ("kommo", "CreatedIncomingLeadListEmbedded", "unsorted"),
+    ("kommo", "PipelineListEmbedded", "pipelines"),
+    ("kommo", "PipelineEmbedded", "statuses"),
     ("closebot", "SourcePage", "results"),
 ];
 
@@ -1296,7 +1298,9 @@ fn request_constructors(
                 continue;
             }
             if option_inner.is_none() && !has_default {
-                let arg = format_ident!("{}", plain);
+                // A keyword (`type`) is not an argument name: `type_`.
+                let arg = syn::parse_str::<syn::Ident>(plain)
+                    .unwrap_or_else(|_| format_ident!("{}_", plain));
                 args.push(quote!(#arg: impl ::std::convert::Into<#ty>));
                 inits.push(quote!(#ident: #arg.into()));
                 required_names.push(format!("`{plain}`"));

@@ -1,8 +1,10 @@
 //! A realistic integration, with the public API only, against the crate's fake Kommo and
-//! CloseBot: three lead sources set up idempotently, 1,000 web forms imported from a CSV with
-//! every outcome handled, the forms of one pipeline accepted or declined by source as they come,
-//! a summary for a date range, widgets page by page and one installed, a validation-error and a
-//! rate-limit branch, and CloseBot's sources.
+//! CloseBot: the account's pipelines read, lead sources set up idempotently (a source whose
+//! pipeline is gone refused before sending), 1,000 web forms imported from a CSV with every
+//! outcome handled, the forms of one pipeline sorted by source as they come (the partners'
+//! created as leads with their contact and source through `leads/complex`), a summary for a date
+//! range, widgets page by page and one installed, a validation-error and a rate-limit branch, and
+//! CloseBot's sources.
 //!
 //! `cargo run --example integration`
 
@@ -10,8 +12,8 @@ use std::error::Error;
 
 use lead_intake::batch::{BatchOptions, ItemOutcome};
 use lead_intake::kommo::types::{
-    AddIncomingForm, AddSource, ContactInput, FormsMetadata, IncomingLeadEmbeddedInput, LeadInput,
-    WidgetInstallSettings,
+    AddIncomingForm, AddSource, ComplexContact, ComplexLead, ContactInput, FormsMetadata,
+    IncomingLeadEmbeddedInput, LeadInput, LeadSource, WidgetInstallSettings,
 };
 use lead_intake::list::ListItem;
 use lead_intake::prelude::*;
@@ -32,14 +34,43 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let closebot =
         lead_intake::closebot::Client::from_base_url(&fake.base_url(), fake.closebot_key())?;
 
-    // 1. Our three lead sources, as desired state: a second run changes nothing.
+    // 0. The account's pipelines: the IDs sources and leads refer to, and the status the
+    //    partners' leads start in (the campaign pipeline's first working status).
+    let pipelines = kommo.list_pipelines().send().body().await?;
+    for pipeline in pipelines.pipelines().iter() {
+        let statuses: Vec<&str> = pipeline
+            .statuses()
+            .iter()
+            .filter_map(|s| s.name.as_deref())
+            .collect();
+        println!(
+            "pipeline {} {:?} (main: {:?}): {statuses:?}",
+            pipeline.id,
+            pipeline.name.as_deref().unwrap_or_default(),
+            pipeline.is_main.unwrap_or_default()
+        );
+    }
+    let campaign = pipelines
+        .pipeline(CAMPAIGN_PIPELINE)
+        .ok_or("the campaign pipeline is gone")?;
+    let first_working_status = campaign
+        .statuses()
+        .iter()
+        .find(|s| s.type_ == Some(0) && s.is_editable == Some(true))
+        .map(|s| s.id)
+        .ok_or("the campaign pipeline has no working status")?;
+
+    // 1. Our lead sources, as desired state: a second run changes nothing. The last one points
+    //    at a pipeline the account no longer has: the pipeline check refuses it before sending.
     let sources = [
         AddSource::new("Website forms", "site-forms").with_pipeline_id(PIPELINE),
         AddSource::new("Partner forms", "partner-forms").with_pipeline_id(PIPELINE),
         AddSource::new("Phone line", "phone"),
+        AddSource::new("Last year's fair", "fair").with_pipeline_id(NO_SUCH_PIPELINE),
     ];
+    let checked = SyncOptions::new().with_pipeline_check(true);
     for run in ["first", "second"] {
-        let report = kommo.sync_sources(&sources, &SyncOptions::new()).await?;
+        let report = kommo.sync_sources(&sources, &checked).await?;
         println!("sources, {run} sync: {report}");
     }
 
@@ -82,7 +113,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         println!("  the import stopped early: {error}");
     }
 
-    // 4. The forms of the campaign's pipeline, accepted or declined by source as they come.
+    // 4. The forms of the campaign's pipeline, sorted by source as they come: the website's
+    //    accepted; the partners' declined from Incoming leads and created as leads in the
+    //    campaign's first working status, with their contact and their source (below).
     //    `drain` reads the list again as it shrinks, so no lead is skipped and none is seen
     //    twice. (Every call counts against Kommo's 7 requests a second.)
     let mut leads = kommo
@@ -90,6 +123,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .page_size(25)
         .drain();
     let (mut accepted, mut declined) = (0, 0);
+    let mut partner_leads = Vec::new();
     while let Some(item) = leads.try_next().await? {
         let lead = match item {
             ListItem::Typed(lead) => lead,
@@ -114,9 +148,36 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 .body()
                 .await?;
             declined += 1;
+            let visitor = format!("Partner visitor {declined}");
+            partner_leads.push(
+                ComplexLead::new()
+                    .with_name(format!("Partner request from {visitor}"))
+                    .with_pipeline_id(CAMPAIGN_PIPELINE)
+                    .with_status_id(first_working_status)
+                    .with_contact(
+                        ComplexContact::new()
+                            .with_name(visitor)
+                            .with_email(format!("partner{declined}@example.com")),
+                    )
+                    .with_source(LeadSource::widget("partner-forms")),
+            );
         }
     }
     println!("pipeline {CAMPAIGN_PIPELINE}: {accepted} accepted, {declined} declined");
+    // The partners' leads, at most 50 a request (Kommo's limit for `leads/complex`).
+    let created = kommo
+        .add_complex_leads_batched(&partner_leads, &BatchOptions::new())
+        .await;
+    println!("partner leads: {created}");
+    if let Some((index, lead)) = created.succeeded().next() {
+        println!(
+            "  e.g. item {index}: lead {} with contact {:?}",
+            lead.id, lead.contact_id
+        );
+    }
+    if !created.is_complete() {
+        return Err(format!("partner leads not all created: {created}").into());
+    }
 
     // 5. The summary of the import's date range.
     let summary = kommo

@@ -19,7 +19,7 @@ for crate in lead-intake lead-intake-fake; do
 done
 
 echo "== the packaged lead-intake: what it holds"
-(cd "$unpacked/lead-intake-0.1.0" && find . -type f | sort | sed 's/^/  /' | head -80)
+(cd "$unpacked/lead-intake-0.1.0" && find . -type f | sort | sed 's/^/  /' | sed -n '1,80p')
 
 # Doctests, in the unpacked folders (outside this workspace; each package's own Cargo.lock).
 patch="patch.crates-io.lead-intake.path=\"$unpacked/lead-intake-0.1.0\""

@@ -481,6 +481,13 @@ impl BatchItem for types::AddIncomingForm {
     }
 }
 
+/// Each added lead lists the `request_id`s of the items it answers (its own, or its index).
+impl BatchItem for types::ComplexLead {
+    fn own_request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+}
+
 /// One of the batch calls: how to send a chunk and key the answer by its items.
 trait Operation: Sync {
     type Item: BatchItem + Send + Sync;
@@ -506,6 +513,10 @@ fn keyed<R>(items: Vec<R>, key: impl Fn(&R) -> Option<String>) -> Vec<(String, R
 /// Kommo's documents give no limit for the incoming-lead calls; its SDK documentation advises at
 /// most 50 entities per call for every create call, so they take the same conservative limit.
 const INCOMING_LEADS_LIMIT: usize = MAX_CHUNK_SIZE;
+
+/// Kommo's reference for `POST /api/v4/leads/complex` ("Add complex leads"): "no more than 50
+/// leads per request"; the specification's `maxItems`.
+const COMPLEX_LEADS_LIMIT: usize = 50;
 
 /// The batch calls, one row each: the method's docs and name, its [`Operation`] (item and
 /// answer types, request limit, how one chunk is sent and its answer keyed). The rest, the
@@ -596,6 +607,43 @@ batch_calls! {
         send |client, items| {
             let list = client.add_incoming_forms().body(items).send().body().await?;
             Ok(keyed(list.into_incoming_leads().into_vec(), |l| l.request_id.clone()))
+        }
+
+    /// Adds any number of leads with their contact, company and source (`addComplexLeads`), at
+    /// most 50 per request (Kommo's limit for this call), in input order. Items are matched like
+    /// [`kommo::Client::add_incoming_calls_batched`]; a lead that answers several items (duplicates
+    /// merged into one) is the outcome of each of them.
+    ///
+    /// ```no_run
+    /// use lead_intake::batch::BatchOptions;
+    /// use lead_intake::kommo::types::{ComplexContact, ComplexLead, LeadSource};
+    /// # async fn f(kommo: lead_intake::kommo::Client) {
+    /// let leads: Vec<ComplexLead> = (0..120)
+    ///     .map(|i| {
+    ///         ComplexLead::new()
+    ///             .with_name(format!("Chat lead {i}"))
+    ///             .with_contact(ComplexContact::new().with_name(format!("Visitor {i}")))
+    ///             .with_source(LeadSource::widget("site-chat"))
+    ///     })
+    ///     .collect();
+    /// let report = kommo.add_complex_leads_batched(&leads, &BatchOptions::new()).await;
+    /// for (index, lead) in report.succeeded() {
+    ///     println!("{index}: lead {} (contact {:?})", lead.id, lead.contact_id);
+    /// }
+    /// # }
+    /// ```
+    add_complex_leads_batched => AddComplexLeads(types::ComplexLead)
+        -> types::CreatedComplexLead, limit COMPLEX_LEADS_LIMIT,
+        send |client, items| {
+            let created = client.add_complex_leads().body(items).send().body().await?;
+            Ok(created
+                .0
+                .into_iter()
+                .flat_map(|lead| {
+                    let keys = lead.request_id.clone();
+                    keys.into_iter().map(move |key| (key, lead.clone()))
+                })
+                .collect())
         }
 }
 

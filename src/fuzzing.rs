@@ -315,6 +315,9 @@ operations! {
     "kommo" "declineIncomingLead" => kommo::types::IncomingLeadDecision;
     "kommo" "linkIncomingLead" => kommo::types::LinkedIncomingLead;
     "kommo" "getIncomingLeadsSummary" => kommo::types::IncomingLeadsSummary;
+    "kommo" "addComplexLeads" => kommo::types::CreatedComplexLeads;
+    "kommo" "listPipelines" => kommo::types::PipelineList;
+    "kommo" "getPipeline" => kommo::types::Pipeline;
     "closebot" "listSources" => closebot::types::SourcePage, list;
 }
 
@@ -325,6 +328,9 @@ impl Inspect for kommo::types::CreatedIncomingLeadList {}
 impl Inspect for kommo::types::IncomingLeadDecision {}
 impl Inspect for kommo::types::LinkedIncomingLead {}
 impl Inspect for kommo::types::IncomingLeadsSummary {}
+impl Inspect for kommo::types::CreatedComplexLeads {}
+impl Inspect for kommo::types::PipelineList {}
+impl Inspect for kommo::types::Pipeline {}
 impl Inspect for closebot::types::SourcePage {}
 
 impl Inspect for kommo::types::WidgetList {

@@ -7,8 +7,11 @@
 //! sources at once: a source another worker created meanwhile is read again and reconciled
 //! ([`SourceSync::AlreadyExisted`]), and only the sources the sync manages are ever deleted
 //! ([`SyncOptions::managing_prefix`], [`SyncOptions::managing`]).
+//! With [`SyncOptions::with_pipeline_check`], a
+//! desired source whose pipeline the account does not have is refused before anything is sent
+//! for it ([`SourceSync::UnknownPipeline`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -33,6 +36,7 @@ pub struct SyncOptions {
     batch: BatchOptions,
     managing_prefix: Option<String>,
     managing: Option<Managing>,
+    pipeline_check: bool,
 }
 
 /// The predicate of [`SyncOptions::managing`]. Two are equal when they are the same closure
@@ -62,6 +66,7 @@ impl Default for SyncOptions {
             batch: BatchOptions::default(),
             managing_prefix: None,
             managing: None,
+            pipeline_check: false,
         }
     }
 }
@@ -141,6 +146,29 @@ impl SyncOptions {
         self.batch = batch;
         self
     }
+
+    /// Check every desired source's `pipeline_id` against the account's pipelines
+    /// (`GET /api/v4/leads/pipelines`, one more request) before sending anything (default: no
+    /// check). A source whose pipeline the account does not have is not sent; its report entry
+    /// is [`SourceSync::UnknownPipeline`], and the other sources are synced as usual.
+    ///
+    /// ```
+    /// use lead_intake::sync::SyncOptions;
+    /// let options = SyncOptions::new().with_pipeline_check(true);
+    /// assert!(options.pipeline_check());
+    /// assert!(!SyncOptions::new().pipeline_check());
+    /// ```
+    #[must_use]
+    pub fn with_pipeline_check(mut self, check: bool) -> Self {
+        self.pipeline_check = check;
+        self
+    }
+
+    /// Whether desired sources' pipelines are checked before sending
+    /// ([`with_pipeline_check`](Self::with_pipeline_check)).
+    pub fn pipeline_check(&self) -> bool {
+        self.pipeline_check
+    }
 }
 
 /// What a sync did with one source.
@@ -167,6 +195,12 @@ pub enum SourceSync {
     Failed(ItemOutcome<Source>),
     /// Its deletion did not succeed: the batch's outcome for it.
     DeleteFailed(ItemOutcome<i64>),
+    /// Not sent: its `pipeline_id` is not one of the account's pipelines
+    /// ([`SyncOptions::with_pipeline_check`]).
+    UnknownPipeline {
+        /// The `pipeline_id` the desired source asked for.
+        pipeline_id: i64,
+    },
 }
 
 /// One source of a sync and what happened to it.
@@ -206,7 +240,9 @@ impl SyncReport {
         self.sources.iter().all(|s| {
             !matches!(
                 s.outcome,
-                SourceSync::Failed(_) | SourceSync::DeleteFailed(_)
+                SourceSync::Failed(_)
+                    | SourceSync::DeleteFailed(_)
+                    | SourceSync::UnknownPipeline { .. }
             )
         })
     }
@@ -223,7 +259,12 @@ impl fmt::Display for SyncReport {
             count(|o| matches!(o, SourceSync::Updated(_))),
             count(|o| matches!(o, SourceSync::Unchanged(_))),
             count(|o| matches!(o, SourceSync::Deleted(_))),
-            count(|o| matches!(o, SourceSync::Failed(_) | SourceSync::DeleteFailed(_))),
+            count(|o| matches!(
+                o,
+                SourceSync::Failed(_)
+                    | SourceSync::DeleteFailed(_)
+                    | SourceSync::UnknownPipeline { .. }
+            )),
         )?;
         let existed = count(|o| matches!(o, SourceSync::AlreadyExisted(_)));
         if existed > 0 {
@@ -264,6 +305,10 @@ pub enum SyncError {
     /// The sources could not be listed.
     #[error("cannot list the sources: {0}")]
     List(#[source] Box<kommo::Error>),
+    /// The pipelines could not be listed ([`SyncOptions::with_pipeline_check`]); nothing was
+    /// sent.
+    #[error("cannot list the pipelines: {0}")]
+    Pipelines(#[source] Box<kommo::Error>),
 }
 
 /// The services as compared: a service's empty settings (`params` absent, null or PHP's `[]`)
@@ -371,6 +416,17 @@ impl kommo::Client {
             }
             seen.insert(&source.external_id, i);
         }
+        let pipelines: Option<HashSet<i64>> = if options.pipeline_check {
+            let list = self
+                .list_pipelines()
+                .send()
+                .body()
+                .await
+                .map_err(|e| SyncError::Pipelines(Box::new(e)))?;
+            Some(list.pipelines().iter().map(|p| p.id).collect())
+        } else {
+            None
+        };
         let existing = self
             .sources_now()
             .await
@@ -381,6 +437,15 @@ impl kommo::Client {
         let mut to_update = Vec::new();
         let mut plan: Vec<(String, Plan)> = Vec::with_capacity(desired.len());
         for source in desired {
+            if let (Some(known), Some(pipeline_id)) = (&pipelines, source.pipeline_id)
+                && !known.contains(&pipeline_id)
+            {
+                plan.push((
+                    source.external_id.clone(),
+                    Plan::UnknownPipeline(pipeline_id),
+                ));
+                continue;
+            }
             match by_external.get(&source.external_id) {
                 None => {
                     plan.push((source.external_id.clone(), Plan::Add(to_add.len())));
@@ -441,6 +506,9 @@ impl kommo::Client {
             .map(|(external_id, step)| {
                 let outcome = match step {
                     Plan::Unchanged(source) => SourceSync::Unchanged(*source),
+                    Plan::UnknownPipeline(pipeline_id) => {
+                        SourceSync::UnknownPipeline { pipeline_id }
+                    }
                     Plan::Add(i) => match added.get(i) {
                         Some(ItemOutcome::Succeeded(s)) => SourceSync::Created(s.clone()),
                         Some(other) => SourceSync::Failed(other.clone()),
@@ -523,6 +591,7 @@ impl kommo::Client {
 }
 
 enum Plan {
+    UnknownPipeline(i64),
     Add(usize),
     Update(usize),
     Unchanged(Box<Source>),

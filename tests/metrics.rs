@@ -368,6 +368,9 @@ async fn a_raw_call_is_counted_under_its_templated_path() {
         "{m:#?}"
     );
     for key in m.keys() {
-        assert!(!key.contains("raw_request") && !key.contains("4242"), "{key}");
+        assert!(
+            !key.contains("raw_request") && !key.contains("4242"),
+            "{key}"
+        );
     }
 }

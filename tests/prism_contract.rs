@@ -464,6 +464,19 @@ async fn every_kommo_call_is_a_request_the_exported_spec_allows() {
         .body()
         .await;
     f.check("getIncomingLeadsSummary", r);
+    let r = client.list_pipelines().send().body().await;
+    f.check("listPipelines", r);
+    let r = client.get_pipeline().id(6950551).send().body().await;
+    f.check("getPipeline", r);
+    let r = client
+        .add_complex_leads()
+        .body(common::example_as::<types::AddComplexLeadsRequest>(
+            "addComplexLeads.request.json",
+        ))
+        .send()
+        .body()
+        .await;
+    f.check("addComplexLeads", r);
 
     // The hand-written layer: pagers and batches send the same operations, with their own
     // parameters (page/limit set by the pager, chunked bodies). Prism's example pages link to
@@ -490,6 +503,20 @@ async fn every_kommo_call_is_a_request_the_exported_spec_allows() {
     f.check("list_incoming_leads_pager", r);
     let options = lead_intake::batch::BatchOptions::new().with_chunk_size(1);
     let batches = [
+        (
+            "add_complex_leads_batched",
+            client
+                .add_complex_leads_batched(
+                    common::example_as::<types::AddComplexLeadsRequest>(
+                        "addComplexLeads.request.json",
+                    )
+                    .0,
+                    &options,
+                )
+                .await
+                .error()
+                .map(ToString::to_string),
+        ),
         (
             "add_sources_batched",
             client

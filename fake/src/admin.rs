@@ -51,6 +51,9 @@
 //!     "incoming_leads": [{"state": "waiting", "decided_at": null, "request_id": null,
 //!                         "fingerprint": null,
 //!                         "lead": {"uid": "...", "category": "forms", "...": "the spec's IncomingLead"}}],
+//!     "leads": [{"integration": 0, "id": 600004, "name": "Chat lead", "price": 0,
+//!                "pipeline_id": 6950551, "status_id": 58141807, "contact_id": 600000,
+//!                "company_id": null, "source_external_id": "site-chat"}],
 //!     "next_source_id": 17619943, "next_entity_id": 600000, "id_seed": 1
 //!   },
 //!   "closebot": {"sources": [{"...": "the spec's Source"}], "token_refreshes": 0}
@@ -61,7 +64,8 @@
 //! its `id`, `name` and `external_id` (`integration` 0 is [`Config::kommo_token`]'s, 1 the first
 //! [`Config::other_integration`]), a lead its `lead` in the spec's `IncomingLead` shape (a
 //! missing `uid` or `created_at` is generated), a widget and a CloseBot source the spec's
-//! shape. `state` is `waiting`, `accepted`, `declined` or `linked`; `decided_at` the Unix time
+//! shape. A lead of `leads` (added with `leads/complex`) needs an integer `id` and a
+//! `pipeline_id`, when given, among `pipelines`. `state` is `waiting`, `accepted`, `declined` or `linked`; `decided_at` the Unix time
 //! of an accept or decline (the summary's sort time); `fingerprint` marks a lead created through
 //! the API (identical data is refused while it waits). `GET` then `PUT` of its answer leaves the
 //! state as it was.

@@ -20,6 +20,23 @@ const FIRST_SOURCE_ID: i64 = 17_619_939;
 const ID_SEED_MIX: u64 = 0x6b6f_6d6d_6f5f_6964;
 /// The first id of a created contact, company or lead.
 const FIRST_ENTITY_ID: i64 = 600_000;
+/// The first status id of the first pipeline (the documents' example); each pipeline's
+/// statuses follow, 8 apart.
+const FIRST_STATUS_ID: i64 = 58_141_803;
+/// Kommo's system statuses, the same ID in every pipeline.
+const WON_STATUS_ID: i64 = 142;
+const LOST_STATUS_ID: i64 = 143;
+/// The fields of a lead added with `addComplexLeads`, as the state shows them.
+const COMPLEX_LEAD_KEYS: [&str; 8] = [
+    "id",
+    "name",
+    "price",
+    "pipeline_id",
+    "status_id",
+    "contact_id",
+    "company_id",
+    "source_external_id",
+];
 
 pub(crate) struct Kommo {
     account_id: i64,
@@ -41,6 +58,9 @@ pub(crate) struct Kommo {
     /// refused while one is waiting.
     waiting_fingerprints: HashSet<String>,
     next_entity_id: i64,
+    /// The leads added with `addComplexLeads` (with their contact, company and source), in
+    /// creation order.
+    complex_leads: Vec<ComplexLead>,
     rng: fastrand::Rng,
     /// Incoming-lead events of the request being handled, for the webhook
     /// ([`crate::outbound`]): `(action, fields)` of `unsorted[{action}][n]`.
@@ -51,6 +71,17 @@ struct Source {
     owner: usize,
     fields: Map<String, Value>,
 }
+
+/// A lead added through `addComplexLeads`: the integration that added it, and its fields as the
+/// state shows them (`id`, `name`, `price`, `pipeline_id`, `status_id`, `contact_id`,
+/// `company_id`, `source_external_id`).
+struct ComplexLead {
+    owner: usize,
+    fields: Map<String, Value>,
+}
+
+/// A pipeline status of the fake: `(id, name, sort, is_editable, color, type)`.
+type Status = (i64, &'static str, i64, bool, &'static str, i64);
 
 struct Widget {
     fields: Map<String, Value>,
@@ -172,6 +203,7 @@ impl Kommo {
             lead_by_uid: HashMap::new(),
             waiting_fingerprints: HashSet::new(),
             next_entity_id: FIRST_ENTITY_ID,
+            complex_leads: Vec::new(),
             // Its own stream, so generated IDs never shift the fault sequence.
             rng: fastrand::Rng::with_seed(config.seed ^ ID_SEED_MIX),
             events: Vec::new(),
@@ -352,6 +384,16 @@ impl Kommo {
             "waiting_bots": waiting_bots,
             "continued_bots": continued,
             "incoming_leads": leads,
+            "leads": self
+                .complex_leads
+                .iter()
+                .map(|lead| {
+                    let mut out = Map::new();
+                    out.insert("integration".into(), json!(lead.owner));
+                    out.extend(lead.fields.clone());
+                    Value::Object(out)
+                })
+                .collect::<Vec<Value>>(),
             "next_entity_id": self.next_entity_id,
             "id_seed": self.rng.get_seed(),
         })
@@ -371,7 +413,7 @@ impl Kommo {
             Value::Object(map) => map,
             other => return Err(format!("kommo: must be an object, not {}", kind_of(other))),
         };
-        const KEYS: [&str; 10] = [
+        const KEYS: [&str; 11] = [
             "pipelines",
             "sources",
             "deleted_sources",
@@ -380,6 +422,7 @@ impl Kommo {
             "waiting_bots",
             "continued_bots",
             "incoming_leads",
+            "leads",
             "next_entity_id",
             "id_seed",
         ];
@@ -441,6 +484,7 @@ impl Kommo {
             lead_by_uid: HashMap::new(),
             waiting_fingerprints: HashSet::new(),
             next_entity_id: int("next_entity_id", FIRST_ENTITY_ID)?,
+            complex_leads: Vec::new(),
             rng: fastrand::Rng::with_seed(seed),
             events: Vec::new(),
         };
@@ -519,6 +563,39 @@ impl Kommo {
             kommo
                 .add_stored_lead(specs, stored)
                 .map_err(|e| format!("kommo.incoming_leads[{i}]: {e}"))?;
+        }
+        for (i, lead) in list("leads")?.iter().enumerate() {
+            let at = format!("kommo.leads[{i}]");
+            let Value::Object(map) = lead else {
+                return Err(format!("{at}: must be an object, not {}", kind_of(lead)));
+            };
+            let mut fields = map.clone();
+            let owner = owner_of(fields.remove("integration"), integrations, &at)?;
+            if !fields.get("id").is_some_and(Value::is_i64) {
+                return Err(format!("{at}: needs an integer `id`"));
+            }
+            for key in fields.keys() {
+                if !COMPLEX_LEAD_KEYS.contains(&key.as_str()) {
+                    return Err(format!(
+                        "{at}: unknown key {key:?} (known: integration, {})",
+                        COMPLEX_LEAD_KEYS.join(", ")
+                    ));
+                }
+            }
+            if let Some(pipeline) = fields.get("pipeline_id").and_then(Value::as_i64)
+                && !kommo.pipelines.contains(&pipeline)
+            {
+                return Err(format!(
+                    "{at}: the pipeline {pipeline} is not in `pipelines`"
+                ));
+            }
+            // New entities never take an id that is already used.
+            for key in ["id", "contact_id", "company_id"] {
+                if let Some(used) = fields.get(key).and_then(Value::as_i64) {
+                    kommo.next_entity_id = kommo.next_entity_id.max(used.saturating_add(2));
+                }
+            }
+            kommo.complex_leads.push(ComplexLead { owner, fields });
         }
         Ok(kommo)
     }
@@ -618,8 +695,190 @@ impl Kommo {
             "declineIncomingLead" => self.decide(ctx, false),
             "linkIncomingLead" => self.link(ctx),
             "getIncomingLeadsSummary" => self.summary(ctx),
+            "listPipelines" => self.list_pipelines(ctx),
+            "getPipeline" => self.get_pipeline(ctx),
+            "addComplexLeads" => self.add_complex_leads(ctx),
             _ => kommo_problem(StatusCode::NOT_FOUND, "No such endpoint"),
         }
+    }
+
+    // ---------------------------------------------------------------- pipelines and leads
+
+    /// The statuses of the pipeline at `index` of `pipelines`: Incoming leads, Initial contact,
+    /// and the system statuses Closed - won (142) and Closed - lost (143), as Kommo's example.
+    /// `(id, name, sort, is_editable, color, type)` of each.
+    fn statuses(index: usize) -> [Status; 4] {
+        let offset = i64::try_from(index).unwrap_or(i64::MAX).saturating_mul(8);
+        let first = FIRST_STATUS_ID.saturating_add(offset);
+        [
+            (first, "Incoming leads", 10, false, "#c1c1c1", 1),
+            (
+                first.saturating_add(4),
+                "Initial contact",
+                20,
+                true,
+                "#99ccff",
+                0,
+            ),
+            (WON_STATUS_ID, "Closed - won", 10000, false, "#CCFF66", 0),
+            (LOST_STATUS_ID, "Closed - lost", 11000, false, "#D5D8DB", 0),
+        ]
+    }
+
+    fn pipeline_json(&self, index: usize, origin: &str) -> Value {
+        let id = self.pipelines[index];
+        let statuses: Vec<Value> = Self::statuses(index)
+            .iter()
+            .map(|(sid, name, sort, editable, color, kind)| {
+                json!({
+                    "id": sid,
+                    "name": name,
+                    "sort": sort,
+                    "is_editable": editable,
+                    "pipeline_id": id,
+                    "color": color,
+                    "type": kind,
+                    "account_id": self.account_id,
+                    "_links": self_link(format!("{origin}/api/v4/leads/pipelines/{id}/statuses/{sid}")),
+                })
+            })
+            .collect();
+        json!({
+            "id": id,
+            "name": if index == 0 { "Pipeline".to_string() } else { format!("Pipeline {}", index + 1) },
+            "sort": index + 1,
+            "is_main": index == 0,
+            "is_unsorted_on": true,
+            "is_archive": false,
+            "account_id": self.account_id,
+            "_links": self_link(format!("{origin}/api/v4/leads/pipelines/{id}")),
+            "_embedded": { "statuses": statuses },
+        })
+    }
+
+    fn list_pipelines(&self, ctx: &Ctx) -> Reply {
+        let pipelines: Vec<Value> = (0..self.pipelines.len())
+            .map(|i| self.pipeline_json(i, &ctx.origin))
+            .collect();
+        Reply::Hal(
+            StatusCode::OK,
+            json!({
+                "_total_items": pipelines.len(),
+                "_links": self_link(format!("{}/api/v4/leads/pipelines", ctx.origin)),
+                "_embedded": { "pipelines": pipelines },
+            }),
+        )
+    }
+
+    fn get_pipeline(&self, ctx: &Ctx) -> Reply {
+        let id = Self::path_id(ctx);
+        match self.pipelines.iter().position(|p| *p == id) {
+            Some(index) => Reply::Hal(StatusCode::OK, self.pipeline_json(index, &ctx.origin)),
+            None => kommo_problem(StatusCode::NOT_FOUND, "Pipeline not found"),
+        }
+    }
+
+    /// Adds leads with their contact and company (`POST /api/v4/leads/complex`). A
+    /// `pipeline_id` must be one of the account's pipelines and a `status_id` one of that
+    /// pipeline's statuses; anything else refuses the whole request with `validation-errors`.
+    fn add_complex_leads(&mut self, ctx: &Ctx) -> Reply {
+        let items = body_items(ctx);
+        let mut errors = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let rid = request_id(item, i);
+            let pipeline = item.get("pipeline_id").and_then(Value::as_i64);
+            let index = match pipeline {
+                None => Some(0),
+                Some(p) => self.pipelines.iter().position(|known| *known == p),
+            };
+            let Some(index) = index else {
+                errors.push(FieldError::new(
+                    &rid,
+                    "NotSupportedChoice",
+                    "pipeline_id",
+                    format!(
+                        "The pipeline {} does not exist.",
+                        pipeline.unwrap_or_default()
+                    ),
+                ));
+                continue;
+            };
+            if let Some(status) = item.get("status_id").and_then(Value::as_i64) {
+                let known = Self::statuses(index);
+                if !known.iter().any(|s| s.0 == status) {
+                    errors.push(FieldError::new(
+                        &rid,
+                        "NotSupportedChoice",
+                        "status_id",
+                        format!(
+                            "The status {status} is not in the pipeline {}.",
+                            self.pipelines[index]
+                        ),
+                    ));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return kommo_validation(&errors);
+        }
+        let mut created = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let pipeline = item
+                .get("pipeline_id")
+                .and_then(Value::as_i64)
+                .unwrap_or(self.pipelines[0]);
+            let index = self
+                .pipelines
+                .iter()
+                .position(|p| *p == pipeline)
+                .unwrap_or_default();
+            // "Initial contact": the pipeline's first status after Incoming leads.
+            let status = item
+                .get("status_id")
+                .and_then(Value::as_i64)
+                .unwrap_or(Self::statuses(index)[1].0);
+            let mut entity = |name: &str| -> Option<i64> {
+                let first = item.pointer(&format!("/_embedded/{name}/0"))?;
+                Some(match first.get("id").and_then(Value::as_i64) {
+                    Some(existing) => existing,
+                    None => self.new_entity_id(),
+                })
+            };
+            let contact = entity("contacts");
+            let company = entity("companies");
+            let id = self.new_entity_id();
+            let source = item
+                .pointer("/_embedded/source/external_id")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mut fields = Map::new();
+            fields.insert("id".into(), json!(id));
+            fields.insert(
+                "name".into(),
+                item.get("name").cloned().unwrap_or(json!("")),
+            );
+            fields.insert(
+                "price".into(),
+                item.get("price").cloned().unwrap_or(json!(0)),
+            );
+            fields.insert("pipeline_id".into(), json!(pipeline));
+            fields.insert("status_id".into(), json!(status));
+            fields.insert("contact_id".into(), json!(contact));
+            fields.insert("company_id".into(), json!(company));
+            fields.insert("source_external_id".into(), source);
+            self.complex_leads.push(ComplexLead {
+                owner: ctx.integration,
+                fields,
+            });
+            created.push(json!({
+                "id": id,
+                "contact_id": contact,
+                "company_id": company,
+                "request_id": [request_id(item, i)],
+                "merged": false,
+            }));
+        }
+        Reply::Hal(StatusCode::OK, Value::Array(created))
     }
 
     // ------------------------------------------------------------------------------ sources

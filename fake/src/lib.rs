@@ -32,6 +32,15 @@
 //!   waiting in Incoming leads is refused, filters (`filter[uid][]`, `filter[category][]`,
 //!   `filter[pipeline_id]`) and `order[created_at]` work, accept / decline / link change the lead's
 //!   state (link only for `chats`), and the summary counts what happened;
+//! - lead pipelines: `GET /api/v4/leads/pipelines` and `.../pipelines/{id}` answer the account's
+//!   pipelines ([`Fixtures::pipelines`]; the first is the main one), each with the statuses
+//!   Incoming leads, Initial contact, Closed - won (142) and Closed - lost (143); an unknown ID
+//!   answers `404`;
+//! - leads with their contact and company (`POST /api/v4/leads/complex`, at most 50 a request):
+//!   a `pipeline_id` must be one of the account's and a `status_id` one of that pipeline's
+//!   (else the whole request is refused with `validation-errors`); each lead gets a new ID (and
+//!   its contact and company new ones, unless given by `id`), lands in Initial contact by
+//!   default, keeps its `_embedded.source` `external_id`, and is kept in the state (`leads`);
 //! - CloseBot sources: zero-based `page`, `pageSize` at most 100, `query`, `category`, `order`, and
 //!   `forceTokenRefresh` (which rotates each returned source's `accessToken`).
 //!

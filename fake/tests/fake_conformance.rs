@@ -69,6 +69,8 @@ const ANSWERED_ERRORS: &[(&str, &str)] = &[
     ("kommo.declineIncomingLead", "404"),
     ("kommo.linkIncomingLead", "400"),
     ("kommo.getIncomingLeadsSummary", "400"),
+    ("kommo.addComplexLeads", "400"),
+    ("kommo.getPipeline", "404"),
 ];
 
 /// Whether the fake is expected to give `status` to `op` (see [`ANSWERED_ERRORS`]).
@@ -599,6 +601,38 @@ async fn every_answer_to_every_operation_matches_the_spec() {
         .await
         .unwrap();
 
+    // Pipelines, and leads with their contact, company and source.
+    kommo.list_pipelines().send().body().await.unwrap();
+    kommo
+        .get_pipeline()
+        .id(5867030)
+        .send()
+        .body()
+        .await
+        .unwrap();
+    kommo.get_pipeline().id(1).send().body().await.unwrap_err();
+    let complex = json!([{
+        "name": "Lead", "pipeline_id": 5867030,
+        "_embedded": {"contacts": [{"name": "Jane"}], "companies": [{"name": "Co"}],
+                      "source": {"external_id": "site-chat", "type": "widget"}}
+    }]);
+    kommo
+        .add_complex_leads()
+        .body(body::<types::AddComplexLeadsRequest>(complex))
+        .send()
+        .body()
+        .await
+        .unwrap();
+    kommo
+        .add_complex_leads()
+        .body(body::<types::AddComplexLeadsRequest>(
+            json!([{"pipeline_id": 999999}]),
+        ))
+        .send()
+        .body()
+        .await
+        .unwrap_err();
+
     // CloseBot.
     closebot.list_sources().send().body().await.unwrap();
     closebot
@@ -654,8 +688,8 @@ async fn every_answer_to_every_operation_matches_the_spec() {
     let operations: BTreeSet<&String> = declared.iter().map(|(op, ..)| op).collect();
     assert_eq!(
         operations.len(),
-        21,
-        "20 Kommo operations and 1 CloseBot one"
+        24,
+        "23 Kommo operations and 1 CloseBot one"
     );
     assert_eq!(stats.by_operation.len(), operations.len());
 }

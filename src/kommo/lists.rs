@@ -19,7 +19,7 @@
 
 use super::types::{
     CreatedIncomingLead, CreatedIncomingLeadList, IncomingLead, IncomingLeadList, Link, Links,
-    Source, SourceList, Widget, WidgetList,
+    Pipeline, PipelineList, PipelineStatus, Source, SourceList, Widget, WidgetList,
 };
 use crate::list::{Items, ListItemType};
 
@@ -28,11 +28,15 @@ use crate::list::{Items, ListItemType};
 impl ListItemType for Source {}
 impl ListItemType for Widget {}
 impl ListItemType for CreatedIncomingLead {}
+impl ListItemType for Pipeline {}
+impl ListItemType for PipelineStatus {}
 
 static NO_SOURCES: Items<Source> = Items::new();
 static NO_WIDGETS: Items<Widget> = Items::new();
 static NO_LEADS: Items<IncomingLead> = Items::new();
 static NO_CREATED: Items<CreatedIncomingLead> = Items::new();
+static NO_PIPELINES: Items<Pipeline> = Items::new();
+static NO_STATUSES: Items<PipelineStatus> = Items::new();
 
 fn href(link: Option<&Link>) -> Option<&str> {
     link.and_then(|l| l.href.as_deref())
@@ -108,6 +112,58 @@ list_accessors!(
     "incoming leads just created"
 );
 
+list_accessors!(
+    PipelineList,
+    pipelines,
+    Pipeline,
+    NO_PIPELINES,
+    pipelines,
+    into_pipelines,
+    "pipelines"
+);
+list_accessors!(
+    Pipeline,
+    statuses,
+    PipelineStatus,
+    NO_STATUSES,
+    statuses,
+    into_statuses,
+    "statuses of the pipeline"
+);
+
+impl PipelineList {
+    /// The pipeline with this ID, if the account has it.
+    ///
+    /// ```
+    /// use lead_intake::kommo::types::PipelineList;
+    ///
+    /// let list: PipelineList = serde_json::from_str(r#"{"_embedded": {"pipelines": [
+    ///     {"id": 6950551, "is_main": true, "_embedded": {"statuses": [{"id": 58141803, "type": 1}]}}
+    /// ]}}"#)?;
+    /// let main = list.pipeline(6950551).expect("listed");
+    /// assert_eq!(main.statuses()[0].id, 58141803);
+    /// assert!(list.pipeline(1).is_none());
+    /// assert_eq!(list.main().map(|p| p.id), Some(6950551));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn pipeline(&self, id: i64) -> Option<&Pipeline> {
+        self.pipelines().iter().find(|p| p.id == id)
+    }
+
+    /// The account's main pipeline (`is_main`), where a source or lead without `pipeline_id`
+    /// goes.
+    pub fn main(&self) -> Option<&Pipeline> {
+        self.pipelines().iter().find(|p| p.is_main == Some(true))
+    }
+}
+
+impl Pipeline {
+    /// The status with this ID, if the pipeline has it.
+    pub fn status(&self, id: i64) -> Option<&PipelineStatus> {
+        self.statuses().iter().find(|s| s.id == id)
+    }
+}
+
 macro_rules! link_accessors {
     ($($list:ty),*) => {$(
         impl $list {
@@ -129,4 +185,4 @@ macro_rules! link_accessors {
     )*};
 }
 
-link_accessors!(SourceList, WidgetList, IncomingLeadList);
+link_accessors!(SourceList, WidgetList, IncomingLeadList, PipelineList);

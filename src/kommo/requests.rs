@@ -1,14 +1,17 @@
 //! Building the request bodies whose values are free-form: a widget's settings to install it
-//! with, and the data a widget block hands back to its bot (`continue`). Every other request
-//! type has a generated `new(required fields)` and `with_*` setters.
+//! with, and the data a widget block hands back to its bot (`continue`); and shortcuts for the
+//! nested parts of a complex lead (its contact, company, source, phone and e-mail). Every request
+//! type also has a generated `new(required fields)` and `with_*` setters.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
 use super::types::{
-    ContinueBotData, IntOrString, WidgetInstallSettings, WidgetSettingValue, WidgetUserCredentials,
-    WidgetUsersLpSetting, WidgetUsersSetting,
+    ComplexCompany, ComplexContact, ComplexLead, ComplexLeadEmbedded, ContinueBotData,
+    CustomFieldValue, CustomFieldValueItem, IntOrString, LeadSource, LeadSourceType,
+    WidgetInstallSettings, WidgetSettingValue, WidgetUserCredentials, WidgetUsersLpSetting,
+    WidgetUsersSetting,
 };
 use crate::Secret;
 
@@ -117,5 +120,101 @@ impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for ContinueBotData {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         )
+    }
+}
+
+impl LeadSource {
+    /// The integration's source with this `external_id`, of `type` `widget` (the only type an
+    /// integration's source has).
+    ///
+    /// ```
+    /// use lead_intake::kommo::types::LeadSource;
+    /// let source = LeadSource::widget("site-chat");
+    /// assert_eq!(
+    ///     serde_json::to_value(&source)?,
+    ///     serde_json::json!({"external_id": "site-chat", "type": "widget"})
+    /// );
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn widget(external_id: impl Into<String>) -> Self {
+        Self::new(external_id, LeadSourceType::Widget)
+    }
+}
+
+impl ComplexLead {
+    fn embedded_mut(&mut self) -> &mut ComplexLeadEmbedded {
+        self.embedded.get_or_insert_with(ComplexLeadEmbedded::new)
+    }
+
+    /// The lead's contact (`_embedded.contacts`; Kommo takes at most one, so this replaces any
+    /// other).
+    ///
+    /// ```
+    /// use lead_intake::kommo::types::{ComplexCompany, ComplexContact, ComplexLead, LeadSource};
+    ///
+    /// let lead = ComplexLead::new()
+    ///     .with_name("Chat lead")
+    ///     .with_pipeline_id(6950551)
+    ///     .with_contact(
+    ///         ComplexContact::new()
+    ///             .with_name("Jane Doe")
+    ///             .with_phone("+15550100")
+    ///             .with_email("jane@example.com"),
+    ///     )
+    ///     .with_company(ComplexCompany::new().with_name("Example Inc."))
+    ///     .with_source(LeadSource::widget("site-chat"));
+    /// let wire = serde_json::to_value(&lead)?;
+    /// assert_eq!(wire["_embedded"]["source"]["type"], "widget");
+    /// assert_eq!(wire["_embedded"]["contacts"][0]["custom_fields_values"][0]["field_code"], "PHONE");
+    /// assert_eq!(wire["_embedded"]["companies"][0]["name"], "Example Inc.");
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_contact(mut self, contact: ComplexContact) -> Self {
+        self.embedded_mut().contacts = vec![contact];
+        self
+    }
+
+    /// The lead's company (`_embedded.companies`; at most one, so this replaces any other).
+    #[must_use]
+    pub fn with_company(mut self, company: ComplexCompany) -> Self {
+        self.embedded_mut().companies = vec![company];
+        self
+    }
+
+    /// The integration's source the lead came from (`_embedded.source`), e.g.
+    /// [`LeadSource::widget`].
+    #[must_use]
+    pub fn with_source(mut self, source: LeadSource) -> Self {
+        self.embedded_mut().source = Some(source);
+        self
+    }
+}
+
+/// One value of a field named by its code (`PHONE`, `EMAIL`), of the kind `WORK`.
+fn coded_value(code: &str, value: String) -> CustomFieldValue {
+    CustomFieldValue::new(vec![
+        CustomFieldValueItem::new()
+            .with_value(value)
+            .with_enum_code("WORK"),
+    ])
+    .with_field_code(code)
+}
+
+impl ComplexContact {
+    /// Adds a work phone number (the `PHONE` field).
+    #[must_use]
+    pub fn with_phone(mut self, phone: impl Into<String>) -> Self {
+        self.custom_fields_values
+            .push(coded_value("PHONE", phone.into()));
+        self
+    }
+
+    /// Adds a work e-mail address (the `EMAIL` field).
+    #[must_use]
+    pub fn with_email(mut self, email: impl Into<String>) -> Self {
+        self.custom_fields_values
+            .push(coded_value("EMAIL", email.into()));
+        self
     }
 }
