@@ -74,6 +74,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Answer, ApiError, ProblemSummary, RawCall, WithMetadata, answer};
 use crate::options::CallOptions;
 use crate::segment::{InvalidPath, PathProblem};
+use crate::transport::RAW_OPERATION_ID;
 use crate::{closebot, kommo};
 
 /// The clients a raw call can be made on: [`kommo::Client`] and [`closebot::Client`]. Sealed.
@@ -97,10 +98,6 @@ mod sealed {
         ) -> impl Future<Output = Result<reqwest::Response, progenitor_client::Error<()>>> + Send;
     }
 }
-
-/// The operation id the hooks see for a raw call; they pass no operation id on to the pipeline
-/// for it, so retry rules match a raw call by its method and path only.
-pub(crate) const RAW_OPERATION_ID: &str = "raw_request";
 
 /// The operation the hooks see for a raw call.
 const OPERATION: OperationInfo = OperationInfo {

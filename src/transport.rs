@@ -138,10 +138,14 @@ pub(crate) fn path_segment(
     })
 }
 
+/// The operation id the hooks see for a raw call (`client.request(..)`); they pass no operation
+/// id on to the pipeline for it, so retry rules match a raw call by its method and path only.
+pub(crate) const RAW_OPERATION_ID: &str = "raw_request";
+
 /// The operation id an `exec` hook passes on to [`Pipeline::execute_operation`]: a generated
 /// operation's, or none for a raw call (whose retry rules match its method and path).
 pub(crate) fn operation_id(info: &progenitor_client::OperationInfo) -> Option<&'static str> {
-    (info.operation_id != crate::raw::RAW_OPERATION_ID).then_some(info.operation_id)
+    (info.operation_id != RAW_OPERATION_ID).then_some(info.operation_id)
 }
 
 /// Everything a client shares with its clones: credentials, limiter, retry policy.
