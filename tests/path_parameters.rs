@@ -169,6 +169,7 @@ async fn send(
             .await
             .map(drop),
         "get_source" => client.get_source().id(id()).send().body().await.map(drop),
+        "get_pipeline" => client.get_pipeline().id(id()).send().body().await.map(drop),
         "delete_source" => client.delete_source().id(id()).send().body().await,
         "update_source" => client
             .update_source()
