@@ -826,7 +826,11 @@ fn dispatch_extra(
         integration,
         now: unix_now(),
     };
-    if ctx.path.get("id").is_some_and(|id| id.parse::<i64>().is_err()) {
+    if ctx
+        .path
+        .get("id")
+        .is_some_and(|id| id.parse::<i64>().is_err())
+    {
         return reply::kommo_problem(StatusCode::NOT_FOUND, "Not found").into_response();
     }
     let query = match php::parse(parts.uri.query().unwrap_or("")) {
@@ -854,16 +858,13 @@ fn dispatch_extra(
         }
     }
     if let Lookup::One(Php::String(with)) = php::lookup(&query, "with") {
-        ctx.query.insert("with".to_string(), Value::from(with.clone()));
+        ctx.query
+            .insert("with".to_string(), Value::from(with.clone()));
     }
     if !errors.is_empty() {
         return reply::kommo_validation(&errors).into_response();
     }
-    shared
-        .lock()
-        .kommo
-        .handle_extra(name, &ctx)
-        .into_response()
+    shared.lock().kommo.handle_extra(name, &ctx).into_response()
 }
 
 fn invalid(operation: &Operation, errors: &[FieldError], path: &str) -> Response<Body> {

@@ -91,7 +91,10 @@ async fn get_lead_shows_a_lead_created_through_leads_complex() {
     let (_, _, plain) = json_of(fake.raw(Method::GET, &format!("/api/v4/leads/{}", ids[0]))).await;
     assert!(plain["_embedded"].get("contacts").is_none(), "{plain}");
     assert!(plain["_embedded"].get("source").is_none(), "{plain}");
-    assert_eq!(plain["_embedded"]["companies"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        plain["_embedded"]["companies"].as_array().map(Vec::len),
+        Some(1)
+    );
 
     // Recorded as an operation of its own.
     let operations: Vec<Option<String>> =
@@ -116,7 +119,9 @@ async fn an_unknown_lead_is_404_and_no_token_is_401() {
     let url = format!("{}/api/v4/leads/{}", fake.base_url(), ids[0]);
     for request in [
         reqwest::Client::new().get(&url),
-        reqwest::Client::new().get(&url).bearer_auth("not-the-token"),
+        reqwest::Client::new()
+            .get(&url)
+            .bearer_auth("not-the-token"),
         reqwest::Client::new().get(format!("{}/api/v4/leads", fake.base_url())),
     ] {
         let (status, content_type, problem) = json_of(request).await;
@@ -131,23 +136,25 @@ async fn list_leads_pages_by_page_and_limit_and_answers_204_past_the_end() {
     let ids = create_leads(&fake, 5).await;
     let mut seen = Vec::new();
     for page in 1..=3 {
-        let (status, _, list) = json_of(fake.raw(
-            Method::GET,
-            &format!("/api/v4/leads?page={page}&limit=2"),
-        ))
-        .await;
+        let (status, _, list) =
+            json_of(fake.raw(Method::GET, &format!("/api/v4/leads?page={page}&limit=2"))).await;
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["_page"], page);
         let leads = list["_embedded"]["leads"].as_array().expect("leads");
         seen.extend(leads.iter().map(|l| l["id"].as_i64().expect("an id")));
         // `next` only on a full page.
-        assert_eq!(list["_links"].get("next").is_some(), leads.len() == 2, "{list}");
+        assert_eq!(
+            list["_links"].get("next").is_some(),
+            leads.len() == 2,
+            "{list}"
+        );
     }
     assert_eq!(seen, ids);
     let (status, _, _) = json_of(fake.raw(Method::GET, "/api/v4/leads?page=4&limit=2")).await;
     assert_eq!(status, 204);
     for bad in ["limit=251", "limit=0", "page=x"] {
-        let (status, _, problem) = json_of(fake.raw(Method::GET, &format!("/api/v4/leads?{bad}"))).await;
+        let (status, _, problem) =
+            json_of(fake.raw(Method::GET, &format!("/api/v4/leads?{bad}"))).await;
         assert_eq!(status, 400, "{bad}: {problem}");
     }
 
@@ -173,7 +180,10 @@ async fn the_extra_routes_take_the_faults_of_the_spec_routes() {
     let (status, _, _) = answer(fake.raw(Method::GET, "/api/v4/leads")).await;
     assert_eq!(status, 200);
     assert_eq!(
-        fake.stats().by_operation.get("kommo.listLeads").and_then(|s| s.get(&200)),
+        fake.stats()
+            .by_operation
+            .get("kommo.listLeads")
+            .and_then(|s| s.get(&200)),
         Some(&1)
     );
 }
