@@ -2,7 +2,8 @@
 //! CloseBot: the account's pipelines read, lead sources set up idempotently (a source whose
 //! pipeline is gone refused before sending), 1,000 web forms imported from a CSV with every
 //! outcome handled, the forms of one pipeline sorted by source as they come (the partners'
-//! created as leads with their contact and source through `leads/complex`), a summary for a date
+//! created as leads with their contact and source through `leads/complex`, then read back with
+//! a raw call the crate does not type, through the same client), a summary for a date
 //! range, widgets page by page and one installed, a validation-error and a rate-limit branch, and
 //! CloseBot's sources.
 //!
@@ -19,6 +20,8 @@ use lead_intake::list::ListItem;
 use lead_intake::prelude::*;
 use lead_intake::sync::SyncOptions;
 use lead_intake_fake::{Config, FakeServer};
+use reqwest::Method;
+use serde::Deserialize;
 
 /// The main pipeline of the fake's fixtures, a second one (where the forms of one campaign go),
 /// and one the account does not have.
@@ -179,6 +182,62 @@ async fn main() -> Result<(), Box<dyn Error>> {
         return Err(format!("partner leads not all created: {created}").into());
     }
 
+    // 4b. Kommo's leads themselves are not typed by this crate: a raw call through the same
+    //     client (same token, rate limit, retries and errors) reads one back into a type of our
+    //     own, and the raw pager walks `GET /api/v4/leads` page by page.
+    let (index, sent) = created
+        .succeeded()
+        .next()
+        .ok_or("no partner lead was created")?;
+    let id = sent.id.to_string();
+    let lead: LeadRecord = kommo
+        .request_segments(Method::GET, &["api", "v4", "leads", &id])
+        .query(&serde_json::json!({ "with": "contacts" }))
+        .body()
+        .await?;
+    let contact = lead.embedded.contacts.first().map(|c| c.id);
+    let expected_name = partner_leads[index].name.as_deref().unwrap_or_default();
+    if lead.id != sent.id
+        || lead.name != expected_name
+        || lead.pipeline_id != CAMPAIGN_PIPELINE
+        || lead.status_id != first_working_status
+        || contact != sent.contact_id
+    {
+        return Err(format!(
+            "lead {id} read back does not match what was created: {lead:?}, \
+             expected {expected_name:?} in pipeline {CAMPAIGN_PIPELINE}, status \
+             {first_working_status}, contact {:?}",
+            sent.contact_id
+        )
+        .into());
+    }
+    println!(
+        "  read back lead {} {:?}: pipeline {}, status {}, contact {contact:?}",
+        lead.id, lead.name, lead.pipeline_id, lead.status_id
+    );
+    let all_leads: Vec<LeadRecord> = kommo
+        .request(Method::GET, "/api/v4/leads")
+        .pager::<LeadRecord>("leads")
+        .page_size(10)
+        .typed_items()
+        .try_collect()
+        .await?;
+    let in_campaign = all_leads
+        .iter()
+        .filter(|l| l.pipeline_id == CAMPAIGN_PIPELINE)
+        .count();
+    println!(
+        "  leads in the account: {}, in pipeline {CAMPAIGN_PIPELINE}: {in_campaign}",
+        all_leads.len()
+    );
+    if in_campaign != partner_leads.len() {
+        return Err(format!(
+            "paged {in_campaign} leads in pipeline {CAMPAIGN_PIPELINE}, created {}",
+            partner_leads.len()
+        )
+        .into());
+    }
+
     // 5. The summary of the import's date range.
     let summary = kommo
         .get_incoming_leads_summary()
@@ -252,6 +311,31 @@ async fn main() -> Result<(), Box<dyn Error>> {
         return Err("the fake answered off the spec".into());
     }
     Ok(())
+}
+
+/// A Kommo lead as this integration reads it with a raw call (`GET /api/v4/leads/{id}` is not
+/// typed by the crate): only the fields it uses.
+#[derive(Debug, Deserialize)]
+struct LeadRecord {
+    id: i64,
+    #[serde(default)]
+    name: String,
+    pipeline_id: i64,
+    status_id: i64,
+    #[serde(rename = "_embedded", default)]
+    embedded: LeadRecordEmbedded,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LeadRecordEmbedded {
+    /// Present with `?with=contacts`.
+    #[serde(default)]
+    contacts: Vec<EntityRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EntityRef {
+    id: i64,
 }
 
 /// The CSV an export from the website would give: one form a line.

@@ -27,7 +27,7 @@ const FIRST_STATUS_ID: i64 = 58_141_803;
 const WON_STATUS_ID: i64 = 142;
 const LOST_STATUS_ID: i64 = 143;
 /// The fields of a lead added with `addComplexLeads`, as the state shows them.
-const COMPLEX_LEAD_KEYS: [&str; 8] = [
+const COMPLEX_LEAD_KEYS: [&str; 9] = [
     "id",
     "name",
     "price",
@@ -36,6 +36,7 @@ const COMPLEX_LEAD_KEYS: [&str; 8] = [
     "contact_id",
     "company_id",
     "source_external_id",
+    "created_at",
 ];
 
 pub(crate) struct Kommo {
@@ -702,6 +703,133 @@ impl Kommo {
         }
     }
 
+    /// The operations the fake serves beyond the spec, for raw calls
+    /// ([`crate::server`]'s `EXTRA_ROUTES`): `getLead` and `listLeads`.
+    pub(crate) fn handle_extra(&self, operation: &str, ctx: &Ctx) -> Reply {
+        match operation {
+            "getLead" => self.get_lead(ctx),
+            "listLeads" => self.list_leads(ctx),
+            _ => kommo_problem(StatusCode::NOT_FOUND, "No such endpoint"),
+        }
+    }
+
+    /// A lead added through `addComplexLeads` as Kommo's `GET /api/v4/leads/{id}` shows it:
+    /// its fields, `_embedded.companies` (always, as Kommo), `_embedded.contacts` with
+    /// `with=contacts`, `source_id` with `with=source_id` and `_embedded.source` (`id`, `name`)
+    /// with `with=source`, when the lead's `external_id` names a source of the account.
+    fn complex_lead_json(&self, lead: &ComplexLead, ctx: &Ctx) -> Value {
+        let origin = &ctx.origin;
+        let with: Vec<&str> = ctx
+            .query
+            .get("with")
+            .and_then(Value::as_str)
+            .map(|w| w.split(',').map(str::trim).collect())
+            .unwrap_or_default();
+        let field = |key: &str| lead.fields.get(key).cloned().unwrap_or(Value::Null);
+        let id = field("id");
+        let entity = |key: &str, path: &str| -> Vec<Value> {
+            lead.fields
+                .get(key)
+                .and_then(Value::as_i64)
+                .map(|eid| {
+                    json!({
+                        "id": eid,
+                        "_links": self_link(format!("{origin}/api/v4/{path}/{eid}")),
+                    })
+                })
+                .into_iter()
+                .collect()
+        };
+        let mut embedded = Map::new();
+        embedded.insert("tags".into(), json!([]));
+        embedded.insert("companies".into(), json!(entity("company_id", "companies")));
+        let mut out = json!({
+            "id": id,
+            "name": field("name"),
+            "price": field("price"),
+            "responsible_user_id": 0,
+            "group_id": 0,
+            "status_id": field("status_id"),
+            "pipeline_id": field("pipeline_id"),
+            "loss_reason_id": null,
+            "created_by": 0,
+            "updated_by": 0,
+            "created_at": field("created_at"),
+            "updated_at": field("created_at"),
+            "closed_at": null,
+            "closest_task_at": null,
+            "is_deleted": false,
+            "custom_fields_values": null,
+            "score": null,
+            "account_id": self.account_id,
+            "labor_cost": null,
+            "_links": self_link(format!("{origin}/api/v4/leads/{id}")),
+        });
+        if with.contains(&"contacts") {
+            let mut contacts = entity("contact_id", "contacts");
+            for contact in &mut contacts {
+                contact["is_main"] = json!(true);
+            }
+            embedded.insert("contacts".into(), Value::Array(contacts));
+        }
+        let source = str_of_map(&lead.fields, "source_external_id").and_then(|external| {
+            self.sources
+                .iter()
+                .find(|(_, s)| str_of_map(&s.fields, "external_id") == Some(external))
+        });
+        if with.contains(&"source_id") {
+            out["source_id"] = source.map_or(Value::Null, |(sid, _)| json!(sid));
+        }
+        if with.contains(&"source")
+            && let Some((sid, s)) = source
+        {
+            embedded.insert(
+                "source".into(),
+                json!({ "id": sid, "name": s.fields.get("name").cloned().unwrap_or(Value::Null) }),
+            );
+        }
+        out["_embedded"] = Value::Object(embedded);
+        out
+    }
+
+    /// `GET /api/v4/leads/{id}` (beyond the spec): a lead added through `addComplexLeads`, or
+    /// the 404 problem.
+    fn get_lead(&self, ctx: &Ctx) -> Reply {
+        let id = Self::path_id(ctx);
+        match self
+            .complex_leads
+            .iter()
+            .find(|l| l.fields.get("id").and_then(Value::as_i64) == Some(id))
+        {
+            Some(lead) => Reply::Hal(StatusCode::OK, self.complex_lead_json(lead, ctx)),
+            None => kommo_problem(StatusCode::NOT_FOUND, "Lead not found"),
+        }
+    }
+
+    /// `GET /api/v4/leads` (beyond the spec): the leads added through `addComplexLeads`, in
+    /// creation order, paged by `page` and `limit`; `204` past the last.
+    fn list_leads(&self, ctx: &Ctx) -> Reply {
+        let (page, limit) = paging(ctx);
+        let items = page_of(&self.complex_leads, page, limit);
+        if items.is_empty() {
+            return Reply::Empty(StatusCode::NO_CONTENT);
+        }
+        let leads: Vec<Value> = items
+            .iter()
+            .map(|lead| self.complex_lead_json(lead, ctx))
+            .collect();
+        let full = u64::try_from(items.len()).unwrap_or(u64::MAX) == limit;
+        let origin = &ctx.origin;
+        Reply::Hal(
+            StatusCode::OK,
+            json!({
+                "_page": page,
+                "_links": page_links(|p| format!("{origin}/api/v4/leads?page={p}&limit={limit}"), page, full),
+                "_embedded": { "leads": leads },
+            }),
+        )
+    }
+
     // ---------------------------------------------------------------- pipelines and leads
 
     /// The statuses of the pipeline at `index` of `pipelines`: Incoming leads, Initial contact,
@@ -866,6 +994,7 @@ impl Kommo {
             fields.insert("contact_id".into(), json!(contact));
             fields.insert("company_id".into(), json!(company));
             fields.insert("source_external_id".into(), source);
+            fields.insert("created_at".into(), json!(ctx.now));
             self.complex_leads.push(ComplexLead {
                 owner: ctx.integration,
                 fields,

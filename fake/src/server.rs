@@ -33,6 +33,19 @@ const BODY_LIMIT: usize = 1 << 20;
 #[derive(Clone, Copy, Debug)]
 struct OperationTag(usize);
 
+/// Marks a response with the operation beyond the spec that produced it (see [`EXTRA_ROUTES`]):
+/// recorded and counted by its name, not checked against a spec.
+#[derive(Clone, Copy, Debug)]
+struct ExtraTag(&'static str);
+
+/// Kommo's endpoints the fake serves beyond the spec, for raw calls: `(operation id, path)`,
+/// all `GET`, with the same credentials, rate limit, faults and journal as the spec's. The
+/// handlers are [`crate::kommo`]'s `handle_extra`.
+const EXTRA_ROUTES: [(&str, &str); 2] = [
+    ("listLeads", "/api/v4/leads"),
+    ("getLead", "/api/v4/leads/{id}"),
+];
+
 /// The service's error: close the connection without answering.
 #[derive(Debug)]
 struct Dropped;
@@ -149,9 +162,7 @@ async fn handle(
             .and_then(|r| r.body().size_hint().exact())
             .unwrap_or(0),
         elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        operation: served
-            .operation
-            .map(|op| shared.specs.operations[op].qualified_id()),
+        operation: served.operation,
         fault: served.fault,
     };
     if let Some(on_request) = &shared.config.on_request {
@@ -273,8 +284,8 @@ struct Served {
     /// The request's number, from 1.
     number: u64,
     fault: Option<Fault>,
-    /// The index of the operation that answered, if one did.
-    operation: Option<usize>,
+    /// The qualified id of the operation that answered (`kommo.getLead`), if one did.
+    operation: Option<String>,
     answer: Result<Response<Body>, Dropped>,
 }
 
@@ -364,6 +375,7 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
         },
     };
     let tag = response.extensions().get::<OperationTag>().copied();
+    let response_extra = response.extensions().get::<ExtraTag>().copied();
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -395,7 +407,11 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
             }
         }
     }
-    let operation = tag.map(|OperationTag(op)| op);
+    let operation = match (tag, response_extra) {
+        (Some(OperationTag(op)), _) => Some(shared.specs.operations[op].qualified_id()),
+        (None, Some(ExtraTag(name))) => Some(format!("{}.{name}", Api::Kommo.name())),
+        (None, None) => None,
+    };
     // Processed: the operation's answer is replaced by a server error, or lost.
     if let Some(Fault::ServerErrorAfterProcessing(status)) = fault {
         return Served {
@@ -410,11 +426,11 @@ async fn serve(shared: &Arc<Shared>, mut router: Router, request: Request<Body>)
         if fault != Some(Fault::DropAfterProcessing) {
             let status = parts.status.as_u16();
             *state.stats.by_status.entry(status).or_default() += 1;
-            if let Some(OperationTag(op)) = tag {
+            if let Some(operation) = &operation {
                 *state
                     .stats
                     .by_operation
-                    .entry(shared.specs.operations[op].qualified_id())
+                    .entry(operation.clone())
                     .or_default()
                     .entry(status)
                     .or_default() += 1;
@@ -562,6 +578,22 @@ fn router(shared: Arc<Shared>) -> Router {
             None => on(filter, handler),
         };
         by_path.insert(operation.path.clone(), route);
+    }
+    for (name, path) in EXTRA_ROUTES {
+        let handler_shared = shared.clone();
+        let handler = move |request: Request<Body>| {
+            let shared = handler_shared.clone();
+            async move {
+                let mut response = dispatch_extra(&shared, name, path, request);
+                response.extensions_mut().insert(ExtraTag(name));
+                response
+            }
+        };
+        let route = match by_path.remove(path) {
+            Some(route) => route.on(MethodFilter::GET, handler),
+            None => on(MethodFilter::GET, handler),
+        };
+        by_path.insert(path.to_string(), route);
     }
     let mut router = Router::new();
     for (path, route) in by_path {
@@ -767,6 +799,72 @@ async fn dispatch(shared: &Shared, op: usize, request: Request<Body>) -> Respons
     }
     drop(state);
     answer.into_response()
+}
+
+/// An operation beyond the spec ([`EXTRA_ROUTES`]): Kommo's credentials, then its query
+/// (`page` and `limit`: whole numbers from 1, `limit` at most 250; `with`: a string), then the
+/// operation. A path `id` that is not a whole number names no lead (404).
+fn dispatch_extra(
+    shared: &Shared,
+    name: &'static str,
+    template: &str,
+    request: Request<Body>,
+) -> Response<Body> {
+    let (parts, _body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let integration = match authenticate(shared, Api::Kommo, &parts.headers) {
+        Ok(i) => i,
+        Err(detail) => {
+            return reply::kommo_problem(StatusCode::UNAUTHORIZED, detail).into_response();
+        }
+    };
+    let mut ctx = Ctx {
+        origin: origin(&parts.headers),
+        path: path_values(template, &path),
+        query: BTreeMap::new(),
+        body: None,
+        integration,
+        now: unix_now(),
+    };
+    if ctx
+        .path
+        .get("id")
+        .is_some_and(|id| id.parse::<i64>().is_err())
+    {
+        return reply::kommo_problem(StatusCode::NOT_FOUND, "Not found").into_response();
+    }
+    let query = match php::parse(parts.uri.query().unwrap_or("")) {
+        Ok(query) => query.root,
+        Err(e) => {
+            let errors = [FieldError::new("0", "InvalidValue", "", e.to_string())];
+            return reply::kommo_validation(&errors).into_response();
+        }
+    };
+    let mut errors = Vec::new();
+    for (param, max) in [("page", u64::MAX), ("limit", 250)] {
+        let Lookup::One(node) = php::lookup(&query, param) else {
+            continue;
+        };
+        match coerce(node, &serde_json::json!({ "type": "integer" })).as_u64() {
+            Some(n) if (1..=max).contains(&n) => {
+                ctx.query.insert(param.to_string(), Value::from(n));
+            }
+            _ => errors.push(FieldError::new(
+                "0",
+                "InvalidValue",
+                param,
+                format!("`{param}` must be a whole number from 1 to {max}."),
+            )),
+        }
+    }
+    if let Lookup::One(Php::String(with)) = php::lookup(&query, "with") {
+        ctx.query
+            .insert("with".to_string(), Value::from(with.clone()));
+    }
+    if !errors.is_empty() {
+        return reply::kommo_validation(&errors).into_response();
+    }
+    shared.lock().kommo.handle_extra(name, &ctx).into_response()
 }
 
 fn invalid(operation: &Operation, errors: &[FieldError], path: &str) -> Response<Body> {
