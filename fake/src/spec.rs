@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn every_operation_of_both_specs_is_read() {
         let specs = specs().unwrap();
-        assert_eq!(specs.operations.len(), 21);
+        assert_eq!(specs.operations.len(), 24);
         let continue_bot = &specs.operations[op("kommo.continueBot")];
         assert_eq!(
             continue_bot.path,
