@@ -386,6 +386,9 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     let module = format!("crate::{api}");
     let module_ident = format_ident!("{api}");
     let extensible = adapt(&mut doc)?;
+    // Before `LEFT_OUT`: the hand-written `IncomingLead` reaches its metadata types through the
+    // branches left out.
+    keep_other_fields(&mut doc);
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
@@ -480,6 +483,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
         }
     }
     field_attributes(&mut file, &attributes)?;
+    default_for_open_structs(&mut file)?;
     file.items.push(
         syn::parse2(extensible_enums(&extensible))
             .map_err(|e| format!("build.rs made open enums that do not parse: {e}"))?,
@@ -1063,6 +1067,105 @@ fn list_items(api: &str, doc: &mut Value) -> Result<Vec<(String, String)>, Strin
     Ok(out)
 }
 
+/// Gives every object schema an answer can carry (every component schema but those only
+/// request bodies use, and the objects inside them) `additionalProperties: true`
+/// in progenitor's copy (as `{}`: typify reads `true` as nothing), unless the spec says
+/// otherwise. typify then adds
+/// `#[serde(flatten)] pub extra: serde_json::Map<String, Value>`: a field the spec does not
+/// declare stays on the value that held it, and is written back when it is serialized. The
+/// spec stays as it is for other languages (`openapi/export`).
+fn keep_other_fields(doc: &mut Value) {
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(name) = map
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                {
+                    out.push(name.to_string());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    /// `additionalProperties: true` on `schema` if it is an object with properties and says
+    /// nothing about other fields; then the same for the inline schemas inside it.
+    fn open(schema: &mut Value) {
+        let Some(map) = schema.as_object_mut() else {
+            return;
+        };
+        if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+            map.insert(
+                "additionalProperties".into(),
+                Value::Object(serde_json::Map::new()),
+            );
+        }
+        if let Some(props) = map.get_mut("properties").and_then(Value::as_object_mut) {
+            props.values_mut().for_each(open);
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(inner) = map.get_mut(key) {
+                open(inner);
+            }
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            if let Some(branches) = map.get_mut(key).and_then(Value::as_array_mut) {
+                branches.iter_mut().for_each(open);
+            }
+        }
+    }
+    // The schemas each side uses, directly or through other schemas.
+    let reach = |doc: &Value, response: bool| {
+        let mut pending = Vec::new();
+        for item in doc
+            .get("paths")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|p| p.values())
+            .filter_map(Value::as_object)
+        {
+            for (method, op) in item {
+                let side = if response { "responses" } else { "requestBody" };
+                if is_method(method)
+                    && let Some(v) = op.get(side)
+                {
+                    refs(v, &mut pending);
+                }
+            }
+        }
+        if response && let Some(shared) = doc.pointer("/components/responses") {
+            refs(shared, &mut pending);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(name) = pending.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            if let Some(schema) = doc.pointer(&format!("/components/schemas/{name}")) {
+                refs(schema, &mut pending);
+            }
+        }
+        seen
+    };
+    let (answers, requests) = (reach(doc, true), reach(doc, false));
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    // Every schema but those only requests use (a body the caller builds gains no map): a schema
+    // no operation names may still be an answer, read by hand (an error body, a webhook's).
+    for (name, schema) in schemas.iter_mut() {
+        if answers.contains(name) || !requests.contains(name) {
+            open(schema);
+        }
+    }
+}
+
 /// What `field_attributes` adds to a generated field.
 #[derive(Debug)]
 enum FieldAttr {
@@ -1131,6 +1234,43 @@ fn field_attributes(
             "fields to give serde attributes not found in the generated code: {}",
             missing.join(", ")
         ));
+    }
+    Ok(())
+}
+
+/// typify derives `Default` for a struct whose fields are all optional, but not once it has a
+/// map of other fields (`keep_other_fields`). Derives it again for such a struct: every field an
+/// `Option`, a field with a serde default, or the flattened map.
+fn default_for_open_structs(file: &mut syn::File) -> Result<(), String> {
+    let types = types_module(file)?;
+    for item in types.iter_mut() {
+        let syn::Item::Struct(s) = item else {
+            continue;
+        };
+        let syn::Fields::Named(fields) = &s.fields else {
+            continue;
+        };
+        let open = fields.named.iter().any(|f| has_serde(f, "flatten"));
+        let all_default = fields.named.iter().all(|f| {
+            option_inner(&f.ty).is_some() || has_serde(f, "default") || has_serde(f, "flatten")
+        });
+        if !open || !all_default {
+            continue;
+        }
+        let Some(derive) = s.attrs.iter_mut().find(|a| a.path().is_ident("derive")) else {
+            continue;
+        };
+        let mut paths: syn::punctuated::Punctuated<syn::Path, syn::Token![,]> = derive
+            .parse_args_with(syn::punctuated::Punctuated::parse_terminated)
+            .map_err(|e| format!("{}: a derive build.rs cannot read: {e}", s.ident))?;
+        if paths
+            .iter()
+            .any(|p| p.segments.last().is_some_and(|l| l.ident == "Default"))
+        {
+            continue;
+        }
+        paths.push(syn::parse_quote!(Default));
+        *derive = syn::parse_quote!(#[derive(#paths)]);
     }
     Ok(())
 }
@@ -1281,8 +1421,8 @@ fn request_constructors(
                 // `additionalProperties`: fields of the model the spec does not list.
                 inits.push(quote!(#ident: ::std::default::Default::default()));
                 setters.push(quote! {
-                    /// Sets a field the spec does not list (this model takes any other field of
-                    /// Kommo's full model); it is sent as is.
+                    /// Sets a field the spec does not list; it is sent as is (and kept in the
+                    /// model's map of other fields).
                     #[must_use]
                     pub fn with_other_field(
                         mut self,
