@@ -484,6 +484,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     }
     field_attributes(&mut file, &attributes)?;
     default_for_open_structs(&mut file)?;
+    open_deserialize(&mut file)?;
     file.items.push(
         syn::parse2(extensible_enums(&extensible))
             .map_err(|e| format!("build.rs made open enums that do not parse: {e}"))?,
@@ -1271,6 +1272,154 @@ fn default_for_open_structs(file: &mut syn::File) -> Result<(), String> {
         }
         paths.push(syn::parse_quote!(Default));
         *derive = syn::parse_quote!(#[derive(#paths)]);
+    }
+    Ok(())
+}
+
+/// For every generated struct with a map of other fields (`keep_other_fields`): a `Deserialize`
+/// written out in place of serde's derive, which with `#[serde(flatten)]` buffers every value it
+/// does not recognise (and decodes slower, benchmark 2). Each declared key goes straight into its
+/// field, each other key straight into the map (`crate::wire::open_keys`). The field attributes
+/// keep their meaning: `rename` (the wire name), `default` / `default = "f"` (for an absent key),
+/// `deserialize_with`; an absent `Option` reads as `None`, another absent field is an error, and
+/// a key twice is an error, as with the derive. `Serialize` stays derived.
+fn open_deserialize(file: &mut syn::File) -> Result<(), String> {
+    let types = types_module(file)?;
+    let mut impls = Vec::new();
+    for item in types.iter_mut() {
+        let syn::Item::Struct(s) = item else {
+            continue;
+        };
+        let syn::Fields::Named(fields) = &s.fields else {
+            continue;
+        };
+        let Some(extra) = fields
+            .named
+            .iter()
+            .find(|f| has_serde(f, "flatten"))
+            .and_then(|f| f.ident.clone())
+        else {
+            continue;
+        };
+        let name = s.ident.clone();
+        let (mut wires, mut slots, mut arms, mut inits) = (vec![], vec![], vec![], vec![]);
+        let mut index = 0usize;
+        for field in &fields.named {
+            let Some(ident) = field.ident.clone() else {
+                continue;
+            };
+            if ident == extra {
+                inits.push(quote!(#ident: other));
+                continue;
+            }
+            let ty = &field.ty;
+            let wire = wire_name(field);
+            let words = serde_words(&field.attrs);
+            let with = words
+                .iter()
+                .find_map(|(w, v)| v.clone().filter(|_| w == "deserialize_with"));
+            let default = words.iter().find(|(w, _)| w == "default").cloned();
+            let slot = format_ident!("f{}", index);
+            slots.push(
+                quote!(let mut #slot: ::std::option::Option<#ty> = ::std::option::Option::None;),
+            );
+            let read = match &with {
+                Some(path) => {
+                    let path: syn::Path = syn::parse_str(path)
+                        .map_err(|e| format!("{name}.{wire}: deserialize_with `{path}`: {e}"))?;
+                    quote! {{
+                        struct With(#ty);
+                        impl<'de> ::serde::Deserialize<'de> for With {
+                            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+                                #path(d).map(With)
+                            }
+                        }
+                        map.next_value::<With>()?.0
+                    }}
+                }
+                None => quote!(map.next_value::<#ty>()?),
+            };
+            arms.push(quote! {
+                crate::wire::open_keys::Key::Declared(#index) => {
+                    if #slot.is_some() {
+                        return ::std::result::Result::Err(<A::Error as ::serde::de::Error>::duplicate_field(#wire));
+                    }
+                    #slot = ::std::option::Option::Some(#read);
+                }
+            });
+            let absent = match (&default, option_inner(ty).is_some() && with.is_none()) {
+                (Some((_, Some(f))), _) => {
+                    let f: syn::Path = syn::parse_str(f)
+                        .map_err(|e| format!("{name}.{wire}: default `{f}`: {e}"))?;
+                    quote!(#slot.unwrap_or_else(#f))
+                }
+                (Some((_, None)), _) | (None, true) => quote!(#slot.unwrap_or_default()),
+                (None, false) => quote! {
+                    match #slot {
+                        ::std::option::Option::Some(v) => v,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(<A::Error as ::serde::de::Error>::missing_field(#wire));
+                        }
+                    }
+                },
+            };
+            inits.push(quote!(#ident: #absent));
+            wires.push(wire);
+            index += 1;
+        }
+        let expecting = format!("an object (`{name}`)");
+        impls.push(quote! {
+            impl<'de> ::serde::Deserialize<'de> for #name {
+                fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
+                    struct Fields;
+                    impl<'de> ::serde::de::Visitor<'de> for Fields {
+                        type Value = #name;
+                        fn expecting(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                            f.write_str(#expecting)
+                        }
+                        fn visit_map<A: ::serde::de::MapAccess<'de>>(self, mut map: A) -> ::std::result::Result<#name, A::Error> {
+                            const KEYS: &[&str] = &[#(#wires),*];
+                            #(#slots)*
+                            let mut other = ::serde_json::Map::new();
+                            while let ::std::option::Option::Some(key) =
+                                map.next_key_seed(crate::wire::open_keys::Keys(KEYS))?
+                            {
+                                match key {
+                                    #(#arms)*
+                                    crate::wire::open_keys::Key::Declared(_) => {
+                                        map.next_value::<::serde::de::IgnoredAny>()?;
+                                    }
+                                    crate::wire::open_keys::Key::Other(name) => {
+                                        let value = map.next_value::<::serde_json::Value>()?;
+                                        other.insert(name, value);
+                                    }
+                                }
+                            }
+                            ::std::result::Result::Ok(#name { #(#inits),* })
+                        }
+                    }
+                    deserializer.deserialize_map(Fields)
+                }
+            }
+        });
+        // The derive goes; `Serialize` (and `JsonSchema`) keep reading the attributes.
+        let Some(derive) = s.attrs.iter_mut().find(|a| a.path().is_ident("derive")) else {
+            return Err(format!("{name}: no derive"));
+        };
+        let paths: syn::punctuated::Punctuated<syn::Path, syn::Token![,]> = derive
+            .parse_args_with(syn::punctuated::Punctuated::parse_terminated)
+            .map_err(|e| format!("{name}: a derive build.rs cannot read: {e}"))?;
+        let kept: Vec<&syn::Path> = paths
+            .iter()
+            .filter(|p| p.segments.last().is_none_or(|l| l.ident != "Deserialize"))
+            .collect();
+        *derive = syn::parse_quote!(#[derive(#(#kept),*)]);
+    }
+    for tokens in impls {
+        types.push(
+            syn::parse2(tokens)
+                .map_err(|e| format!("build.rs made a Deserialize that does not parse: {e}"))?,
+        );
     }
     Ok(())
 }

@@ -259,3 +259,38 @@ fn undeclared_fields_stay_reachable_on_the_value_that_held_them() {
     assert_eq!(back["_embedded"]["contacts"][0]["responsible_user_id"], 42);
     assert_eq!(back["_embedded"]["tags"][0]["id"], 1);
 }
+
+/// The decoders build.rs writes for these types (in place of serde's `flatten`) keep the derive's
+/// rules: a required field that is absent and a key sent twice are errors naming the field, an
+/// absent optional field is `None`, a null optional field is `None`, and a value of the wrong
+/// type is an error.
+#[test]
+fn the_open_decoders_keep_the_derives_rules() {
+    let missing = serde_json::from_str::<kt::Source>(r#"{"name": "Site", "external_id": "x"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("missing field `id`"), "{missing}");
+    let twice = serde_json::from_str::<kt::Source>(
+        r#"{"id": 1, "id": 2, "name": "Site", "external_id": "x"}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(twice.contains("duplicate field `id`"), "{twice}");
+    let wrong =
+        serde_json::from_str::<kt::Source>(r#"{"id": "one", "name": "Site", "external_id": "x"}"#)
+            .unwrap_err()
+            .to_string();
+    assert!(wrong.contains("invalid type: string"), "{wrong}");
+    let plain: kt::Source = serde_json::from_str(
+        r#"{"id": 1, "name": "Site", "external_id": "x", "pipeline_id": null}"#,
+    )
+    .unwrap();
+    assert_eq!((plain.pipeline_id, plain.default), (None, None));
+    assert!(plain.extra.is_empty());
+    // PHP's `[]` for an empty object still reads (a field with its own reader).
+    let lead: kt::IncomingLeadDecision = serde_json::from_str(
+        r#"{"uid": "u", "category": "forms", "pipeline_id": 1, "created_at": 2, "_embedded": []}"#,
+    )
+    .unwrap();
+    assert_eq!(lead.extra.len(), 0);
+}
