@@ -388,6 +388,9 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     let module = format!("crate::{api}");
     let module_ident = format_ident!("{api}");
     let extensible = adapt(&mut doc)?;
+    // Before `LEFT_OUT`: the hand-written `IncomingLead` reaches its metadata types through the
+    // branches left out.
+    keep_other_fields(&mut doc);
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
@@ -482,6 +485,8 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
         }
     }
     field_attributes(&mut file, &attributes)?;
+    default_for_open_structs(&mut file)?;
+    open_deserialize(&mut file)?;
     file.items.push(
         syn::parse2(extensible_enums(&extensible))
             .map_err(|e| format!("build.rs made open enums that do not parse: {e}"))?,
@@ -1065,6 +1070,105 @@ fn list_items(api: &str, doc: &mut Value) -> Result<Vec<(String, String)>, Strin
     Ok(out)
 }
 
+/// Gives every object schema an answer can carry (every component schema but those only
+/// request bodies use, and the objects inside them) `additionalProperties: true`
+/// in progenitor's copy (as `{}`: typify reads `true` as nothing), unless the spec says
+/// otherwise. typify then adds
+/// `#[serde(flatten)] pub extra: serde_json::Map<String, Value>`: a field the spec does not
+/// declare stays on the value that held it, and is written back when it is serialized. The
+/// spec stays as it is for other languages (`openapi/export`).
+fn keep_other_fields(doc: &mut Value) {
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(name) = map
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                {
+                    out.push(name.to_string());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    /// `additionalProperties: true` on `schema` if it is an object with properties and says
+    /// nothing about other fields; then the same for the inline schemas inside it.
+    fn open(schema: &mut Value) {
+        let Some(map) = schema.as_object_mut() else {
+            return;
+        };
+        if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+            map.insert(
+                "additionalProperties".into(),
+                Value::Object(serde_json::Map::new()),
+            );
+        }
+        if let Some(props) = map.get_mut("properties").and_then(Value::as_object_mut) {
+            props.values_mut().for_each(open);
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(inner) = map.get_mut(key) {
+                open(inner);
+            }
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            if let Some(branches) = map.get_mut(key).and_then(Value::as_array_mut) {
+                branches.iter_mut().for_each(open);
+            }
+        }
+    }
+    // The schemas each side uses, directly or through other schemas.
+    let reach = |doc: &Value, response: bool| {
+        let mut pending = Vec::new();
+        for item in doc
+            .get("paths")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|p| p.values())
+            .filter_map(Value::as_object)
+        {
+            for (method, op) in item {
+                let side = if response { "responses" } else { "requestBody" };
+                if is_method(method)
+                    && let Some(v) = op.get(side)
+                {
+                    refs(v, &mut pending);
+                }
+            }
+        }
+        if response && let Some(shared) = doc.pointer("/components/responses") {
+            refs(shared, &mut pending);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(name) = pending.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            if let Some(schema) = doc.pointer(&format!("/components/schemas/{name}")) {
+                refs(schema, &mut pending);
+            }
+        }
+        seen
+    };
+    let (answers, requests) = (reach(doc, true), reach(doc, false));
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    // Every schema but those only requests use (a body the caller builds gains no map): a schema
+    // no operation names may still be an answer, read by hand (an error body, a webhook's).
+    for (name, schema) in schemas.iter_mut() {
+        if answers.contains(name) || !requests.contains(name) {
+            open(schema);
+        }
+    }
+}
+
 /// What `field_attributes` adds to a generated field.
 #[derive(Debug)]
 enum FieldAttr {
@@ -1133,6 +1237,191 @@ fn field_attributes(
             "fields to give serde attributes not found in the generated code: {}",
             missing.join(", ")
         ));
+    }
+    Ok(())
+}
+
+/// typify derives `Default` for a struct whose fields are all optional, but not once it has a
+/// map of other fields (`keep_other_fields`). Derives it again for such a struct: every field an
+/// `Option`, a field with a serde default, or the flattened map.
+fn default_for_open_structs(file: &mut syn::File) -> Result<(), String> {
+    let types = types_module(file)?;
+    for item in types.iter_mut() {
+        let syn::Item::Struct(s) = item else {
+            continue;
+        };
+        let syn::Fields::Named(fields) = &s.fields else {
+            continue;
+        };
+        let open = fields.named.iter().any(|f| has_serde(f, "flatten"));
+        let all_default = fields.named.iter().all(|f| {
+            option_inner(&f.ty).is_some() || has_serde(f, "default") || has_serde(f, "flatten")
+        });
+        if !open || !all_default {
+            continue;
+        }
+        let Some(derive) = s.attrs.iter_mut().find(|a| a.path().is_ident("derive")) else {
+            continue;
+        };
+        let mut paths: syn::punctuated::Punctuated<syn::Path, syn::Token![,]> = derive
+            .parse_args_with(syn::punctuated::Punctuated::parse_terminated)
+            .map_err(|e| format!("{}: a derive build.rs cannot read: {e}", s.ident))?;
+        if paths
+            .iter()
+            .any(|p| p.segments.last().is_some_and(|l| l.ident == "Default"))
+        {
+            continue;
+        }
+        paths.push(syn::parse_quote!(Default));
+        *derive = syn::parse_quote!(#[derive(#paths)]);
+    }
+    Ok(())
+}
+
+/// For every generated struct with a map of other fields (`keep_other_fields`): a `Deserialize`
+/// written out in place of serde's derive, which with `#[serde(flatten)]` buffers every value it
+/// does not recognise (and decodes slower, benchmark 2). Each declared key goes straight into its
+/// field, each other key straight into the map (`crate::wire::open_keys`). The field attributes
+/// keep their meaning: `rename` (the wire name), `default` / `default = "f"` (for an absent key),
+/// `deserialize_with`; an absent `Option` reads as `None`, another absent field is an error, and
+/// a key twice is an error, as with the derive. `Serialize` stays derived.
+fn open_deserialize(file: &mut syn::File) -> Result<(), String> {
+    let types = types_module(file)?;
+    let mut impls = Vec::new();
+    for item in types.iter_mut() {
+        let syn::Item::Struct(s) = item else {
+            continue;
+        };
+        let syn::Fields::Named(fields) = &s.fields else {
+            continue;
+        };
+        let Some(extra) = fields
+            .named
+            .iter()
+            .find(|f| has_serde(f, "flatten"))
+            .and_then(|f| f.ident.clone())
+        else {
+            continue;
+        };
+        let name = s.ident.clone();
+        let (mut wires, mut slots, mut arms, mut inits) = (vec![], vec![], vec![], vec![]);
+        let mut index = 0usize;
+        for field in &fields.named {
+            let Some(ident) = field.ident.clone() else {
+                continue;
+            };
+            if ident == extra {
+                inits.push(quote!(#ident: other));
+                continue;
+            }
+            let ty = &field.ty;
+            let wire = wire_name(field);
+            let words = serde_words(&field.attrs);
+            let with = words
+                .iter()
+                .find_map(|(w, v)| v.clone().filter(|_| w == "deserialize_with"));
+            let default = words.iter().find(|(w, _)| w == "default").cloned();
+            let slot = format_ident!("f{}", index);
+            slots.push(
+                quote!(let mut #slot: ::std::option::Option<#ty> = ::std::option::Option::None;),
+            );
+            let read = match &with {
+                Some(path) => {
+                    let path: syn::Path = syn::parse_str(path)
+                        .map_err(|e| format!("{name}.{wire}: deserialize_with `{path}`: {e}"))?;
+                    quote! {{
+                        struct With(#ty);
+                        impl<'de> ::serde::Deserialize<'de> for With {
+                            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+                                #path(d).map(With)
+                            }
+                        }
+                        map.next_value::<With>()?.0
+                    }}
+                }
+                None => quote!(map.next_value::<#ty>()?),
+            };
+            arms.push(quote! {
+                crate::wire::open_keys::Key::Declared(#index) => {
+                    if #slot.is_some() {
+                        return ::std::result::Result::Err(<A::Error as ::serde::de::Error>::duplicate_field(#wire));
+                    }
+                    #slot = ::std::option::Option::Some(#read);
+                }
+            });
+            let absent = match (&default, option_inner(ty).is_some() && with.is_none()) {
+                (Some((_, Some(f))), _) => {
+                    let f: syn::Path = syn::parse_str(f)
+                        .map_err(|e| format!("{name}.{wire}: default `{f}`: {e}"))?;
+                    quote!(#slot.unwrap_or_else(#f))
+                }
+                (Some((_, None)), _) | (None, true) => quote!(#slot.unwrap_or_default()),
+                (None, false) => quote! {
+                    match #slot {
+                        ::std::option::Option::Some(v) => v,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(<A::Error as ::serde::de::Error>::missing_field(#wire));
+                        }
+                    }
+                },
+            };
+            inits.push(quote!(#ident: #absent));
+            wires.push(wire);
+            index += 1;
+        }
+        let expecting = format!("an object (`{name}`)");
+        impls.push(quote! {
+            impl<'de> ::serde::Deserialize<'de> for #name {
+                fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
+                    struct Fields;
+                    impl<'de> ::serde::de::Visitor<'de> for Fields {
+                        type Value = #name;
+                        fn expecting(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                            f.write_str(#expecting)
+                        }
+                        fn visit_map<A: ::serde::de::MapAccess<'de>>(self, mut map: A) -> ::std::result::Result<#name, A::Error> {
+                            const KEYS: &[&str] = &[#(#wires),*];
+                            #(#slots)*
+                            let mut other = ::serde_json::Map::new();
+                            while let ::std::option::Option::Some(key) =
+                                map.next_key_seed(crate::wire::open_keys::Keys(KEYS))?
+                            {
+                                match key {
+                                    #(#arms)*
+                                    crate::wire::open_keys::Key::Declared(_) => {
+                                        map.next_value::<::serde::de::IgnoredAny>()?;
+                                    }
+                                    crate::wire::open_keys::Key::Other(name) => {
+                                        let value = map.next_value::<::serde_json::Value>()?;
+                                        other.insert(name, value);
+                                    }
+                                }
+                            }
+                            ::std::result::Result::Ok(#name { #(#inits),* })
+                        }
+                    }
+                    deserializer.deserialize_map(Fields)
+                }
+            }
+        });
+        // The derive goes; `Serialize` (and `JsonSchema`) keep reading the attributes.
+        let Some(derive) = s.attrs.iter_mut().find(|a| a.path().is_ident("derive")) else {
+            return Err(format!("{name}: no derive"));
+        };
+        let paths: syn::punctuated::Punctuated<syn::Path, syn::Token![,]> = derive
+            .parse_args_with(syn::punctuated::Punctuated::parse_terminated)
+            .map_err(|e| format!("{name}: a derive build.rs cannot read: {e}"))?;
+        let kept: Vec<&syn::Path> = paths
+            .iter()
+            .filter(|p| p.segments.last().is_none_or(|l| l.ident != "Deserialize"))
+            .collect();
+        *derive = syn::parse_quote!(#[derive(#(#kept),*)]);
+    }
+    for tokens in impls {
+        types.push(
+            syn::parse2(tokens)
+                .map_err(|e| format!("build.rs made a Deserialize that does not parse: {e}"))?,
+        );
     }
     Ok(())
 }
@@ -1283,8 +1572,8 @@ fn request_constructors(
                 // `additionalProperties`: fields of the model the spec does not list.
                 inits.push(quote!(#ident: ::std::default::Default::default()));
                 setters.push(quote! {
-                    /// Sets a field the spec does not list (this model takes any other field of
-                    /// Kommo's full model); it is sent as is.
+                    /// Sets a field the spec does not list; it is sent as is (and kept in the
+                    /// model's map of other fields).
                     #[must_use]
                     pub fn with_other_field(
                         mut self,

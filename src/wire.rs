@@ -446,6 +446,55 @@ impl schemars::JsonSchema for Amount {
 /// PHP array has no way to say it is a map). build.rs puts them on every field whose schema is
 /// `oneOf: [<object>, PhpEmptyArray]`; an empty array reads as the empty object, a non-empty
 /// one is refused.
+/// The keys of a generated answer type that keeps its other fields (build.rs,
+/// `open_deserialize`): a key the type declares is read as its index, any other as its name, so
+/// the type's decoder puts each value straight into its field or its map of other fields. serde's
+/// `#[serde(flatten)]` would buffer every unknown value first and decode it again.
+pub(crate) mod open_keys {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
+
+    /// A key: a declared field's index in `Keys`, or another field's name.
+    pub(crate) enum Key {
+        Declared(usize),
+        Other(String),
+    }
+
+    /// Reads one key against the declared wire names.
+    pub(crate) struct Keys(pub(crate) &'static [&'static str]);
+
+    impl<'de> DeserializeSeed<'de> for Keys {
+        type Value = Key;
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
+            deserializer.deserialize_identifier(self)
+        }
+    }
+
+    impl Visitor<'_> for Keys {
+        type Value = Key;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a field name")
+        }
+
+        fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+            Ok(match self.0.iter().position(|k| *k == key) {
+                Some(i) => Key::Declared(i),
+                None => Key::Other(key.to_owned()),
+            })
+        }
+
+        fn visit_bytes<E: de::Error>(self, key: &[u8]) -> Result<Key, E> {
+            match std::str::from_utf8(key) {
+                Ok(key) => self.visit_str(key),
+                Err(_) => Err(E::invalid_value(de::Unexpected::Bytes(key), &self)),
+            }
+        }
+    }
+}
+
 pub(crate) mod php_empty {
     use super::*;
     use std::marker::PhantomData;
