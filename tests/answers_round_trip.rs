@@ -112,6 +112,9 @@ fn round_trip(case: &Case) -> Result<Value, String> {
         ("kommo", false, "getSource" | "updateSource") => through::<kt::Source>(&case.body),
         ("kommo", false, "listWidgets") => through::<kt::WidgetList>(&case.body),
         ("kommo", false, "getWidget" | "installWidget") => through::<kt::Widget>(&case.body),
+        ("kommo", false, "addComplexLeads") => through::<kt::CreatedComplexLeads>(&case.body),
+        ("kommo", false, "listPipelines") => through::<kt::PipelineList>(&case.body),
+        ("kommo", false, "getPipeline") => through::<kt::Pipeline>(&case.body),
         ("closebot", false, "listSources") => through::<ct::SourcePage>(&case.body),
         (api, _, op) => Err(format!(
             "no Rust type for {api} `{op}` in tests/answers_round_trip.rs: add it to `round_trip`"
