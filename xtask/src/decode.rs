@@ -304,6 +304,14 @@ pub fn run(cx: &Cx, decoder: &Decoder) -> Outcome {
             .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
             .map_err(|e| format!("{}: {e}", export.display()))?;
         let mut cases = cases(&doc, &cx.root.join("openapi/corpus").join(api), api)?;
+        // openapi-python-client reads an answer through its operation, which knows a top-level
+        // array; the others decode by component, and name none for an array: its items then.
+        if !matches!(decoder.kind, Kind::OpenapiPythonClient) {
+            cases = cases
+                .into_iter()
+                .flat_map(|case| answer_cases(&doc, case))
+                .collect();
+        }
         for case in &mut cases {
             if case.id.starts_with("examples ") {
                 case.id = format!("{api} {}", case.id);
@@ -495,6 +503,32 @@ fn json_schema_of(doc: &Value, response: &Value) -> Option<(String, String, Valu
     Some((name, media_type.clone(), media.clone()))
 }
 
+/// The cases one answer makes: itself under `schema`, or, when `schema` is an array of a
+/// component (`CreatedComplexLeads`: generators name no model for a top-level array, they decode
+/// a list of its items), each of its items under the item's component, as `id[i]`.
+fn answer_cases(doc: &Value, case: Case) -> Vec<Case> {
+    let item = doc
+        .pointer(&format!("/components/schemas/{}", case.schema))
+        .filter(|s| s["type"] == "array")
+        .and_then(|s| s.pointer("/items/$ref"))
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        .map(str::to_string);
+    match (item, case.body.as_array()) {
+        (Some(item), Some(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, body)| Case {
+                id: format!("{}[{i}]", case.id),
+                schema: item.clone(),
+                body: body.clone(),
+                ..case.clone()
+            })
+            .collect(),
+        _ => vec![case],
+    }
+}
+
 /// Every JSON answer of the exported document `doc` (its inlined examples: each shared
 /// component response once) and of the corpus folder `corpus`.
 pub fn cases(doc: &Value, corpus: &Path, api: &str) -> Result<Vec<Case>, String> {
@@ -526,14 +560,15 @@ pub fn cases(doc: &Value, corpus: &Path, api: &str) -> Result<Vec<Case>, String>
                 };
                 for (name, example) in media["examples"].as_object().into_iter().flatten() {
                     if let Some(body) = example.get("value") {
-                        out.push(Case {
+                        let case = Case {
                             id: format!("examples {owner} {status} {name}"),
                             schema: schema.clone(),
                             media: media_type.clone(),
                             operation: op_id.clone(),
                             status: status.clone(),
                             body: body.clone(),
-                        });
+                        };
+                        out.push(case);
                     }
                 }
             }
@@ -561,14 +596,15 @@ pub fn cases(doc: &Value, corpus: &Path, api: &str) -> Result<Vec<Case>, String>
         let (schema, media) = by_op
             .get(&(op.clone(), status.clone()))
             .ok_or_else(|| format!("{shown}: `{op}` declares no JSON {status} response"))?;
-        out.push(Case {
+        let case = Case {
             id: shown,
             schema: schema.clone(),
             media: media.clone(),
             operation: op,
             status,
             body: wrapper["body"].clone(),
-        });
+        };
+        out.push(case);
     }
     Ok(out)
 }
