@@ -45,6 +45,8 @@
 //! # let _ = resend;
 //! # }
 //! ```
+//!
+#![doc = include_str!("guides/batch.md")]
 
 use std::borrow::Borrow;
 use std::collections::HashMap;

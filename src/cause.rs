@@ -38,7 +38,7 @@ pub enum TimeoutBound {
     /// The call's own timeout per attempt
     /// ([`CallOptions::attempt_timeout`](crate::options::CallOptions::attempt_timeout)).
     Attempt(Duration),
-    /// The HTTP client's request timeout (60 s by default; README "Defaults").
+    /// The HTTP client's request timeout (60 s by default; "Defaults" in `lead_intake::options`).
     Client,
 }
 

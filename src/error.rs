@@ -9,6 +9,8 @@
 //! Every rule of that is in one function, `classify`: it reads the call's outcome and the
 //! context the transport left for it (the path, the secrets to scrub, the attempts, a failure
 //! of the credentials), and nothing else makes an `ApiError` from an answer.
+//!
+#![doc = include_str!("guides/errors.md")]
 
 use std::fmt;
 use std::future::Future;

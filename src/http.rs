@@ -13,6 +13,8 @@
 //! `lead_intake::closebot::ClientBuilder`), which keeps the redirect policy whatever the
 //! additions, or from [`client_builder`] for a `reqwest::Client` of your own (to share one
 //! connection pool between clients, or for `lead_intake::oauth::exchange_code_with_client`).
+//!
+#![doc = include_str!("guides/http.md")]
 
 /// The builder of the default HTTP client, with the settings of the table above, for you to
 /// add to and build.

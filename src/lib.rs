@@ -3,6 +3,25 @@
 // here `[BENCHMARKS.md]` and `[FUZZING.md]` lead to the same texts as pages of this crate.
 #![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
 #![doc = "[FUZZING.md]: crate::_texts::fuzzing"]
+#![doc = "[CONTRIBUTING.md]: crate::_texts::contributing"]
+// The same for the README's map of guides: on GitHub each name leads to the guide's markdown file
+// under src/guides/, here to the module that includes it.
+#![doc = "[error-guide]: crate::error"]
+#![doc = "[kommo-guide]: crate::kommo"]
+#![doc = "[raw-guide]: crate::raw"]
+#![doc = "[http-guide]: crate::http"]
+#![doc = "[ratelimit-guide]: crate::ratelimit"]
+#![doc = "[options-guide]: crate::options"]
+#![doc = "[oauth-guide]: crate::oauth"]
+#![cfg_attr(feature = "redis", doc = "[shared-guide]: crate::shared")]
+#![doc = "[widget-guide]: crate::widget"]
+#![doc = "[pagination-guide]: crate::pagination"]
+#![doc = "[list-guide]: crate::list"]
+#![doc = "[batch-guide]: crate::batch"]
+#![doc = "[sync-guide]: crate::sync"]
+#![doc = "[links-guide]: crate::links"]
+#![doc = "[logging-guide]: crate::_texts::logging"]
+#![cfg_attr(feature = "metrics", doc = "[metrics-guide]: crate::metrics")]
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -50,12 +69,19 @@ pub mod widget;
 mod wire;
 
 /// The texts that ship beside the code, as pages of the documentation: measured speed and memory
-/// with the commands that reproduce them, and how the response decoders are fuzzed.
+/// with the commands that reproduce them, how the response decoders are fuzzed, the logging guide,
+/// and the maintainers' guide.
 pub mod _texts {
     #[doc = include_str!("../BENCHMARKS.md")]
     pub mod benchmarks {}
     #[doc = include_str!("../FUZZING.md")]
     pub mod fuzzing {}
+    #[doc = include_str!("guides/logging.md")]
+    pub mod logging {}
+    #[doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
+    #[doc = "[FUZZING.md]: crate::_texts::fuzzing"]
+    #[doc = include_str!("../CONTRIBUTING.md")]
+    pub mod contributing {}
 }
 
 /// build.rs's proof that a generated client without its `ClientHooks` impl does not compile

@@ -31,6 +31,8 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+#![doc = include_str!("guides/links.md")]
 
 use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
 use reqwest::StatusCode;

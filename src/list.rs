@@ -25,6 +25,8 @@
 //! assert_eq!(sources.total(), 3);
 //! # Ok::<(), serde_json::Error>(())
 //! ```
+//!
+#![doc = include_str!("guides/list.md")]
 
 use std::fmt;
 use std::marker::PhantomData;

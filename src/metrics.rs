@@ -27,6 +27,8 @@
 //! // metrics_exporter_prometheus::PrometheusBuilder::new().install()?;
 //! assert_eq!(lead_intake::metrics::REQUESTS, "lead_intake_requests_total");
 //! ```
+//!
+#![doc = include_str!("guides/metrics.md")]
 
 use std::time::Duration;
 

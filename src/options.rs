@@ -1,7 +1,7 @@
 //! Settings for one call: [`CallOptions`], applied with `ResponseExt::with_options` (in
 //! `lead_intake::prelude`).
 //!
-//! A call's options bound that call alone; the client's settings (README "Defaults") hold for
+//! A call's options bound that call alone; the client's settings ("Defaults", below) hold for
 //! every other call, and for whatever the options leave unset.
 //!
 //! ```no_run
@@ -19,6 +19,8 @@
 //! let sources = kommo.list_sources().send().with_options(options).or_empty().await?;
 //! # let _ = sources; Ok(()) }
 //! ```
+//!
+#![doc = include_str!("guides/options.md")]
 
 use std::fmt;
 use std::future::Future;

@@ -114,6 +114,9 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+#![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
+#![doc = include_str!("guides/pagination.md")]
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;

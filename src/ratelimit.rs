@@ -51,6 +51,9 @@
 //!
 //! A request that has to wait is logged at DEBUG (target `lead_intake::ratelimit`, with
 //! `wait_ms`).
+//!
+#![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
+#![doc = include_str!("guides/ratelimit.md")]
 
 use std::error::Error as StdError;
 use std::fmt;

@@ -60,6 +60,8 @@
 //!     .await?;
 //! # let _ = (leads, lead); Ok(()) }
 //! ```
+//!
+#![doc = include_str!("guides/raw.md")]
 
 use std::fmt;
 use std::future::Future;

@@ -61,6 +61,9 @@
 //! # let _ = (client, never);
 //! # Ok::<(), lead_intake::ConfigError>(())
 //! ```
+//!
+//! The guide to rate limiting and retries, with the table of what is retried and when, is in
+//! `lead_intake::ratelimit` ("Rate limiting and retries").
 
 use std::time::Duration;
 

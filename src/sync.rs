@@ -10,6 +10,8 @@
 //! With [`SyncOptions::with_pipeline_check`], a
 //! desired source whose pipeline the account does not have is refused before anything is sent
 //! for it ([`SourceSync::UnknownPipeline`]).
+//!
+#![doc = include_str!("guides/sync.md")]
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

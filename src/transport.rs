@@ -18,7 +18,7 @@
 //! [`scope`] opens around the call), not inside it: progenitor's decode error keeps only the
 //! body. This module is the only one that works around the hook.
 //!
-//! Events (README "Logging"): `lead_intake::transport` for each attempt and its answer,
+//! Events (the logging guide, `lead_intake::_texts::logging`): `lead_intake::transport` for each attempt and its answer,
 //! `lead_intake::retry` for retry decisions. They name the method, host and path, never the
 //! query string (it may carry values the caller would not log), headers or bodies.
 

@@ -12,7 +12,7 @@
 //! [`IncomingLeadEvent`], `unsorted[delete]` (the lead was accepted or declined) as
 //! [`IncomingLeadDeleted`] with its [`Decision`] and the ids of what it created or closed
 //! (`accept_result[leads][0]`, `decline_result[leads][0]`). Public integrations read exactly
-//! these names (README, "Where the vendor documents contradict themselves", rows "webhook ...").
+//! these names (CONTRIBUTING.md, "Where the vendor documents contradict themselves", rows "webhook ...").
 //! Every other event (`leads[add]`, `contacts[update]`, ...) is an [`Event::Other`] with its raw
 //! value, never dropped. Ids are integers read from their digits; a field that is not one makes
 //! that event an [`UnrecognizedEvent`] naming the field's path, and the other events are still
@@ -43,6 +43,8 @@
 //! assert_eq!(other.raw()["id"], "236768");
 //! # Ok::<(), lead_intake::webhooks::WebhookError>(())
 //! ```
+//!
+//! The guide to writing a widget back end, webhooks included, is in `lead_intake::widget`.
 
 use std::fmt;
 

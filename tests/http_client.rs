@@ -1,4 +1,4 @@
-//! The crate's HTTP client, extended rather than replaced (README "Your own HTTP client
+//! The crate's HTTP client, extended rather than replaced (`lead_intake::http`, "Your own HTTP client
 //! settings"): a user's additions keep the same-origin redirect policy and the user agent, and
 //! the proxy variables of the environment are read only with the `system-proxy` feature.
 //!

@@ -1,4 +1,4 @@
-//! What operators watch (feature `metrics`; README "Metrics", `lead_intake::metrics`): each
+//! What operators watch (feature `metrics`; `lead_intake::metrics`): each
 //! counter and histogram of the table moves as documented, read back from `metrics-util`'s
 //! in-memory recorder, installed for the test's thread only (the runtime is single-threaded, so
 //! every request of the test records there). Labels carry operation ids and templated paths,

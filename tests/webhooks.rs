@@ -5,7 +5,7 @@
 //! (`unsorted[add][0][uid]`, `[source_data][...]`, `[data][contacts][0][id]`, `[lead_id]`,
 //! `[pipeline_id]`; `unsorted[delete][0][action]=accept|decline` with
 //! `[accept_result][leads][0]` / `[decline_result][leads][0]`, `[modified_user_id]`; `account[id]`,
-//! `account[subdomain]`, `account[_links][self]`): README, "Where the vendor documents
+//! `account[subdomain]`, `account[_links][self]`): CONTRIBUTING.md, "Where the vendor documents
 //! contradict themselves", rows "webhook ...".
 
 use lead_intake::form::{self, FormError, FormLimits};

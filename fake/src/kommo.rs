@@ -128,7 +128,7 @@ struct Lead {
 }
 
 impl Lead {
-    /// `unsorted[add][n]` of the webhook: the fields public integrations read (README, evidence
+    /// `unsorted[add][n]` of the webhook: the fields public integrations read (lead-intake's CONTRIBUTING.md, evidence
     /// rows "webhook ..."), every scalar a string once form-encoded.
     fn added_event(&self, account_id: i64) -> Value {
         let mut event = json!({

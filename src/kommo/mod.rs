@@ -14,6 +14,8 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+#![doc = include_str!("../guides/kommo.md")]
 
 mod generated {
     #![allow(clippy::all, missing_docs, unused_imports, dead_code, unreachable_pub)]
@@ -77,7 +79,7 @@ const ACCEPT_VALUE: &str = "application/hal+json, application/problem+json, appl
 /// Defaults: Kommo's rate limit of 7 requests per second ([`RateLimiter::kommo_default`],
 /// shared by the client's clones), [`RetryPolicy::default`](crate::retry::RetryPolicy::default), and an HTTP client with a 15 s
 /// connect timeout and a 60 s request timeout. Every default, client-wide and per call, is in
-/// the README's table "Defaults".
+/// the table "Defaults" in `lead_intake::options`.
 ///
 /// ```
 /// use lead_intake::ratelimit::RateLimiter;

@@ -15,7 +15,7 @@
 //!   later request fails fast with it (no more token requests) until the user authorizes the
 //!   integration again.
 //!
-//! Events (target `lead_intake::oauth`, README "Logging"): each refresh's start, success and
+//! Events (target `lead_intake::oauth`, the logging guide, `lead_intake::_texts::logging`): each refresh's start, success and
 //! failure, a refused refresh token, a failed callback. They never carry a token, the client
 //! secret or the code; error texts lose any of them a server or a callback echoes back.
 //!
@@ -24,8 +24,8 @@
 //! refreshes run under the store's lock after reading it again, the lock a lease the refreshing
 //! process renews while its token request is in flight (and the request cut off before the lease
 //! could run out), so a refresh token is sent at most once across all of them, and
-//! [`store_tokens`] puts a newly authorized pair in it. See the README, "Several workers, one
-//! account".
+//! [`store_tokens`] puts a newly authorized pair in it. See "Several workers, one
+//! account" in `lead_intake::shared`.
 //!
 //! Token requests count against the client's rate limit. A 429 or a refused connection is
 //! retried; any other failure is not (a refresh that may have reached the server must not be
@@ -53,6 +53,8 @@
 //! let sources = kommo.list_sources().send().or_empty().await?;
 //! # let _ = sources; Ok(()) }
 //! ```
+//!
+#![doc = include_str!("../guides/oauth.md")]
 
 use std::error::Error as StdError;
 use std::fmt;

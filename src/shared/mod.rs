@@ -51,6 +51,9 @@
 //! the limiter's keys carry a time to live and `volatile-*` policies would evict them first. The
 //! token pair is only as durable as Redis is: keep persistence (AOF) on, or keep storing each new
 //! pair in your own database too.
+//!
+#![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
+#![doc = include_str!("../guides/shared.md")]
 
 mod limit;
 mod seen;

@@ -81,6 +81,8 @@
 //! assert!(matches!(other.verify(&verifier), Err(RequestError::OtherAccount { .. })));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+#![doc = include_str!("../guides/widget.md")]
 
 mod continue_bot;
 mod replay;

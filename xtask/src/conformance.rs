@@ -30,7 +30,7 @@ use crate::export;
 /// The APIs, by spec stem.
 pub(crate) const APIS: &[&str] = &["kommo", "closebot"];
 /// openapi-generator targets, each with the additional properties and other arguments the
-/// README's recipe gives it.
+/// CONTRIBUTING.md's recipe gives it.
 const GENERATORS: &[(&str, &str, &[&str])] = &[
     ("python", "", &[]),
     // typescript-fetch's runtime-check helpers cannot take a oneOf whose branches are maps

@@ -23,11 +23,11 @@ pub struct Decoder {
     /// As the table shows it.
     pub name: &'static str,
     kind: Kind,
-    /// Whether the README recommends it: a row that is not reports its counts without failing
-    /// the run (the README says which answers fail and why).
+    /// Whether the CONTRIBUTING.md recommends it: a row that is not reports its counts without failing
+    /// the run (the CONTRIBUTING.md says which answers fail and why).
     recommended: bool,
-    /// `(case id, why)`: answers the README names as failing with this generator. Each must
-    /// still fail (else the list and the README are stale) and nothing else may.
+    /// `(case id, why)`: answers the CONTRIBUTING.md names as failing with this generator. Each must
+    /// still fail (else the list and the CONTRIBUTING.md are stale) and nothing else may.
     known: &'static [(&'static str, &'static str)],
 }
 
@@ -78,7 +78,7 @@ pub const DECODERS: &[Decoder] = &[
         name: "openapi-generator go",
         kind: Kind::Go,
         // Offline, its oneOf decoders run Debian's 2016 snapshot of gopkg.in/validator.v2, which
-        // refuses every value that is not a struct (README).
+        // refuses every value that is not a struct (CONTRIBUTING.md).
         recommended: false,
         known: &[],
     },
@@ -351,9 +351,9 @@ pub fn run(cx: &Cx, decoder: &Decoder) -> Outcome {
     );
     let summary = tally.summary(total);
     if !decoder.recommended {
-        return Ok(format!("not recommended (README): {summary}"));
+        return Ok(format!("not recommended (CONTRIBUTING.md): {summary}"));
     }
-    // The failures the README names, and whether each still fails.
+    // The failures the CONTRIBUTING.md names, and whether each still fails.
     let failing: BTreeSet<&str> = tally
         .raised
         .iter()
@@ -376,7 +376,7 @@ pub fn run(cx: &Cx, decoder: &Decoder) -> Outcome {
         String::new()
     } else {
         format!(
-            " ({} known in the README: {})",
+            " ({} known in the CONTRIBUTING.md: {})",
             decoder.known.len(),
             decoder
                 .known
@@ -390,7 +390,7 @@ pub fn run(cx: &Cx, decoder: &Decoder) -> Outcome {
         String::new()
     } else {
         format!(
-            "\nknown failures that now pass (drop them from xtask/src/decode.rs and the README): {}",
+            "\nknown failures that now pass (drop them from xtask/src/decode.rs and the CONTRIBUTING.md): {}",
             stale.join(", ")
         )
     };
