@@ -1070,6 +1070,24 @@ fn list_items(api: &str, doc: &mut Value) -> Result<Vec<(String, String)>, Strin
     Ok(out)
 }
 
+/// Appends to `out` the name of every component schema `v` refers to (`$ref`), at any depth.
+fn schema_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                out.push(name.to_string());
+            }
+            map.values().for_each(|v| schema_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| schema_refs(v, out)),
+        _ => {}
+    }
+}
+
 /// Gives every object schema an answer can carry (every component schema but those only
 /// request bodies use, and the objects inside them) `additionalProperties: true`
 /// in progenitor's copy (as `{}`: typify reads `true` as nothing), unless the spec says
@@ -1078,22 +1096,6 @@ fn list_items(api: &str, doc: &mut Value) -> Result<Vec<(String, String)>, Strin
 /// declare stays on the value that held it, and is written back when it is serialized. The
 /// spec stays as it is for other languages (`openapi/export`).
 fn keep_other_fields(doc: &mut Value) {
-    fn refs(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(map) => {
-                if let Some(name) = map
-                    .get("$ref")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
-                {
-                    out.push(name.to_string());
-                }
-                map.values().for_each(|v| refs(v, out));
-            }
-            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
-            _ => {}
-        }
-    }
     /// `additionalProperties: true` on `schema` if it is an object with properties and says
     /// nothing about other fields; then the same for the inline schemas inside it.
     fn open(schema: &mut Value) {
@@ -1135,12 +1137,12 @@ fn keep_other_fields(doc: &mut Value) {
                 if is_method(method)
                     && let Some(v) = op.get(side)
                 {
-                    refs(v, &mut pending);
+                    schema_refs(v, &mut pending);
                 }
             }
         }
         if response && let Some(shared) = doc.pointer("/components/responses") {
-            refs(shared, &mut pending);
+            schema_refs(shared, &mut pending);
         }
         let mut seen = std::collections::BTreeSet::new();
         while let Some(name) = pending.pop() {
@@ -1148,7 +1150,7 @@ fn keep_other_fields(doc: &mut Value) {
                 continue;
             }
             if let Some(schema) = doc.pointer(&format!("/components/schemas/{name}")) {
-                refs(schema, &mut pending);
+                schema_refs(schema, &mut pending);
             }
         }
         seen
@@ -1470,22 +1472,6 @@ fn php_empty_other(branches: &[Value]) -> Option<&Value> {
 /// The component schemas a request body uses, directly or through other schemas: the types a
 /// caller builds. Called on progenitor's copy, after the adaptations.
 fn request_schemas(doc: &Value) -> BTreeMap<String, Vec<String>> {
-    fn refs(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(map) => {
-                if let Some(name) = map
-                    .get("$ref")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
-                {
-                    out.push(name.to_string());
-                }
-                map.values().for_each(|v| refs(v, out));
-            }
-            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
-            _ => {}
-        }
-    }
     let mut pending = Vec::new();
     for item in doc
         .get("paths")
@@ -1498,7 +1484,7 @@ fn request_schemas(doc: &Value) -> BTreeMap<String, Vec<String>> {
             if is_method(method)
                 && let Some(body) = op.get("requestBody")
             {
-                refs(body, &mut pending);
+                schema_refs(body, &mut pending);
             }
         }
     }
@@ -1522,7 +1508,7 @@ fn request_schemas(doc: &Value) -> BTreeMap<String, Vec<String>> {
             .unwrap_or_default();
         out.insert(name.clone(), required);
         if let Some(schema) = schema {
-            refs(schema, &mut pending);
+            schema_refs(schema, &mut pending);
         }
     }
     out
