@@ -3,6 +3,7 @@
 # reqwest + serde call and against openapi-generator 7.26.0's `-g rust` client, in one run.
 #
 #   scripts/bench-overhead.sh [criterion arguments...]
+#   scripts/bench-overhead.sh --generate-only   # only make the peer client (bench-build-programs.py)
 #
 # Makes the peer client from openapi/export/kommo.json into the ignored .tools/bench-peer/ with
 # the pinned openapi-generator-cli (installed by scripts/install-conformance-tools.sh when
@@ -28,6 +29,9 @@ if [ ! -f "$peer/Cargo.toml" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     # empty `[]`). What a user of the generator would do: rename the variant.
     sed -i 's/ArrayVecserde_json::Value(/ArrayVecValue(/' "$peer/src/models/widget_settings.rs"
     echo "$want" >"$stamp"
+fi
+if [ "${1:-}" = "--generate-only" ]; then
+    exit 0
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/bench-peer"
 cargo bench --manifest-path benches/peer/Cargo.toml --bench overhead -- "$@"

@@ -158,6 +158,7 @@ pub(crate) fn http_client() -> Result<reqwest::Client, ConfigError> {
 /// timeouts, the same-origin redirect policy, and no proxy from the environment unless the
 /// `system-proxy` feature is on.
 pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    ensure_crypto_provider();
     let builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
@@ -166,8 +167,33 @@ pub(crate) fn client_builder() -> reqwest::ClientBuilder {
     // reqwest reads `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` unless told not to.
     #[cfg(not(feature = "system-proxy"))]
     let builder = builder.no_proxy();
+    // The `native-tls` feature is a choice: it wins over rustls when both are compiled in.
+    #[cfg(feature = "native-tls")]
+    let builder = builder.tls_backend_native();
     builder
 }
+
+/// rustls needs a process-wide crypto provider. reqwest brings aws-lc-rs's only with
+/// `rustls-aws-lc`; with the default `rustls` feature it brings none (and would panic when
+/// building a client), so this installs ring's, or aws-lc-rs's when `rustls-aws-lc` is on, as the
+/// process's default, unless the program has installed one already (then that one is used).
+/// Called before every client the crate builds, and before `rediss://` connections.
+#[cfg(any(feature = "rustls", feature = "rustls-aws-lc"))]
+pub(crate) fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_some() {
+        return;
+    }
+    #[cfg(feature = "rustls-aws-lc")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "rustls-aws-lc"))]
+    let provider = rustls::crypto::ring::default_provider();
+    // Another thread may install one first: then that one is used, as wanted.
+    let _ = provider.install_default();
+}
+
+/// Without rustls there is no provider to install.
+#[cfg(not(any(feature = "rustls", feature = "rustls-aws-lc")))]
+pub(crate) fn ensure_crypto_provider() {}
 
 /// The `User-Agent` of the default HTTP client.
 pub(crate) const USER_AGENT: &str = concat!("lead-intake/", env!("CARGO_PKG_VERSION"));

@@ -34,6 +34,15 @@ mod cause;
 mod clock;
 pub mod closebot;
 mod config;
+// `rediss://` runs on rustls, which needs one of the two crypto providers the crate can bring.
+#[cfg(all(
+    feature = "redis-tls",
+    not(any(feature = "rustls", feature = "rustls-aws-lc"))
+))]
+compile_error!(
+    "the `redis-tls` feature needs a crypto provider for rustls: turn on `rustls` (ring, the \
+     default feature) or `rustls-aws-lc`"
+);
 pub mod error;
 pub mod form;
 /// The fuzz target's body (feature `fuzzing`; FUZZING.md). Not a public API.

@@ -139,13 +139,10 @@ impl fmt::Debug for RedisTls {
 }
 
 /// The redis crate builds rustls's configuration with the process's default crypto provider;
-/// with none installed and more than one compiled in, rustls would panic. Installs aws-lc-rs's
-/// (the one reqwest's HTTPS uses here) when the program has installed none.
+/// with none installed, rustls would panic. Installs the one reqwest's HTTPS uses here (ring's,
+/// or aws-lc-rs's with `rustls-aws-lc`) when the program has installed none.
 pub(super) fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Another thread may install one first: then that one is used, as wanted.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    }
+    crate::config::ensure_crypto_provider();
 }
 
 /// True when `error` is a TLS handshake that failed over a certificate: ours refused by the
