@@ -12,6 +12,8 @@ it is measured (dependencies already downloaded by `cargo fetch`, so the network
   lead-intake-native-tls  `default-features = false, features = ["native-tls"]`
   reqwest-ring            the same calls written by hand on reqwest + serde, rustls with ring
   reqwest-aws-lc          the same, rustls with aws-lc-rs (reqwest's default provider)
+  lead-intake-lean        as `lead-intake`, with the profile the README advises (no debug info
+                          for dependencies, line tables for the program)
   openapi-generator       openapi-generator 7.26.0's `-g rust` client of openapi/export/kommo.json
                           (made by scripts/bench-overhead.sh --generate-only), its default features
 
@@ -113,6 +115,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 '''
 
+# What the README advises a user's Cargo.toml to set (section "Build cost").
+LEAN_PROFILE = """
+[profile.dev]
+debug = "line-tables-only"
+
+[profile.dev.package."*"]
+debug = false
+"""
+
 TOKIO = 'tokio = { version = "1.48", features = ["macros", "rt-multi-thread"] }'
 
 
@@ -122,6 +133,7 @@ def programs(snapshot: pathlib.Path, peer: pathlib.Path):
                '["json", "query", "{tls}"] }}')
     return {
         "lead-intake": ([f"lead-intake = {{ {li} }}", TOKIO], LEAD_INTAKE_MAIN),
+        "lead-intake-lean": ([f"lead-intake = {{ {li} }}", TOKIO], LEAD_INTAKE_MAIN, LEAN_PROFILE),
         "lead-intake-aws-lc": (
             [f'lead-intake = {{ {li}, default-features = false, features = ["rustls-aws-lc"] }}', TOKIO],
             LEAD_INTAKE_MAIN),
@@ -190,7 +202,7 @@ def main():
         run([str(ROOT / "scripts" / "bench-overhead.sh"), "--generate-only"], cwd=ROOT)
 
     results = []
-    for name, (deps, main_rs) in table.items():
+    for name, (deps, main_rs, *profile_toml) in table.items():
         if wanted and name not in wanted:
             continue
         crate = work / name
@@ -198,7 +210,7 @@ def main():
         (crate / "src").mkdir(parents=True)
         (crate / "Cargo.toml").write_text(
             f'[package]\nname = "{name}-program"\nversion = "0.0.0"\nedition = "2024"\npublish = false\n\n'
-            "[workspace]\n\n[dependencies]\n" + "\n".join(deps) + "\n")
+            "[workspace]\n\n[dependencies]\n" + "\n".join(deps) + "\n" + "".join(profile_toml))
         (crate / "src" / "main.rs").write_text(main_rs)
         # Start from the crate's lockfile, so both sides build the same versions.
         shutil.copy(ROOT / "Cargo.lock", crate / "Cargo.lock")
@@ -224,9 +236,11 @@ def main():
             "target_mb": round(dir_size(target) / 1e6),
             "longest_units": [(n, round(d, 1)) for n, d in report[:6]],
             "lead_intake_units": [(n, round(d, 1)) for n, d in report
-                                  if n.startswith("lead-intake ")],
+                                  if n == "lead-intake" or n.startswith("lead-intake ")],
             "tls_units": [(n, round(d, 1)) for n, d in report
-                          if re.match(r"(aws-lc-sys|aws-lc-rs|ring|openssl-sys|openssl|native-tls) ", n)],
+                          if re.match(r"(aws-lc-sys|aws-lc-rs|ring|openssl-sys|openssl|native-tls)( |$)", n)],
+            "units_cpu_s": round(sum(d for _, d in report), 1),
+            "units": [(n, round(d, 1)) for n, d in report],
         }
         results.append(row)
         print(json.dumps(row), flush=True)

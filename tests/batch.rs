@@ -534,6 +534,7 @@ async fn a_timeout_is_unknown_and_stops_the_batch() {
         }
     })
     .await;
+    lead_intake::http::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()

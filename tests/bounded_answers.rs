@@ -326,6 +326,7 @@ async fn a_silent_body_times_out_after_the_client_s_answer_timeout() {
 #[tokio::test(start_paused = true)]
 async fn the_http_client_s_own_timeout_during_the_body_is_a_timed_out_answer() {
     let server = serve(Body::Silent).await;
+    lead_intake::http::install_crypto_provider();
     let client = kommo::Client::builder()
         .base_url(&server.base_url)
         .token("SECRET-TOKEN-123")

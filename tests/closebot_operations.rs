@@ -78,6 +78,7 @@ async fn list_sources_sends_all_six_query_parameters_and_the_x_cb_key_and_decode
 #[tokio::test]
 async fn the_key_can_be_sent_as_authorization_key_instead() {
     let server = httpmock::MockServer::start_async().await;
+    lead_intake::http::install_crypto_provider();
     let client = Client::with_options(
         &server.base_url(),
         API_KEY,
@@ -208,6 +209,7 @@ async fn the_api_key_never_appears_in_the_client_or_its_errors() {
         matches!(decode, ApiError::Decode { ref path, .. } if path == "total"),
         "{decode:?}"
     );
+    lead_intake::http::install_crypto_provider();
     let with_authorization = Client::with_options(
         "https://api.closebot.com",
         API_KEY,
@@ -264,6 +266,7 @@ fn a_source_s_crm_key_and_access_token_are_secrets_that_debug_never_shows() {
 /// so the `Authorization: Key` form accepts an empty key (the `X-CB-KEY` form refuses it).
 #[test]
 fn an_empty_api_key_is_refused_in_either_header_form() {
+    lead_intake::http::install_crypto_provider();
     for form in [KeyHeader::XCbKey, KeyHeader::AuthorizationKey] {
         for blank in ["", "  "] {
             let built = Client::with_options(

@@ -50,6 +50,7 @@ async fn proxy(upstream: &str) -> (String, Log) {
         .expect("bind loopback");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let log: Log = Arc::default();
+    lead_intake::http::install_crypto_provider();
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()

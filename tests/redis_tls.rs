@@ -8,53 +8,14 @@ mod common;
 use std::time::Duration;
 
 use chrono::TimeZone;
+use common::ca::Ca;
 use common::redis_server::{RedisServer, TlsFiles};
 use lead_intake::Secret;
 use lead_intake::oauth::TokenPair;
 use lead_intake::shared::{
     RedisConnection, RedisRateLimit, RedisTls, RedisTokenStore, Saved, SharedError,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-
-/// A CA, and a certificate it signed for `names` (the server's or the client's).
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self {
-            pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// (certificate, key), PEM.
-    fn sign(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
+use rcgen::ExtendedKeyUsagePurpose;
 
 /// A server on 127.0.0.1 with a certificate from `ca`.
 fn tls_server(ca: &Ca, auth_clients: bool) -> RedisServer {

@@ -105,6 +105,7 @@ async fn a_name_that_does_not_resolve_is_a_dns_failure() {
 #[tokio::test]
 async fn a_server_that_does_not_speak_tls_is_a_tls_failure() {
     // It answers plain HTTP to the client's TLS hello.
+    lead_intake::http::install_crypto_provider();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -169,6 +170,7 @@ async fn a_connection_closed_before_the_answer_is_a_reset() {
 async fn the_http_clients_timeout_and_the_calls_are_told_apart() {
     let server =
         ScriptServer::sequence(vec![Reply::status(200).after(Duration::from_secs(300))]).await;
+    lead_intake::http::install_crypto_provider();
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -187,6 +187,7 @@ async fn answer(
 /// The `reqwest::Client` every client of a comparison gets: the settings `lead-intake` uses by
 /// default (user agent, 15 s connect timeout, 60 s timeout), so only the layers above differ.
 pub fn http_client() -> reqwest::Client {
+    lead_intake::http::install_crypto_provider();
     reqwest::Client::builder()
         .user_agent("lead-intake-bench")
         .connect_timeout(Duration::from_secs(15))

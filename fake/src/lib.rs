@@ -688,6 +688,9 @@ impl FakeServer {
     /// free one by default) on a thread of its own, and returns once it accepts connections. Works inside or outside an
     /// async runtime.
     pub fn start(config: Config) -> Result<FakeServer, FakeError> {
+        // The webhooks' sender, and the `reqwest::Client` a test builds to talk to the fake,
+        // need rustls's crypto provider when lead-intake's default `rustls` feature is on.
+        lead_intake::http::install_crypto_provider();
         if !config.host.to_canonical().is_loopback() {
             if !config.allow_remote {
                 return Err(FakeError::RemoteNotAllowed(config.host));

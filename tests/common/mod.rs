@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: the vendor examples, mock servers and clients.
 #![allow(dead_code)]
 
+pub mod ca;
 pub mod redis_server;
 pub mod script;
 

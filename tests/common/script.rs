@@ -231,5 +231,6 @@ impl ScriptServer {
 /// A client without timeouts: under paused time a timeout would fire while the (real) socket
 /// is still being read.
 pub fn http_without_timeouts() -> reqwest::Client {
+    lead_intake::http::install_crypto_provider();
     reqwest::Client::builder().build().unwrap()
 }
