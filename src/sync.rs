@@ -1,15 +1,5 @@
-//! An integration's lead sources as desired state: [`kommo::Client::sync_sources`].
-//!
-//! Setting up sources idempotently means listing them, matching by `external_id`, adding the
-//! missing, updating the changed and, when asked, deleting the integration's sources that are no
-//! longer wanted, within Kommo's limit of 50 sources per integration. A second run with the same
-//! desired sources sends no request but the list. Any number of workers may sync the same
-//! sources at once: a source another worker created meanwhile is read again and reconciled
-//! ([`SourceSync::AlreadyExisted`]), and only the sources the sync manages are ever deleted
-//! ([`SyncOptions::managing_prefix`], [`SyncOptions::managing`]).
-//! With [`SyncOptions::with_pipeline_check`], a
-//! desired source whose pipeline the account does not have is refused before anything is sent
-//! for it ([`SourceSync::UnknownPipeline`]).
+//! An integration's lead sources as desired state: [`kommo::Client::sync_sources`], safe for any
+//! number of workers at once; the guide below.
 //!
 #![doc = include_str!("guides/sync.md")]
 
