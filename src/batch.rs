@@ -662,12 +662,10 @@ impl Operation for RawOperation {
 
 impl kommo::Client {
     /// A batch of any create or update endpoint that answers per item (`POST /api/v4/leads`,
-    /// `POST /api/v4/contacts`, ...) through raw calls ([`kommo::Client::request`]): the items
-    /// are sent as JSON lists of `options.chunk_size()` (at most [`MAX_RAW_CHUNK_SIZE`]), and
-    /// the items of each answer's `_embedded.<key>` are matched to them by `request_id` (the
-    /// item's own, a string, or its index in the request, which Kommo echoes), with the same
-    /// per-item outcomes, validation errors and resending of the valid rest as the typed batch
-    /// calls. See [the module](crate::batch).
+    /// `POST /api/v4/contacts`, ...) through raw calls ([`kommo::Client::request`]), in chunks of
+    /// at most [`MAX_RAW_CHUNK_SIZE`], with the typed batch calls' outcomes ([the
+    /// module](crate::batch)). How its items are matched to the answer's: the guide of
+    /// [`crate::raw`].
     ///
     /// ```no_run
     /// use lead_intake::prelude::*;

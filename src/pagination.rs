@@ -553,31 +553,9 @@ fn hal_page<T: DeserializeOwned>(
 }
 
 impl crate::raw::RawRequest<kommo::Client> {
-    /// A pager over any Kommo HAL list: this request is the first page (the pager adds `page`
-    /// and `limit` to its query), then each page's `_links.next` is followed, through the
-    /// client's pipeline, and the items are read from `_embedded.<key>` as `T`. The pages end
-    /// by the rules of the typed Kommo pagers (see the [module](crate::pagination)), and an item
-    /// that does not decode into `T` is kept as an unrecognized item, as there.
-    ///
-    /// ```no_run
-    /// use lead_intake::prelude::*;
-    /// use reqwest::Method;
-    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-    /// #[derive(serde::Deserialize)]
-    /// struct Lead {
-    ///     id: i64,
-    ///     name: String,
-    /// }
-    /// let mut leads = kommo
-    ///     .request(Method::GET, "/api/v4/leads")
-    ///     .query(&serde_json::json!({ "filter": { "pipeline_id": 6950551 } }))
-    ///     .pager::<Lead>("leads")
-    ///     .typed_items();
-    /// while let Some(lead) = leads.try_next().await? {
-    ///     println!("{} {}", lead.id, lead.name);
-    /// }
-    /// # Ok(()) }
-    /// ```
+    /// A pager over any Kommo HAL list: this request is the first page, and the items are read
+    /// from `_embedded.<key>` as `T`. How it pages, ends and keeps odd items, with an example:
+    /// "Any endpoint, through the same client", the guide of [`crate::raw`].
     pub fn pager<T>(self, key: &str) -> KommoPager<HalPage<T>>
     where
         T: DeserializeOwned + Send + 'static,

@@ -366,19 +366,10 @@ fn update_for(desired: &AddSource, existing: &Source) -> Option<UpdateSourcesIte
 }
 
 impl kommo::Client {
-    /// Makes the integration's sources what `desired` says, matched by `external_id`: creates
-    /// the missing ones, updates the changed ones (name, pipeline, default, origin code,
-    /// services; fields a desired source leaves unset are not compared), leaves the rest, and
-    /// deletes the integration's sources that are not desired only with
-    /// [`SyncOptions::with_delete_undesired`] (and of those, only the ones it manages:
-    /// [`SyncOptions::managing_prefix`], [`SyncOptions::managing`]). Going over the limit of
-    /// sources is reported before anything is sent. The adds, updates and deletes go through the
-    /// batch calls, so a rejected source does not stop the others.
-    ///
-    /// Several workers may sync at once: an add Kommo refuses because another worker (or a
-    /// person) created the source since our list (`NotUnique` on `external_id`) is settled by
-    /// reading the sources again and updating the source if it differs; it is reported
-    /// [`SourceSync::AlreadyExisted`], and the report stays complete.
+    /// Makes the integration's sources what `desired` says, matched by `external_id`, safely
+    /// when several workers sync at once; deletes only with
+    /// [`SyncOptions::with_delete_undesired`], and only the sources it manages. What it compares,
+    /// what it reports and how concurrent syncs settle: [the module's guide](crate::sync).
     ///
     /// ```no_run
     /// use lead_intake::kommo::types::AddSource;
