@@ -1,50 +1,6 @@
 //! Batch calls of any size: Kommo's create/update/delete calls, split into requests of at most
-//! 50 items, with a report that says what happened to every item.
-//!
-//! Kommo's batch calls take at most 50 entities per request. The `*_batched` methods of
-//! [`kommo::Client`] take any number of items, send them in chunks in input order, and return
-//! a [`BatchReport`] with one [`ItemOutcome`] per input item, by input index. Any other
-//! create or update endpoint that answers per item (`POST /api/v4/leads`, ...) batches the same
-//! way through raw calls: [`kommo::Client::request_batched`]. The outcomes:
-//!
-//! | outcome | meaning | resend? |
-//! |---|---|---|
-//! | [`Succeeded`](ItemOutcome::Succeeded) | the server answered the item (the created/updated entity) | no |
-//! | [`Rejected`](ItemOutcome::Rejected) | a 400 named the item in `validation-errors` | after fixing it |
-//! | [`NotApplied`](ItemOutcome::NotApplied) | the server refused the whole request it was in (for another item, after [`BatchOptions::with_max_sends`] sends, or with resending off) | yes, as is |
-//! | [`NotAttempted`](ItemOutcome::NotAttempted) | never sent: an earlier failure stopped the batch | yes, as is |
-//! | [`Unknown`](ItemOutcome::Unknown) | sent, and the failure leaves open whether it was applied | check first |
-//!
-//! A 400 with `validation-errors` rejects the items it names; Kommo did not apply the rest of
-//! that request, so by default the batch sends that rest again at once, without the rejected
-//! items (each item at most [`BatchOptions::with_max_sends`] times in all, 3 by default; outcomes
-//! stay at their input indices; [`BatchOptions::with_resend_valid_rest`]`(false)` leaves them
-//! `NotApplied`), and the later chunks are still sent. Any other failure stops the batch: chunks
-//! not yet started are not attempted, requests already in flight are awaited, and
-//! [`BatchReport::error`] keeps the error. Nothing else is sent twice by this layer, and never an
-//! item whose outcome is `Unknown`; each request goes through the client's usual call path (its
-//! rate limiting, and its retries of what was certainly not applied, such as a 429).
-//!
-//! ```no_run
-//! use lead_intake::batch::{BatchOptions, ItemOutcome};
-//! use lead_intake::kommo::types::AddSource;
-//! # async fn f(client: lead_intake::kommo::Client, sources: Vec<AddSource>) {
-//! let report = client
-//!     .add_sources_batched(&sources, &BatchOptions::new().with_concurrency(2))
-//!     .await;
-//! println!("{report}"); // e.g. "120 items: 119 succeeded, 1 rejected"
-//! for (index, outcome) in report.outcomes().iter().enumerate() {
-//!     match outcome {
-//!         ItemOutcome::Succeeded(source) => println!("{index}: created {}", source.id),
-//!         ItemOutcome::Rejected(errors) => println!("{index}: rejected: {errors:?}"),
-//!         ItemOutcome::Unknown => println!("{index}: check whether it was created"),
-//!         _ => {} // NotApplied, NotAttempted: in `to_resend()` below
-//!     }
-//! }
-//! let resend: Vec<&AddSource> = report.to_resend().into_iter().map(|i| &sources[i]).collect();
-//! # let _ = resend;
-//! # }
-//! ```
+//! 50 items, with a report that says what happened to every item ([`BatchReport`]); the guide
+//! below.
 //!
 #![doc = include_str!("guides/batch.md")]
 
@@ -706,12 +662,10 @@ impl Operation for RawOperation {
 
 impl kommo::Client {
     /// A batch of any create or update endpoint that answers per item (`POST /api/v4/leads`,
-    /// `POST /api/v4/contacts`, ...) through raw calls ([`kommo::Client::request`]): the items
-    /// are sent as JSON lists of `options.chunk_size()` (at most [`MAX_RAW_CHUNK_SIZE`]), and
-    /// the items of each answer's `_embedded.<key>` are matched to them by `request_id` (the
-    /// item's own, a string, or its index in the request, which Kommo echoes), with the same
-    /// per-item outcomes, validation errors and resending of the valid rest as the typed batch
-    /// calls. See [the module](crate::batch).
+    /// `POST /api/v4/contacts`, ...) through raw calls ([`kommo::Client::request`]), in chunks of
+    /// at most [`MAX_RAW_CHUNK_SIZE`], with the typed batch calls' outcomes ([the
+    /// module](crate::batch)). How its items are matched to the answer's: the guide of
+    /// [`crate::raw`].
     ///
     /// ```no_run
     /// use lead_intake::prelude::*;

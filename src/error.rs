@@ -1,14 +1,5 @@
-//! Typed errors shared by both APIs, and the [`ResponseExt`] calls that produce them.
-//!
-//! The generated calls return progenitor's raw `Result<ResponseValue<T>, progenitor_client::Error>`.
-//! Error statuses are deliberately left out of the generated code (build.rs explains why), so a
-//! raw call reports every non-2xx answer, and a 204 where a body was expected, as
-//! `progenitor_client::Error::UnexpectedResponse`. [`ResponseExt`] turns that into [`ApiError`]:
-//! the API's problem document when the body is one, the status and text otherwise.
-//!
-//! Every rule of that is in one function, `classify`: it reads the call's outcome and the
-//! context the transport left for it (the path, the secrets to scrub, the attempts, a failure
-//! of the credentials), and nothing else makes an `ApiError` from an answer.
+//! Typed errors shared by both APIs, and the [`ResponseExt`] calls that produce them; the guide
+//! below names every variant.
 //!
 #![doc = include_str!("guides/errors.md")]
 

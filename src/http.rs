@@ -1,18 +1,5 @@
-//! The HTTP client the clients use by default, to add to rather than replace.
-//!
-//! | setting | default client | a `reqwest::Client::new()` |
-//! |---|---|---|
-//! | redirects | followed only within the base URL's origin (10 at most); one to another origin comes back as the 3xx | followed to any host (10 at most) |
-//! | `User-Agent` | `lead-intake/<version>` | none |
-//! | connect timeout | 15 s | none |
-//! | timeout of a whole request | 60 s | none |
-//! | proxy | none: `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` are not read, unless the `system-proxy` feature is on (then they are, with `NO_PROXY`, and on macOS and Windows the system's settings too) | from the environment |
-//!
-//! A CA file, a client certificate for mutual TLS, or a proxy with credentials go on top of
-//! these: on a client's builder with `http_client_builder` (`lead_intake::kommo::ClientBuilder`,
-//! `lead_intake::closebot::ClientBuilder`), which keeps the redirect policy whatever the
-//! additions, or from [`client_builder`] for a `reqwest::Client` of your own (to share one
-//! connection pool between clients, or for `lead_intake::oauth::exchange_code_with_client`).
+//! The HTTP client the clients use by default, to add to rather than replace ([`client_builder`]);
+//! the guide below.
 //!
 #![doc = include_str!("guides/http.md")]
 

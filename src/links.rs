@@ -1,36 +1,5 @@
 //! HAL link-following: `_links.next`, `_links.self`, ... fetched as the type the caller expects
-//! with `kommo::Client::follow`, through the same credentials, rate limiter and retries as the
-//! generated calls, and read by the same rules.
-//!
-//! A relative href resolves against the client's base URL. An absolute href must have the base
-//! URL's origin: a link to another host is refused with [`ApiError::InvalidLink`] and nothing is
-//! sent, since following it would hand the account's token to a host you never chose. The same
-//! happens to the documents' placeholder href `LINK` when it is not a path of the API, to a
-//! scheme-relative `//host/...`, and to a link with credentials in it (`https://user@host/`).
-//! With a base URL under a path (`https://gateway.example/proxy/kommo`, say), a link must also
-//! stay under that path, segment by segment and as the server reads it: its dot segments (`..`,
-//! `%2e%2e`, `\..\`) are resolved first, as the URL parser resolves them before sending, and a
-//! segment after the base path that a server would percent-decode into a dot segment or a `/`
-//! or `\` (`%252e%252e`, `..%2f`, `..;`) is refused. `/proxy/kommo2/...` is not under
-//! `/proxy/kommo`.
-//! Refusals are logged at WARN (target `lead_intake::links`) with the reason and the origins,
-//! never the href itself.
-//!
-//! ```no_run
-//! use lead_intake::kommo::types::{IncomingLead, IncomingLeadList};
-//! use lead_intake::prelude::*;
-//! # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-//! let page = kommo.list_incoming_leads().limit(50).send().or_empty().await?;
-//! if let Some(href) = page.links.and_then(|l| l.next).and_then(|l| l.href) {
-//!     match kommo.follow::<IncomingLeadList>(&href).await {
-//!         Ok(Some(next)) => println!("page {:?}", next.page),
-//!         Ok(None) => println!("no more pages (204)"),
-//!         Err(ApiError::InvalidLink { href, reason }) => eprintln!("not followed: {href}: {reason}"),
-//!         Err(e) => return Err(e),
-//!     }
-//! }
-//! # Ok(()) }
-//! ```
+//! with `kommo::Client::follow`; the guide below says how links are checked before one is sent.
 //!
 #![doc = include_str!("guides/links.md")]
 

@@ -1,30 +1,4 @@
-//! The items of a list answer, where one odd item never costs the rest.
-//!
-//! Every list the APIs answer (Kommo's sources, widgets, incoming leads and created incoming
-//! leads, CloseBot's sources) holds its items in an [`Items`]. An item that does not decode into
-//! its type does not fail the call: it is kept as an [`UnrecognizedItem`] with its raw JSON, its
-//! index in the list, and where and why it did not fit. They are counted, and each list that
-//! has any logs one WARN event (`lead_intake::list`, with the count and the first one's index
-//! and path; never a value). An answer that is not JSON, or not a list, is still an
-//! `ApiError::Decode` (`lead_intake::error`).
-//!
-//! ```
-//! use lead_intake::kommo::types::SourceList;
-//!
-//! let list: SourceList = serde_json::from_str(r#"{"_embedded": {"sources": [
-//!     {"id": 1, "name": "Site"},
-//!     {"id": "not a number", "name": "Odd"},
-//!     {"id": 3, "name": "Chat"}
-//! ]}}"#)?;
-//! let sources = list.embedded.unwrap().sources;
-//! assert_eq!(sources.len(), 2); // the typed ones: derefs to `[Source]`
-//! assert_eq!(sources[1].id, 3);
-//! let odd = &sources.unrecognized()[0];
-//! assert_eq!((odd.index(), odd.path()), (1, "id"));
-//! assert_eq!(odd.raw()["name"], "Odd");
-//! assert_eq!(sources.total(), 3);
-//! # Ok::<(), serde_json::Error>(())
-//! ```
+//! The items of a list answer, where one odd item never costs the rest: the guide below.
 //!
 #![doc = include_str!("guides/list.md")]
 

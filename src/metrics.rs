@@ -1,32 +1,5 @@
-//! What operators watch (feature `metrics`): counters and histograms of the request path,
-//! through the [`metrics`](https://docs.rs/metrics/0.24) facade.
-//!
-//! The library only records; the program picks the exporter (Prometheus, StatsD, OpenTelemetry,
-//! ...) by installing a `metrics` recorder. Until one is installed nothing is recorded and each
-//! call site costs a check of the facade's empty recorder.
-//!
-//! | name | kind | labels | what |
-//! |---|---|---|---|
-//! | `lead_intake_requests_total` | counter | `endpoint`, `method`, `status` | each request sent (every attempt of a call, the OAuth token requests included); `status` is the answer's code, or `error` when no answer came (connection, timeout) |
-//! | `lead_intake_request_duration_seconds` | histogram | `endpoint`, `method` | from sending a request to its answer's headers (or its failure) |
-//! | `lead_intake_rate_limited_total` | counter | `endpoint` | answers `429 Too Many Requests` (they are in `lead_intake_requests_total` too) |
-//! | `lead_intake_retries_total` | counter | `endpoint`, `reason` | requests sent again by the retry policy; `reason` is `rate_limited` (429), `server_error` (5xx), `connect` (no connection was made) or `transport` (the connection broke) |
-//! | `lead_intake_rate_limiter_waits_total` | counter | `endpoint` | requests the client-side rate limiter held back before sending (a wait of 1 ms or more) |
-//! | `lead_intake_rate_limiter_wait_seconds` | histogram | `endpoint` | how long the rate limiter held each request, zero included (local or shared in Redis) |
-//! | `lead_intake_token_refreshes_total` | counter | `outcome` | OAuth refresh-token grants sent: `refreshed`, `rejected` (the refresh token was refused: the integration must be authorized again) or `failed` (any other failure: the token endpoint down, a malformed answer) |
-//! | `lead_intake_unrecognized_items_total` | counter | — | list items kept as `lead_intake::list::UnrecognizedItem`s because they did not fit their type |
-//!
-//! `endpoint` is the operation's id from the spec (`listSources`, `addIncomingLeadsSip`; a
-//! followed HAL link is `follow_link`), and for a request without one (the OAuth token
-//! endpoint) its path with every segment other than a plain word replaced by `{id}`
-//! (`/oauth2/access_token`, `/api/v4/leads/{id}`). A label never carries a query string, a path
-//! parameter's value, a host or a credential, so each label has a small, fixed set of values.
-//!
-//! ```
-//! // With an exporter of your choice, e.g. `metrics-exporter-prometheus`:
-//! // metrics_exporter_prometheus::PrometheusBuilder::new().install()?;
-//! assert_eq!(lead_intake::metrics::REQUESTS, "lead_intake_requests_total");
-//! ```
+//! What operators watch (feature `metrics`): counters and histograms of the request path; the
+//! guide below names each one.
 //!
 #![doc = include_str!("guides/metrics.md")]
 

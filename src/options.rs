@@ -1,24 +1,5 @@
 //! Settings for one call: [`CallOptions`], applied with `ResponseExt::with_options` (in
-//! `lead_intake::prelude`).
-//!
-//! A call's options bound that call alone; the client's settings ("Defaults", below) hold for
-//! every other call, and for whatever the options leave unset.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use lead_intake::prelude::*;
-//! # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-//! let options = CallOptions::new()
-//!     .deadline(Duration::from_secs(5))
-//!     .attempt_timeout(Duration::from_secs(2))
-//!     .max_attempts(2)
-//!     .header(
-//!         reqwest::header::HeaderName::from_static("x-request-id"),
-//!         reqwest::header::HeaderValue::from_static("lead-42"),
-//!     );
-//! let sources = kommo.list_sources().send().with_options(options).or_empty().await?;
-//! # let _ = sources; Ok(()) }
-//! ```
+//! `lead_intake::prelude`); the guide below, and every default of the clients.
 //!
 #![doc = include_str!("guides/options.md")]
 

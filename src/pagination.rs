@@ -1,119 +1,6 @@
 //! Streams over paged lists: every page, or every item, fetched one page at a time as the
-//! stream is polled.
-//!
-//! | Call | Pager | [`pages`](Pager::pages) yields | [`typed_items`](Pager::typed_items) yields |
-//! |---|---|---|---|
-//! | [`kommo::Client::list_widgets_pager`] | [`KommoPager<WidgetList>`] | [`WidgetList`] | [`kommo::types::Widget`] |
-//! | [`kommo::Client::list_incoming_leads_pager`] | [`KommoPager<IncomingLeadList>`] | [`IncomingLeadList`] | [`kommo::types::IncomingLead`] |
-//! | [`closebot::Client::list_sources_pager`] | [`CloseBotPager`] | [`SourcePage`] | [`closebot::types::Source`] |
-//! | [`RawRequest::pager`](crate::raw::RawRequest::pager) (any Kommo HAL list, `_embedded.<key>`) | [`KommoPager<HalPage<T>>`] | [`HalPage<T>`] | `T` |
-//!
-//! [`items`](Pager::items) yields each item as a [`ListItem`]: [`ListItem::Typed`], or
-//! [`ListItem::Unrecognized`] in its place for an item that does not decode into its type
-//! ([`crate::list`]). [`Pager::on_unrecognized`] skips those or stops on the first one
-//! instead ([`OnUnrecognized`]); `typed_items` yields the decoded ones only, and stops with
-//! [`ApiError::UnrecognizedItem`] on an odd one unless told to skip it, so no item is ever
-//! dropped without the caller asking. A page's length (for the short-page rule) counts every
-//! item the server sent.
-//!
-//! Each call takes a closure that configures the generated request builder: the filters and
-//! sort order of the single-page call. The pager then sets the page number and page size
-//! itself, *after* your closure, so a `page`/`limit`/`page_size` set there is overridden: use
-//! [`Pager::page_size`], [`Pager::start_at`] and `resume_after` instead.
-//!
-//! One [`Pager`] serves both APIs: what differs between them (how the next page is asked for,
-//! when a page is the last, where a stream may start) is said once per page type, behind the
-//! sealed [`Page`] trait; [`KommoPager`] and [`CloseBotPager`] are its names for each API.
-//!
-//! The streams are lazy (nothing is sent until the first poll), `Send + Unpin + 'static` (they
-//! own a clone of the client, so they can be moved into `tokio::spawn`), and fused by their
-//! end: an error is yielded once and is the stream's last item. Use
-//! [`futures_util::StreamExt`] / [`futures_util::TryStreamExt`] (or `futures`) to consume them.
-//! An empty page is never yielded.
-//!
-//! **Kommo** lists are 1-based (`page`, `limit` at most 250). The first page is requested with
-//! the builder; after it the pager follows each page's `_links.next` with
-//! [`kommo::Client::follow`] (through the same authentication as every call; a link to another
-//! origin is yielded as [`ApiError::InvalidLink`]). The stream ends after a page with no `next`
-//! link, a `204 No Content`, an empty page, a page shorter than the `limit` it was requested
-//! with, a `next` link already fetched (loop guard), or [`Pager::max_pages`] requests.
-//!
-//! **A list that does not end** (a server sending a new `next` link with every page, or full
-//! pages whatever the page number) is stopped by the page limit, for both APIs and for
-//! [`drain`](Pager::drain): a stream sends at most [`Pager::page_limit`] requests
-//! ([`DEFAULT_PAGE_LIMIT`], 10,000, by default), then yields [`ApiError::TooManyPages`] instead of
-//! another request, and ends.
-//!
-//! ```no_run
-//! use futures_util::TryStreamExt;
-//! use lead_intake::kommo::types::{IncomingLeadCategory, SortOrder};
-//! # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-//! let mut widgets = kommo.list_widgets_pager(|req| req).typed_items();
-//! while let Some(widget) = widgets.try_next().await? {
-//!     println!("{}", widget.code);
-//! }
-//!
-//! let leads: Vec<_> = kommo
-//!     .list_incoming_leads_pager(|req| {
-//!         req.filter_category(vec![IncomingLeadCategory::Forms])
-//!             .order_created_at(SortOrder::Desc)
-//!     })
-//!     .page_size(100)
-//!     .max_pages(10)
-//!     .typed_items()
-//!     .try_collect()
-//!     .await?;
-//! # let _ = leads; Ok(()) }
-//! ```
-//!
-//! **Acting on the list while you read it.** The pages are asked for by number, so a list that
-//! shrinks under the stream skips items: accepting or declining the leads of page 1 moves the
-//! next ones onto page 1, and page 2 then starts past them (120 leads, pages of 50, each accepted
-//! as it came: 70 seen, 50 left waiting). To accept, decline or link every incoming lead of a
-//! filter, use [`drain`](Pager::drain), which keeps reading the first page that still has a lead it
-//! has not yielded and yields each one once.
-//!
-//! **CloseBot** sources are 0-based (`page`, `pageSize` at most 100). The stream ends after an
-//! empty page, a page with fewer results than `pageSize`, the page that reaches `total`
-//! (`(page + 1) * pageSize >= total`), or [`Pager::max_pages`] requests (or the page limit).
-//!
-//! ```no_run
-//! use futures_util::TryStreamExt;
-//! # async fn f(closebot: lead_intake::closebot::Client) -> Result<(), lead_intake::closebot::Error> {
-//! let mut pages = closebot.list_sources_pager(|req| req.query("Acme")).pages();
-//! while let Some(page) = pages.try_next().await? {
-//!     for source in page.results.into_vec() {
-//!         println!("{:?}", source.name);
-//!     }
-//! }
-//! # Ok(()) }
-//! ```
-//!
-//! A page size out of range, or a page number the API cannot take, is not a panic: the stream
-//! yields [`ApiError::InvalidRequest`] without sending anything.
-//!
-//! # Prefetching
-//!
-//! By default a page is requested when the stream is polled for it, so a consumer that spends
-//! time on each page waits for the network between pages. `.prefetch(1)` fetches the next page
-//! on a task of its own while you work on the current one: same pages, same order, same
-//! errors, one page more in memory. With a 5 ms round trip and 5 ms of work per page, streaming
-//! 10,000 leads took 337 ms instead of 589 ms (BENCHMARKS.md, benchmark 3); with no work between
-//! polls it gains next to nothing (2%). The task is spawned on the current tokio runtime at the first poll (outside a
-//! runtime the stream simply does not prefetch) and is aborted, with any request in flight,
-//! when the stream is dropped; a prefetched request counts against the rate limit when it is
-//! sent, and one page may be fetched that you never read if you stop early.
-//!
-//! ```no_run
-//! use futures_util::TryStreamExt;
-//! # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-//! let mut pages = kommo.list_incoming_leads_pager(|req| req).prefetch(1).pages();
-//! while let Some(page) = pages.try_next().await? {
-//!     // ... store the page; the next one is already being fetched.
-//!     # let _ = page;
-//! }
-//! # Ok(()) }
-//! ```
+//! stream is polled. The guide below; the pagers are [`Pager`] (its names per API:
+//! [`KommoPager`], [`CloseBotPager`]).
 //!
 #![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
 #![doc = include_str!("guides/pagination.md")]
@@ -666,31 +553,9 @@ fn hal_page<T: DeserializeOwned>(
 }
 
 impl crate::raw::RawRequest<kommo::Client> {
-    /// A pager over any Kommo HAL list: this request is the first page (the pager adds `page`
-    /// and `limit` to its query), then each page's `_links.next` is followed, through the
-    /// client's pipeline, and the items are read from `_embedded.<key>` as `T`. The pages end
-    /// by the rules of the typed Kommo pagers (see the [module](crate::pagination)), and an item
-    /// that does not decode into `T` is kept as an unrecognized item, as there.
-    ///
-    /// ```no_run
-    /// use lead_intake::prelude::*;
-    /// use reqwest::Method;
-    /// # async fn f(kommo: lead_intake::kommo::Client) -> Result<(), lead_intake::kommo::Error> {
-    /// #[derive(serde::Deserialize)]
-    /// struct Lead {
-    ///     id: i64,
-    ///     name: String,
-    /// }
-    /// let mut leads = kommo
-    ///     .request(Method::GET, "/api/v4/leads")
-    ///     .query(&serde_json::json!({ "filter": { "pipeline_id": 6950551 } }))
-    ///     .pager::<Lead>("leads")
-    ///     .typed_items();
-    /// while let Some(lead) = leads.try_next().await? {
-    ///     println!("{} {}", lead.id, lead.name);
-    /// }
-    /// # Ok(()) }
-    /// ```
+    /// A pager over any Kommo HAL list: this request is the first page, and the items are read
+    /// from `_embedded.<key>` as `T`. How it pages, ends and keeps odd items, with an example:
+    /// "Any endpoint, through the same client", the guide of [`crate::raw`].
     pub fn pager<T>(self, key: &str) -> KommoPager<HalPage<T>>
     where
         T: DeserializeOwned + Send + 'static,

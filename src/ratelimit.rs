@@ -1,56 +1,5 @@
-//! A client-side rate limiter: at most N requests in any window of one period.
-//!
-//! Kommo allows 7 requests per second per integration; going over answers 429, and repeated
-//! violations get the account blocked (every request then answers 403 until support lifts it).
-//! So every Kommo client throttles itself by default: [`RateLimiter::kommo_default`], shared by
-//! every clone of the client. Every attempt counts, retries included, and so do OAuth token
-//! requests.
-//!
-//! Pass the same limiter to several clients to make them share one budget (e.g. several accounts
-//! of one integration), or switch it off:
-//!
-//! ```
-//! use std::time::Duration;
-//! use lead_intake::ratelimit::RateLimiter;
-//!
-//! let shared = RateLimiter::new(5, Duration::from_secs(1))?;
-//! let a = lead_intake::kommo::Client::builder()
-//!     .subdomain("first")
-//!     .token("token-a")
-//!     .rate_limiter(shared.clone())
-//!     .build()?;
-//! let b = lead_intake::kommo::Client::builder()
-//!     .subdomain("second")
-//!     .token("token-b")
-//!     .rate_limiter(shared)
-//!     .build()?;
-//! let unthrottled = lead_intake::kommo::Client::builder()
-//!     .subdomain("third")
-//!     .token("token-c")
-//!     .no_rate_limit()
-//!     .build()?;
-//! # let _ = (a, b, unthrottled);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! The guarantee is a sliding window, as the server counts: no window of one `period` ever
-//! holds more than `max` requests. (A token bucket refilled at `max` per period would allow
-//! nearly twice that in a window straddling a burst.)
-//!
-//! The server counts a request when it *arrives*, a little after the client starts it, and not
-//! always equally late: if request 1 takes 30 ms to arrive and request 8 only 5 ms, a client
-//! that spaced them exactly one second apart has sent 8 in one second of the server's clock,
-//! and gets a 429. So each request keeps its place in the window until its answer comes (the
-//! server has certainly counted it by then), for up to a margin after its start (by default a
-//! tenth of the period: 100 ms for Kommo). The window therefore holds each request from its
-//! start plus min(round trip, margin): a request is never counted early as long as it reaches
-//! the server within the margin, and fast answers cost almost nothing. Measured: against the
-//! fake server enforcing 50 requests per second, a limiter of exactly 50 per second counting
-//! starts drew 87 429s in 11 imports of 10,000 leads; with the margin, none in 42 (BENCHMARKS.md,
-//! benchmark 4). [`RateLimiter::with_margin`] changes it; zero counts starts only.
-//!
-//! A request that has to wait is logged at DEBUG (target `lead_intake::ratelimit`, with
-//! `wait_ms`).
+//! A client-side rate limiter: at most N requests in any window of one period. The guide below
+//! covers it with the retries (`lead_intake::retry`), since they answer the same 429s.
 //!
 #![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
 #![doc = include_str!("guides/ratelimit.md")]

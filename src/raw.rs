@@ -1,65 +1,6 @@
 //! A call to any path of a client's API, through the client's own pipeline: for the endpoints
-//! this crate does not type (Kommo's leads, pipelines, custom fields; any CloseBot path).
-//!
-//! `client.request(method, path)` on [`kommo::Client`] and [`closebot::Client`] starts a
-//! [`RawRequest`]; `.query(..)`, `.json(..)`, `.form(..)` and `.header(..)` add to it, and a
-//! finishing call sends it and reads the answer: [`RawRequest::body`] into any
-//! `DeserializeOwned` type, [`RawRequest::or_empty`] (a `204` is `T::default()`),
-//! [`RawRequest::or_gone`] (a `204` or a `404` is `None`), [`RawRequest::body_with_metadata`]
-//! (with the status and headers), or [`RawRequest::bytes`] (the body as it came).
-//!
-//! The request goes exactly where a typed call's goes: the client's `pre` hook (Kommo's
-//! `Accept`), its credentials (an OAuth token refreshed once, and one more round after a `401`),
-//! its rate limiter (shared through Redis when configured), its retry policy (a `POST` is not
-//! sent again after an answer that it may have been acted on), its answer bounds
-//! (`max_answer_size`, `answer_timeout`) and tracing events; every error is an
-//! [`ApiError`] with the API's problem document, classified and redacted as a typed call's.
-//!
-//! The path is relative to the client's base URL and cannot leave it: a path that does not start
-//! with `/`, starts with `//`, holds a `?`, `#` or `\`, a dot segment (`..`, `%2e%2e`, `..;`),
-//! a segment that decodes to `/` or `\`, an empty segment, a bad `%` escape, or a character a
-//! URL path does not carry, is refused with [`ApiError::InvalidPath`] before anything is sent.
-//! With values in the path (an ID from a webhook), give the path as segments:
-//! `client.request_segments(method, &["api", "v4", "leads", &id])` percent-encodes each value
-//! as exactly one segment, as typed calls encode their path parameters.
-//!
-//! A raw `GET` of a Kommo HAL list pages like the typed lists:
-//! [`RawRequest::pager`] (`.pager::<T>("leads")`, in `lead_intake::pagination`).
-//!
-//! Query parameters and form bodies are written in PHP's bracket form (`filter[id][0]=7`,
-//! `order[created_at]=desc`), which Kommo's PHP reads back as the same arrays.
-//!
-//! ```no_run
-//! use lead_intake::prelude::*;
-//! use reqwest::Method;
-//! use serde::Deserialize;
-//!
-//! #[derive(Deserialize)]
-//! struct Pipelines {
-//!     _embedded: Embedded,
-//! }
-//! #[derive(Deserialize)]
-//! struct Embedded {
-//!     pipelines: Vec<serde_json::Value>,
-//! }
-//!
-//! # async fn f(kommo: lead_intake::kommo::Client, lead_id: String) -> Result<(), lead_intake::kommo::Error> {
-//! let pipelines: Pipelines = kommo.request(Method::GET, "/api/v4/leads/pipelines").body().await?;
-//! println!("{} pipelines", pipelines._embedded.pipelines.len());
-//!
-//! let leads: serde_json::Value = kommo
-//!     .request(Method::GET, "/api/v4/leads")
-//!     .query(&serde_json::json!({ "filter": { "id": [1, 2] }, "limit": 50 }))
-//!     .or_empty()
-//!     .await?;
-//!
-//! // A value in the path stays one segment.
-//! let lead: Option<serde_json::Value> = kommo
-//!     .request_segments(Method::GET, &["api", "v4", "leads", &lead_id])
-//!     .or_gone()
-//!     .await?;
-//! # let _ = (leads, lead); Ok(()) }
-//! ```
+//! this crate does not type (Kommo's leads, pipelines, custom fields; any CloseBot path). It
+//! starts with `request` on [`kommo::Client`] or [`closebot::Client`] and is a [`RawRequest`].
 //!
 #![doc = include_str!("guides/raw.md")]
 

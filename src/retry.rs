@@ -1,69 +1,8 @@
-//! Retries: which failures are tried again, and how long to wait.
+//! Retries: which failures are tried again, and how long to wait. Every decision is made here, in
+//! one place, from [`RetryPolicy`] and the [`RetryRules`] of the client and of the call.
 //!
-//! Every call of both clients (generated operations, `kommo::Client::follow`, pagination,
-//! batches) goes through the same policy:
-//!
-//! | Answer | Retried? |
-//! |---|---|
-//! | 429 Too Many Requests (JSON, HTML or empty, with or without `Retry-After`) | yes, any method: the server did not process it. `Retry-After` is honoured (seconds or an HTTP date), and so is a JSON body's `retry_after` (Kommo's problem document) when there is no header; without either, exponential backoff. A wait (header or body) longer than [`RetryPolicy::max_delay`] is not waited for: the error is returned with its `retry_after`. |
-//! | connection refused, DNS failure, connect timeout | yes, any method: nothing was sent |
-//! | 5xx, other transport errors (reset, timeout) | only for idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE): a POST or PATCH may have been applied |
-//! | 401 with OAuth | the token is refreshed once and the request sent once more (see `lead_intake::oauth`) |
-//! | 403 | never: Kommo answers it to a blocked account, and more requests keep it blocked (`ApiError::AccountBlocked`) |
-//! | anything else | no |
-//!
-//! The table is the default; [`RetryRules`] extend it, per client (the builders'
-//! `retry_rules`) and per call (`CallOptions::retry_rules`): a status to retry
-//! as a 5xx is (408, 409), an operation never to retry, a POST or PATCH that is safe to send
-//! again. Every decision is made in one place, from the table and the rules together.
-//!
-//! ```
-//! use lead_intake::retry::{Operation, RetryRules};
-//! use reqwest::{Method, StatusCode};
-//!
-//! let rules = RetryRules::new()
-//!     .retry_status(StatusCode::REQUEST_TIMEOUT)
-//!     .retry_status(StatusCode::CONFLICT)
-//!     // Creating a source twice would make two: never send it again.
-//!     .never_retry(Operation::id("add_sources"))
-//!     // This PATCH sets the same values each time: sending it twice does no harm.
-//!     .safe_to_resend(Operation::route(Method::PATCH, "/api/v4/sources"));
-//! let client = lead_intake::kommo::Client::builder()
-//!     .subdomain("mycompany")
-//!     .token("token")
-//!     .retry_rules(rules)
-//!     .build()?;
-//! # let _ = client;
-//! # Ok::<(), lead_intake::ConfigError>(())
-//! ```
-//!
-//! Backoff before retry *n* (1-based) is `min(max_delay, base_delay × 2ⁿ⁻¹)`, of which a random
-//! half is jitter ("equal jitter"), so clients that failed together do not retry together.
-//!
-//! ```
-//! use std::time::Duration;
-//! use lead_intake::retry::RetryPolicy;
-//!
-//! let patient = RetryPolicy::default()
-//!     .with_max_attempts(6)
-//!     .with_base_delay(Duration::from_secs(1))
-//!     .with_max_delay(Duration::from_secs(60));
-//! let client = lead_intake::kommo::Client::builder()
-//!     .subdomain("mycompany")
-//!     .token("token")
-//!     .retry(patient)
-//!     .build()?;
-//! let never = lead_intake::kommo::Client::builder()
-//!     .subdomain("mycompany")
-//!     .token("token")
-//!     .retry(RetryPolicy::none())
-//!     .build()?;
-//! # let _ = (client, never);
-//! # Ok::<(), lead_intake::ConfigError>(())
-//! ```
-//!
-//! The guide to rate limiting and retries, with the table of what is retried and when, is in
-//! `lead_intake::ratelimit` ("Rate limiting and retries").
+//! The table of what is retried, the backoff, the rules with examples: "Rate limiting and
+//! retries", the guide of [`lead_intake::ratelimit`](crate::ratelimit).
 
 use std::time::Duration;
 

@@ -1,15 +1,5 @@
-//! An integration's lead sources as desired state: [`kommo::Client::sync_sources`].
-//!
-//! Setting up sources idempotently means listing them, matching by `external_id`, adding the
-//! missing, updating the changed and, when asked, deleting the integration's sources that are no
-//! longer wanted, within Kommo's limit of 50 sources per integration. A second run with the same
-//! desired sources sends no request but the list. Any number of workers may sync the same
-//! sources at once: a source another worker created meanwhile is read again and reconciled
-//! ([`SourceSync::AlreadyExisted`]), and only the sources the sync manages are ever deleted
-//! ([`SyncOptions::managing_prefix`], [`SyncOptions::managing`]).
-//! With [`SyncOptions::with_pipeline_check`], a
-//! desired source whose pipeline the account does not have is refused before anything is sent
-//! for it ([`SourceSync::UnknownPipeline`]).
+//! An integration's lead sources as desired state: [`kommo::Client::sync_sources`], safe for any
+//! number of workers at once; the guide below.
 //!
 #![doc = include_str!("guides/sync.md")]
 
@@ -376,19 +366,10 @@ fn update_for(desired: &AddSource, existing: &Source) -> Option<UpdateSourcesIte
 }
 
 impl kommo::Client {
-    /// Makes the integration's sources what `desired` says, matched by `external_id`: creates
-    /// the missing ones, updates the changed ones (name, pipeline, default, origin code,
-    /// services; fields a desired source leaves unset are not compared), leaves the rest, and
-    /// deletes the integration's sources that are not desired only with
-    /// [`SyncOptions::with_delete_undesired`] (and of those, only the ones it manages:
-    /// [`SyncOptions::managing_prefix`], [`SyncOptions::managing`]). Going over the limit of
-    /// sources is reported before anything is sent. The adds, updates and deletes go through the
-    /// batch calls, so a rejected source does not stop the others.
-    ///
-    /// Several workers may sync at once: an add Kommo refuses because another worker (or a
-    /// person) created the source since our list (`NotUnique` on `external_id`) is settled by
-    /// reading the sources again and updating the source if it differs; it is reported
-    /// [`SourceSync::AlreadyExisted`], and the report stays complete.
+    /// Makes the integration's sources what `desired` says, matched by `external_id`, safely
+    /// when several workers sync at once; deletes only with
+    /// [`SyncOptions::with_delete_undesired`], and only the sources it manages. What it compares,
+    /// what it reports and how concurrent syncs settle: [the module's guide](crate::sync).
     ///
     /// ```no_run
     /// use lead_intake::kommo::types::AddSource;

@@ -1,10 +1,10 @@
-//! A stateful fake Kommo CRM v4 and CloseBot server for tests, in Rust or any language.
+#![doc = include_str!("../README.md")]
+//!
+//! ## What it enforces
 //!
 //! [`FakeServer`] serves every operation of the specs of [`lead_intake`] (`openapi/kommo.yaml`
 //! and `openapi/closebot.yaml`, [`lead_intake::spec`]) over plain HTTP on loopback (or the
-//! [`Config::host`] given), on its own thread, from any test (async or not); the
-//! `lead-intake-fake` program is the same server for other languages (README.md). It is a crate
-//! of its own so the library ships no server code: add it as a dev-dependency. It keeps state and
+//! [`Config::host`] given), on its own thread, from any test (async or not). It keeps state and
 //! enforces the vendors' documented rules, so an integration can be tested end to end without a
 //! Kommo account:
 //!
@@ -72,17 +72,6 @@
 //! ([`FakeServer::widget_requests`]), `GET /__admin/webhooks` ([`FakeServer::webhook_deliveries`])
 //! and `GET /__admin/health`. The [`admin`] module documents the bodies.
 //!
-//! It plays Kommo's side of a widget back end ([`outbound`]): with [`Config::webhook_url`] it
-//! POSTs incoming-lead webhooks, form-encoded, after each request that adds, accepts, declines or
-//! links incoming leads; with [`Config::widget_url`], [`FakeServer::send_widget_request`] sends
-//! Salesbot's `widget_request`, signed with the client secret, whose `return_url` continues the
-//! bot on the fake.
-//!
-//! It is safe to run: it listens on loopback unless [`Config::allow_remote`] and
-//! [`Config::admin_token`] say otherwise, closes a connection that does not send a request's
-//! headers within [`Config::header_read_timeout`], serves at most [`Config::max_connections`]
-//! at once, and follows no redirect a back end answers (the `3xx` is journaled instead).
-//!
 //! ```
 //! use lead_intake_fake::{Config, FakeServer};
 //! use lead_intake::kommo::types;
@@ -108,9 +97,6 @@
 //! fake.shutdown().await;
 //! # Ok(()) }
 //! ```
-//!
-//! The same server runs as a program: `cargo run -p lead-intake-fake -- --help`, or
-//! `cargo install --path fake` and `lead-intake-fake --port 8080`.
 //!
 //! [`FakeServer`]: crate::FakeServer
 //! [`Config::source_limit`]: crate::Config::source_limit
@@ -167,11 +153,6 @@ pub use faults::{Fault, Faults};
 pub use fixtures::Fixtures;
 pub use oauth::{OAuthConfig, OAuthStats};
 pub use outbound::{WebhookDelivery, WidgetRequestSent};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
 
 /// How a [`FakeServer`] starts: credentials, rules, seed, faults and the initial data.
 ///

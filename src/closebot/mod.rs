@@ -1,15 +1,10 @@
 //! CloseBot: the agency's sources (its connected CRMs).
 //!
-//! [`Client`] and the [`types`] are generated from `openapi/closebot.yaml`.
-//!
-//! ```no_run
-//! use lead_intake::prelude::*;
-//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! let closebot = lead_intake::closebot::Client::from_api_key("cb-key")?;
-//! let page = closebot.list_sources().page(0).page_size(100).send().body().await?;
-//! println!("{} sources", page.total.unwrap_or_default());
-//! # Ok(()) }
-//! ```
+//! [`Client`] and the [`types`] are generated from `openapi/closebot.yaml`. Build a client with
+//! [`Client::from_api_key`] (or [`Client::builder`]) and finish each call with
+//! [`ResponseExt`](crate::error::ResponseExt): the [quickstart](crate#quickstart) on the crate's
+//! front page ends with a CloseBot call; its sources stream with `list_sources_pager`
+//! (`lead_intake::pagination`).
 
 mod generated {
     #![allow(clippy::all, missing_docs, unused_imports, dead_code, unreachable_pub)]
@@ -17,7 +12,10 @@ mod generated {
 }
 pub use generated::{ByteStream, Client, ClientInfo, ResponseValue, builder};
 
-/// The request and response types of the API, generated from its specification.
+/// The answer types of the API, generated from its specification (no CloseBot call takes a
+/// body). Each also has typify's `builder()`, undocumented in the generated code, which checks
+/// required fields only at run time (`try_into()`); it is there for building an answer by hand,
+/// in a test for instance.
 pub mod types {
     #[allow(unused_imports)] // empty when the spec has no x-extensible-enum
     pub use super::generated::extensible::*;

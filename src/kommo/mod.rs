@@ -1,19 +1,10 @@
 //! Kommo CRM v4: lead sources, widgets and incoming leads.
 //!
 //! [`Client`] and the request/response [`types`] are generated from `openapi/kommo.yaml`. Build a
-//! client with [`Client::from_subdomain`] (or [`Client::from_base_url`]), call an operation, and
-//! finish it with [`ResponseExt`](crate::error::ResponseExt) (in `lead_intake::prelude`):
-//!
-//! ```no_run
-//! use lead_intake::prelude::*;
-//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! let kommo = lead_intake::kommo::Client::from_subdomain("mycompany", "long-lived-token")?;
-//! let sources = kommo.list_sources().send().or_empty().await?;
-//! for source in sources.sources() {
-//!     println!("{} {:?}", source.id, source.name);
-//! }
-//! # Ok(()) }
-//! ```
+//! client with [`Client::from_subdomain`] (or [`Client::builder`]), call an operation, and finish
+//! it with [`ResponseExt`](crate::error::ResponseExt) (in `lead_intake::prelude`): the
+//! [quickstart](crate#quickstart) on the crate's front page. The guide below is on what this module
+//! adds to the generated calls.
 //!
 #![doc = include_str!("../guides/kommo.md")]
 
@@ -24,6 +15,12 @@ mod generated {
 pub use generated::{ByteStream, Client, ClientInfo, ResponseValue, builder};
 
 /// The request and response types of the API, generated from its specification.
+///
+/// Build a request type with `new(..)` (its required fields, so a forgotten one is a compile
+/// error) and its `with_*` setters. Each type also has typify's `builder()`, undocumented in the
+/// generated code: it checks the required fields only at run time (`try_into()`, or when the call
+/// is sent), for code that fills a request field by field from untyped data. Both, with
+/// examples: "Typed requests" in [the module's guide](super).
 pub mod types {
     #[allow(unused_imports)] // empty when the spec has no x-extensible-enum
     pub use super::generated::extensible::*;

@@ -1,56 +1,6 @@
 //! Work shared between processes, through Redis (feature `redis`): one rate limit and one OAuth
-//! token pair for every worker of an integration.
-//!
-//! Kommo's rate limit and its OAuth tokens belong to the integration and the account, not to a
-//! process. Four workers each throttled to 7 requests per second send 28, and two workers that
-//! refresh at once spend the same single-use refresh token. The pieces here keep that state in
-//! Redis, where every process sees it:
-//!
-//! - [`RedisRateLimit`]: the sliding window of [`RateLimiter`](crate::ratelimit::RateLimiter),
-//!   with its rule and margin, kept by one Lua script run atomically on Redis's own clock, with
-//!   fair waiters across processes; a request answered after the margin keeps its place until a
-//!   period after its answer (it may have reached the server late). When Redis cannot be reached it answers
-//!   [`SharedError::Unavailable`] and grants nothing, unless you opt in to a local fallback
-//!   ([`RedisRateLimit::with_local_fallback`]).
-//! - [`TokenStore`], implemented by [`RedisTokenStore`]: the token pair with a version, saved by
-//!   compare-and-set, and a refresh lock with a fencing token, so a refresh token is sent at
-//!   most once across processes.
-//! - [`RedisSeenTokens`]: the widget's disposable tokens already used (their `jti`, until they
-//!   expire), so a token used with one worker is refused by every other
-//!   ([`DisposableTokenVerifier::verify_first_use`](crate::widget::DisposableTokenVerifier::verify_first_use)).
-//!
-//! Both take a [`RedisConnection`] (one connection, multiplexed, that reconnects by itself after
-//! Redis restarts; clone it to share it) and a key name of your choosing, e.g. the integration and
-//! the account: every key lives under `{name}:` (a cluster hash tag, so one node holds them all).
-//! Every process that shares a limit must use the same name, `max` and `period`.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use lead_intake::shared::{RedisConnection, RedisRateLimit, RedisTokenStore};
-//!
-//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! let redis = RedisConnection::open("redis://127.0.0.1:6379")?;
-//! // Kommo's 7 requests per second, for every process of this integration and account.
-//! let limit = RedisRateLimit::new(&redis, "kommo:my-integration:mycompany", 7, Duration::from_secs(1))?;
-//! let permit = limit.acquire().await?;
-//! // ... send the request ...
-//! permit.finish().await;
-//!
-//! let tokens = RedisTokenStore::new(&redis, "kommo:my-integration:mycompany")?;
-//! let current = tokens.load().await?;
-//! # let _ = current; Ok(()) }
-//! ```
-//!
-//! Redis 6.2 or newer is needed ([`MIN_REDIS_VERSION`]): the connection asks the server's
-//! version once per connection and refuses an older one with
-//! [`SharedError::UnsupportedVersion`]. With the feature `redis-tls`, `rediss://` URLs connect
-//! with TLS ([`RedisConnection::open_tls`] and `RedisTls` for a CA of your own or a client
-//! certificate), as managed Redis services require.
-//!
-//! Redis must not evict these keys: run it with `maxmemory-policy noeviction` (the default), since
-//! the limiter's keys carry a time to live and `volatile-*` policies would evict them first. The
-//! token pair is only as durable as Redis is: keep persistence (AOF) on, or keep storing each new
-//! pair in your own database too.
+//! token pair for every worker of an integration ([`RedisRateLimit`], [`RedisTokenStore`],
+//! [`RedisSeenTokens`] over a [`RedisConnection`]); the guide below.
 //!
 #![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
 #![doc = include_str!("../guides/shared.md")]
