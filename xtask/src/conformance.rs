@@ -9,8 +9,9 @@
 //!    `.redocly.lint-ignore.yaml`;
 //! 4. generators: openapi-generator (`python`, `typescript-fetch`, `go`), openapi-python-client,
 //!    openapi-typescript; each output must install and import, or compile; then each client
-//!    (but openapi-typescript's types) decodes every answer of `openapi/examples/` and
-//!    `openapi/corpus/` and writes it back, with nothing raised or lost (`crate::decode`);
+//!    (openapi-typescript's types through openapi-fetch) decodes every answer of
+//!    `openapi/examples/` and `openapi/corpus/` and writes it back, with nothing raised or lost
+//!    (`crate::decode`);
 //! 5. Prism (`prism mock`) serving each exported document, with `tests/prism_contract.rs`
 //!    calling every operation through it; then a negative control: a copy of the spec with one
 //!    parameter renamed must make that test fail.
