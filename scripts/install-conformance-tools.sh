@@ -3,6 +3,8 @@
 # tool cache .tools/:
 #   .tools/node            npm tools, exactly as scripts/conformance/package-lock.json pins them
 #                          (Redocly CLI, Spectral, Prism, openapi-typescript, TypeScript)
+#   .tools/node-clients    what the generated TypeScript client runs with (openapi-fetch), exactly
+#                          as scripts/conformance/clients/package-lock.json pins it
 #   .tools/python          openapi-spec-validator, openapi-generator-cli (it bundles the jar),
 #                          openapi-python-client and ruff (scripts/conformance/requirements-tools.txt)
 #   .tools/python-clients  what the generated Python clients need to install and import
@@ -48,17 +50,23 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
 fi
 
 # ---- npm tools ------------------------------------------------------------------------------
-node_dir="$tools/node"
-if ! cmp -s "$pins/package-lock.json" "$node_dir/package-lock.json" \
-    || ! cmp -s "$pins/package.json" "$node_dir/package.json" \
-    || [ ! -f "$node_dir/node_modules/.package-lock.json" ]; then
-    log "npm ci into .tools/node"
-    rm -rf "$node_dir"
-    mkdir -p "$node_dir"
-    cp "$pins/package.json" "$pins/package-lock.json" "$node_dir/"
-    (cd "$node_dir" && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund \
-        --loglevel=error >&2)
-fi
+# install_npm DIR PINS: DIR holding exactly what PINS/package-lock.json pins (re-made when the
+# pins change).
+install_npm() {
+    local node_dir="$1" from="$2"
+    if ! cmp -s "$from/package-lock.json" "$node_dir/package-lock.json" \
+        || ! cmp -s "$from/package.json" "$node_dir/package.json" \
+        || [ ! -f "$node_dir/node_modules/.package-lock.json" ]; then
+        log "npm ci into ${node_dir#"$root"/}"
+        rm -rf "$node_dir"
+        mkdir -p "$node_dir"
+        cp "$from/package.json" "$from/package-lock.json" "$node_dir/"
+        (cd "$node_dir" && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund \
+            --loglevel=error >&2)
+    fi
+}
+install_npm "$tools/node" "$pins"
+install_npm "$tools/node-clients" "$pins/clients"
 
 # ---- Python venvs ---------------------------------------------------------------------------
 # install_venv DIR REQUIREMENTS: a venv holding exactly the pinned packages (re-made when the

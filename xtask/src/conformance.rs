@@ -9,8 +9,9 @@
 //!    `.redocly.lint-ignore.yaml`;
 //! 4. generators: openapi-generator (`python`, `typescript-fetch`, `go`), openapi-python-client,
 //!    openapi-typescript; each output must install and import, or compile; then each client
-//!    (but openapi-typescript's types) decodes every answer of `openapi/examples/` and
-//!    `openapi/corpus/` and writes it back, with nothing raised or lost (`crate::decode`);
+//!    (openapi-typescript's types through openapi-fetch) decodes every answer of
+//!    `openapi/examples/` and `openapi/corpus/` and writes it back, with nothing raised or lost
+//!    (`crate::decode`);
 //! 5. Prism (`prism mock`) serving each exported document, with `tests/prism_contract.rs`
 //!    calling every operation through it; then a negative control: a copy of the spec with one
 //!    parameter renamed must make that test fail.
@@ -32,7 +33,13 @@ pub(crate) const APIS: &[&str] = &["kommo", "closebot"];
 /// openapi-generator targets, each with the additional properties and other arguments the
 /// CONTRIBUTING.md's recipe gives it.
 const GENERATORS: &[(&str, &str, &[&str])] = &[
-    ("python", "", &[]),
+    // Without the option its models keep only declared fields and drop the rest when they decode;
+    // with it they keep them in `additional_properties` and write them back.
+    (
+        "python",
+        "disallowAdditionalPropertiesIfNotPresent=false",
+        &[],
+    ),
     // typescript-fetch's runtime-check helpers cannot take a oneOf whose branches are maps
     // (WidgetSettingValue: string | users map | users_lp map): it calls `instanceOfany`, which it
     // never defines. Without them the JSON is cast to the interfaces, so they must name the wire's
@@ -43,8 +50,14 @@ const GENERATORS: &[(&str, &str, &[&str])] = &[
         "withoutRuntimeChecks=true,modelPropertyNaming=original",
         &["--reserved-words-mappings", "default=default"],
     ),
-    ("go", "", &[]),
+    // The option gives models without `additionalProperties` an `AdditionalProperties` map
+    // instead of a decoder that refuses unknown fields.
+    ("go", "disallowAdditionalPropertiesIfNotPresent=false", &[]),
 ];
+
+/// openapi-typescript's options in the CONTRIBUTING.md's recipe: every object open, as the wire's
+/// are (real answers carry fields the specs do not declare).
+const OPENAPI_TYPESCRIPT_ARGS: &[&str] = &["--additional-properties"];
 
 pub fn main(args: &[String]) -> ExitCode {
     let mut install = true;
@@ -153,6 +166,17 @@ pub fn main(args: &[String]) -> ExitCode {
         &|cx| cx.py_version("openapi-python-client"),
         &openapi_python_client,
     );
+    step(
+        "openapi-typescript + tsc --strict",
+        &|cx| {
+            format!(
+                "{} + {}",
+                cx.npm_version("openapi-typescript"),
+                cx.npm_version("typescript")
+            )
+        },
+        &openapi_typescript,
+    );
     for decoder in crate::decode::DECODERS {
         step(
             &format!("decode: {}", decoder.name),
@@ -164,17 +188,6 @@ pub fn main(args: &[String]) -> ExitCode {
         "decode: negative control",
         &|cx| cx.py_version("openapi-generator-cli"),
         &crate::decode::negative_control,
-    );
-    step(
-        "openapi-typescript + tsc --strict",
-        &|cx| {
-            format!(
-                "{} + {}",
-                cx.npm_version("openapi-typescript"),
-                cx.npm_version("typescript")
-            )
-        },
-        &openapi_typescript,
     );
     step(
         "prism mock: Rust client contract",
@@ -256,9 +269,15 @@ impl Cx {
     }
 
     pub(crate) fn npm_version(&self, package: &str) -> String {
+        self.npm_version_in("node", package)
+    }
+
+    /// The version of an npm package installed in `.tools/<dir>`.
+    pub(crate) fn npm_version_in(&self, dir: &str, package: &str) -> String {
         let manifest = self
             .tools
-            .join("node/node_modules")
+            .join(dir)
+            .join("node_modules")
             .join(package)
             .join("package.json");
         fs::read_to_string(manifest)
@@ -480,26 +499,43 @@ fn spectral(cx: &Cx) -> Outcome {
 
 // ---- generators -----------------------------------------------------------------------------
 
+/// openapi-generator's `generator` on the exported `api` into `dir`, with the additional
+/// properties `props` and the other arguments `extra`.
+pub(crate) fn generate(
+    cx: &Cx,
+    generator: &str,
+    api: &str,
+    dir: &Path,
+    props: &str,
+    extra: &[&str],
+) -> Result<String, String> {
+    let mut props = props.to_string();
+    if generator == "go" {
+        props = [format!("packageName={api}"), props]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    let mut cmd = Command::new(cx.py_bin("openapi-generator-cli"));
+    cmd.args(["generate", "-g", generator, "-i"])
+        .arg(cx.export(&format!("{api}.yaml")))
+        .arg("-o")
+        .arg(dir)
+        .args(["--package-name", &format!("{api}_client")]);
+    if !props.is_empty() {
+        cmd.arg(format!("--additional-properties={props}"));
+    }
+    cmd.args(extra);
+    cx.run(&format!("openapi-generator-{generator}-{api}"), &mut cmd)
+}
+
 fn openapi_generator(cx: &Cx, generator: &str, props: &str, extra: &[&str]) -> Outcome {
     let base = cx.fresh(&format!("openapi-generator/{generator}"))?;
     let mut built = Vec::new();
     for api in APIS {
         let dir = base.join(api);
-        let mut props = props.to_string();
-        if generator == "go" {
-            props = format!("packageName={api}");
-        }
-        let mut cmd = Command::new(cx.py_bin("openapi-generator-cli"));
-        cmd.args(["generate", "-g", generator, "-i"])
-            .arg(cx.export(&format!("{api}.yaml")))
-            .arg("-o")
-            .arg(&dir)
-            .args(["--package-name", &format!("{api}_client")]);
-        if !props.is_empty() {
-            cmd.arg(format!("--additional-properties={props}"));
-        }
-        cmd.args(extra);
-        cx.run(&format!("openapi-generator-{generator}-{api}"), &mut cmd)?;
+        generate(cx, generator, api, &dir, props, extra)?;
         let what = match generator {
             "python" => python_install_and_import(cx, &format!("og-python-{api}"), &dir)?,
             "typescript-fetch" => {
@@ -677,6 +713,7 @@ fn openapi_typescript(cx: &Cx) -> Outcome {
             &format!("openapi-typescript-{api}"),
             Command::new(cx.node_bin("openapi-typescript"))
                 .arg(cx.export(&format!("{api}.yaml")))
+                .args(OPENAPI_TYPESCRIPT_ARGS)
                 .arg("-o")
                 .arg(&file),
         )?;
