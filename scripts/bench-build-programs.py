@@ -201,7 +201,6 @@ def main():
     if "openapi-generator" in (wanted or table) and not (peer / "Cargo.toml").exists():
         run([str(ROOT / "scripts" / "bench-overhead.sh"), "--generate-only"], cwd=ROOT)
 
-    results = []
     for name, (deps, main_rs, *profile_toml) in table.items():
         if wanted and name not in wanted:
             continue
@@ -242,13 +241,11 @@ def main():
             "units_cpu_s": round(sum(d for _, d in report), 1),
             "units": [(n, round(d, 1)) for n, d in report],
         }
-        results.append(row)
         print(json.dumps(row), flush=True)
-        shutil.rmtree(target, ignore_errors=True)
-    if args.out:
-        with open(args.out, "a") as f:
-            for row in results:
+        if args.out:
+            with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -290,6 +290,7 @@ impl<'de, T: ListItemType> Deserialize<'de> for FastList<T> {
     }
 }
 
+#[cfg(feature = "schemars")]
 impl<T: schemars::JsonSchema> schemars::JsonSchema for Items<T> {
     fn schema_name() -> String {
         format!("Array_of_{}", T::schema_name())

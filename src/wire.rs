@@ -165,6 +165,7 @@ impl<'de> Deserialize<'de> for IntOrString {
     }
 }
 
+#[cfg(feature = "schemars")]
 impl schemars::JsonSchema for IntOrString {
     fn schema_name() -> String {
         "IntOrString".to_string()
@@ -301,6 +302,7 @@ impl<'de> Deserialize<'de> for WidgetRating {
     }
 }
 
+#[cfg(feature = "schemars")]
 impl schemars::JsonSchema for WidgetRating {
     fn schema_name() -> String {
         "WidgetRating".to_string()
@@ -432,6 +434,7 @@ impl<'de> Deserialize<'de> for Amount {
     }
 }
 
+#[cfg(feature = "schemars")]
 impl schemars::JsonSchema for Amount {
     fn schema_name() -> String {
         "Amount".to_string()

@@ -467,6 +467,7 @@ impl Serialize for IncomingLead {
     }
 }
 
+#[cfg(feature = "schemars")]
 impl schemars::JsonSchema for IncomingLead {
     fn schema_name() -> String {
         "IncomingLead".to_string()

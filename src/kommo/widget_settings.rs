@@ -137,6 +137,7 @@ impl<'de> Deserialize<'de> for WidgetSettings {
     }
 }
 
+#[cfg(feature = "schemars")]
 impl schemars::JsonSchema for WidgetSettings {
     fn schema_name() -> String {
         "WidgetSettings".to_string()
@@ -209,6 +210,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "schemars")]
     #[test]
     fn its_json_schema_is_the_specs_an_object_or_an_empty_array() {
         let schema = serde_json::to_value(schemars::schema_for!(WidgetSettings)).unwrap();
