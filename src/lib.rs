@@ -4,6 +4,7 @@
 #![doc = "[BENCHMARKS.md]: crate::_texts::benchmarks"]
 #![doc = "[FUZZING.md]: crate::_texts::fuzzing"]
 #![doc = "[CONTRIBUTING.md]: crate::_texts::contributing"]
+#![doc = "[other-languages]: crate::_texts::contributing#using-the-spec-from-other-languages"]
 // The same for the README's map of guides: on GitHub each name leads to the guide's markdown file
 // under src/guides/, here to the module that includes it.
 #![doc = "[error-guide]: crate::error"]
