@@ -402,6 +402,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
         }
     }
     plain_strings(&mut doc);
+    inline_php_empty_wrappers(&mut doc);
     php_empty_aliases(&mut doc);
     component_nullability_to_fields(&mut doc);
     let php_empty = collapse_php_empty(&mut doc);
@@ -917,6 +918,58 @@ fn component_nullability_to_fields(doc: &mut Value) {
         if let Some(branches) = map.get_mut("oneOf").and_then(Value::as_array_mut) {
             for branch in branches.iter_mut().filter_map(Value::as_object_mut) {
                 branch.remove("nullable");
+            }
+        }
+    }
+}
+
+/// A property `$ref: W`, where the component W is only `oneOf: [X, PhpEmptyArray]` (the spec
+/// names each such wrapper, e.g. `IncomingLeadEmbeddedOrEmpty`, so that other languages'
+/// generators do not name it after its first user), becomes W's `oneOf` again in progenitor's
+/// copy, for `collapse_php_empty` to read as X with `[]` as empty; the wrappers no `$ref` names
+/// any more are dropped (a request body W stays, for `php_empty_aliases`).
+fn inline_php_empty_wrappers(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let wrappers: BTreeMap<String, Value> = schemas
+        .iter()
+        .filter(|(_, schema)| {
+            schema
+                .get("oneOf")
+                .and_then(Value::as_array)
+                .and_then(|branches| php_empty_other(branches))
+                .is_some()
+        })
+        .map(|(name, schema)| (format!("#/components/schemas/{name}"), schema.clone()))
+        .collect();
+    for schema in schemas.values_mut() {
+        let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for value in props.values_mut() {
+            if let Some(wrapper) = value
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| wrappers.get(r))
+            {
+                *value = wrapper.clone();
+            }
+        }
+    }
+    let mut used = Vec::new();
+    schema_refs(doc, &mut used);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for wrapper in wrappers.keys() {
+            let name = wrapper.trim_start_matches("#/components/schemas/");
+            if !used.iter().any(|u| u == name) {
+                schemas.remove(name);
             }
         }
     }
