@@ -379,7 +379,10 @@ fn snake(camel: &str) -> String {
 
 /// The schema that stands for PHP's `[]` beside an object (`oneOf: [<object>, PhpEmptyArray]`):
 /// PHP's `json_encode` sends an empty map as an empty array.
-const PHP_EMPTY_ARRAY: &str = "PhpEmptyArray";
+/// `PhpEmptyArrayOrNull` is the same `[]`, or null: the branch that carries the null where the
+/// API sends null too, so that the object schema beside it need not be nullable (a nullable
+/// component is a class of its own, `XType0`, in openapi-python-client).
+const PHP_EMPTY_ARRAYS: &[&str] = &["PhpEmptyArray", "PhpEmptyArrayOrNull"];
 
 fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
@@ -1042,7 +1045,9 @@ fn collapse_php_empty(doc: &mut Value) -> Vec<(String, String)> {
     else {
         return found;
     };
-    schemas.remove(PHP_EMPTY_ARRAY);
+    for marker in PHP_EMPTY_ARRAYS {
+        schemas.remove(*marker);
+    }
     for (name, schema) in schemas.iter_mut() {
         let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
             continue;
@@ -1513,8 +1518,12 @@ fn wire_name(field: &syn::Field) -> String {
 
 /// For `oneOf: [<schema>, PhpEmptyArray]` (either order, exactly two branches): `<schema>`.
 fn php_empty_other(branches: &[Value]) -> Option<&Value> {
-    let marker = format!("#/components/schemas/{PHP_EMPTY_ARRAY}");
-    let is_marker = |b: &Value| b.get("$ref").and_then(Value::as_str) == Some(marker.as_str());
+    let is_marker = |b: &Value| {
+        b.get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .is_some_and(|name| PHP_EMPTY_ARRAYS.contains(&name))
+    };
     match branches {
         [a, b] if is_marker(b) && !is_marker(a) => Some(a),
         [a, b] if is_marker(a) && !is_marker(b) => Some(b),
