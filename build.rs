@@ -379,7 +379,10 @@ fn snake(camel: &str) -> String {
 
 /// The schema that stands for PHP's `[]` beside an object (`oneOf: [<object>, PhpEmptyArray]`):
 /// PHP's `json_encode` sends an empty map as an empty array.
-const PHP_EMPTY_ARRAY: &str = "PhpEmptyArray";
+/// `PhpEmptyArrayOrNull` is the same `[]`, or null: the branch that carries the null where the
+/// API sends null too, so that the object schema beside it need not be nullable (a nullable
+/// component is a class of its own, `XType0`, in openapi-python-client).
+const PHP_EMPTY_ARRAYS: &[&str] = &["PhpEmptyArray", "PhpEmptyArrayOrNull"];
 
 fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
@@ -402,6 +405,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
         }
     }
     plain_strings(&mut doc);
+    inline_php_empty_wrappers(&mut doc);
     php_empty_aliases(&mut doc);
     component_nullability_to_fields(&mut doc);
     let php_empty = collapse_php_empty(&mut doc);
@@ -932,6 +936,58 @@ fn component_nullability_to_fields(doc: &mut Value) {
     }
 }
 
+/// A property `$ref: W`, where the component W is only `oneOf: [X, PhpEmptyArray]` (the spec
+/// names each such wrapper, e.g. `IncomingLeadEmbeddedOrEmpty`, so that other languages'
+/// generators do not name it after its first user), becomes W's `oneOf` again in progenitor's
+/// copy, for `collapse_php_empty` to read as X with `[]` as empty; the wrappers no `$ref` names
+/// any more are dropped (a request body W stays, for `php_empty_aliases`).
+fn inline_php_empty_wrappers(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let wrappers: BTreeMap<String, Value> = schemas
+        .iter()
+        .filter(|(_, schema)| {
+            schema
+                .get("oneOf")
+                .and_then(Value::as_array)
+                .and_then(|branches| php_empty_other(branches))
+                .is_some()
+        })
+        .map(|(name, schema)| (format!("#/components/schemas/{name}"), schema.clone()))
+        .collect();
+    for schema in schemas.values_mut() {
+        let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for value in props.values_mut() {
+            if let Some(wrapper) = value
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| wrappers.get(r))
+            {
+                *value = wrapper.clone();
+            }
+        }
+    }
+    let mut used = Vec::new();
+    schema_refs(doc, &mut used);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for wrapper in wrappers.keys() {
+            let name = wrapper.trim_start_matches("#/components/schemas/");
+            if !used.iter().any(|u| u == name) {
+                schemas.remove(name);
+            }
+        }
+    }
+}
+
 /// A component schema W that is only `oneOf: [<$ref X>, PhpEmptyArray]` (a request body PHP may
 /// send as `[]`; the client sends the object) is X in progenitor's copy, under W's name: W takes
 /// X's definition, every `$ref` to X points at W, and X is dropped. (The spec names the body W
@@ -999,7 +1055,9 @@ fn collapse_php_empty(doc: &mut Value) -> Vec<(String, String)> {
     else {
         return found;
     };
-    schemas.remove(PHP_EMPTY_ARRAY);
+    for marker in PHP_EMPTY_ARRAYS {
+        schemas.remove(*marker);
+    }
     for (name, schema) in schemas.iter_mut() {
         let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
             continue;
@@ -1470,8 +1528,12 @@ fn wire_name(field: &syn::Field) -> String {
 
 /// For `oneOf: [<schema>, PhpEmptyArray]` (either order, exactly two branches): `<schema>`.
 fn php_empty_other(branches: &[Value]) -> Option<&Value> {
-    let marker = format!("#/components/schemas/{PHP_EMPTY_ARRAY}");
-    let is_marker = |b: &Value| b.get("$ref").and_then(Value::as_str) == Some(marker.as_str());
+    let is_marker = |b: &Value| {
+        b.get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .is_some_and(|name| PHP_EMPTY_ARRAYS.contains(&name))
+    };
     match branches {
         [a, b] if is_marker(b) && !is_marker(a) => Some(a),
         [a, b] if is_marker(a) && !is_marker(b) => Some(b),

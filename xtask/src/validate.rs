@@ -258,6 +258,7 @@ fn check_spec(
     }
 
     c.check_refs();
+    c.check_inline_names();
     c.check_operations();
     c.check_component_schema_examples();
     let api = path
@@ -357,6 +358,106 @@ impl<'a> Checker<'a> {
                     self.problem(format!("$ref at #{at} is not a string"));
                 }
             }
+        }
+    }
+
+    // ---- inline schemas a generator must name --------------------------
+
+    /// Other languages' generators give a class to every object with properties and every
+    /// union (`oneOf`/`anyOf` of two or more branches). Written inline as a property's value,
+    /// an array's items, a map's values, a branch, a parameter's schema or a body's schema,
+    /// such a schema gets a name made up from its first user (every category's `_embedded`
+    /// became `SipIncomingLeadEmbedded`), so each must be a component of its own.
+    fn check_inline_names(&mut self) {
+        let mut found = Vec::new();
+        let doc = self.doc;
+        if let Some(schemas) = doc
+            .pointer("/components/schemas")
+            .and_then(Value::as_object)
+        {
+            for (name, schema) in schemas {
+                let ptr = format!("/components/schemas/{}", escape_token(name));
+                inline_schemas(schema, &ptr, None, &mut found);
+            }
+        }
+        let holder_schemas = |holder: &Value, ptr: &str, out: &mut Vec<(String, String)>| {
+            if let Some(schema) = holder.get("schema") {
+                inline_schemas(
+                    schema,
+                    &format!("{ptr}/schema"),
+                    Some("a parameter's schema"),
+                    out,
+                );
+            }
+            for (media, m) in holder
+                .get("content")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(schema) = m.get("schema") {
+                    let at = format!("{ptr}/content/{}/schema", escape_token(media));
+                    inline_schemas(schema, &at, Some("a body's schema"), out);
+                }
+            }
+        };
+        for kind in ["parameters", "requestBodies", "responses", "headers"] {
+            let at = format!("/components/{kind}");
+            for (name, holder) in doc
+                .pointer(&at)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                holder_schemas(holder, &format!("{at}/{}", escape_token(name)), &mut found);
+            }
+        }
+        for (path, item) in doc
+            .get("paths")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let item_ptr = format!("/paths/{}", escape_token(path));
+            let mut params = vec![(item.get("parameters"), format!("{item_ptr}/parameters"))];
+            for method in METHODS {
+                let Some(op) = item.get(*method) else {
+                    continue;
+                };
+                let op_ptr = format!("{item_ptr}/{method}");
+                params.push((op.get("parameters"), format!("{op_ptr}/parameters")));
+                if let Some(body) = op.get("requestBody") {
+                    holder_schemas(body, &format!("{op_ptr}/requestBody"), &mut found);
+                }
+                for (status, r) in op
+                    .get("responses")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    holder_schemas(
+                        r,
+                        &format!("{op_ptr}/responses/{}", escape_token(status)),
+                        &mut found,
+                    );
+                }
+            }
+            for (list, ptr) in params {
+                for (i, p) in list
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    holder_schemas(p, &format!("{ptr}/{i}"), &mut found);
+                }
+            }
+        }
+        for (ptr, what) in found {
+            self.problem(format!(
+                "#{ptr}: {what} written inline, which generators name after its first user: \
+                 make it a component schema and `$ref` it"
+            ));
         }
     }
 
@@ -1051,5 +1152,86 @@ fn walk_refs(
             }
         }
         _ => {}
+    }
+}
+
+/// What makes a schema a class of its own in other languages' generators: an object with
+/// properties, or a union of two or more branches. `None` for a `$ref` or anything else.
+fn needs_name(schema: &Value) -> Option<&'static str> {
+    let m = schema.as_object()?;
+    if m.contains_key("$ref") {
+        return None;
+    }
+    if m.get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Some("an object with properties");
+    }
+    for key in ["oneOf", "anyOf"] {
+        if m.get(key)
+            .and_then(Value::as_array)
+            .is_some_and(|b| b.len() > 1)
+        {
+            return Some(if key == "oneOf" {
+                "a `oneOf` union"
+            } else {
+                "an `anyOf` union"
+            });
+        }
+    }
+    None
+}
+
+/// Every schema under `schema` (itself included when `position` says where it sits) that
+/// `needs_name`, as (pointer, what and where).
+fn inline_schemas(
+    schema: &Value,
+    ptr: &str,
+    position: Option<&str>,
+    out: &mut Vec<(String, String)>,
+) {
+    let Some(m) = schema.as_object() else {
+        return;
+    };
+    if let (Some(position), Some(what)) = (position, needs_name(schema)) {
+        out.push((ptr.to_string(), format!("{what} as {position}")));
+    }
+    for (name, child) in m
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let at = format!("{ptr}/properties/{}", escape_token(name));
+        inline_schemas(child, &at, Some("a property's value"), out);
+    }
+    if let Some(items) = m.get("items") {
+        inline_schemas(
+            items,
+            &format!("{ptr}/items"),
+            Some("an array's items"),
+            out,
+        );
+    }
+    if let Some(values) = m.get("additionalProperties").filter(|v| v.is_object()) {
+        let at = format!("{ptr}/additionalProperties");
+        inline_schemas(values, &at, Some("a map's values"), out);
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        for (i, branch) in m
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let position = format!("a branch of `{key}`");
+            inline_schemas(branch, &format!("{ptr}/{key}/{i}"), Some(&position), out);
+        }
+    }
+    if let Some(not) = m.get("not") {
+        // A `not` is only ever checked, never given a class.
+        inline_schemas(not, &format!("{ptr}/not"), None, out);
     }
 }

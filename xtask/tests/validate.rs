@@ -660,3 +660,46 @@ fn a_corpus_without_a_spec_fails() {
     write(root.path(), "openapi/corpus/nosuchapi/x.json", "{}");
     assert!(validate_fails(root.path()).contains("no spec openapi/nosuchapi.yaml"));
 }
+
+#[test]
+fn inline_object_and_union_that_generators_must_name_fail() {
+    // An array's items written inline as an object with properties.
+    let dir = fixture(
+        &[(
+            "items: {$ref: \"#/components/schemas/Item\"}",
+            "items: {type: object, properties: {count: {type: integer}}}",
+        )],
+        None,
+    );
+    let out = validate_fails(dir.path());
+    assert!(
+        out.contains("#/components/schemas/Thing/properties/items/items: an object with properties as an array's items written inline"),
+        "{out}"
+    );
+    // A property's value written as an inline union (PHP's `[]` beside an object).
+    let dir = fixture(
+        &[(
+            "note: {type: string, nullable: true}",
+            "note: {oneOf: [{$ref: \"#/components/schemas/Item\"}, {type: array, maxItems: 0}]}",
+        )],
+        Some(r#"{"id": 1, "name": "x", "note": [], "items": []}"#),
+    );
+    let out = validate_fails(dir.path());
+    assert!(
+        out.contains("#/components/schemas/Thing/properties/note: a `oneOf` union as a property's value written inline"),
+        "{out}"
+    );
+    // A response body written inline.
+    let dir = fixture(
+        &[(
+            "schema: {$ref: \"#/components/schemas/Error\"}",
+            "schema: {type: object, properties: {message: {type: string}}}",
+        )],
+        None,
+    );
+    let out = validate_fails(dir.path());
+    assert!(
+        out.contains("/responses/404/content/application~1json/schema: an object with properties as a body's schema written inline"),
+        "{out}"
+    );
+}
