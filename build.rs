@@ -1351,7 +1351,9 @@ fn default_for_open_structs(file: &mut syn::File) -> Result<(), String> {
 /// For every generated struct with a map of other fields (`keep_other_fields`): a `Deserialize`
 /// written out in place of serde's derive, which with `#[serde(flatten)]` buffers every value it
 /// does not recognise (and decodes slower, benchmark 2). Each declared key goes straight into its
-/// field, each other key straight into the map (`crate::wire::open_keys`). The field attributes
+/// field, each other key straight into the map (`crate::wire::open_keys`); the declared keys are
+/// told apart by a generated `match` on their wire names, not a search through a list of them
+/// (a third of what keeping the other fields cost benchmark 2, BENCHMARKS.md). The field attributes
 /// keep their meaning: `rename` (the wire name), `default` / `default = "f"` (for an absent key),
 /// `deserialize_with`; an absent `Option` reads as `None`, another absent field is an error, and
 /// a key twice is an error, as with the derive. `Serialize` stays derived.
@@ -1440,6 +1442,7 @@ fn open_deserialize(file: &mut syn::File) -> Result<(), String> {
             index += 1;
         }
         let expecting = format!("an object (`{name}`)");
+        let indices = 0..wires.len();
         impls.push(quote! {
             impl<'de> ::serde::Deserialize<'de> for #name {
                 fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {
@@ -1450,11 +1453,13 @@ fn open_deserialize(file: &mut syn::File) -> Result<(), String> {
                             f.write_str(#expecting)
                         }
                         fn visit_map<A: ::serde::de::MapAccess<'de>>(self, mut map: A) -> ::std::result::Result<#name, A::Error> {
-                            const KEYS: &[&str] = &[#(#wires),*];
                             #(#slots)*
                             let mut other = ::serde_json::Map::new();
                             while let ::std::option::Option::Some(key) =
-                                map.next_key_seed(crate::wire::open_keys::Keys(KEYS))?
+                                map.next_key_seed(crate::wire::open_keys::Keys(|key: &str| match key {
+                                    #(#wires => ::std::option::Option::Some(#indices),)*
+                                    _ => ::std::option::Option::None,
+                                }))?
                             {
                                 match key {
                                     #(#arms)*

@@ -445,10 +445,6 @@ impl schemars::JsonSchema for Amount {
     }
 }
 
-/// Readers for objects that PHP's `json_encode` sends as `[]` when they are empty (an empty
-/// PHP array has no way to say it is a map). build.rs puts them on every field whose schema is
-/// `oneOf: [<object>, PhpEmptyArray]`; an empty array reads as the empty object, a non-empty
-/// one is refused.
 /// The keys of a generated answer type that keeps its other fields (build.rs,
 /// `open_deserialize`): a key the type declares is read as its index, any other as its name, so
 /// the type's decoder puts each value straight into its field or its map of other fields. serde's
@@ -458,16 +454,21 @@ pub(crate) mod open_keys {
 
     use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
-    /// A key: a declared field's index in `Keys`, or another field's name.
+    /// A key: a declared field's index, or another field's name.
     pub(crate) enum Key {
         Declared(usize),
         Other(String),
     }
 
-    /// Reads one key against the declared wire names.
-    pub(crate) struct Keys(pub(crate) &'static [&'static str]);
+    /// Reads one key with the type's matcher: a generated `match` on the declared wire names
+    /// (a key's index among them, or `None`), which the compiler turns into a comparison of
+    /// lengths and inline byte compares. A search through a slice of names with `==` calls
+    /// `memcmp` for each name of the same length: on benchmark 2's page that took about 100
+    /// instructions a key, the `match` 42, both with serde_json's reading of the key
+    /// (BENCHMARKS.md, "the cost of `extra`, cut").
+    pub(crate) struct Keys<F>(pub(crate) F);
 
-    impl<'de> DeserializeSeed<'de> for Keys {
+    impl<'de, F: Fn(&str) -> Option<usize>> DeserializeSeed<'de> for Keys<F> {
         type Value = Key;
 
         fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Key, D::Error> {
@@ -475,7 +476,7 @@ pub(crate) mod open_keys {
         }
     }
 
-    impl Visitor<'_> for Keys {
+    impl<F: Fn(&str) -> Option<usize>> Visitor<'_> for Keys<F> {
         type Value = Key;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -483,7 +484,7 @@ pub(crate) mod open_keys {
         }
 
         fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-            Ok(match self.0.iter().position(|k| *k == key) {
+            Ok(match (self.0)(key) {
                 Some(i) => Key::Declared(i),
                 None => Key::Other(key.to_owned()),
             })
@@ -498,6 +499,10 @@ pub(crate) mod open_keys {
     }
 }
 
+/// Readers for objects that PHP's `json_encode` sends as `[]` when they are empty (an empty
+/// PHP array has no way to say it is a map). build.rs puts them on every field whose schema is
+/// `oneOf: [<object>, PhpEmptyArray]`; an empty array reads as the empty object, a non-empty
+/// one is refused.
 pub(crate) mod php_empty {
     use super::*;
     use std::marker::PhantomData;
