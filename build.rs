@@ -482,6 +482,7 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
     map_keys(api, &mut file)?;
     name_operations_in_builder_errors(&mut file);
     one_segment_path_parameters(&mut file)?;
+    answers_through_list_from_slice(&mut file)?;
     request_constructors(&mut file, &request_schemas)?;
     let mut attributes: Vec<(String, String, FieldAttr)> = php_empty
         .into_iter()
@@ -516,6 +517,40 @@ fn generate(api: &str, path: &Path, shown: &str) -> Result<String, String> {
 /// Whether the crate is built with its `schemars` feature (`JsonSchema` on every type).
 fn with_schemars() -> bool {
     std::env::var_os("CARGO_FEATURE_SCHEMARS").is_some()
+}
+
+/// Every success body is decoded by `crate::list::response_value` (`lead_intake::list::from_slice`:
+/// lists in one pass when every item fits) instead of progenitor's `ResponseValue::from_response`
+/// (`serde_json::from_slice`), with the same result and the same errors. Stops the build when the
+/// generated code has no such call (progenitor changed how it decodes).
+fn answers_through_list_from_slice(file: &mut syn::File) -> Result<(), String> {
+    struct Calls(usize);
+    impl VisitMut for Calls {
+        fn visit_expr_call_mut(&mut self, call: &mut syn::ExprCall) {
+            visit_mut::visit_expr_call_mut(self, call);
+            if let syn::Expr::Path(func) = &*call.func {
+                let names: Vec<String> = func
+                    .path
+                    .segments
+                    .iter()
+                    .map(|s| s.ident.to_string())
+                    .collect();
+                if names == ["ResponseValue", "from_response"] {
+                    *call.func = syn::parse_quote!(crate::list::response_value);
+                    self.0 += 1;
+                }
+            }
+        }
+    }
+    let mut calls = Calls(0);
+    calls.visit_file_mut(file);
+    if calls.0 == 0 {
+        return Err(
+            "no ResponseValue::from_response call to decode answers with: progenitor changed"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The success body types of every operation: component schema names, and `()` for body-less

@@ -174,6 +174,12 @@ pub trait ListItemType: DeserializeOwned {
 
 impl<'de, T: ListItemType> Deserialize<'de> for Items<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Inside `from_slice`'s first pass: every item straight from the input, with no copy of
+        // the list's text; an item that does not fit fails the pass, and `from_slice` decodes
+        // the answer again, this way.
+        if WHOLE_LISTS.get() {
+            return FastList::<T>::deserialize(deserializer).map(|FastList(typed)| typed.into());
+        }
         // The list is held as its raw text (no tree is built) so that an item that does not
         // fit can be read again on its own.
         let raw = Box::<RawValue>::deserialize(deserializer)?;
@@ -217,6 +223,68 @@ impl<'de, T: ListItemType> Deserialize<'de> for Items<T> {
         }
         Ok(items)
     }
+}
+
+thread_local! {
+    /// Set during [`from_slice`]'s first pass, which decodes lists in one pass from the input.
+    static WHOLE_LISTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Decodes JSON as the clients decode every answer: the same result as `serde_json::from_slice`
+/// (lists keep an item that does not fit as an [`UnrecognizedItem`]), in one pass over the
+/// input when every item fits.
+///
+/// `serde_json::from_slice` reads each list of the answer as raw text first, so that an item
+/// that does not fit can be read again on its own; that costs a third of decoding a page of
+/// incoming leads (BENCHMARKS.md §2). This function decodes every list straight from the input
+/// first and, only when some item does not fit, decodes the whole input again the tolerant way.
+/// Use it for answers you stored, or read through another HTTP client:
+///
+/// ```
+/// use lead_intake::kommo::types::SourceList;
+///
+/// let body = br#"{"_embedded": {"sources": [{"id": 1, "name": "Web"}, {"id": "two"}]}}"#;
+/// let page: SourceList = lead_intake::list::from_slice(body)?;
+/// let sources = &page.embedded.expect("_embedded").sources;
+/// assert_eq!((sources.len(), sources.unrecognized().len()), (1, 1));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    /// Ends the first pass, however it ends (a panic in a decoder included).
+    struct Pass;
+    impl Drop for Pass {
+        fn drop(&mut self) {
+            WHOLE_LISTS.set(false);
+        }
+    }
+    let whole = {
+        WHOLE_LISTS.set(true);
+        let _pass = Pass;
+        serde_json::from_slice(bytes)
+    };
+    match whole {
+        Ok(value) => Ok(value),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
+/// What the generated clients call for a success answer's body instead of progenitor's
+/// `ResponseValue::from_response` (build.rs makes the swap): the same, decoded by [`from_slice`].
+#[doc(hidden)]
+pub async fn response_value<T: DeserializeOwned, E>(
+    response: reqwest::Response,
+) -> Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<E>> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let full = response
+        .bytes()
+        .await
+        .map_err(progenitor_client::Error::ResponseBodyError)?;
+    let inner =
+        from_slice(&full).map_err(|e| progenitor_client::Error::InvalidResponsePayload(full, e))?;
+    Ok(progenitor_client::ResponseValue::new(
+        inner, status, headers,
+    ))
 }
 
 /// Any `DeserializeOwned` type as a list item (its `Deserialize` is its only decoder): for the
@@ -473,6 +541,41 @@ mod tests {
     }
 
     impl ListItemType for Thing {}
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Page {
+        things: Items<Thing>,
+        more: Vec<Items<Thing>>,
+    }
+
+    /// `from_slice` gives what `serde_json::from_slice` gives, whether the first pass holds or
+    /// not, and leaves no pass behind: a list decoded afterwards with serde_json keeps its odd
+    /// item.
+    #[test]
+    fn from_slice_is_serde_json_s_result_in_one_pass_or_two() {
+        let fits = br#"{"things": [{"id": 1}, {"id": 2}], "more": [[{"id": 3}], []]}"#;
+        let odd = br#"{"things": [{"id": 1}, {"id": "x"}], "more": [[{"id": 3}, 4]]}"#;
+        for body in [&fits[..], &odd[..]] {
+            let ours: Page = from_slice(body).unwrap();
+            let theirs: Page = serde_json::from_slice(body).unwrap();
+            assert_eq!(ours, theirs);
+        }
+        let ours: Page = from_slice(odd).unwrap();
+        assert_eq!(
+            (ours.things.len(), ours.things.unrecognized().len()),
+            (1, 1)
+        );
+        assert_eq!(ours.more[0].unrecognized()[0].index(), 1);
+        // Not JSON, or not the type: the same error as serde_json's.
+        for bad in [&b"{"[..], br#"{"things": {}, "more": []}"#] {
+            let ours = from_slice::<Page>(bad).unwrap_err().to_string();
+            let theirs = serde_json::from_slice::<Page>(bad).unwrap_err().to_string();
+            assert_eq!(ours, theirs);
+        }
+        assert!(!WHOLE_LISTS.get());
+        let after: Items<Thing> = serde_json::from_slice(br#"[{"id": 1}, {"id": "x"}]"#).unwrap();
+        assert_eq!(after.unrecognized().len(), 1);
+    }
 
     #[test]
     fn an_odd_item_is_kept_with_its_index_path_and_reason() {
