@@ -17,8 +17,8 @@ it is measured (dependencies already downloaded by `cargo fetch`, so the network
   openapi-generator       openapi-generator 7.26.0's `-g rust` client of openapi/export/kommo.json
                           (made by scripts/bench-overhead.sh --generate-only), its default features
 
-The lead-intake programs use the crate as committed (`git archive HEAD`), so a run names the
-commit it measured. Each program makes the same three calls (list the sources, accept an incoming
+The lead-intake programs use the crate as committed (`git archive HEAD`, or the commit given with
+`--commit`, for a before/after), so a run names the commit it measured. Each program makes the same three calls (list the sources, accept an incoming
 lead, read the summary) so that each monomorphises about as much as a small integration.
 
 Printed per program: wall time, CPU time (user + system of cargo and everything it ran; steadier
@@ -182,16 +182,18 @@ def main():
     ap.add_argument("--release", action="store_true")
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default="")
+    ap.add_argument("--commit", default="HEAD",
+                    help="the commit of lead-intake the lead-intake programs build (e.g. an earlier one, for a before/after)")
     args = ap.parse_args()
     profile = "release" if args.release else "debug"
 
     work = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "bench-build-programs"
     work.mkdir(parents=True, exist_ok=True)
-    commit = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+    commit = run(["git", "rev-parse", "--short", args.commit], cwd=ROOT, capture_output=True,
                  text=True).stdout.strip()
     snapshot = work / f"lead-intake-{commit}"
     if not snapshot.exists():
-        archive = subprocess.Popen(["git", "archive", "HEAD"], cwd=ROOT, stdout=subprocess.PIPE)
+        archive = subprocess.Popen(["git", "archive", commit], cwd=ROOT, stdout=subprocess.PIPE)
         snapshot.mkdir()
         run(["tar", "-x", "-C", str(snapshot)], stdin=archive.stdout)
         archive.wait()
