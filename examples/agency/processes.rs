@@ -29,6 +29,9 @@ pub struct FrontDoor {
 impl FrontDoor {
     /// Serves on `listener` (bound first, so the fake can be told its address).
     pub fn serve(listener: tokio::net::TcpListener) -> Arc<Self> {
+        // A `reqwest::Client` of our own, built before any lead-intake client: with the default
+        // `rustls` feature rustls needs its crypto provider first (`lead_intake::http`).
+        lead_intake::http::install_crypto_provider();
         let door = Arc::new(Self::default());
         let router = Router::new()
             .route("/webhooks", post(to_every_copy))
