@@ -128,7 +128,9 @@ impl RedisConnection {
         let info = client.get_connection_info();
         #[cfg(feature = "redis-tls")]
         if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
-            tls::ensure_crypto_provider();
+            // The redis crate builds rustls's configuration with the process's default crypto
+            // provider, and rustls panics when there is none: the one HTTPS uses here.
+            crate::config::ensure_crypto_provider();
         }
         let db = info.redis_settings().db();
         let address = match info.addr() {

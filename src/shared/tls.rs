@@ -138,13 +138,6 @@ impl fmt::Debug for RedisTls {
     }
 }
 
-/// The redis crate builds rustls's configuration with the process's default crypto provider;
-/// with none installed, rustls would panic. Installs the one reqwest's HTTPS uses here (ring's,
-/// or aws-lc-rs's with `rustls-aws-lc`) when the program has installed none.
-pub(super) fn ensure_crypto_provider() {
-    crate::config::ensure_crypto_provider();
-}
-
 /// True when `error` is a TLS handshake that failed over a certificate: ours refused by the
 /// server, or the server's by us. The redis crate carries rustls's error inside an I/O error,
 /// behind an `Arc` (which hides it from `source()`'s chain), so each link is unwrapped.
