@@ -10,6 +10,14 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$target"
 target="$(cd "$target" && pwd)"
 
+# `cargo package` verifies the fake against the packaged library through a local registry, and
+# reuses an earlier run's unpacked copy of that library (same name and version) instead of this
+# run's: remove those copies first. Local registries' folders are the ones whose names start
+# with `-` (crates.io's do not).
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+rm -rf "$cargo_home"/registry/src/-*/lead-intake-0.1.0 "$cargo_home"/registry/src/-*/lead-intake-fake-0.1.0 \
+    "$cargo_home"/registry/cache/-*/lead-intake-0.1.0.crate "$cargo_home"/registry/cache/-*/lead-intake-fake-0.1.0.crate
+
 cargo package --locked -p lead-intake -p lead-intake-fake
 
 unpacked="$(mktemp -d)"
